@@ -1,0 +1,140 @@
+// moelab forward: run the model on token ids or text; print next-token predictions
+// and/or save logits and routing decisions to a safetensors file.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "hf/safetensors.h"
+#include "models/moe_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace moelab::cli {
+namespace {
+
+struct ForwardArgs {
+  ModelOptions model;
+  std::string ids_json, out;
+  std::vector<std::string> texts;
+  int top = 0;
+  bool routing = false;
+};
+
+// Records top-k expert choices per layer (over the batch's valid tokens).
+class RoutingRecorder : public models::MoeObserver {
+ public:
+  std::map<int64_t, at::Tensor> ids, weights;
+  void on_routing(int64_t layer, const at::Tensor&, const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK) override {
+    ids[layer] = topk_ids_NK.cpu();
+    weights[layer] = topk_w_NK.to(at::kCPU, at::kFloat);
+  }
+};
+
+std::vector<std::vector<int64_t>> read_ids_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "cannot open");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.contains("input_ids") || !j["input_ids"].is_array())
+    throw InputError(path, "field \"input_ids\" must be a list of token-id lists");
+  std::vector<std::vector<int64_t>> seqs;
+  for (const auto& s : j["input_ids"]) {
+    if (!s.is_array() || s.empty()) throw InputError(path, "field \"input_ids\": each sequence must be a non-empty list");
+    std::vector<int64_t> ids;
+    for (const auto& v : s) {
+      if (!v.is_number_integer()) throw InputError(path, "field \"input_ids\": token ids must be integers");
+      ids.push_back(v.get<int64_t>());
+    }
+    seqs.push_back(std::move(ids));
+  }
+  if (seqs.empty()) throw InputError(path, "field \"input_ids\" is empty");
+  return seqs;
+}
+
+void run_forward(const ForwardArgs& a) {
+  std::vector<std::vector<int64_t>> seqs;
+  std::optional<Tokenizer> tok;
+  const std::string tok_path = a.model.model_dir + "/tokenizer.json";
+  if (std::filesystem::exists(tok_path)) tok = Tokenizer::from_file(tok_path);
+  if (!a.ids_json.empty()) seqs = read_ids_json(a.ids_json);
+  for (const auto& t : a.texts) {
+    if (!tok) throw InputError(a.model.model_dir, "--text needs a tokenizer.json in the model directory");
+    seqs.push_back(tok->encode(t));
+    if (seqs.back().empty()) throw InputError("--text", "text \"" + t + "\" encodes to no tokens");
+  }
+  if (seqs.empty()) throw InputError("moelab forward", "give --ids-json or --text");
+
+  models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
+  int64_t T = 0;
+  std::vector<int64_t> lengths;
+  for (const auto& s : seqs) {
+    lengths.push_back(int64_t(s.size()));
+    T = std::max<int64_t>(T, s.size());
+  }
+  at::Tensor ids = at::zeros({int64_t(seqs.size()), T}, at::TensorOptions().dtype(at::kLong));
+  for (size_t b = 0; b < seqs.size(); ++b)
+    std::memcpy(ids[b].data_ptr<int64_t>(), seqs[b].data(), seqs[b].size() * sizeof(int64_t));
+
+  RoutingRecorder rec;
+  at::Tensor logits = models::forward(m, ids, lengths, a.routing ? &rec : nullptr).to(at::kCPU, at::kFloat);
+
+  if (a.top > 0) {
+    for (size_t b = 0; b < seqs.size(); ++b) {
+      at::Tensor last = at::softmax(logits[b][lengths[b] - 1], -1);
+      auto [p, idx] = at::topk(last, std::min<int64_t>(a.top, last.size(0)));
+      std::cout << "sequence " << b << " (" << lengths[b] << " tokens), next token:\n";
+      for (int64_t i = 0; i < p.size(0); ++i) {
+        int64_t id = idx[i].item<int64_t>();
+        std::cout << "  " << id;
+        if (tok) std::cout << "  " << nlohmann::json(tok->decode({id})).dump();
+        std::cout << "  p=" << p[i].item<float>() << "\n";
+      }
+    }
+  }
+  if (!a.out.empty()) {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (size_t b = 0; b < seqs.size(); ++b)
+      out.emplace_back("logits." + std::to_string(b), logits[b].narrow(0, 0, lengths[b]));
+    for (auto& [l, t] : rec.ids) out.emplace_back("topk_ids." + std::to_string(l), t);
+    for (auto& [l, t] : rec.weights) out.emplace_back("topk_weights." + std::to_string(l), t);
+    hf::write_safetensors(a.out, out, {{"model", a.model.model_dir}});
+    spdlog::info("wrote {} ({} sequences)", a.out, seqs.size());
+  }
+}
+
+}  // namespace
+
+void add_forward_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "forward",
+      "Run the model on token ids or text: print the most likely next tokens, or save logits (and the\n"
+      "router's top-k choices per layer) to a safetensors file for comparison with other tools.\n\n"
+      "Sequences of different lengths are batched with right padding; padding never reaches the experts.\n"
+      "Output tensors: logits.<i> [len_i, vocab] float32 for sequence i; with --routing also\n"
+      "topk_ids.<layer> [tokens, k] int64 and topk_weights.<layer> [tokens, k] over the batch's tokens\n"
+      "in order.\n\n"
+      "Examples:\n"
+      "  moelab forward models/tiny --text 'The capital of France is' --top 5\n"
+      "  moelab forward models/tiny --ids-json ids.json --out logits.safetensors --routing\n"
+      "  (ids.json: {\"input_ids\": [[1, 2, 3], [4, 5]]})");
+  auto a = std::make_shared<ForwardArgs>();
+  a->model.add_to(cmd);
+  cmd->add_option("--ids-json", a->ids_json, "JSON file {\"input_ids\": [[...], ...]} of pre-tokenized sequences")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--text", a->texts, "text to run (repeatable; needs tokenizer.json in the model directory)");
+  cmd->add_option("--out", a->out, "write logits (and routing) to this safetensors file");
+  cmd->add_option("--top", a->top, "print the N most likely next tokens of each sequence");
+  cmd->add_flag("--routing", a->routing, "also save each layer's top-k expert ids and gate weights");
+  cmd->callback([a] { run_forward(*a); });
+}
+
+}  // namespace moelab::cli

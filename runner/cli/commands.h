@@ -1,0 +1,15 @@
+// One function per `moelab` subcommand; each adds its subcommand to the app and
+// sets the callback. main.cpp calls them all. A command reports user errors by
+// throwing moelab::InputError (printed as one line, exit status 2).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace moelab::cli {
+
+void add_inspect_command(CLI::App& app);
+void add_forward_command(CLI::App& app);
+void add_prune_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+
+}  // namespace moelab::cli

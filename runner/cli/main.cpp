@@ -1,0 +1,82 @@
+// The moelab command-line tool: one subcommand per job, each in its own cmd_*.cpp.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/yaml_config.h"
+#include "common/error.h"
+#include "common/log.h"
+
+#ifndef MOELAB_VERSION
+#define MOELAB_VERSION "0.1.0"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "moelab: which experts of a Mixture-of-Experts model can you remove, and what does it cost?\n\n"
+      "Loads Hugging Face MoE checkpoints (Mixtral, Qwen3-MoE), inspects them, runs them, and removes\n"
+      "experts, writing checkpoints that transformers loads. Every subcommand has its own --help.\n\n"
+      "Examples:\n"
+      "  moelab inspect models/tiny-mixtral\n"
+      "  moelab forward models/tiny-mixtral --text 'Hello world' --top 5\n"
+      "  moelab prune models/tiny-mixtral --drop 0:1,5 --drop 1:2 --out pruned/\n"
+      "  moelab tokenize --tokenizer models/tiny-mixtral --input notes.txt --output ids.json\n\n"
+      "Options can come from a YAML file (--config run.yaml) and from key=value overrides:\n"
+      "  moelab prune --config run.yaml out=pruned/",
+      "moelab"};
+  app.set_version_flag("--version", MOELAB_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  auto yaml_config = std::make_shared<moelab::cli::YamlConfig>();
+  yaml_config->root_options = {"log-level"};
+  app.config_formatter(yaml_config);
+  app.set_config("--config", "", "YAML file with option values (command-line values win)");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  app.parse_complete_callback([&] { moelab::log::init(0, 1, log_level); });
+
+  moelab::cli::add_inspect_command(app);
+  moelab::cli::add_forward_command(app);
+  moelab::cli::add_prune_command(app);
+  moelab::cli::add_tokenize_command(app);
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  args = moelab::cli::rewrite_overrides(args);
+  for (const auto& a : args) {
+    auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == a; });
+    if (!subs.empty()) {
+      yaml_config->command = a;
+      break;
+    }
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, like every other error (CLI11 would add a second "Run with --help").
+    std::string msg = e.what();
+    if (msg.empty()) msg = "bad command line (see moelab --help)";
+    std::cerr << "error: " << msg.substr(0, msg.find('\n')) << "\n";
+    return 2;
+  } catch (const moelab::InputError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    // Library errors (torch, yaml-cpp, filesystem): keep the first line only.
+    std::string msg = e.what();
+    std::cerr << "error: " << msg.substr(0, msg.find('\n')) << "\n";
+    return 1;
+  }
+  return 0;
+}

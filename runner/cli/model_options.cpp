@@ -1,0 +1,37 @@
+#include "cli/model_options.h"
+
+#include "common/error.h"
+
+namespace moelab::cli {
+
+void ModelOptions::add_to(CLI::App* cmd) {
+  cmd->add_option("model", model_dir, "Hugging Face model directory (config.json + *.safetensors)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--dtype", dtype,
+                  "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
+  cmd->add_option("--device", device, "cpu, cuda or cuda:N");
+}
+
+at::ScalarType parse_dtype(const std::string& s) {
+  if (s == "float32") return at::kFloat;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "float16") return at::kHalf;
+  throw InputError("--dtype", "unknown dtype \"" + s + "\"");
+}
+
+models::LoadOptions ModelOptions::load_options() const {
+  models::LoadOptions o;
+  try {
+    o.device = at::Device(device);
+  } catch (const std::exception&) {
+    throw InputError("--device", "unknown device \"" + device + "\" (use cpu, cuda or cuda:N)");
+  }
+  if (o.device.is_cuda() && !at::hasCUDA())
+    throw InputError("--device", "CUDA was asked for, but no CUDA device is available");
+  o.dtype = dtype == "auto" ? (o.device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(dtype);
+  return o;
+}
+
+}  // namespace moelab::cli

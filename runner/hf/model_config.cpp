@@ -1,0 +1,102 @@
+#include "hf/model_config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+#include "hf/json_fields.h"
+
+namespace moelab::hf {
+namespace {
+
+// RoPE settings: transformers 5 keeps them in `rope_parameters`; 4.x used a top-level
+// `rope_theta` plus an optional `rope_scaling` dict (`type` or `rope_type`).
+RopeConfig read_rope(const nlohmann::json& raw, const std::string& file, int64_t max_pos) {
+  RopeConfig r;
+  JsonFields top(raw, file);
+  r.theta = top.number("rope_theta", 10000.0);
+  const nlohmann::json* params = nullptr;
+  std::string where;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (raw.contains(key) && raw[key].is_object()) {
+      params = &raw[key];
+      where = key;
+      break;
+    }
+  }
+  if (!params) return r;
+  JsonFields p(*params, file + " (" + where + ")");
+  r.theta = p.number("rope_theta", r.theta);
+  r.type = p.string("rope_type", p.string("type", "default"));
+  r.partial_rotary_factor = p.number("partial_rotary_factor", 1.0);
+  if (r.type == "default") return r;
+  if (r.type != "linear" && r.type != "llama3" && r.type != "yarn")
+    p.fail("rope_type", "\"" + r.type + "\" is not supported (supported: default, linear, llama3, yarn)");
+  r.factor = p.number("factor", 1.0);
+  r.original_max_position_embeddings = p.opt_int("original_max_position_embeddings").value_or(max_pos);
+  if (r.type == "llama3") {
+    r.low_freq_factor = p.number("low_freq_factor", 1.0);
+    r.high_freq_factor = p.number("high_freq_factor", 4.0);
+  } else if (r.type == "yarn") {
+    r.attention_factor = p.opt_number("attention_factor");
+    r.mscale = p.opt_number("mscale");
+    r.mscale_all_dim = p.opt_number("mscale_all_dim");
+    if (auto v = p.opt_number("beta_fast"); v && *v != 0) r.beta_fast = *v;
+    if (auto v = p.opt_number("beta_slow"); v && *v != 0) r.beta_slow = *v;
+    r.truncate = p.boolean("truncate", true);
+    if (!p.has("factor")) r.factor = double(max_pos) / double(r.original_max_position_embeddings);
+  }
+  return r;
+}
+
+}  // namespace
+
+int64_t ModelConfig::num_routed_experts_max() const {
+  int64_t m = 0;
+  for (auto e : num_experts_per_layer) m = std::max(m, e);
+  return m;
+}
+
+ModelConfig read_model_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "cannot open config.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  ModelConfig c;
+  c.path = path;
+  try {
+    c.raw = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!c.raw.is_object()) throw InputError(path, "not a JSON object");
+  JsonFields f(c.raw, path);
+  if (c.raw.contains("architectures") && c.raw["architectures"].is_array() && !c.raw["architectures"].empty() &&
+      c.raw["architectures"][0].is_string())
+    c.architecture = c.raw["architectures"][0].get<std::string>();
+  c.model_type = f.string("model_type", "");
+  if (c.architecture.empty() && c.model_type.empty())
+    throw InputError(path, "neither \"architectures\" nor \"model_type\" is set: cannot tell the model family");
+
+  c.vocab_size = f.positive_int("vocab_size");
+  c.hidden_size = f.positive_int("hidden_size");
+  c.num_hidden_layers = f.positive_int("num_hidden_layers");
+  c.num_attention_heads = f.positive_int("num_attention_heads");
+  c.num_key_value_heads = f.opt_int("num_key_value_heads").value_or(c.num_attention_heads);
+  if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0)
+    f.fail("num_key_value_heads", "must divide num_attention_heads (" + std::to_string(c.num_attention_heads) + ")");
+  c.head_dim = f.opt_int("head_dim").value_or(c.hidden_size / c.num_attention_heads);
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0) f.fail("head_dim", "must be a positive even integer");
+  c.hidden_act = f.string("hidden_act", "silu");
+  c.rms_norm_eps = f.number("rms_norm_eps", 1e-6);
+  c.max_position_embeddings = f.opt_int("max_position_embeddings").value_or(4096);
+  c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
+  c.attention_bias = f.boolean("attention_bias", false);
+  c.torch_dtype = f.string("dtype", f.string("torch_dtype", "float32"));
+  c.rope = read_rope(c.raw, path, c.max_position_embeddings);
+  if (auto sw = f.opt_int("sliding_window"); sw && *sw > 0) c.sliding_window = *sw;
+  return c;
+}
+
+}  // namespace moelab::hf

@@ -1,0 +1,66 @@
+// The hyperparameters of a Hugging Face MoE checkpoint (config.json), read into one
+// plain struct shared by every model family.
+//
+// Accepts both RoPE spellings: transformers 4.x (`rope_theta`, `rope_scaling`) and
+// 5.x (`rope_parameters: {rope_theta, rope_type, ...}`).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moelab::hf {
+
+struct RopeConfig {
+  std::string type = "default";  // default | linear | llama3 | yarn
+  double theta = 10000.0;
+  double factor = 1.0;
+  // llama3
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 0;
+  // yarn
+  std::optional<double> attention_factor, mscale, mscale_all_dim;
+  double beta_fast = 32.0, beta_slow = 1.0;
+  bool truncate = true;
+  double partial_rotary_factor = 1.0;
+};
+
+struct ModelConfig {
+  std::string path;          // the config.json this came from (for error messages)
+  std::string architecture;  // e.g. "MixtralForCausalLM"
+  std::string model_type;    // e.g. "mixtral"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;         // D
+  int64_t num_hidden_layers = 0;   // L
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  int64_t moe_intermediate_size = 0;    // F of one expert
+  int64_t dense_intermediate_size = 0;  // F of a dense MLP layer (Qwen3 mlp_only_layers)
+  // Routed experts per layer (L entries; 0 = dense layer). Uniform in stock
+  // configs; moelab-pruned checkpoints may carry `moelab_num_experts_per_layer`.
+  std::vector<int64_t> num_experts_per_layer;
+  int64_t num_experts_per_tok = 0;  // k
+  bool norm_topk_prob = true;
+  std::string hidden_act = "silu";
+  double rms_norm_eps = 1e-6;
+  RopeConfig rope;
+  int64_t max_position_embeddings = 0;
+  std::optional<int64_t> sliding_window;
+  bool attention_bias = false;
+  bool qk_norm = false;
+  bool tie_word_embeddings = false;
+  std::string torch_dtype = "float32";
+  nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
+
+  int64_t num_routed_experts_max() const;
+  bool is_moe_layer(int64_t layer) const { return num_experts_per_layer.at(layer) > 0; }
+};
+
+// Reads and validates config.json. Throws InputError naming the file and the field.
+ModelConfig read_model_config(const std::string& config_json_path);
+
+}  // namespace moelab::hf

@@ -1,0 +1,31 @@
+// The building blocks of the decoder forward (internal to models/). Shape letters
+// as in moe_model.h.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "models/moe_model.h"
+
+namespace moelab::models {
+
+// RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// The config's hidden_act (silu, gelu, gelu_pytorch_tanh, relu).
+at::Tensor activation(const at::Tensor& x, const std::string& name);
+
+// Self-attention of one layer. x [B, T, D]; mask [B, 1, T, T] bool (true = attend).
+at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
+                             const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT);
+
+// Routed experts of one layer on the batch's valid tokens x [N, D] -> [N, D]:
+// route, sort tokens by expert, one matmul pair per expert, weight by gates, sum.
+at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer,
+                       MoeObserver* observer);
+
+at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND);
+
+}  // namespace moelab::models

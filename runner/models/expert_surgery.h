@@ -1,0 +1,21 @@
+// Removing experts from a loaded model: the expert's weights and its router row go;
+// the top-k stays k and renormalises over the survivors exactly as the family's own
+// router does (nothing else in the model changes).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "models/moe_model.h"
+
+namespace moelab::models {
+
+// layer -> expert rows to drop (indices into the layer's current experts).
+using ExpertDrops = std::map<int64_t, std::vector<int64_t>>;
+
+// Throws InputError for a layer that does not exist or is dense, an expert index out
+// of range or repeated, or a layer left with fewer than k experts.
+void remove_experts(MoeModel& model, const ExpertDrops& drops);
+
+}  // namespace moelab::models

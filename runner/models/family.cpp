@@ -1,0 +1,46 @@
+#include "models/family.h"
+
+#include "common/error.h"
+
+namespace moelab::models {
+namespace {
+const std::vector<FamilySpec>& registry() {
+  static const std::vector<FamilySpec> r = {
+      mixtral_family(),
+      qwen3_moe_family(),
+  };
+  return r;
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+}
+}  // namespace
+
+const std::vector<FamilySpec>& all_families() { return registry(); }
+
+const FamilySpec& family_for(const hf::ModelConfig& config) {
+  for (const auto& f : registry())
+    for (const auto& a : f.architectures)
+      if (a == config.architecture) return f;
+  for (const auto& f : registry())
+    for (const auto& t : f.model_types)
+      if (t == config.model_type) return f;
+  std::string supported;
+  for (const auto& f : registry())
+    for (const auto& a : f.architectures) supported += (supported.empty() ? "" : ", ") + a;
+  std::string got = config.architecture.empty() ? "model_type \"" + config.model_type + "\""
+                                                 : "architecture \"" + config.architecture + "\"";
+  throw InputError(config.path, "unknown " + got + " (supported: " + supported + ")");
+}
+
+std::string tensor_name(const std::string& tmpl, int64_t layer, int64_t expert, const std::string& part) {
+  std::string s = tmpl;
+  replace_all(s, "{L}", std::to_string(layer));
+  if (expert >= 0) replace_all(s, "{E}", std::to_string(expert));
+  replace_all(s, "{P}", part);
+  return s;
+}
+
+}  // namespace moelab::models

@@ -1,0 +1,73 @@
+// A model family: how to read its hyperparameters and what its tensors are called in
+// a Hugging Face checkpoint. One .cpp per family (mixtral.cpp, qwen3_moe.cpp) defines
+// a FamilySpec, found by its HF `architectures` / `model_type` strings;
+// the loader, the writer and `moelab inspect` work from the spec alone.
+//
+// Tensor-name templates use {L} for the layer index and {E} for the expert index.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "hf/model_config.h"
+
+namespace moelab::models {
+
+struct TensorNames {
+  std::string embed = "model.embed_tokens.weight";
+  std::string final_norm = "model.norm.weight";
+  std::string lm_head = "lm_head.weight";
+  std::string attn_norm = "model.layers.{L}.input_layernorm.weight";
+  std::string ffn_norm = "model.layers.{L}.post_attention_layernorm.weight";
+  std::string q_proj = "model.layers.{L}.self_attn.q_proj.{P}";  // {P}: weight | bias
+  std::string k_proj = "model.layers.{L}.self_attn.k_proj.{P}";
+  std::string v_proj = "model.layers.{L}.self_attn.v_proj.{P}";
+  std::string o_proj = "model.layers.{L}.self_attn.o_proj.{P}";
+  std::string q_norm = "model.layers.{L}.self_attn.q_norm.weight";
+  std::string k_norm = "model.layers.{L}.self_attn.k_norm.weight";
+  // Routed experts as written by save_pretrained (transformers' original format):
+  // one [F, D] gate/up and one [D, F] down matrix per expert.
+  std::string router;        // [E, D]
+  std::string expert_gate;   // [F, D]
+  std::string expert_up;     // [F, D]
+  std::string expert_down;   // [D, F]
+  // The fused layout of transformers 5 (save_original_format=False); read only.
+  std::string router_fused = "model.layers.{L}.mlp.gate.weight";
+  std::string experts_gate_up_fused = "model.layers.{L}.mlp.experts.gate_up_proj";  // [E, 2F, D]
+  std::string experts_down_fused = "model.layers.{L}.mlp.experts.down_proj";        // [E, D, F]
+  // Dense MLP layers (families that have them).
+  std::string mlp_gate = "model.layers.{L}.mlp.gate_proj.weight";
+  std::string mlp_up = "model.layers.{L}.mlp.up_proj.weight";
+  std::string mlp_down = "model.layers.{L}.mlp.down_proj.weight";
+};
+
+struct FamilySpec {
+  std::string name;                        // "mixtral"
+  std::vector<std::string> architectures;  // "MixtralForCausalLM"
+  std::vector<std::string> model_types;    // "mixtral"
+  TensorNames names;
+  // Reads the family's MoE fields (experts per layer, k, norm_topk_prob, q/k norm,
+  // dense layers) into `config`; the generic fields are already there.
+  void (*read_hparams)(hf::ModelConfig& config) = nullptr;
+  // The config.json key that holds the expert count when the file has none of
+  // "num_local_experts" / "num_experts" (transformers 5 accepts both spellings).
+  std::string expert_count_key;
+};
+
+// The families, one per file; a new family adds its file and one line to the
+// table in family.cpp.
+FamilySpec mixtral_family();
+FamilySpec qwen3_moe_family();
+
+// The family of a config (by architectures[0], then model_type). Throws InputError
+// naming config.json and listing the supported architectures.
+const FamilySpec& family_for(const hf::ModelConfig& config);
+
+const std::vector<FamilySpec>& all_families();
+
+// Replaces {L}, {E} and {P} in a name template.
+std::string tensor_name(const std::string& tmpl, int64_t layer, int64_t expert = -1, const std::string& part = "weight");
+
+}  // namespace moelab::models

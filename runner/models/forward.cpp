@@ -1,0 +1,58 @@
+// The decoder forward: embed, then per layer attention and MoE (or dense MLP) with
+// pre-norm residuals, final norm, lm_head. Padding tokens take part in attention
+// as keys of nobody (masked) and never reach the experts: the MoE blocks see only
+// the N valid tokens, so routing statistics are never polluted by padding.
+#include "common/error.h"
+#include "models/blocks.h"
+#include "models/rope.h"
+
+namespace moelab::models {
+namespace {
+
+// [B, 1, T, T] bool: causal, keys within the sequence's length, and inside the
+// sliding window when the config has one (key > query - window).
+at::Tensor build_mask(const std::vector<int64_t>& lengths, int64_t T, std::optional<int64_t> window,
+                      at::Device device) {
+  auto i64 = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor q = at::arange(T, i64).unsqueeze(1), k = at::arange(T, i64).unsqueeze(0);
+  at::Tensor allowed = k <= q;
+  if (window) allowed = allowed.logical_and(k > q - *window);
+  at::Tensor len = at::tensor(lengths, at::TensorOptions().dtype(at::kLong)).to(device).view({-1, 1, 1, 1});
+  return allowed.view({1, 1, T, T}).logical_and(k.view({1, 1, 1, T}) < len);
+}
+
+}  // namespace
+
+at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
+                   MoeObserver* observer) {
+  const auto& c = m.config;
+  TORCH_CHECK(input_ids_BT.dim() == 2, "input_ids must be [B, T]");
+  const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1), D = c.hidden_size;
+  TORCH_CHECK(int64_t(lengths.size()) == B, "one length per sequence");
+  for (int64_t len : lengths) TORCH_CHECK(len >= 1 && len <= T, "sequence lengths must be in [1, T]");
+  at::Tensor ids = input_ids_BT.to(m.device);
+  if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab_size))
+    throw InputError("input_ids", "token id out of range [0, " + std::to_string(c.vocab_size) + ")");
+
+  // valid_N: flat indices of the non-padding positions, in batch order.
+  std::vector<int64_t> valid;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
+  at::Tensor valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
+
+  at::Tensor h = at::embedding(m.embed_VD, ids);  // [B, T, D]
+  auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
+  at::Tensor mask = build_mask(lengths, T, c.sliding_window, m.device);
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& L = m.layers[l];
+    h = h + attention_forward(L.attn, c, rms_norm(h, L.attn_norm_D, c.rms_norm_eps), cos_TA, sin_TA, mask);
+    at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, valid_N);
+    at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
+    h = h.reshape({B * T, D}).index_add(0, valid_N, y_ND).reshape({B, T, D});
+  }
+  h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);
+  return at::linear(h, m.lm_head_VD);
+}
+
+}  // namespace moelab::models

@@ -1,0 +1,170 @@
+// checkpoint directory -> MoeModel. Strict: every tensor the config implies must be
+// present with the expected shape, and every tensor in the files must be used.
+#include <filesystem>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "hf/checkpoint.h"
+#include "hf/json_fields.h"
+#include "models/moe_model.h"
+#include "models/rope.h"
+
+namespace moelab::models {
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+class TensorTaker {
+ public:
+  TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts) : ck_(ck), opts_(opts) {}
+
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    if (!ck_.has(name)) throw InputError(ck_.dir(), "missing tensor \"" + name + "\"");
+    const auto& info = ck_.info(name);
+    if (info.shape != shape)
+      throw InputError(ck_.file_of(name), "tensor \"" + name + "\" has shape " + shape_str(info.shape) +
+                                              ", but config.json implies " + shape_str(shape));
+    ck_.mark_used(name);
+    if (!opts_.weights) return at::Tensor();
+    return ck_.tensor(name).to(opts_.device, opts_.dtype);
+  }
+  at::Tensor take_optional(const std::string& name, std::vector<int64_t> shape) {
+    return ck_.has(name) ? take(name, std::move(shape)) : at::Tensor();
+  }
+  bool has(const std::string& name) const { return ck_.has(name); }
+  bool weights() const { return opts_.weights; }
+
+ private:
+  hf::Checkpoint& ck_;
+  const LoadOptions& opts_;
+};
+
+ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::ModelConfig& c, int64_t l) {
+  const int64_t E = c.num_experts_per_layer[l], D = c.hidden_size, F = c.moe_intermediate_size;
+  ExpertWeights w;
+  const std::string fused_gu = tensor_name(n.experts_gate_up_fused, l);
+  if (t.has(fused_gu)) {
+    w.router_ED = t.take(t.has(tensor_name(n.router, l)) ? tensor_name(n.router, l) : tensor_name(n.router_fused, l),
+                         {E, D});
+    w.gate_up_EFD = t.take(fused_gu, {E, 2 * F, D});
+    w.down_EDF = t.take(tensor_name(n.experts_down_fused, l), {E, D, F});
+  } else {
+    w.router_ED = t.take(tensor_name(n.router, l), {E, D});
+    std::vector<at::Tensor> gu, down;
+    for (int64_t e = 0; e < E; ++e) {
+      at::Tensor g = t.take(tensor_name(n.expert_gate, l, e), {F, D});
+      at::Tensor u = t.take(tensor_name(n.expert_up, l, e), {F, D});
+      if (t.weights()) gu.push_back(at::cat({g, u}, 0));
+      down.push_back(t.take(tensor_name(n.expert_down, l, e), {D, F}));
+    }
+    if (t.weights()) {
+      w.gate_up_EFD = at::stack(gu);
+      w.down_EDF = at::stack(down);
+    }
+  }
+  w.original_ids.resize(E);
+  for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;
+  return w;
+}
+
+}  // namespace
+
+hf::ModelConfig load_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  if (!std::filesystem::exists(path)) throw InputError(dir, "no config.json in the model directory");
+  hf::ModelConfig c = hf::read_model_config(path);
+  const FamilySpec& fam = family_for(c);
+  fam.read_hparams(c);
+  // Checkpoints pruned unevenly by moelab carry one count per layer.
+  if (c.raw.contains("moelab_num_experts_per_layer")) {
+    const auto& v = c.raw["moelab_num_experts_per_layer"];
+    if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
+      throw InputError(path, "field \"moelab_num_experts_per_layer\" must list one count per layer");
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (!v[l].is_number_integer() || v[l].get<int64_t>() < 0)
+        throw InputError(path, "field \"moelab_num_experts_per_layer\" must hold non-negative integers");
+      if (c.num_experts_per_layer[l] > 0) c.num_experts_per_layer[l] = v[l].get<int64_t>();
+    }
+  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    if (c.is_moe_layer(l) && c.num_experts_per_layer[l] < c.num_experts_per_tok)
+      throw InputError(path, "layer " + std::to_string(l) + " has " + std::to_string(c.num_experts_per_layer[l]) +
+                                 " experts, fewer than num_experts_per_tok = " + std::to_string(c.num_experts_per_tok));
+  if (c.hidden_act != "silu" && c.hidden_act != "gelu" && c.hidden_act != "gelu_pytorch_tanh" && c.hidden_act != "relu")
+    throw InputError(path, "field \"hidden_act\" \"" + c.hidden_act +
+                               "\" is not supported (supported: silu, gelu, gelu_pytorch_tanh, relu)");
+  return c;
+}
+
+MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
+  MoeModel m;
+  m.config = load_config(dir);
+  m.family = &family_for(m.config);
+  m.dtype = opts.dtype;
+  m.device = opts.device;
+  const auto& c = m.config;
+  const auto& n = m.family->names;
+  hf::Checkpoint ck(dir);
+  TensorTaker t(ck, opts);
+  const int64_t D = c.hidden_size, V = c.vocab_size, A = c.head_dim;
+  const int64_t HA = c.num_attention_heads * A, GA = c.num_key_value_heads * A;
+
+  m.embed_VD = t.take(n.embed, {V, D});
+  m.final_norm_D = t.take(n.final_norm, {D});
+  if (c.tie_word_embeddings) {
+    m.lm_head_VD = m.embed_VD;
+    if (ck.has(n.lm_head)) ck.mark_used(n.lm_head);
+  } else {
+    m.lm_head_VD = t.take(n.lm_head, {V, D});
+  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    LayerWeights L;
+    L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
+    L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
+    auto& a = L.attn;
+    a.wq_HAD = t.take(tensor_name(n.q_proj, l), {HA, D});
+    a.wk_GAD = t.take(tensor_name(n.k_proj, l), {GA, D});
+    a.wv_GAD = t.take(tensor_name(n.v_proj, l), {GA, D});
+    a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, HA});
+    if (c.attention_bias) {
+      a.bq = t.take(tensor_name(n.q_proj, l, -1, "bias"), {HA});
+      a.bk = t.take(tensor_name(n.k_proj, l, -1, "bias"), {GA});
+      a.bv = t.take(tensor_name(n.v_proj, l, -1, "bias"), {GA});
+      a.bo = t.take(tensor_name(n.o_proj, l, -1, "bias"), {D});
+    }
+    if (c.qk_norm) {
+      a.q_norm_A = t.take(tensor_name(n.q_norm, l), {A});
+      a.k_norm_A = t.take(tensor_name(n.k_norm, l), {A});
+    }
+    if (c.is_moe_layer(l)) {
+      L.moe = load_experts(t, n, c, l);
+    } else {
+      const int64_t F = c.dense_intermediate_size;
+      if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));
+      L.mlp = DenseMlpWeights{t.take(tensor_name(n.mlp_gate, l), {F, D}), t.take(tensor_name(n.mlp_up, l), {F, D}),
+                              t.take(tensor_name(n.mlp_down, l), {D, F})};
+    }
+    m.layers.push_back(std::move(L));
+  }
+  std::vector<std::string> extra;
+  for (const auto& name : ck.unused())
+    if (name.find("rotary_emb.inv_freq") == std::string::npos) extra.push_back(name);
+  if (!extra.empty())
+    throw InputError(ck.file_of(extra[0]), std::to_string(extra.size()) + " tensor(s) that " + m.family->name +
+                                               " does not use, e.g. \"" + extra[0] +
+                                               "\" (does config.json match the weights?)");
+  auto [inv_freq, scaling] = rope_inv_freq(c);
+  m.rope_inv_freq = inv_freq;
+  m.rope_attention_scaling = scaling;
+  spdlog::debug("loaded {} ({} layers) from {}", c.architecture, c.num_hidden_layers, dir);
+  return m;
+}
+
+}  // namespace moelab::models

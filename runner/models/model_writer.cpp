@@ -1,0 +1,181 @@
+#include "models/model_writer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "hf/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace moelab::models {
+namespace {
+
+using Named = std::vector<std::pair<std::string, at::Tensor>>;
+
+at::ScalarType dtype_from_config(const std::string& s) {
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "float16") return at::kHalf;
+  return at::kFloat;
+}
+
+std::string dtype_to_config(at::ScalarType t) {
+  if (t == at::kBFloat16) return "bfloat16";
+  if (t == at::kHalf) return "float16";
+  return "float32";
+}
+
+Named collect_tensors(const MoeModel& m) {
+  const auto& n = m.family->names;
+  const auto& c = m.config;
+  Named out;
+  out.emplace_back(n.embed, m.embed_VD);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& L = m.layers[l];
+    out.emplace_back(tensor_name(n.attn_norm, l), L.attn_norm_D);
+    out.emplace_back(tensor_name(n.ffn_norm, l), L.ffn_norm_D);
+    const auto& a = L.attn;
+    out.emplace_back(tensor_name(n.q_proj, l), a.wq_HAD);
+    out.emplace_back(tensor_name(n.k_proj, l), a.wk_GAD);
+    out.emplace_back(tensor_name(n.v_proj, l), a.wv_GAD);
+    out.emplace_back(tensor_name(n.o_proj, l), a.wo_DHA);
+    if (a.bq.defined()) {
+      out.emplace_back(tensor_name(n.q_proj, l, -1, "bias"), a.bq);
+      out.emplace_back(tensor_name(n.k_proj, l, -1, "bias"), a.bk);
+      out.emplace_back(tensor_name(n.v_proj, l, -1, "bias"), a.bv);
+      out.emplace_back(tensor_name(n.o_proj, l, -1, "bias"), a.bo);
+    }
+    if (a.q_norm_A.defined()) {
+      out.emplace_back(tensor_name(n.q_norm, l), a.q_norm_A);
+      out.emplace_back(tensor_name(n.k_norm, l), a.k_norm_A);
+    }
+    if (L.moe) {
+      const ExpertWeights& w = *L.moe;
+      const int64_t F = w.down_EDF.size(2);
+      out.emplace_back(tensor_name(n.router, l), w.router_ED);
+      for (int64_t e = 0; e < w.num_experts(); ++e) {
+        out.emplace_back(tensor_name(n.expert_gate, l, e), w.gate_up_EFD[e].narrow(0, 0, F));
+        out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
+        out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
+      }
+    } else {
+      out.emplace_back(tensor_name(n.mlp_gate, l), L.mlp->gate_FD);
+      out.emplace_back(tensor_name(n.mlp_up, l), L.mlp->up_FD);
+      out.emplace_back(tensor_name(n.mlp_down, l), L.mlp->down_DF);
+    }
+  }
+  out.emplace_back(n.final_norm, m.final_norm_D);
+  if (!c.tie_word_embeddings) out.emplace_back(n.lm_head, m.lm_head_VD);
+  return out;
+}
+
+// Remote code for unevenly pruned checkpoints: the stock family class with each MoE
+// layer rebuilt at its own expert count before the weights are loaded.
+const char* kRemoteModeling = R"PY(# Written by moelab: the stock transformers model with a per-layer expert count,
+# read from config.moelab_num_experts_per_layer (stock configs hold one count).
+import copy
+
+from transformers import MixtralForCausalLM, Qwen3MoeForCausalLM
+
+
+def _resize_experts(model, config, count_attr):
+    counts = config.moelab_num_experts_per_layer
+    for idx, layer in enumerate(model.model.layers):
+        block = layer.mlp
+        if counts[idx] == 0 or not hasattr(block, "experts"):
+            continue
+        layer_config = copy.copy(config)
+        setattr(layer_config, count_attr, counts[idx])
+        layer.mlp = type(block)(layer_config)
+
+
+class MoelabMixtralForCausalLM(MixtralForCausalLM):
+    def __init__(self, config):
+        super().__init__(config)
+        _resize_experts(self, config, "num_local_experts")
+        self.post_init()
+
+
+class MoelabQwen3MoeForCausalLM(Qwen3MoeForCausalLM):
+    def __init__(self, config):
+        super().__init__(config)
+        _resize_experts(self, config, "num_experts")
+        self.post_init()
+)PY";
+
+}  // namespace
+
+void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions& opts) {
+  const auto& c = m.config;
+  const at::ScalarType dtype = opts.dtype.value_or(dtype_from_config(c.torch_dtype));
+  AtomicDir dir(out_dir, opts.overwrite);
+
+  // Shard greedily in checkpoint order.
+  Named all = collect_tensors(m);
+  std::vector<Named> shards(1);
+  int64_t bytes = 0;
+  for (auto& [name, t] : all) {
+    int64_t nb = t.numel() * int64_t(at::elementSize(dtype));
+    if (bytes > 0 && bytes + nb > opts.max_shard_bytes) {
+      shards.emplace_back();
+      bytes = 0;
+    }
+    shards.back().emplace_back(name, t);
+    bytes += nb;
+  }
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (shards.size() == 1) {
+    hf::write_safetensors((dir.path() / "model.safetensors").string(), shards[0], meta, dtype);
+  } else {
+    nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+    int64_t total = 0;
+    for (size_t s = 0; s < shards.size(); ++s) {
+      char fname[64];
+      std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+      hf::write_safetensors((dir.path() / fname).string(), shards[s], meta, dtype);
+      for (auto& [name, t] : shards[s]) {
+        index["weight_map"][name] = fname;
+        total += t.numel() * int64_t(at::elementSize(dtype));
+      }
+    }
+    index["metadata"]["total_size"] = total;
+    write_file_atomic(dir.path() / "model.safetensors.index.json", index.dump(2));
+  }
+
+  nlohmann::json raw = c.raw;
+  bool has_count_key = false;
+  for (const char* key : {"num_local_experts", "num_experts"})
+    if (raw.contains(key)) {
+      raw[key] = c.num_routed_experts_max();
+      has_count_key = true;
+    }
+  if (!has_count_key) raw[m.family->expert_count_key] = c.num_routed_experts_max();
+  // transformers 5 writes "dtype", 4.x "torch_dtype": keep the spelling the file had.
+  raw[raw.contains("torch_dtype") && !raw.contains("dtype") ? "torch_dtype" : "dtype"] = dtype_to_config(dtype);
+  bool uneven = false;
+  std::vector<int64_t> counts;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    counts.push_back(m.layers[l].moe ? m.layers[l].moe->num_experts() : 0);
+    if (m.layers[l].moe && counts.back() != c.num_routed_experts_max()) uneven = true;
+  }
+  raw.erase("moelab_num_experts_per_layer");
+  raw.erase("auto_map");
+  if (uneven) {
+    raw["moelab_num_experts_per_layer"] = counts;
+    const std::string cls = m.family->name == "mixtral" ? "MoelabMixtralForCausalLM" : "MoelabQwen3MoeForCausalLM";
+    raw["auto_map"] = {{"AutoModelForCausalLM", "modeling_moelab." + cls}};
+    write_file_atomic(dir.path() / "modeling_moelab.py", kRemoteModeling);
+    spdlog::warn("layers keep different numbers of experts: {} needs trust_remote_code=True in transformers",
+                 out_dir);
+  }
+  write_file_atomic(dir.path() / "config.json", raw.dump(2));
+  // Tokenizer and generation files travel with the model.
+  const fs::path src = fs::path(c.path).parent_path();
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
+    if (fs::exists(src / f)) fs::copy_file(src / f, dir.path() / f, fs::copy_options::overwrite_existing);
+  dir.commit();
+}
+
+}  // namespace moelab::models

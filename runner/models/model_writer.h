@@ -1,0 +1,31 @@
+// MoeModel -> Hugging Face model directory that transformers loads.
+//
+// Tensors are written with the checkpoint's original per-expert names (what
+// transformers' save_pretrained writes by default), in the checkpoint's storage
+// dtype unless told otherwise, sharded past `max_shard_bytes` with an index.
+// Expert counts go into config.json (num_local_experts / num_experts). A model
+// whose layers kept different numbers of experts cannot be described by the stock
+// config (one scalar count): then config.json also gets
+// `moelab_num_experts_per_layer` and an `auto_map` to modeling_moelab.py, a small
+// subclass of the transformers family class that sizes each layer from that list;
+// load it with AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+
+#include "models/moe_model.h"
+
+namespace moelab::models {
+
+struct SaveOptions {
+  std::optional<at::ScalarType> dtype;  // default: config.json's torch_dtype
+  int64_t max_shard_bytes = int64_t(5) << 30;
+  bool overwrite = false;
+};
+
+void save_model(const MoeModel& model, const std::string& out_dir, const SaveOptions& opts = {});
+
+}  // namespace moelab::models

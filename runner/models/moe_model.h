@@ -1,0 +1,107 @@
+// The MoE decoder: weights as plain tensors, and a single-device forward that
+// reproduces transformers' Mixtral / Qwen3-MoE exactly (fp32 parity <= 1e-4).
+//
+// Shape letters: B batch, T time (padded length), N valid tokens of a batch
+// (flattened, in batch order), D hidden size, H query heads, G key/value heads,
+// A head_dim, E routed experts of a layer, K experts per token, F expert
+// intermediate size, V vocabulary.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hf/model_config.h"
+#include "models/family.h"
+
+namespace moelab::models {
+
+struct AttentionWeights {
+  at::Tensor wq_HAD, wk_GAD, wv_GAD, wo_DHA;  // stored as Linear weights [out, in]
+  at::Tensor bq, bk, bv, bo;                  // undefined when the family has no bias
+  at::Tensor q_norm_A, k_norm_A;              // undefined unless config.qk_norm
+};
+
+// The routed experts of one MoE layer, stacked (experts computed grouped).
+struct ExpertWeights {
+  at::Tensor router_ED;    // router rows
+  at::Tensor gate_up_EFD;  // [E, 2F, D]: gate rows first, then up (transformers 5 layout)
+  at::Tensor down_EDF;     // [E, D, F]
+  // For each row, the expert's index in the checkpoint it was loaded from (kept
+  // through pruning so that results can name experts by their original ids).
+  std::vector<int64_t> original_ids;
+  int64_t num_experts() const { return router_ED.size(0); }
+};
+
+struct DenseMlpWeights {
+  at::Tensor gate_FD, up_FD, down_DF;
+};
+
+struct LayerWeights {
+  at::Tensor attn_norm_D, ffn_norm_D;
+  AttentionWeights attn;
+  std::optional<ExpertWeights> moe;  // set for MoE layers
+  std::optional<DenseMlpWeights> mlp;  // set for dense layers
+};
+
+struct MoeModel {
+  hf::ModelConfig config;
+  const FamilySpec* family = nullptr;
+  at::ScalarType dtype = at::kFloat;  // compute dtype
+  at::Device device = at::kCPU;
+  at::Tensor embed_VD, final_norm_D, lm_head_VD;  // lm_head aliases embed when tied
+  std::vector<LayerWeights> layers;
+  at::Tensor rope_inv_freq;  // [A/2] float32
+  double rope_attention_scaling = 1.0;
+};
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  // false: check every tensor's presence and shape, read no data (weights stay
+  // undefined). What `moelab inspect` does on checkpoints of any size.
+  bool weights = true;
+};
+
+// Reads a model directory. Throws InputError naming the file for a bad config, an
+// unknown architecture, a missing/extra/misshaped tensor.
+MoeModel load_model(const std::string& dir, const LoadOptions& opts = {});
+
+// Reads and validates only config.json (and the family); no tensors.
+hf::ModelConfig load_config(const std::string& dir);
+
+// Observation points of the MoE blocks (names as in the style of llama.cpp's
+// callbacks). Models never compute statistics: collectors subscribe here.
+class MoeObserver {
+ public:
+  virtual ~MoeObserver() = default;
+  // After routing a layer: logits [N, E] (compute dtype), chosen experts [N, K]
+  // (int64, in descending probability order), gate weights [N, K] (as applied).
+  virtual void on_routing(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& topk_ids_NK,
+                          const at::Tensor& topk_w_NK) {}
+  // After one expert ran on its tokens: token indices [n] into the layer's N tokens,
+  // intermediate activation act(x W_gate^T) * (x W_up^T) [n, F], output [n, D]
+  // (before gate weighting), gate weights [n].
+  virtual void on_expert(int64_t layer, int64_t expert, const at::Tensor& token_idx_n, const at::Tensor& act_nF,
+                         const at::Tensor& out_nD, const at::Tensor& gate_n) {}
+};
+
+// input_ids [B, T] int64, right-padded; lengths [B] (each >= 1). Returns logits
+// [B, T, V] in the compute dtype (rows past a sequence's length are not meaningful).
+at::Tensor forward(const MoeModel& model, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
+                   MoeObserver* observer = nullptr);
+
+// Parameter counts (elements). Active = per-token parameters: everything except
+// the routed experts, plus k routed experts of each MoE layer.
+struct ParamCounts {
+  int64_t total = 0, embedding = 0, attention = 0, routed_experts = 0, routers = 0, dense_mlp = 0, norms = 0,
+          lm_head = 0;
+  int64_t active_per_token = 0;
+};
+ParamCounts count_params(const MoeModel& model);
+ParamCounts count_params(const hf::ModelConfig& config);
+
+}  // namespace moelab::models

@@ -1,0 +1,40 @@
+// Parameter counts from the config alone (so `inspect` needs no weights) or from a
+// loaded model (which may have been pruned).
+#include "models/moe_model.h"
+
+namespace moelab::models {
+
+ParamCounts count_params(const hf::ModelConfig& c) {
+  ParamCounts p;
+  const int64_t D = c.hidden_size, A = c.head_dim, H = c.num_attention_heads, G = c.num_key_value_heads;
+  const int64_t F = c.moe_intermediate_size, k = c.num_experts_per_tok;
+  p.embedding = c.vocab_size * D;
+  p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * D;
+  p.norms = D;  // final norm
+  int64_t active_experts = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    p.attention += D * H * A * 2 + D * G * A * 2;
+    if (c.attention_bias) p.attention += H * A + 2 * G * A + D;
+    p.norms += 2 * D + (c.qk_norm ? 2 * A : 0);
+    const int64_t E = c.num_experts_per_layer[l];
+    if (E > 0) {
+      p.routers += E * D;
+      p.routed_experts += E * 3 * D * F;
+      active_experts += k * 3 * D * F;
+    } else {
+      p.dense_mlp += 3 * D * c.dense_intermediate_size;
+    }
+  }
+  p.total = p.embedding + p.lm_head + p.norms + p.attention + p.routers + p.routed_experts + p.dense_mlp;
+  p.active_per_token = p.total - p.routed_experts + active_experts;
+  return p;
+}
+
+ParamCounts count_params(const MoeModel& m) {
+  hf::ModelConfig c = m.config;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    c.num_experts_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_experts() : 0;
+  return count_params(c);
+}
+
+}  // namespace moelab::models

@@ -1,0 +1,48 @@
+"""The CLI's shared behaviour: --help that teaches, YAML configs with key=value
+overrides, one-line errors for bad command lines."""
+import json
+
+import pytest
+
+
+@pytest.mark.parametrize("command", ["inspect", "forward", "prune", "tokenize"])
+def test_every_command_has_help_with_an_example(command, moelab):
+    proc = moelab(command, "--help")
+    assert "Example" in proc.stdout
+    assert "moelab " + command in proc.stdout
+
+
+def test_yaml_config_supplies_options_and_overrides_win(fixtures, moelab, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    out_yaml = tmp_path / "from_yaml"
+    out_cli = tmp_path / "from_override"
+    cfg.write_text(f"model: {fixtures / 'models' / 'mixtral'}\n"
+                   f"drop: ['0:1', '1:2,3']\n"
+                   f"out: {out_yaml}\n")
+    moelab("prune", "--config", cfg, f"out={out_cli}", "save_dtype=bfloat16")
+    assert out_cli.exists() and not out_yaml.exists()
+    info = json.loads(moelab("inspect", out_cli, "--json").stdout)
+    assert [layer["experts"] for layer in info["layers"]] == [7, 6, 8]
+    assert json.loads((out_cli / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_bad_command_lines_are_one_line_errors(fixtures, moelab, tmp_path):
+    for args in (["inspect", tmp_path / "missing"],
+                 ["prune", fixtures / "models" / "mixtral", "--drop", "zero:one", "--out", tmp_path / "o"],
+                 ["inspect", fixtures / "models" / "mixtral", "--no-such-option"],
+                 ["forward", fixtures / "models" / "mixtral", "--dtype", "float8"]):
+        proc = moelab(*args, check=False)
+        assert proc.returncode == 2, args
+        assert proc.stderr.startswith("error: ") and proc.stderr.strip().count("\n") == 0, proc.stderr
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("model: [unclosed\n")
+    proc = moelab("inspect", "--config", bad_yaml, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+
+
+def test_log_level_error_silences_info_and_warnings(fixtures, moelab, tmp_path):
+    proc = moelab("--log-level", "error", "prune", fixtures / "models" / "mixtral", "--drop", "0:1",
+                  "--out", tmp_path / "o")
+    assert proc.stderr == ""
+    proc = moelab("prune", fixtures / "models" / "mixtral", "--drop", "0:1", "--out", tmp_path / "p")
+    assert "wrote" in proc.stderr
