@@ -21,6 +21,12 @@ execute_process(
   ERROR_QUIET RESULT_VARIABLE _nccl_rc)
 if(_nccl_rc EQUAL 0 AND EXISTS ${MOELAB_NCCL_LIBDIR})
   message(STATUS "moelab: using the torch wheel's NCCL in ${MOELAB_NCCL_LIBDIR}")
+  # moelab's own NCCL backend uses that same library (one NCCL per process).
+  get_filename_component(_nccl_root ${MOELAB_NCCL_LIBDIR} DIRECTORY)
+  if(EXISTS ${_nccl_root}/include/nccl.h AND EXISTS ${MOELAB_NCCL_LIBDIR}/libnccl.so.2)
+    set(MOELAB_NCCL_INCLUDE_DIR ${_nccl_root}/include)
+    set(MOELAB_NCCL_LIBRARY ${MOELAB_NCCL_LIBDIR}/libnccl.so.2)
+  endif()
   add_link_options("LINKER:-rpath-link,${MOELAB_NCCL_LIBDIR}" "LINKER:-rpath,${MOELAB_NCCL_LIBDIR}")
 else()
   set(MOELAB_NCCL_LIBDIR "")

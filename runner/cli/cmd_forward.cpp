@@ -10,6 +10,8 @@
 #include "cli/model_options.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "cluster/communicator.h"
+#include "cluster/data_parallel.h"
 #include "hf/safetensors.h"
 #include "models/moe_model.h"
 #include "tokenizer/tokenizer.h"
@@ -19,20 +21,38 @@ namespace {
 
 struct ForwardArgs {
   ModelOptions model;
-  std::string ids_json, out;
+  std::string ids_json, out, comm = "auto";
   std::vector<std::string> texts;
   int top = 0;
+  int64_t batch_size = 8;
   bool routing = false;
 };
 
-// Records top-k expert choices per layer (over the batch's valid tokens).
+// Records top-k expert choices and gate weights per layer, cut per sequence: a
+// forward's rows are the batch's valid tokens in order, and on_sequence() is called
+// for the batch's sequences in that same order.
 class RoutingRecorder : public models::MoeObserver {
  public:
-  std::map<int64_t, at::Tensor> ids, weights;
+  // layer -> one [len, 2K] tensor (ids then weights, float32) per local sequence
+  std::map<int64_t, std::vector<at::Tensor>> per_sequence;
+  std::vector<int64_t> sequence_index;
+
   void on_routing(int64_t layer, const at::Tensor&, const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK) override {
-    ids[layer] = topk_ids_NK.cpu();
-    weights[layer] = topk_w_NK.to(at::kCPU, at::kFloat);
+    if (pending_.count(layer)) {  // a new forward has started
+      pending_.clear();
+      cursor_ = 0;
+    }
+    pending_[layer] = at::cat({topk_ids_NK.to(at::kFloat), topk_w_NK.to(at::kFloat)}, 1).cpu();
   }
+  void on_sequence(int64_t index, int64_t len) {
+    for (auto& [layer, t] : pending_) per_sequence[layer].push_back(t.narrow(0, cursor_, len));
+    sequence_index.push_back(index);
+    cursor_ += len;
+  }
+
+ private:
+  std::map<int64_t, at::Tensor> pending_;
+  int64_t cursor_ = 0;
 };
 
 std::vector<std::vector<int64_t>> read_ids_json(const std::string& path) {
@@ -60,7 +80,7 @@ std::vector<std::vector<int64_t>> read_ids_json(const std::string& path) {
   return seqs;
 }
 
-void run_forward(const ForwardArgs& a) {
+void run_forward_on_rank(const ForwardArgs& a) {
   std::vector<std::vector<int64_t>> seqs;
   std::optional<Tokenizer> tok;
   const std::string tok_path = a.model.model_dir + "/tokenizer.json";
@@ -73,25 +93,34 @@ void run_forward(const ForwardArgs& a) {
   }
   if (seqs.empty()) throw InputError("moelab forward", "give --ids-json or --text");
 
-  models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
-  int64_t T = 0;
-  std::vector<int64_t> lengths;
-  for (const auto& s : seqs) {
-    lengths.push_back(int64_t(s.size()));
-    T = std::max<int64_t>(T, s.size());
-  }
-  at::Tensor ids = at::zeros({int64_t(seqs.size()), T}, at::TensorOptions().dtype(at::kLong));
-  for (size_t b = 0; b < seqs.size(); ++b)
-    std::memcpy(ids[b].data_ptr<int64_t>(), seqs[b].data(), seqs[b].size() * sizeof(int64_t));
-
+  // Several ranks (mpirun): experts split over ranks, batches over ranks.
+  auto comm = cluster::world(a.comm);
+  models::MoeModel m = comm->size() > 1
+                           ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
+                           : models::load_model(a.model.model_dir, a.model.load_options());
   RoutingRecorder rec;
-  at::Tensor logits = models::forward(m, ids, lengths, a.routing ? &rec : nullptr).to(at::kCPU, at::kFloat);
+  std::vector<int64_t> local_index;
+  std::vector<at::Tensor> local_logits;
+  cluster::DataParallelOptions dp;
+  dp.batch_size = a.batch_size;
+  cluster::run_data_parallel(m, *comm, seqs, dp, a.routing ? &rec : nullptr,
+                             [&](int64_t index, const at::Tensor& logits_TV) {
+                               local_index.push_back(index);
+                               local_logits.push_back(logits_TV.to(at::kCPU, at::kFloat));
+                               if (a.routing) rec.on_sequence(index, logits_TV.size(0));
+                             });
+  const int64_t S = int64_t(seqs.size());
+  std::vector<at::Tensor> logits = cluster::gather_sequence_outputs(*comm, local_index, local_logits, S);
+  std::map<int64_t, std::vector<at::Tensor>> routing;
+  for (const auto& [layer, pieces] : rec.per_sequence)
+    routing[layer] = cluster::gather_sequence_outputs(*comm, rec.sequence_index, pieces, S);
+  if (comm->rank() != 0) return;  // rank 0 reports and writes
 
   if (a.top > 0) {
     for (size_t b = 0; b < seqs.size(); ++b) {
-      at::Tensor last = at::softmax(logits[b][lengths[b] - 1], -1);
+      at::Tensor last = at::softmax(logits[b][logits[b].size(0) - 1], -1);
       auto [p, idx] = at::topk(last, std::min<int64_t>(a.top, last.size(0)));
-      std::cout << "sequence " << b << " (" << lengths[b] << " tokens), next token:\n";
+      std::cout << "sequence " << b << " (" << logits[b].size(0) << " tokens), next token:\n";
       for (int64_t i = 0; i < p.size(0); ++i) {
         int64_t id = idx[i].item<int64_t>();
         std::cout << "  " << id;
@@ -102,13 +131,21 @@ void run_forward(const ForwardArgs& a) {
   }
   if (!a.out.empty()) {
     std::vector<std::pair<std::string, at::Tensor>> out;
-    for (size_t b = 0; b < seqs.size(); ++b)
-      out.emplace_back("logits." + std::to_string(b), logits[b].narrow(0, 0, lengths[b]));
-    for (auto& [l, t] : rec.ids) out.emplace_back("topk_ids." + std::to_string(l), t);
-    for (auto& [l, t] : rec.weights) out.emplace_back("topk_weights." + std::to_string(l), t);
+    for (size_t b = 0; b < seqs.size(); ++b) out.emplace_back("logits." + std::to_string(b), logits[b]);
+    for (auto& [l, pieces] : routing) {
+      at::Tensor all = at::cat(pieces, 0);
+      const int64_t K = all.size(1) / 2;
+      out.emplace_back("topk_ids." + std::to_string(l), all.narrow(1, 0, K).to(at::kLong));
+      out.emplace_back("topk_weights." + std::to_string(l), all.narrow(1, K, K).contiguous());
+    }
     hf::write_safetensors(a.out, out, {{"model", a.model.model_dir}});
     spdlog::info("wrote {} ({} sequences)", a.out, seqs.size());
   }
+}
+
+void run_forward(const ForwardArgs& a) {
+  auto comm = cluster::world(a.comm);
+  cluster::run_or_abort(*comm, [&] { run_forward_on_rank(a); });
 }
 
 }  // namespace
@@ -125,7 +162,10 @@ void add_forward_command(CLI::App& app) {
       "Examples:\n"
       "  moelab forward models/tiny --text 'The capital of France is' --top 5\n"
       "  moelab forward models/tiny --ids-json ids.json --out logits.safetensors --routing\n"
-      "  (ids.json: {\"input_ids\": [[1, 2, 3], [4, 5]]})");
+      "  (ids.json: {\"input_ids\": [[1, 2, 3], [4, 5]]})\n"
+      "  mpirun -np 4 moelab forward models/tiny --ids-json ids.json --out logits.safetensors\n"
+      "  (expert parallel: each rank holds 1/4 of every layer's experts and runs 1/4 of the batches;\n"
+      "   rank 0 writes the output)");
   auto a = std::make_shared<ForwardArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--ids-json", a->ids_json, "JSON file {\"input_ids\": [[...], ...]} of pre-tokenized sequences")
@@ -134,6 +174,10 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "write logits (and routing) to this safetensors file");
   cmd->add_option("--top", a->top, "print the N most likely next tokens of each sequence");
   cmd->add_flag("--routing", a->routing, "also save each layer's top-k expert ids and gate weights");
+  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass (each rank runs its own batches)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto (MPI), mpi, nccl (GPU tensors), local")
+      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
   cmd->callback([a] { run_forward(*a); });
 }
 

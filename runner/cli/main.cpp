@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cluster/communicator.h"
 #include "cli/yaml_config.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -38,7 +39,15 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
-  app.parse_complete_callback([&] { moelab::log::init(0, 1, log_level); });
+  app.parse_complete_callback([&] {
+    // Under mpirun every log line carries its rank; rank 0 speaks for the job.
+    if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK")) {
+      auto comm = moelab::cluster::world("auto");
+      moelab::log::init(comm->rank(), comm->size(), log_level);
+    } else {
+      moelab::log::init(0, 1, log_level);
+    }
+  });
 
   moelab::cli::add_inspect_command(app);
   moelab::cli::add_forward_command(app);

@@ -22,9 +22,10 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT);
 
 // Routed experts of one layer on the batch's valid tokens x [N, D] -> [N, D]:
-// route, sort tokens by expert, one matmul pair per expert, weight by gates, sum.
+// route, dispatch rows to the experts' owners, one matmul pair per local expert,
+// combine (gate-weighted sum per token).
 at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer,
-                       MoeObserver* observer);
+                       ExpertDispatcher& dispatcher, MoeObserver* observer);
 
 at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND);
 

@@ -19,6 +19,7 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     if (!m.layers[l].moe) throw InputError(what, "layer " + std::to_string(l) + " is a dense layer, it has no experts");
     ExpertWeights& w = *m.layers[l].moe;
     const int64_t E = w.num_experts();
+    if (!w.all_local()) throw InputError(what, "removing experts needs all experts in one process (no expert parallelism)");
     std::set<int64_t> drop;
     for (int64_t e : experts) {
       if (e < 0 || e >= E)

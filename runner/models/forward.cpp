@@ -29,6 +29,13 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
   TORCH_CHECK(input_ids_BT.dim() == 2, "input_ids must be [B, T]");
   const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1), D = c.hidden_size;
   TORCH_CHECK(int64_t(lengths.size()) == B, "one length per sequence");
+  if (B == 0) {
+    // No tokens of our own: serve our experts to the other ranks, layer by layer.
+    at::Tensor none = at::empty({0, D}, at::TensorOptions().dtype(m.dtype).device(m.device));
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (m.layers[l].moe) moe_forward(*m.layers[l].moe, c, none, l, *m.dispatcher, observer);
+    return at::empty({0, T, c.vocab_size}, none.options());
+  }
   for (int64_t len : lengths) TORCH_CHECK(len >= 1 && len <= T, "sequence lengths must be in [1, T]");
   at::Tensor ids = input_ids_BT.to(m.device);
   if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab_size))
@@ -48,7 +55,7 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
     const LayerWeights& L = m.layers[l];
     h = h + attention_forward(L.attn, c, rms_norm(h, L.attn_norm_D, c.rms_norm_eps), cos_TA, sin_TA, mask);
     at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, valid_N);
-    at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
+    at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
     h = h.reshape({B * T, D}).index_add(0, valid_N, y_ND).reshape({B, T, D});
   }
   h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);

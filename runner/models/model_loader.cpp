@@ -25,13 +25,18 @@ class TensorTaker {
  public:
   TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts) : ck_(ck), opts_(opts) {}
 
-  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+  // Checks presence and shape and marks the tensor used, without reading it.
+  void check(const std::string& name, const std::vector<int64_t>& shape) {
     if (!ck_.has(name)) throw InputError(ck_.dir(), "missing tensor \"" + name + "\"");
     const auto& info = ck_.info(name);
     if (info.shape != shape)
       throw InputError(ck_.file_of(name), "tensor \"" + name + "\" has shape " + shape_str(info.shape) +
                                               ", but config.json implies " + shape_str(shape));
     ck_.mark_used(name);
+  }
+
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    check(name, shape);
     if (!opts_.weights) return at::Tensor();
     return ck_.tensor(name).to(opts_.device, opts_.dtype);
   }
@@ -46,19 +51,32 @@ class TensorTaker {
   const LoadOptions& opts_;
 };
 
-ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::ModelConfig& c, int64_t l) {
+// Reads the router and the experts [first, first + count) of layer l; the other
+// experts' tensors are checked for shape only.
+ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::ModelConfig& c, int64_t l, int64_t first,
+                           int64_t count) {
   const int64_t E = c.num_experts_per_layer[l], D = c.hidden_size, F = c.moe_intermediate_size;
   ExpertWeights w;
+  w.first_local = first;
   const std::string fused_gu = tensor_name(n.experts_gate_up_fused, l);
   if (t.has(fused_gu)) {
     w.router_ED = t.take(t.has(tensor_name(n.router, l)) ? tensor_name(n.router, l) : tensor_name(n.router_fused, l),
                          {E, D});
-    w.gate_up_EFD = t.take(fused_gu, {E, 2 * F, D});
-    w.down_EDF = t.take(tensor_name(n.experts_down_fused, l), {E, D, F});
+    // Views of the memory-mapped file: only the local experts' pages are touched.
+    auto local = [&](at::Tensor x) { return x.defined() ? x.narrow(0, first, count).clone() : x; };
+    w.gate_up_EFD = local(t.take(fused_gu, {E, 2 * F, D}));
+    w.down_EDF = local(t.take(tensor_name(n.experts_down_fused, l), {E, D, F}));
   } else {
     w.router_ED = t.take(tensor_name(n.router, l), {E, D});
     std::vector<at::Tensor> gu, down;
     for (int64_t e = 0; e < E; ++e) {
+      const bool mine = e >= first && e < first + count;
+      if (!mine) {
+        t.check(tensor_name(n.expert_gate, l, e), {F, D});
+        t.check(tensor_name(n.expert_up, l, e), {F, D});
+        t.check(tensor_name(n.expert_down, l, e), {D, F});
+        continue;
+      }
       at::Tensor g = t.take(tensor_name(n.expert_gate, l, e), {F, D});
       at::Tensor u = t.take(tensor_name(n.expert_up, l, e), {F, D});
       if (t.weights()) gu.push_back(at::cat({g, u}, 0));
@@ -109,6 +127,7 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   m.family = &family_for(m.config);
   m.dtype = opts.dtype;
   m.device = opts.device;
+  if (opts.dispatcher) m.dispatcher = opts.dispatcher;
   const auto& c = m.config;
   const auto& n = m.family->names;
   hf::Checkpoint ck(dir);
@@ -144,7 +163,8 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
       a.k_norm_A = t.take(tensor_name(n.k_norm, l), {A});
     }
     if (c.is_moe_layer(l)) {
-      L.moe = load_experts(t, n, c, l);
+      const int64_t E = c.num_experts_per_layer[l];
+      L.moe = load_experts(t, n, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
     } else {
       const int64_t F = c.dense_intermediate_size;
       if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));

@@ -27,7 +27,7 @@ std::string dtype_to_config(at::ScalarType t) {
   return "float32";
 }
 
-Named collect_tensors(const MoeModel& m) {
+Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
   const auto& n = m.family->names;
   const auto& c = m.config;
   Named out;
@@ -53,6 +53,7 @@ Named collect_tensors(const MoeModel& m) {
     }
     if (L.moe) {
       const ExpertWeights& w = *L.moe;
+      if (!w.all_local()) throw InputError(out_dir, "saving needs all experts in one process (no expert parallelism)");
       const int64_t F = w.down_EDF.size(2);
       out.emplace_back(tensor_name(n.router, l), w.router_ED);
       for (int64_t e = 0; e < w.num_experts(); ++e) {
@@ -113,7 +114,7 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
   AtomicDir dir(out_dir, opts.overwrite);
 
   // Shard greedily in checkpoint order.
-  Named all = collect_tensors(m);
+  Named all = collect_tensors(m, out_dir);
   std::vector<Named> shards(1);
   int64_t bytes = 0;
   for (auto& [name, t] : all) {

@@ -1,6 +1,8 @@
-// Routed experts, computed grouped: the N*K (token, slot) pairs are sorted by expert
-// so that each expert runs one [n, D] x [D, 2F] and one [n, F] x [F, D] matmul on
-// its contiguous rows; results are weighted by the gates and summed back per token.
+// Routed experts, computed grouped: the N*K (token, slot) rows are dispatched grouped
+// by expert (models/expert_dispatch.h) so that each expert runs one [n, D] x [D, 2F]
+// and one [n, F] x [F, D] matmul on its contiguous rows; combine weights the results
+// by the gates and sums them back per token. The forward reads: route, dispatch,
+// compute, combine.
 #include "models/blocks.h"
 
 namespace moelab::models {
@@ -13,9 +15,8 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
 }
 
 at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer,
-                       MoeObserver* observer) {
-  const int64_t N = x_ND.size(0), K = c.num_experts_per_tok, E = w.num_experts();
-  const int64_t F = w.down_EDF.size(2);
+                       ExpertDispatcher& dispatcher, MoeObserver* observer) {
+  const int64_t K = c.num_experts_per_tok, E = w.num_experts(), F = w.down_EDF.size(2);
 
   // Route: softmax over all experts in float32, top-k, optional renormalisation
   // (Mixtral always; Qwen3 when norm_topk_prob), gates cast to the compute dtype.
@@ -26,37 +27,27 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   topk_w_NK = topk_w_NK.to(x_ND.scalar_type());
   if (observer) observer->on_routing(layer, logits_NE, topk_ids_NK, topk_w_NK);
 
-  // Permute: (token, slot) pairs sorted by expert id (stable, so each expert's
-  // tokens stay in token order).
-  at::Tensor flat_ids = topk_ids_NK.reshape(-1);
-  at::Tensor order = std::get<1>(at::sort(flat_ids, /*stable=*/true, 0, false));
-  at::Tensor token_of = at::floor_divide(order, K);
-  at::Tensor gate_of = topk_w_NK.reshape(-1).index_select(0, order);
-  at::Tensor counts = at::bincount(flat_ids, {}, E).cpu();
-  at::Tensor x_sorted = x_ND.index_select(0, token_of);
-  at::Tensor y_sorted = at::empty_like(x_sorted);
+  // Dispatch: rows grouped by local expert.
+  DispatchedTokens d = dispatcher.dispatch(layer, E, x_ND, topk_ids_NK, topk_w_NK);
 
-  // Compute: one matmul pair per expert on its contiguous slice.
-  const int64_t* cnt = counts.data_ptr<int64_t>();
+  // Compute: one matmul pair per local expert on its contiguous slice.
+  at::Tensor y_MD = at::empty_like(d.x_MD);
   int64_t offset = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = cnt[e];
+  for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
+    const int64_t n = d.rows_per_local_expert[i];
     if (n == 0) continue;
-    at::Tensor xe = x_sorted.narrow(0, offset, n);
-    at::Tensor gu = at::matmul(xe, w.gate_up_EFD[e].t());
+    at::Tensor xe = d.x_MD.narrow(0, offset, n);
+    at::Tensor gu = at::matmul(xe, w.gate_up_EFD[i].t());
     at::Tensor act = activation(gu.narrow(1, 0, F), c.hidden_act) * gu.narrow(1, F, F);
-    at::Tensor ye = at::matmul(act, w.down_EDF[e].t());
+    at::Tensor ye = at::matmul(act, w.down_EDF[i].t());
     if (observer)
-      observer->on_expert(layer, e, token_of.narrow(0, offset, n), act, ye, gate_of.narrow(0, offset, n));
-    y_sorted.narrow(0, offset, n).copy_(ye);
+      observer->on_expert(layer, w.first_local + i, d.tag_M.narrow(0, offset, n), act, ye, d.gate_M.narrow(0, offset, n));
+    y_MD.narrow(0, offset, n).copy_(ye);
     offset += n;
   }
 
-  // Combine: weight by gates and scatter-add back to tokens.
-  at::Tensor out = at::zeros_like(x_ND);
-  out.index_add_(0, token_of, y_sorted * gate_of.unsqueeze(1));
-  (void)N;
-  return out;
+  // Combine: back to the tokens' process, weighted by the gates and summed.
+  return dispatcher.combine(y_MD, d);
 }
 
 at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND) {

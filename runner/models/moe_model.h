@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hf/model_config.h"
+#include "models/expert_dispatch.h"
 #include "models/family.h"
 
 namespace moelab::models {
@@ -25,15 +26,20 @@ struct AttentionWeights {
   at::Tensor q_norm_A, k_norm_A;              // undefined unless config.qk_norm
 };
 
-// The routed experts of one MoE layer, stacked (experts computed grouped).
+// The routed experts of one MoE layer, stacked (experts computed grouped). Under
+// expert parallelism a process holds the full router but only its own experts:
+// global experts [first_local, first_local + num_local()).
 struct ExpertWeights {
-  at::Tensor router_ED;    // router rows
-  at::Tensor gate_up_EFD;  // [E, 2F, D]: gate rows first, then up (transformers 5 layout)
-  at::Tensor down_EDF;     // [E, D, F]
-  // For each row, the expert's index in the checkpoint it was loaded from (kept
+  at::Tensor router_ED;    // router rows, all E experts
+  at::Tensor gate_up_EFD;  // [E_local, 2F, D]: gate rows first, then up (transformers 5 layout)
+  at::Tensor down_EDF;     // [E_local, D, F]
+  int64_t first_local = 0;
+  // For each of the E experts, its index in the checkpoint it was loaded from (kept
   // through pruning so that results can name experts by their original ids).
   std::vector<int64_t> original_ids;
   int64_t num_experts() const { return router_ED.size(0); }
+  int64_t num_local() const { return gate_up_EFD.size(0); }
+  bool all_local() const { return first_local == 0 && num_local() == num_experts(); }
 };
 
 struct DenseMlpWeights {
@@ -56,6 +62,9 @@ struct MoeModel {
   std::vector<LayerWeights> layers;
   at::Tensor rope_inv_freq;  // [A/2] float32
   double rope_attention_scaling = 1.0;
+  // Where routed rows are computed: this process (default) or, with expert
+  // parallelism, the ranks owning the experts (cluster/).
+  std::shared_ptr<ExpertDispatcher> dispatcher = std::make_shared<LocalDispatcher>();
 };
 
 struct LoadOptions {
@@ -64,6 +73,9 @@ struct LoadOptions {
   // false: check every tensor's presence and shape, read no data (weights stay
   // undefined). What `moelab inspect` does on checkpoints of any size.
   bool weights = true;
+  // Expert parallelism: only the experts this dispatcher computes here are read
+  // (every other tensor is checked for shape but not copied); the model keeps it.
+  std::shared_ptr<ExpertDispatcher> dispatcher;
 };
 
 // Reads a model directory. Throws InputError naming the file for a bad config, an
@@ -82,15 +94,19 @@ class MoeObserver {
   // (int64, in descending probability order), gate weights [N, K] (as applied).
   virtual void on_routing(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& topk_ids_NK,
                           const at::Tensor& topk_w_NK) {}
-  // After one expert ran on its tokens: token indices [n] into the layer's N tokens,
-  // intermediate activation act(x W_gate^T) * (x W_up^T) [n, F], output [n, D]
-  // (before gate weighting), gate weights [n].
-  virtual void on_expert(int64_t layer, int64_t expert, const at::Tensor& token_idx_n, const at::Tensor& act_nF,
+  // After one expert (global id) ran on its rows, in the process that computed it:
+  // row tags [n] int64 (see DispatchedTokens::tag_M; in one process, the token's
+  // index among the layer's N tokens), intermediate activation
+  // act(x W_gate^T) * (x W_up^T) [n, F], output [n, D] before gate weighting,
+  // gate weights [n].
+  virtual void on_expert(int64_t layer, int64_t expert, const at::Tensor& tag_n, const at::Tensor& act_nF,
                          const at::Tensor& out_nD, const at::Tensor& gate_n) {}
 };
 
 // input_ids [B, T] int64, right-padded; lengths [B] (each >= 1). Returns logits
 // [B, T, V] in the compute dtype (rows past a sequence's length are not meaningful).
+// B may be 0 under expert parallelism: the process then only serves its experts to
+// the other ranks' tokens (it must take part in every layer's exchange).
 at::Tensor forward(const MoeModel& model, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
                    MoeObserver* observer = nullptr);
 

@@ -54,10 +54,11 @@ hf::ModelConfig config(int64_t k, bool renorm) {
 
 TEST(MoeBlock, GroupedComputationMatchesNaivePerTokenLoop) {
   at::manual_seed(0);
+  models::LocalDispatcher local;
   for (bool renorm : {true, false}) {
     auto w = random_experts(8, 16, 12);
     at::Tensor x = at::randn({37, 16});
-    at::Tensor got = models::moe_forward(w, config(2, renorm), x, 0, nullptr);
+    at::Tensor got = models::moe_forward(w, config(2, renorm), x, 0, local, nullptr);
     EXPECT_LE((got - naive_moe(w, 2, renorm, x)).abs().max().item<double>(), 1e-5) << "renorm=" << renorm;
   }
 }
@@ -79,7 +80,8 @@ TEST(MoeBlock, RemovingExpertsEqualsRoutingOverTheSurvivorsOnly) {
   EXPECT_TRUE(at::equal(w.router_ED[1], full.router_ED[2]));
   EXPECT_TRUE(at::equal(w.down_EDF[4], full.down_EDF[6]));
   at::Tensor x = at::randn({20, 16});
-  EXPECT_LE((models::moe_forward(w, m.config, x, 0, nullptr) - naive_moe(w, 2, true, x)).abs().max().item<double>(),
+  models::LocalDispatcher local;
+  EXPECT_LE((models::moe_forward(w, m.config, x, 0, local, nullptr) - naive_moe(w, 2, true, x)).abs().max().item<double>(),
             1e-5);
 }
 

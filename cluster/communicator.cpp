@@ -1,0 +1,65 @@
+#include "cluster/communicator.h"
+
+#include <cstdlib>
+#include <mutex>
+
+#include "cluster/local_communicator.h"
+#include "cluster/mpi_communicator.h"
+#include "common/error.h"
+#include "common/log.h"
+#ifdef MOELAB_WITH_NCCL
+#include "cluster/nccl_communicator.h"
+#endif
+
+namespace moelab::cluster {
+
+void LocalCommunicator::abort(const std::string& why) {
+  spdlog::error("{}; aborting", why);
+  spdlog::default_logger()->flush();
+  std::_Exit(3);
+}
+
+bool launched_with_several_ranks() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+    if (const char* v = std::getenv(var); v && std::atoi(v) > 1) return true;
+  return false;
+}
+
+std::shared_ptr<Communicator> world(const std::string& backend) {
+  static std::mutex mu;
+  static std::shared_ptr<Communicator> mpi, local;
+  std::lock_guard<std::mutex> lock(mu);
+  const bool under_launcher = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+  if (backend == "local" || (backend == "auto" && !under_launcher)) {
+    if (!local) local = std::make_shared<LocalCommunicator>();
+    return local;
+  }
+  if (backend == "auto" || backend == "mpi") {
+    if (!mpi) mpi = std::make_shared<MpiCommunicator>();
+    return mpi;
+  }
+  if (backend == "nccl") {
+#ifdef MOELAB_WITH_NCCL
+    if (!mpi) mpi = std::make_shared<MpiCommunicator>();
+    return std::make_shared<NcclCommunicator>(std::static_pointer_cast<MpiCommunicator>(mpi));
+#else
+    throw InputError("--comm", "this build has no NCCL backend (CUDA toolkit not found at configure time)");
+#endif
+  }
+  throw InputError("--comm", "unknown backend \"" + backend + "\" (auto, local, mpi, nccl)");
+}
+
+void run_or_abort(Communicator& comm, const std::function<void()>& fn) {
+  if (comm.size() == 1) {
+    fn();
+    return;
+  }
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    comm.abort(msg.substr(0, msg.find('\n')));
+  }
+}
+
+}  // namespace moelab::cluster

@@ -1,0 +1,70 @@
+#include "cluster/data_parallel.h"
+
+#include <cstring>
+
+#include "cluster/alltoall_dispatcher.h"
+
+namespace moelab::cluster {
+
+void run_data_parallel(const models::MoeModel& model, Communicator& comm,
+                       const std::vector<std::vector<int64_t>>& seqs, const DataParallelOptions& opts,
+                       models::MoeObserver* observer,
+                       const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
+  const int64_t P = comm.size(), me = comm.rank();
+  const int64_t num_batches = (int64_t(seqs.size()) + opts.batch_size - 1) / opts.batch_size;
+  const int64_t steps = (num_batches + P - 1) / P;
+  for (int64_t step = 0; step < steps; ++step) {
+    const int64_t b = step * P + me;
+    std::vector<int64_t> idx, lengths;
+    int64_t T = 0;
+    for (int64_t i = b * opts.batch_size; b < num_batches && i < std::min<int64_t>((b + 1) * opts.batch_size, seqs.size());
+         ++i) {
+      idx.push_back(i);
+      lengths.push_back(int64_t(seqs[i].size()));
+      T = std::max<int64_t>(T, seqs[i].size());
+    }
+    at::Tensor ids = at::zeros({int64_t(idx.size()), T}, at::TensorOptions().dtype(at::kLong));
+    for (size_t r = 0; r < idx.size(); ++r)
+      std::memcpy(ids[r].data_ptr<int64_t>(), seqs[idx[r]].data(), seqs[idx[r]].size() * sizeof(int64_t));
+    at::Tensor logits = models::forward(model, ids, lengths, observer);
+    for (size_t r = 0; r < idx.size(); ++r) on_logits(idx[r], logits[r].narrow(0, 0, lengths[r]));
+  }
+}
+
+std::vector<at::Tensor> gather_sequence_outputs(Communicator& comm, const std::vector<int64_t>& indices,
+                                                const std::vector<at::Tensor>& outputs, int64_t num_sequences) {
+  // Rows of all local outputs, plus (index, length) per output.
+  std::vector<at::Tensor> rows;
+  std::vector<int64_t> meta;
+  int64_t width = -1;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    rows.push_back(outputs[i].to(at::kCPU, at::kFloat));
+    meta.push_back(indices[i]);
+    meta.push_back(outputs[i].size(0));
+    width = outputs[i].size(1);
+  }
+  // Ranks without outputs do not know the width: take the largest any rank reports.
+  at::Tensor w = at::tensor({width}, at::kLong);
+  at::Tensor all_w = comm.all_gather_rows(w);
+  width = all_w.max().item<int64_t>();
+  at::Tensor local = rows.empty() ? at::empty({0, width}, at::kFloat) : at::cat(rows, 0);
+  at::Tensor all_rows = comm.all_gather_rows(local);
+  at::Tensor all_meta =
+      comm.all_gather_rows(at::tensor(meta, at::TensorOptions().dtype(at::kLong)).reshape({-1, 2}));
+  std::vector<at::Tensor> out(num_sequences);
+  int64_t offset = 0;
+  for (int64_t r = 0; r < all_meta.size(0); ++r) {
+    const int64_t index = all_meta[r][0].item<int64_t>(), len = all_meta[r][1].item<int64_t>();
+    out[index] = all_rows.narrow(0, offset, len);
+    offset += len;
+  }
+  return out;
+}
+
+models::MoeModel load_expert_parallel(const std::string& dir, std::shared_ptr<Communicator> comm,
+                                      models::LoadOptions opts) {
+  opts.dispatcher = std::make_shared<AllToAllDispatcher>(std::move(comm));
+  return models::load_model(dir, opts);
+}
+
+}  // namespace moelab::cluster

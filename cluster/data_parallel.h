@@ -1,0 +1,33 @@
+// Data parallelism on top of expert parallelism: sequences are cut into batches,
+// batch b runs on rank b % P, and every rank takes part in every step (a rank
+// without a batch in the last step serves its experts with B = 0).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "cluster/communicator.h"
+#include "models/moe_model.h"
+
+namespace moelab::cluster {
+
+struct DataParallelOptions {
+  int64_t batch_size = 8;  // sequences per forward
+};
+
+// Calls on_logits(sequence index, logits [len, V]) on the rank that ran it.
+void run_data_parallel(const models::MoeModel& model, Communicator& comm,
+                       const std::vector<std::vector<int64_t>>& sequences, const DataParallelOptions& opts,
+                       models::MoeObserver* observer,
+                       const std::function<void(int64_t, const at::Tensor&)>& on_logits);
+
+// Every rank's (index, logits) pairs, gathered on every rank, in sequence order
+// (float32, CPU).
+std::vector<at::Tensor> gather_sequence_outputs(Communicator& comm, const std::vector<int64_t>& indices,
+                                                const std::vector<at::Tensor>& outputs, int64_t num_sequences);
+
+// The model with expert parallelism over `comm`: loads only this rank's experts.
+models::MoeModel load_expert_parallel(const std::string& dir, std::shared_ptr<Communicator> comm,
+                                      models::LoadOptions opts = {});
+
+}  // namespace moelab::cluster

@@ -1,0 +1,40 @@
+#include "models/expert_dispatch.h"
+
+namespace moelab::models {
+
+SortedRows sort_rows_by_expert(const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK, int64_t num_experts) {
+  const int64_t K = topk_ids_NK.size(1);
+  SortedRows r;
+  at::Tensor flat_ids = topk_ids_NK.reshape(-1);
+  r.order = std::get<1>(at::sort(flat_ids, /*stable=*/true, 0, false));
+  r.token_of = at::floor_divide(r.order, K);
+  r.gate_of = topk_w_NK.reshape(-1).index_select(0, r.order);
+  r.counts_E = at::bincount(flat_ids, {}, num_experts).cpu();
+  return r;
+}
+
+at::Tensor weighted_scatter_add(const at::Tensor& y_RD, const SortedRows& rows, int64_t num_tokens) {
+  at::Tensor out = at::zeros({num_tokens, y_RD.size(1)}, y_RD.options());
+  out.index_add_(0, rows.token_of, y_RD * rows.gate_of.unsqueeze(1));
+  return out;
+}
+
+DispatchedTokens LocalDispatcher::dispatch(int64_t, int64_t num_experts, const at::Tensor& x_ND,
+                                           const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK) {
+  SortedRows rows = sort_rows_by_expert(topk_ids_NK, topk_w_NK, num_experts);
+  DispatchedTokens d;
+  d.x_MD = x_ND.index_select(0, rows.token_of);
+  d.gate_M = rows.gate_of;
+  d.tag_M = rows.token_of;
+  const int64_t* c = rows.counts_E.data_ptr<int64_t>();
+  d.rows_per_local_expert.assign(c, c + num_experts);
+  d.state = std::make_pair(rows, x_ND.size(0));
+  return d;
+}
+
+at::Tensor LocalDispatcher::combine(const at::Tensor& y_MD, const DispatchedTokens& d) {
+  const auto& [rows, N] = std::any_cast<const std::pair<SortedRows, int64_t>&>(d.state);
+  return weighted_scatter_add(y_MD, rows, N);
+}
+
+}  // namespace moelab::models
