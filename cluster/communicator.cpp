@@ -7,9 +7,7 @@
 #include "cluster/mpi_communicator.h"
 #include "common/error.h"
 #include "common/log.h"
-#ifdef MOELAB_WITH_NCCL
-#include "cluster/nccl_communicator.h"
-#endif
+#include "cluster/cuda_support.h"
 
 namespace moelab::cluster {
 
@@ -39,12 +37,8 @@ std::shared_ptr<Communicator> world(const std::string& backend) {
     return mpi;
   }
   if (backend == "nccl") {
-#ifdef MOELAB_WITH_NCCL
     if (!mpi) mpi = std::make_shared<MpiCommunicator>();
-    return std::make_shared<NcclCommunicator>(std::static_pointer_cast<MpiCommunicator>(mpi));
-#else
-    throw InputError("--comm", "this build has no NCCL backend (CUDA toolkit not found at configure time)");
-#endif
+    return make_nccl_communicator(mpi);
   }
   throw InputError("--comm", "unknown backend \"" + backend + "\" (auto, local, mpi, nccl)");
 }

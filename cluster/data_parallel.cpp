@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "cluster/alltoall_dispatcher.h"
+#include "common/log.h"
 
 namespace moelab::cluster {
 
@@ -63,8 +64,27 @@ std::vector<at::Tensor> gather_sequence_outputs(Communicator& comm, const std::v
 
 models::MoeModel load_expert_parallel(const std::string& dir, std::shared_ptr<Communicator> comm,
                                       models::LoadOptions opts) {
-  opts.dispatcher = std::make_shared<AllToAllDispatcher>(std::move(comm));
-  return models::load_model(dir, opts);
+  opts.dispatcher = std::make_shared<AllToAllDispatcher>(comm);
+  models::MoeModel m = models::load_model(dir, opts);
+  // Rank 0 shows what each rank holds: shared weights + its share of the experts.
+  const auto wb = models::weight_bytes(m);
+  int64_t first = -1, count = 0;
+  for (const auto& L : m.layers)
+    if (L.moe) {
+      first = L.moe->first_local;
+      count = L.moe->num_local();
+      break;
+    }
+  at::Tensor mine = at::tensor({int64_t(comm->rank()), wb.shared, wb.experts, first, count}, at::kLong).view({1, 5});
+  at::Tensor all = comm->all_gather_rows(mine);
+  for (int64_t r = 0; r < all.size(0); ++r) {
+    auto row = all[r];
+    spdlog::info("rank {}: experts [{}, {}) of the first MoE layer; weights {:.1f} MiB = shared {:.1f} + experts {:.1f}",
+                 row[0].item<int64_t>(), row[3].item<int64_t>(), row[3].item<int64_t>() + row[4].item<int64_t>(),
+                 (row[1].item<int64_t>() + row[2].item<int64_t>()) / 1048576.0, row[1].item<int64_t>() / 1048576.0,
+                 row[2].item<int64_t>() / 1048576.0);
+  }
+  return m;
 }
 
 }  // namespace moelab::cluster

@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <thread>
 
-#include "common/log.h"
 
 namespace moelab::cluster {
 namespace {
@@ -33,7 +32,7 @@ int64_t row_elems(const at::Tensor& t) {
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(std::shared_ptr<MpiCommunicator> mpi) : mpi_(std::move(mpi)) {
+NcclCommunicator::NcclCommunicator(std::shared_ptr<Communicator> mpi) : mpi_(std::move(mpi)) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
     mpi_->abort("the NCCL backend needs a CUDA device, and none is visible");

@@ -2,20 +2,21 @@
 // broadcast over MPI; each rank uses GPU local_rank % device_count). Counts and
 // barriers go over MPI; tensor traffic over NCCL on the current CUDA stream. A
 // collective that does not finish within the timeout aborts the NCCL communicator
-// and the job. Compiled when the CUDA toolkit and the torch wheel's NCCL are found.
+// and the job. Lives in the CUDA plugin (built when the CUDA toolkit and the torch
+// wheel's NCCL are found).
 #pragma once
 
 #include <nccl.h>
 
 #include <memory>
 
-#include "cluster/mpi_communicator.h"
+#include "cluster/communicator.h"
 
 namespace moelab::cluster {
 
 class NcclCommunicator : public Communicator {
  public:
-  explicit NcclCommunicator(std::shared_ptr<MpiCommunicator> mpi);
+  explicit NcclCommunicator(std::shared_ptr<Communicator> mpi);
   ~NcclCommunicator() override;
 
   int rank() const override { return mpi_->rank(); }
@@ -34,7 +35,7 @@ class NcclCommunicator : public Communicator {
  private:
   void check(ncclResult_t r, const char* what);
   void wait(const char* what);  // synchronises the stream with a deadline
-  std::shared_ptr<MpiCommunicator> mpi_;
+  std::shared_ptr<Communicator> mpi_;  // the MPI communicator: bootstrap, counts, barriers
   ncclComm_t comm_ = nullptr;
   int device_ = 0;
   double timeout_s_ = 600;

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cluster/communicator.h"
+#include "cluster/launcher.h"
 #include "cli/yaml_config.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -24,7 +25,8 @@ int main(int argc, char** argv) {
       "  moelab inspect models/tiny-mixtral\n"
       "  moelab forward models/tiny-mixtral --text 'Hello world' --top 5\n"
       "  moelab prune models/tiny-mixtral --drop 0:1,5 --drop 1:2 --out pruned/\n"
-      "  moelab tokenize --tokenizer models/tiny-mixtral --input notes.txt --output ids.json\n\n"
+      "  moelab tokenize --tokenizer models/tiny-mixtral --input notes.txt --output ids.json\n"
+      "  moelab --ranks 4 forward models/tiny-mixtral --ids-json ids.json --out logits.safetensors\n\n"
       "Options can come from a YAML file (--config run.yaml) and from key=value overrides:\n"
       "  moelab prune --config run.yaml out=pruned/",
       "moelab"};
@@ -55,7 +57,16 @@ int main(int argc, char** argv) {
   moelab::cli::add_tokenize_command(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
-  args = moelab::cli::rewrite_overrides(args);
+  int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help
+  app.add_option("--ranks", ranks,
+                 "run on P MPI ranks: relaunches as `mpirun -np P moelab ...` (experts split over ranks, "
+                 "batches over ranks, rank 0 writes outputs)");
+  try {
+    args = moelab::cluster::relaunch_under_mpirun_if_asked(moelab::cli::rewrite_overrides(args));
+  } catch (const moelab::InputError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
   for (const auto& a : args) {
     auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == a; });
     if (!subs.empty()) {

@@ -1,5 +1,6 @@
 #include "cli/model_options.h"
 
+#include "cluster/cuda_support.h"
 #include "common/error.h"
 
 namespace moelab::cli {
@@ -28,8 +29,11 @@ models::LoadOptions ModelOptions::load_options() const {
   } catch (const std::exception&) {
     throw InputError("--device", "unknown device \"" + device + "\" (use cpu, cuda or cuda:N)");
   }
-  if (o.device.is_cuda() && !at::hasCUDA())
-    throw InputError("--device", "CUDA was asked for, but no CUDA device is available");
+  if (o.device.is_cuda()) {
+    std::string why;
+    if (!cluster::enable_cuda(&why)) throw InputError("--device", why);
+    if (!at::hasCUDA()) throw InputError("--device", "CUDA was asked for, but no CUDA device is available");
+  }
   o.dtype = dtype == "auto" ? (o.device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(dtype);
   return o;
 }

@@ -160,6 +160,17 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   return at::from_blob(data, info.shape, [keep_alive](void*) {}, opts);
 }
 
+void SafetensorsFile::release(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t base = reinterpret_cast<uintptr_t>(map_) + data_start_;
+  const uintptr_t begin = (base + it->second.begin + page - 1) / page * page;
+  const uintptr_t end = (base + it->second.end) / page * page;
+  // Private mapping, pages never written: dropping them loses nothing.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata, std::optional<at::ScalarType> dtype) {
   nlohmann::json header = nlohmann::json::object();

@@ -43,6 +43,10 @@ class SafetensorsFile {
   // A CPU tensor backed by the mapping (copy-on-write: in-place edits never reach
   // the file); it keeps the mapping alive. Copied if the data is misaligned.
   at::Tensor tensor(const std::string& name) const;
+  // Drops the resident pages of `name`'s data (whole pages only) once it has been
+  // copied elsewhere, so that loading a model does not hold the file and the copy in
+  // memory at once. Tensors still viewing those pages read them again from the file.
+  void release(const std::string& name) const;
 
  private:
   SafetensorsFile() = default;

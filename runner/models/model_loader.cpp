@@ -45,6 +45,8 @@ class TensorTaker {
   }
   bool has(const std::string& name) const { return ck_.has(name); }
   bool weights() const { return opts_.weights; }
+  void release(const std::string& name) const { ck_.release(name); }
+  const LoadOptions& options() const { return opts_; }
 
  private:
   hf::Checkpoint& ck_;
@@ -62,13 +64,27 @@ ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::Model
   if (t.has(fused_gu)) {
     w.router_ED = t.take(t.has(tensor_name(n.router, l)) ? tensor_name(n.router, l) : tensor_name(n.router_fused, l),
                          {E, D});
-    // Views of the memory-mapped file: only the local experts' pages are touched.
-    auto local = [&](at::Tensor x) { return x.defined() ? x.narrow(0, first, count).clone() : x; };
-    w.gate_up_EFD = local(t.take(fused_gu, {E, 2 * F, D}));
-    w.down_EDF = local(t.take(tensor_name(n.experts_down_fused, l), {E, D, F}));
+    // Views of the memory-mapped file: only the local experts' pages are touched,
+    // and dropped once copied.
+    auto local = [&](const std::string& name, std::vector<int64_t> shape) {
+      at::Tensor x = t.take(name, std::move(shape));
+      if (!x.defined()) return x;
+      x = x.narrow(0, first, count).clone();
+      t.release(name);
+      return x;
+    };
+    w.gate_up_EFD = local(fused_gu, {E, 2 * F, D});
+    w.down_EDF = local(tensor_name(n.experts_down_fused, l), {E, D, F});
   } else {
     w.router_ED = t.take(tensor_name(n.router, l), {E, D});
-    std::vector<at::Tensor> gu, down;
+    // Copied one expert at a time into the stacked tensors, each source dropped
+    // from memory right after: peak memory is the result plus one expert.
+    const auto& o = t.options();
+    if (t.weights()) {
+      auto opts = at::TensorOptions().dtype(o.dtype).device(o.device);
+      w.gate_up_EFD = at::empty({count, 2 * F, D}, opts);
+      w.down_EDF = at::empty({count, D, F}, opts);
+    }
     for (int64_t e = 0; e < E; ++e) {
       const bool mine = e >= first && e < first + count;
       if (!mine) {
@@ -77,14 +93,14 @@ ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::Model
         t.check(tensor_name(n.expert_down, l, e), {D, F});
         continue;
       }
-      at::Tensor g = t.take(tensor_name(n.expert_gate, l, e), {F, D});
-      at::Tensor u = t.take(tensor_name(n.expert_up, l, e), {F, D});
-      if (t.weights()) gu.push_back(at::cat({g, u}, 0));
-      down.push_back(t.take(tensor_name(n.expert_down, l, e), {D, F}));
-    }
-    if (t.weights()) {
-      w.gate_up_EFD = at::stack(gu);
-      w.down_EDF = at::stack(down);
+      const std::string gate = tensor_name(n.expert_gate, l, e), up = tensor_name(n.expert_up, l, e),
+                        down = tensor_name(n.expert_down, l, e);
+      at::Tensor g = t.take(gate, {F, D}), u = t.take(up, {F, D}), d = t.take(down, {D, F});
+      if (!t.weights()) continue;
+      w.gate_up_EFD[e - first].narrow(0, 0, F).copy_(g);
+      w.gate_up_EFD[e - first].narrow(0, F, F).copy_(u);
+      w.down_EDF[e - first].copy_(d);
+      for (const auto* name : {&gate, &up, &down}) t.release(*name);
     }
   }
   w.original_ids.resize(E);

@@ -120,4 +120,11 @@ struct ParamCounts {
 ParamCounts count_params(const MoeModel& model);
 ParamCounts count_params(const hf::ModelConfig& config);
 
+// Bytes of weights this process holds: replicated (everything but routed experts)
+// and its routed experts (under expert parallelism, only its own).
+struct WeightBytes {
+  int64_t shared = 0, experts = 0;
+};
+WeightBytes weight_bytes(const MoeModel& model);
+
 }  // namespace moelab::models

@@ -37,4 +37,22 @@ ParamCounts count_params(const MoeModel& m) {
   return count_params(c);
 }
 
+WeightBytes weight_bytes(const MoeModel& m) {
+  auto nb = [](const at::Tensor& t) { return t.defined() ? t.numel() * int64_t(t.element_size()) : int64_t(0); };
+  WeightBytes w;
+  w.shared = nb(m.embed_VD) + nb(m.final_norm_D) + (m.config.tie_word_embeddings ? 0 : nb(m.lm_head_VD));
+  for (const auto& L : m.layers) {
+    const auto& a = L.attn;
+    for (const auto* t : {&L.attn_norm_D, &L.ffn_norm_D, &a.wq_HAD, &a.wk_GAD, &a.wv_GAD, &a.wo_DHA, &a.bq, &a.bk,
+                          &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A})
+      w.shared += nb(*t);
+    if (L.moe) {
+      w.shared += nb(L.moe->router_ED);
+      w.experts += nb(L.moe->gate_up_EFD) + nb(L.moe->down_EDF);
+    }
+    if (L.mlp) w.shared += nb(L.mlp->gate_FD) + nb(L.mlp->up_FD) + nb(L.mlp->down_DF);
+  }
+  return w;
+}
+
 }  // namespace moelab::models
