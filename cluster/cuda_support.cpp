@@ -23,12 +23,18 @@ Plugin& plugin() {
   static std::once_flag once;
   std::call_once(once, [] {
 #ifdef MOELAB_CUDA_PLUGIN
+    // Beside the binary (installed layout), then where the build put it (tests).
     char self[4096];
     ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
     std::string dir = n > 0 ? std::filesystem::path(std::string(self, n)).parent_path().string() : ".";
-    const std::string path = dir + "/" + MOELAB_CUDA_PLUGIN;
-    p.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (!p.handle) p.error = std::string("cannot load the CUDA plugin: ") + ::dlerror();
+    for (const std::string& d : {dir, std::string(MOELAB_CUDA_PLUGIN_BUILD_DIR)}) {
+      const std::string path = d + "/" + MOELAB_CUDA_PLUGIN;
+      if (!std::filesystem::exists(path)) continue;
+      p.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+      if (!p.handle) p.error = std::string("cannot load the CUDA plugin: ") + ::dlerror();
+      return;
+    }
+    p.error = std::string("the CUDA plugin ") + MOELAB_CUDA_PLUGIN + " is not beside the moelab binary";
 #else
     p.error = "this build has no CUDA plugin (the CUDA toolkit was not found at configure time)";
 #endif

@@ -11,5 +11,7 @@ void add_inspect_command(CLI::App& app);
 void add_forward_command(CLI::App& app);
 void add_prune_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
+void add_score_command(CLI::App& app);
 
 }  // namespace moelab::cli

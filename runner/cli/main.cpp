@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   moelab::cli::add_forward_command(app);
   moelab::cli::add_prune_command(app);
   moelab::cli::add_tokenize_command(app);
+  moelab::cli::add_calibrate_command(app);
+  moelab::cli::add_score_command(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help

@@ -32,6 +32,7 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
   if (B == 0) {
     // No tokens of our own: serve our experts to the other ranks, layer by layer.
     at::Tensor none = at::empty({0, D}, at::TensorOptions().dtype(m.dtype).device(m.device));
+    if (observer) observer->on_batch(at::empty({0}, at::kLong));
     for (int64_t l = 0; l < c.num_hidden_layers; ++l)
       if (m.layers[l].moe) moe_forward(*m.layers[l].moe, c, none, l, *m.dispatcher, observer);
     return at::empty({0, T, c.vocab_size}, none.options());
@@ -47,6 +48,7 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
     for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
   at::Tensor valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
 
+  if (observer) observer->on_batch(ids.reshape(-1).index_select(0, valid_N).cpu());
   at::Tensor h = at::embedding(m.embed_VD, ids);  // [B, T, D]
   auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
   at::Tensor mask = build_mask(lengths, T, c.sliding_window, m.device);

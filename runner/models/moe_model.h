@@ -90,6 +90,9 @@ hf::ModelConfig load_config(const std::string& dir);
 class MoeObserver {
  public:
   virtual ~MoeObserver() = default;
+  // At the start of a forward: the token ids of the batch's N valid tokens [N]
+  // (int64, batch order); routing taps of this forward refer to these tokens.
+  virtual void on_batch(const at::Tensor& token_ids_N) {}
   // After routing a layer: logits [N, E] (compute dtype), chosen experts [N, K]
   // (int64, in descending probability order), gate weights [N, K] (as applied).
   virtual void on_routing(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& topk_ids_NK,

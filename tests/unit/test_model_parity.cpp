@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "cluster/cuda_support.h"
 #include "fixtures.h"
 #include "hf/safetensors.h"
 #include "models/model_writer.h"
@@ -27,7 +28,12 @@ class RoutingCapture : public models::MoeObserver {
 // The device under test: cpu, or cuda on a GPU machine (MOELAB_TEST_DEVICE=cuda).
 at::Device test_device() {
   const char* d = std::getenv("MOELAB_TEST_DEVICE");
-  return at::Device(d ? d : "cpu");
+  at::Device device(d ? d : "cpu");
+  if (device.is_cuda()) {
+    std::string why;
+    if (!cluster::enable_cuda(&why)) throw std::runtime_error(why);
+  }
+  return device;
 }
 
 struct Parity {

@@ -1,0 +1,19 @@
+// Every criterion, one line each: MOELAB_CRITERION(x) names the factory
+// `std::unique_ptr<Criterion> make_x()` defined in criteria/x.cpp.
+// (Included twice by registry.cpp: once to declare, once to build the table.)
+
+// Inference-based (calibration statistics)
+MOELAB_CRITERION(euf)
+MOELAB_CRITERION(soft_frequency)
+MOELAB_CRITERION(ean)
+MOELAB_CRITERION(reap)
+
+// Weight-based (no data)
+MOELAB_CRITERION(ews)
+MOELAB_CRITERION(rwn)
+MOELAB_CRITERION(wsr)
+MOELAB_CRITERION(ewn)
+
+// Other
+MOELAB_CRITERION(router_norm_change)
+MOELAB_CRITERION(random_baseline)

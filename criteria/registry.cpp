@@ -1,0 +1,61 @@
+#include "criteria/registry.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "common/error.h"
+
+namespace moelab::criteria {
+
+#define MOELAB_CRITERION(x) std::unique_ptr<Criterion> make_##x();
+#include "criteria/criteria_list.h"
+#undef MOELAB_CRITERION
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Criterion>> all_criteria() {
+  std::vector<std::unique_ptr<Criterion>> out;
+#define MOELAB_CRITERION(x) out.push_back(make_##x());
+#include "criteria/criteria_list.h"
+#undef MOELAB_CRITERION
+  return out;
+}
+
+std::unique_ptr<Criterion> make_criterion(const std::string& name) {
+  const std::string want = lower(name);
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (auto& c : all_criteria()) {
+    if (lower(c->name()) == want) return std::move(c);
+    size_t d = edit_distance(lower(c->name()), want);
+    if (d < best_d) {
+      best_d = d;
+      best = c->name();
+    }
+  }
+  std::string msg = "unknown criterion \"" + name + "\"";
+  if (!best.empty() && best_d <= std::max<size_t>(2, want.size() / 3)) msg += " (did you mean \"" + best + "\"?)";
+  msg += "; `moelab score --list` lists them";
+  throw InputError("criterion", msg);
+}
+
+}  // namespace moelab::criteria

@@ -1,0 +1,65 @@
+// Expert statistics from one calibration pass: the plain data type between
+// `moelab calibrate` (which fills it, all-reduced over ranks) and `moelab score`
+// (which reads it back from HDF5; schema in results/stats_schema.md).
+//
+// Every statistic is a SUM over routed (token, expert) pairs, never a mean, so that
+// sums from several ranks add up exactly and any normalisation is the criterion's
+// choice. Floating sums are float64; counts int64.
+//
+// Shape letters: E routed experts of the layer, F expert intermediate size,
+// D hidden size, W = ceil(V / 8) bytes of a vocabulary bitmap.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace moelab::results {
+
+// The groups of statistics a criterion can need; calibrate collects the union.
+namespace stat {
+inline const std::string kUsage = "usage";                // tokens_E, gate_sum_E
+inline const std::string kActNorms = "act_norms";         // act_norm_sum_E, act_norm_sq_sum_E
+inline const std::string kOutNorms = "out_norms";         // out_norm_sum_E, gate_out_norm_sum_E
+inline const std::string kCoactivation = "coactivation";  // coactivation_EE
+inline const std::string kTokenIds = "token_ids";         // token_bitmap_EW
+inline const std::string kActMoments = "act_moments";     // act_sum_EF, act_sq_sum_EF
+inline const std::string kHiddenChange = "hidden_change"; // easyep_sum_E
+}  // namespace stat
+
+struct LayerStats {
+  int64_t layer = 0;
+  at::Tensor tokens_E;             // int64: tokens routed to the expert (top-k membership)
+  at::Tensor gate_sum_E;           // f64: sum of gate weights g_j(x)
+  at::Tensor act_norm_sum_E;       // f64: sum ||a_j(x)||_2, a = act(x Wg^T) * (x Wu^T)
+  at::Tensor act_norm_sq_sum_E;    // f64: sum ||a_j(x)||_2^2
+  at::Tensor out_norm_sum_E;       // f64: sum ||f_j(x)||_2 (expert output before gating)
+  at::Tensor gate_out_norm_sum_E;  // f64: sum g_j(x) ||f_j(x)||_2 (REAP numerator)
+  at::Tensor coactivation_EE;      // int64: tokens routed to both j and k (diagonal = tokens_E)
+  at::Tensor token_bitmap_EW;      // uint8: bit v set if token id v was routed to the expert
+  at::Tensor act_sum_EF;           // f64: per-channel sum of a_j(x)
+  at::Tensor act_sq_sum_EF;        // f64: per-channel sum of a_j(x)^2
+  at::Tensor easyep_sum_E;         // f64: sum g ||f|| max(0, 1 - cos(h_in, h_out)) (EASY-EP)
+};
+
+struct CalibrationStats {
+  std::string model;              // model directory as given
+  std::string architecture;       // config.json architectures[0]
+  std::string calibration;        // calibration set description (files)
+  std::string moelab_version;
+  int64_t num_sequences = 0, num_tokens = 0, seq_len = 0, vocab_size = 0;
+  uint64_t seed = 0;
+  int64_t world_size = 1;
+  bool norm_topk_prob = true;     // the router's normalisation (what gates mean)
+  int64_t experts_per_token = 0;  // k
+  std::set<std::string> collected;  // groups present (stat::k*)
+  std::vector<LayerStats> layers;   // MoE layers only, in order
+
+  const LayerStats& layer(int64_t index) const;
+};
+
+}  // namespace moelab::results

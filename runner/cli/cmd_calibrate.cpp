@@ -1,0 +1,140 @@
+// moelab calibrate: one forward pass over a calibration set that collects every
+// statistic the requested criteria need, distributed over ranks (experts by expert
+// parallelism, batches by data parallelism), all-reduced, and written by rank 0 to
+// one HDF5 file (results/stats_schema.md).
+#include <set>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "cluster/communicator.h"
+#include "cluster/data_parallel.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "criteria/registry.h"
+#include "jobs/calibration_data.h"
+#include "jobs/stats_collector.h"
+#include "results/stats_file.h"
+
+namespace moelab::cli {
+namespace {
+
+struct CalibrateArgs {
+  ModelOptions model;
+  jobs::CalibrationSpec data;
+  std::vector<std::string> criteria, collect;
+  std::string out, comm = "auto";
+  int64_t batch_size = 8;
+  bool overwrite = false;
+};
+
+std::set<std::string> groups_for(const std::vector<std::string>& names) {
+  std::set<std::string> groups;
+  std::vector<std::unique_ptr<criteria::Criterion>> list;
+  if (names.empty()) list = criteria::all_criteria();
+  for (const auto& n : names) list.push_back(criteria::make_criterion(n));
+  for (const auto& c : list)
+    for (const auto& need : c->needs())
+      if (need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint) groups.insert(need);
+  return groups;
+}
+
+void run_calibrate(const CalibrateArgs& a) {
+  auto comm = cluster::world(a.comm);
+  if (std::filesystem::exists(a.out) && !a.overwrite)
+    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  std::set<std::string> groups = groups_for(a.criteria);
+  static const std::set<std::string> kGroups = {results::stat::kUsage,        results::stat::kActNorms,
+                                                results::stat::kOutNorms,     results::stat::kCoactivation,
+                                                results::stat::kTokenIds,     results::stat::kActMoments};
+  for (const auto& g : a.collect) {
+    if (!kGroups.count(g))
+      throw InputError("--collect", "unknown statistic group \"" + g +
+                                        "\" (usage, act_norms, out_norms, coactivation, token_ids, act_moments)");
+    groups.insert(g);
+  }
+  jobs::CalibrationSpec spec = a.data;
+  if (spec.tokenizer.empty()) spec.tokenizer = a.model.model_dir;
+  const jobs::CalibrationSet set = jobs::load_calibration_set(spec);
+  models::MoeModel m = comm->size() > 1
+                           ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
+                           : models::load_model(a.model.model_dir, a.model.load_options());
+  for (const auto& s : set.sequences)
+    for (int64_t id : s)
+      if (id >= m.config.vocab_size)
+        throw InputError(spec.files[0], "token id " + std::to_string(id) + " is outside the model's vocabulary (" +
+                                            std::to_string(m.config.vocab_size) + ")");
+  std::string list;
+  for (const auto& g : groups) list += (list.empty() ? "" : ", ") + g;
+  spdlog::info("calibrating on {} sequences, {} tokens, {} rank(s); collecting {}", set.sequences.size(),
+               set.num_tokens, comm->size(), list);
+
+  jobs::StatsCollector collector(m, groups);
+  cluster::DataParallelOptions dp;
+  dp.batch_size = a.batch_size;
+  int64_t done = 0;
+  cluster::run_data_parallel(m, *comm, set.sequences, dp, &collector, [&](int64_t, const at::Tensor&) {
+    if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm->rank());
+  });
+  collector.all_reduce(*comm);
+  results::CalibrationStats st = collector.take();
+  st.model = a.model.model_dir;
+  st.architecture = m.config.architecture;
+  st.calibration = set.description;
+#ifdef MOELAB_VERSION
+  st.moelab_version = MOELAB_VERSION;
+#endif
+  st.num_sequences = int64_t(set.sequences.size());
+  st.num_tokens = set.num_tokens;
+  st.seq_len = spec.seq_len;
+  st.vocab_size = m.config.vocab_size;
+  st.seed = spec.seed;
+  st.world_size = comm->size();
+  st.norm_topk_prob = m.config.norm_topk_prob;
+  st.experts_per_token = m.config.num_experts_per_tok;
+  if (comm->rank() == 0) {
+    results::write_stats(st, a.out);
+    spdlog::info("wrote {}", a.out);
+  }
+  comm->barrier();
+}
+
+}  // namespace
+
+void add_calibrate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "calibrate",
+      "Run the model once over a calibration set and store, per MoE layer and expert, every statistic\n"
+      "the chosen criteria need (sums in float64, counts in int64) in one HDF5 file for `moelab score`.\n\n"
+      "Data: text files (.txt), JSONL (.jsonl, field --text-field) or token ids (.json, {\"input_ids\":\n"
+      "[[...]]}); text is tokenized with the model's tokenizer.json, joined with EOS and cut into windows\n"
+      "of --seq-len tokens, of which --num-samples are drawn with --seed. Padding never reaches experts.\n"
+      "Under mpirun (or --ranks P) experts and batches are spread over ranks and the statistics are\n"
+      "all-reduced; the file does not depend on the rank count.\n\n"
+      "Examples:\n"
+      "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
+      "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5");
+  auto a = std::make_shared<CalibrateArgs>();
+  a->model.add_to(cmd);
+  cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
+      ->required();
+  cmd->add_option("--seq-len", a->data.seq_len, "tokens per sequence")->check(CLI::PositiveNumber);
+  cmd->add_option("--num-samples", a->data.num_samples, "sequences to draw (0: all)");
+  cmd->add_option("--seed", a->data.seed, "seed for drawing the sequences");
+  cmd->add_option("--text-field", a->data.text_field, "JSONL field holding the text");
+  cmd->add_option("--criteria", a->criteria, "criteria whose statistics to collect (default: all)")->delimiter(',');
+  cmd->add_option("--collect", a->collect,
+                  "also collect these statistic groups: usage, act_norms, out_norms, coactivation, token_ids, "
+                  "act_moments (comma-separated)")
+      ->delimiter(',');
+  cmd->add_option("--out", a->out, "output HDF5 file (written atomically)")->required();
+  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
+      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  cmd->callback([a] {
+    auto comm = cluster::world(a->comm);
+    cluster::run_or_abort(*comm, [&] { run_calibrate(*a); });
+  });
+}
+
+}  // namespace moelab::cli

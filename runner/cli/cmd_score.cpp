@@ -1,0 +1,122 @@
+// moelab score: per-layer, per-expert scores for any criteria, from the HDF5
+// statistics of `moelab calibrate` and/or the checkpoint's weights; no forward pass.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "criteria/registry.h"
+#include "results/stats_file.h"
+
+namespace moelab::cli {
+namespace {
+
+struct ScoreArgs {
+  std::string stats, model, second_model, out;
+  std::vector<std::string> criteria;
+  uint64_t seed = 0;
+  bool list = false;
+};
+
+void print_list() {
+  std::cout << "criterion          needs                          description\n";
+  for (const auto& c : criteria::all_criteria()) {
+    std::string needs;
+    for (const auto& n : c->needs()) needs += (needs.empty() ? "" : ",") + n;
+    std::printf("%-18s %-30s %s\n", c->name().c_str(), needs.empty() ? "-" : needs.c_str(), c->description().c_str());
+  }
+  std::cout << "\nEach criterion has two directions: Min-X drops the lowest-scoring experts, Max-X the highest.\n";
+}
+
+// The statistics file must describe this model: same MoE layers and expert counts.
+void check_match(const results::CalibrationStats& st, const models::MoeModel& m, const std::string& stats_path) {
+  std::vector<std::pair<int64_t, int64_t>> moe;
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
+    if (m.layers[l].moe) moe.emplace_back(l, m.layers[l].moe->num_experts());
+  bool ok = moe.size() == st.layers.size();
+  for (size_t i = 0; ok && i < moe.size(); ++i)
+    ok = st.layers[i].layer == moe[i].first && st.layers[i].tokens_E.size(0) == moe[i].second;
+  if (!ok || (!st.architecture.empty() && st.architecture != m.config.architecture))
+    throw InputError(stats_path, "was collected on a different model (" + st.model + ", " + st.architecture +
+                                     "): its MoE layers or expert counts differ from " + m.config.path);
+}
+
+void run_score(const ScoreArgs& a) {
+  if (a.list) {
+    print_list();
+    return;
+  }
+  if (a.stats.empty() && a.model.empty()) throw InputError("moelab score", "give --stats and/or --model");
+  std::optional<results::CalibrationStats> st;
+  if (!a.stats.empty()) st = results::read_stats(a.stats);
+  std::optional<models::MoeModel> model, second;
+  if (!a.model.empty()) model = models::load_model(a.model);
+  if (!a.second_model.empty()) second = models::load_model(a.second_model);
+  if (st && model) check_match(*st, *model, a.stats);
+
+  std::vector<std::unique_ptr<criteria::Criterion>> list;
+  for (const auto& n : a.criteria) list.push_back(criteria::make_criterion(n));
+  if (list.empty()) throw InputError("--criteria", "name at least one criterion (moelab score --list)");
+  criteria::ScoreInputs in;
+  in.stats = st ? &*st : nullptr;
+  in.model = model ? &*model : nullptr;
+  in.second = second ? &*second : nullptr;
+  in.seed = a.seed;
+  // MoE layers from the statistics, else from the model.
+  std::vector<int64_t> layers;
+  if (st)
+    for (const auto& ls : st->layers) layers.push_back(ls.layer);
+  else
+    for (int64_t l = 0; l < model->config.num_hidden_layers; ++l)
+      if (model->layers[l].moe) layers.push_back(l);
+
+  nlohmann::json out = {{"stats", a.stats}, {"model", a.model}, {"criteria", nlohmann::json::object()}};
+  for (const auto& c : list) {
+    for (const auto& need : c->needs()) {
+      if (need == criteria::kNeedsWeights && !model)
+        throw InputError("criterion " + c->name(), "needs the model's weights: pass --model DIR");
+      if (need == criteria::kNeedsSecondCheckpoint && !second)
+        throw InputError("criterion " + c->name(), "needs a second checkpoint: pass --second-model DIR");
+    }
+    nlohmann::json per_layer = nlohmann::json::object();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      at::Tensor s = c->score_layer(in, int64_t(i), layers[i]).to(at::kDouble).contiguous();
+      per_layer[std::to_string(layers[i])] = std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+    }
+    out["criteria"][c->name()] = {{"version", c->version()}, {"layers", per_layer}};
+  }
+  write_file_atomic(a.out, out.dump(1));
+  spdlog::info("wrote {} ({} criteria x {} MoE layers)", a.out, list.size(), layers.size());
+}
+
+}  // namespace
+
+void add_score_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "score",
+      "Score every expert of every MoE layer with any criteria, from a statistics file of\n"
+      "`moelab calibrate` and/or the checkpoint's weights, without running the model.\n"
+      "Scores are float64, one per expert; a criterion has two directions when pruning: Min-X drops the\n"
+      "lowest-scoring experts, Max-X the highest. Output JSON:\n"
+      "  {\"criteria\": {\"EAN\": {\"version\": 1, \"layers\": {\"0\": [score of expert 0, ...], ...}}}}\n\n"
+      "Examples:\n"
+      "  moelab score --list\n"
+      "  moelab score --stats stats.h5 --model models/tiny --criteria EAN,REAP,RWN --out scores.json");
+  auto a = std::make_shared<ScoreArgs>();
+  cmd->add_option("--stats", a->stats, "HDF5 statistics from moelab calibrate");
+  cmd->add_option("--model", a->model, "model directory (weight criteria; checked against the statistics)");
+  cmd->add_option("--second-model", a->second_model, "the other checkpoint (e.g. pre-trained, for RouterNormChange)");
+  cmd->add_option("--criteria", a->criteria, "criteria to compute (comma-separated)")->delimiter(',');
+  cmd->add_option("--out", a->out, "output JSON file (written atomically)");
+  cmd->add_option("--seed", a->seed, "seed for randomised criteria (Random)");
+  cmd->add_flag("--list", a->list, "list the criteria with what they need");
+  cmd->callback([a] {
+    if (!a->list && a->out.empty()) throw InputError("--out", "give the output file");
+    run_score(*a);
+  });
+}
+
+}  // namespace moelab::cli

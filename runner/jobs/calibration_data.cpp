@@ -1,0 +1,128 @@
+#include "jobs/calibration_data.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "common/error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace moelab::jobs {
+namespace {
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path, "cannot open calibration file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::vector<int64_t>> read_token_file(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_all(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array())
+    throw InputError(path, "field \"input_ids\" must be a list of token-id lists");
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& s : j["input_ids"]) {
+    if (!s.is_array()) throw InputError(path, "field \"input_ids\": each entry must be a list of token ids");
+    std::vector<int64_t> ids;
+    for (const auto& v : s) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        throw InputError(path, "field \"input_ids\": token ids must be non-negative integers");
+      ids.push_back(v.get<int64_t>());
+    }
+    if (!ids.empty()) out.push_back(std::move(ids));
+  }
+  return out;
+}
+
+std::vector<std::string> read_documents(const std::string& path, const std::string& field) {
+  if (!ends_with(path, ".jsonl")) return {read_all(path)};
+  std::vector<std::string> docs;
+  std::istringstream in(read_all(path));
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      throw InputError(path, "line " + std::to_string(n) + " is not valid JSON");
+    }
+    if (!j.is_object() || !j.contains(field) || !j[field].is_string())
+      throw InputError(path, "line " + std::to_string(n) + ": field \"" + field + "\" is missing or not a string");
+    docs.push_back(j[field].get<std::string>());
+  }
+  return docs;
+}
+
+}  // namespace
+
+CalibrationSet load_calibration_set(const CalibrationSpec& spec) {
+  if (spec.files.empty()) throw InputError("--data", "give at least one calibration file");
+  if (spec.seq_len <= 0) throw InputError("--seq-len", "must be positive");
+  std::vector<std::vector<int64_t>> windows;
+  std::optional<Tokenizer> tok;
+  std::vector<int64_t> stream;  // text tokens, all documents joined
+  for (const auto& f : spec.files) {
+    if (!std::filesystem::exists(f)) throw InputError(f, "no such calibration file");
+    if (ends_with(f, ".json")) {
+      for (auto& s : read_token_file(f))
+        for (size_t i = 0; i < s.size(); i += spec.seq_len)
+          windows.emplace_back(s.begin() + i, s.begin() + std::min(s.size(), i + size_t(spec.seq_len)));
+      continue;
+    }
+    // Read (and check) the documents before loading the tokenizer: a bad line is
+    // reported as such even when the tokenizer is missing too.
+    const std::vector<std::string> docs = read_documents(f, spec.text_field);
+    if (!tok) {
+      if (spec.tokenizer.empty()) throw InputError(f, "text calibration data needs the model's tokenizer.json");
+      tok = Tokenizer::from_file(spec.tokenizer);
+    }
+    std::optional<int64_t> eos;
+    for (const char* name : {"<|endoftext|>", "</s>", "<|im_end|>", "<eos>"})
+      if (!eos) eos = tok->token_to_id(name);
+    for (const auto& doc : docs) {
+      auto ids = tok->encode(doc, /*add_special_tokens=*/false);
+      stream.insert(stream.end(), ids.begin(), ids.end());
+      if (eos) stream.push_back(*eos);
+    }
+  }
+  for (size_t i = 0; i + size_t(spec.seq_len) <= stream.size(); i += spec.seq_len)
+    windows.emplace_back(stream.begin() + i, stream.begin() + i + spec.seq_len);
+  if (windows.empty())
+    throw InputError(spec.files[0], "the calibration data holds fewer than seq_len = " + std::to_string(spec.seq_len) +
+                                        " tokens");
+  // Seeded Fisher-Yates, then the first num_samples windows.
+  uint64_t state = spec.seed;
+  for (size_t i = windows.size() - 1; i > 0; --i) std::swap(windows[i], windows[splitmix64(state) % (i + 1)]);
+  if (spec.num_samples > 0 && size_t(spec.num_samples) < windows.size()) windows.resize(spec.num_samples);
+  CalibrationSet set;
+  set.sequences = std::move(windows);
+  for (const auto& s : set.sequences) set.num_tokens += int64_t(s.size());
+  std::string files;
+  for (const auto& f : spec.files) files += (files.empty() ? "" : ",") + f;
+  set.description = files + " (seq_len " + std::to_string(spec.seq_len) + ", " + std::to_string(set.sequences.size()) +
+                    " samples, seed " + std::to_string(spec.seed) + ")";
+  return set;
+}
+
+}  // namespace moelab::jobs

@@ -1,0 +1,106 @@
+#include "jobs/stats_collector.h"
+
+namespace moelab::jobs {
+namespace {
+at::TensorOptions f64() { return at::TensorOptions().dtype(at::kDouble); }
+at::TensorOptions i64() { return at::TensorOptions().dtype(at::kLong); }
+}  // namespace
+
+StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> groups)
+    : groups_(std::move(groups)), vocab_(m.config.vocab_size) {
+  groups_.insert(results::stat::kUsage);  // always: every criterion normalises by it
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) {
+    if (!m.layers[l].moe) continue;
+    const int64_t E = m.layers[l].moe->num_experts(), F = m.layers[l].moe->down_EDF.size(2);
+    results::LayerStats s;
+    s.layer = l;
+    s.tokens_E = at::zeros({E}, i64());
+    s.gate_sum_E = at::zeros({E}, f64());
+    if (has(results::stat::kActNorms)) {
+      s.act_norm_sum_E = at::zeros({E}, f64());
+      s.act_norm_sq_sum_E = at::zeros({E}, f64());
+    }
+    if (has(results::stat::kOutNorms)) {
+      s.out_norm_sum_E = at::zeros({E}, f64());
+      s.gate_out_norm_sum_E = at::zeros({E}, f64());
+    }
+    if (has(results::stat::kCoactivation)) s.coactivation_EE = at::zeros({E, E}, i64());
+    if (has(results::stat::kActMoments)) {
+      s.act_sum_EF = at::zeros({E, F}, f64());
+      s.act_sq_sum_EF = at::zeros({E, F}, f64());
+    }
+    if (has(results::stat::kTokenIds)) seen_EV_.push_back(at::zeros({E, vocab_}, at::kBool));
+    slot_of_layer_[l] = layers_.size();
+    layers_.push_back(std::move(s));
+  }
+}
+
+void StatsCollector::on_batch(const at::Tensor& token_ids_N) { batch_ids_N_ = token_ids_N.to(at::kLong).cpu(); }
+
+void StatsCollector::on_routing(int64_t layer, const at::Tensor&, const at::Tensor& topk_ids_NK,
+                                const at::Tensor& topk_w_NK) {
+  const size_t slot = slot_of_layer_.at(layer);
+  auto& s = layers_[slot];
+  const int64_t E = s.tokens_E.size(0), K = topk_ids_NK.size(1);
+  at::Tensor ids = topk_ids_NK.cpu(), flat = ids.reshape(-1);
+  s.tokens_E += at::bincount(flat, {}, E);
+  s.gate_sum_E.index_add_(0, flat, topk_w_NK.cpu().to(at::kDouble).reshape(-1));
+  if (has(results::stat::kCoactivation)) {
+    // Every ordered pair (j, k) of a token's experts, j != k, plus the diagonal.
+    at::Tensor a = ids.unsqueeze(2).expand({-1, K, K}).reshape(-1);
+    at::Tensor b = ids.unsqueeze(1).expand({-1, K, K}).reshape(-1);
+    s.coactivation_EE.view(-1).index_add_(0, a * E + b, at::ones({a.size(0)}, i64()));
+  }
+  if (has(results::stat::kTokenIds) && batch_ids_N_.numel() > 0) {
+    at::Tensor tok = batch_ids_N_.unsqueeze(1).expand({-1, K}).reshape(-1);
+    seen_EV_[slot].view(-1).index_fill_(0, flat * vocab_ + tok, true);
+  }
+}
+
+void StatsCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, const at::Tensor& act_nF,
+                               const at::Tensor& out_nD, const at::Tensor& gate_n) {
+  auto& s = layers_[slot_of_layer_.at(layer)];
+  at::Tensor act = act_nF.detach().to(at::kCPU, at::kDouble);
+  if (has(results::stat::kActNorms)) {
+    at::Tensor sq = act.pow(2).sum(1);
+    s.act_norm_sum_E[e] += sq.sqrt().sum();
+    s.act_norm_sq_sum_E[e] += sq.sum();
+  }
+  if (has(results::stat::kOutNorms)) {
+    at::Tensor on = out_nD.detach().to(at::kCPU, at::kDouble).norm(2, 1);
+    s.out_norm_sum_E[e] += on.sum();
+    s.gate_out_norm_sum_E[e] += (gate_n.detach().to(at::kCPU, at::kDouble) * on).sum();
+  }
+  if (has(results::stat::kActMoments)) {
+    s.act_sum_EF[e] += act.sum(0);
+    s.act_sq_sum_EF[e] += act.pow(2).sum(0);
+  }
+}
+
+void StatsCollector::all_reduce(cluster::Communicator& comm) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto& s = layers_[i];
+    for (at::Tensor* t : {&s.tokens_E, &s.gate_sum_E, &s.act_norm_sum_E, &s.act_norm_sq_sum_E, &s.out_norm_sum_E,
+                          &s.gate_out_norm_sum_E, &s.coactivation_EE, &s.act_sum_EF, &s.act_sq_sum_EF})
+      if (t->defined()) comm.all_reduce_sum(*t);
+    if (has(results::stat::kTokenIds)) {
+      at::Tensor seen = seen_EV_[i].to(at::kInt);
+      comm.all_reduce_sum(seen);
+      // Pack to bits, least significant bit first within a byte: bit v%8 of byte v/8.
+      const int64_t E = seen.size(0), W = (vocab_ + 7) / 8;
+      at::Tensor bits = at::zeros({E, W * 8}, at::kLong);
+      bits.narrow(1, 0, vocab_).copy_(seen > 0);
+      at::Tensor weights = at::pow(2, at::arange(8, at::kLong));
+      s.token_bitmap_EW = (bits.view({E, W, 8}) * weights).sum(2).to(at::kByte);
+    }
+  }
+}
+
+results::CalibrationStats StatsCollector::take() {
+  results::CalibrationStats st;
+  st.collected = groups_;
+  st.layers = std::move(layers_);
+  return st;
+}
+
+}  // namespace moelab::jobs

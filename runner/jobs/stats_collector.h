@@ -1,0 +1,41 @@
+// Collects, in the one calibration forward pass, every statistic group asked for
+// (results::stat::k*), for every MoE layer, as sums. Runs under expert parallelism:
+// routing statistics are gathered on the tokens' rank, activation/output statistics
+// on the experts' rank; all_reduce() adds the ranks' sums.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "cluster/communicator.h"
+#include "models/moe_model.h"
+#include "results/calibration_stats.h"
+
+namespace moelab::jobs {
+
+class StatsCollector : public models::MoeObserver {
+ public:
+  StatsCollector(const models::MoeModel& model, std::set<std::string> groups);
+
+  void on_batch(const at::Tensor& token_ids_N) override;
+  void on_routing(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& topk_ids_NK,
+                  const at::Tensor& topk_w_NK) override;
+  void on_expert(int64_t layer, int64_t expert, const at::Tensor& tag_n, const at::Tensor& act_nF,
+                 const at::Tensor& out_nD, const at::Tensor& gate_n) override;
+
+  // Sums over ranks (collective) and packs the token bitmaps. Call once, after the pass.
+  void all_reduce(cluster::Communicator& comm);
+  // The statistics (after all_reduce). Metadata fields are left to the caller.
+  results::CalibrationStats take();
+
+ private:
+  bool has(const std::string& g) const { return groups_.count(g) != 0; }
+  std::set<std::string> groups_;
+  std::map<int64_t, size_t> slot_of_layer_;  // decoder layer -> index into layers_
+  std::vector<results::LayerStats> layers_;
+  std::vector<at::Tensor> seen_EV_;  // bool [E, V] per MoE layer (packed into bits at the end)
+  at::Tensor batch_ids_N_;
+  int64_t vocab_ = 0;
+};
+
+}  // namespace moelab::jobs

@@ -1,0 +1,203 @@
+"""moelab calibrate -> HDF5 -> moelab score, checked against statistics recomputed in
+Python from the hidden states that transformers feeds each MoE block (hooks), and
+against itself across rank counts."""
+import json
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+SEQ_LEN = 16
+GROUPS = "usage,act_norms,out_norms,coactivation,token_ids,act_moments"
+
+
+def token_file(path, n=9, vocab=512, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    # Sequences of exactly SEQ_LEN tokens: each is one calibration window.
+    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
+    return path
+
+
+def calibrate(moelab, model, data, out, *extra, ranks=None):
+    args = (["--ranks", ranks] if ranks else []) + ["calibrate", model, "--data", data, "--seq-len", SEQ_LEN,
+                                                     "--num-samples", 0, "--collect", GROUPS, "--out", out, *extra]
+    return moelab(*args)
+
+
+def reference_stats(model_dir, data):
+    """Per MoE layer, the same sums, from the inputs of transformers' MoE blocks."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    cfg = model.config
+    ids = torch.tensor(json.loads(data.read_text())["input_ids"])
+    captured = {}
+    hooks = []
+    for idx, layer in enumerate(model.model.layers):
+        if hasattr(layer.mlp, "experts"):
+            hooks.append(layer.mlp.register_forward_hook(
+                lambda mod, inp, out, idx=idx: captured.setdefault(idx, []).append(inp[0].reshape(-1, inp[0].shape[-1]))))
+    with torch.no_grad():
+        model(input_ids=ids)
+    for h in hooks:
+        h.remove()
+    torch.set_grad_enabled(False)
+    V, k = cfg.vocab_size, cfg.num_experts_per_tok
+    renorm = getattr(cfg, "norm_topk_prob", True)
+    out = {}
+    for idx, xs in captured.items():
+        x = torch.cat(xs).double()
+        mlp = model.model.layers[idx].mlp
+        w_r = mlp.gate.weight.double()
+        gu, down = mlp.experts.gate_up_proj.double(), mlp.experts.down_proj.double()
+        E, F = gu.shape[0], gu.shape[1] // 2
+        probs = torch.softmax(x @ w_r.T, dim=-1)
+        top_w, top_i = torch.topk(probs, k, dim=-1)
+        if renorm:
+            top_w = top_w / top_w.sum(-1, keepdim=True)
+        s = {n: np.zeros(E) for n in ["tokens_E", "gate_sum_E", "act_norm_sum_E", "act_norm_sq_sum_E",
+                                       "out_norm_sum_E", "gate_out_norm_sum_E"]}
+        s["coactivation_EE"] = np.zeros((E, E))
+        s["act_sum_EF"], s["act_sq_sum_EF"] = np.zeros((E, F)), np.zeros((E, F))
+        seen = np.zeros((E, V), dtype=bool)
+        tokens = ids.reshape(-1).numpy()
+        for t in range(x.shape[0]):
+            for j in range(k):
+                e, g = int(top_i[t, j]), float(top_w[t, j])
+                h = x[t] @ gu[e].T
+                a = torch.nn.functional.silu(h[:F]) * h[F:]
+                f = a @ down[e].T
+                s["tokens_E"][e] += 1
+                s["gate_sum_E"][e] += g
+                s["act_norm_sum_E"][e] += float(a.norm())
+                s["act_norm_sq_sum_E"][e] += float(a.norm()) ** 2
+                s["out_norm_sum_E"][e] += float(f.norm())
+                s["gate_out_norm_sum_E"][e] += g * float(f.norm())
+                s["act_sum_EF"][e] += a.numpy()
+                s["act_sq_sum_EF"][e] += (a ** 2).numpy()
+                seen[e, tokens[t]] = True
+                for j2 in range(k):
+                    s["coactivation_EE"][e, int(top_i[t, j2])] += 1
+        s["seen"] = seen
+        out[idx] = s
+    return out
+
+
+@pytest.mark.parametrize("family", ["mixtral", "qwen3"])
+def test_statistics_equal_a_python_recomputation_from_transformers(family, fixtures, moelab, tmp_path):
+    model = fixtures / "models" / family
+    data = token_file(tmp_path / "cal.json")
+    calibrate(moelab, model, data, tmp_path / "stats.h5")
+    ref = reference_stats(model, data)
+    with h5py.File(tmp_path / "stats.h5") as f:
+        assert f.attrs["num_tokens"] == 9 * SEQ_LEN
+        assert [int(x) for x in f.attrs["moe_layers"].decode().split(",")] == sorted(ref)
+        for idx, s in ref.items():
+            g = f[f"layer_{idx:03d}"]
+            for name, want in s.items():
+                if name == "seen":
+                    got = np.unpackbits(g["token_bitmap_EW"][:], axis=1, bitorder="little")[:, :want.shape[1]]
+                    assert np.array_equal(got.astype(bool), want), f"{family} layer {idx} token bitmap"
+                    continue
+                got = g[name][:]
+                assert g[name].attrs["dtype"].decode() in ("int64", "float64")
+                # moelab computes in fp32, the reference in fp64: 1e-5 relative to each value,
+                # or to the dataset's scale for per-channel sums that cancel to near zero.
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
+                                           err_msg=f"{family} layer {idx} {name}")
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_statistics_and_scores_do_not_depend_on_the_rank_count(ranks, fixtures, moelab, tmp_path):
+    model = fixtures / "models" / "qwen3"
+    data = token_file(tmp_path / "cal.json", n=11)
+    calibrate(moelab, model, data, tmp_path / "p1.h5")
+    calibrate(moelab, model, data, tmp_path / "pn.h5", ranks=ranks)
+    with h5py.File(tmp_path / "p1.h5") as a, h5py.File(tmp_path / "pn.h5") as b:
+        assert b.attrs["world_size"] == ranks
+        for g in a:
+            for d in a[g]:
+                # Signed per-channel sums can cancel to near zero: their tolerance is
+                # relative to the dataset's scale (matmul blocking differs with the rows a rank holds).
+                want = a[g][d][:].astype(float)
+                np.testing.assert_allclose(b[g][d][:], want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
+                                           err_msg=f"{g}/{d}")
+    scores = {}
+    for name in ("p1", "pn"):
+        moelab("score", "--stats", tmp_path / f"{name}.h5", "--model", model, "--criteria", "EUF,EAN,REAP,SoftFrequency",
+               "--out", tmp_path / f"{name}.json")
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["criteria"]
+    for crit, body in scores["p1"].items():
+        for layer, vals in body["layers"].items():
+            other = scores["pn"][crit]["layers"][layer]
+            np.testing.assert_allclose(other, vals, rtol=1e-5)
+            assert list(np.argsort(other, kind="stable")) == list(np.argsort(vals, kind="stable"))
+
+
+def test_scores_follow_their_formulas_from_the_file(fixtures, moelab, tmp_path):
+    model = fixtures / "models" / "mixtral"
+    calibrate(moelab, model, token_file(tmp_path / "cal.json"), tmp_path / "s.h5")
+    moelab("score", "--stats", tmp_path / "s.h5", "--criteria", "EUF,EAN,REAP,SoftFrequency", "--out",
+           tmp_path / "scores.json")
+    got = json.loads((tmp_path / "scores.json").read_text())["criteria"]
+    with h5py.File(tmp_path / "s.h5") as f:
+        for layer in ("0", "1", "2"):
+            g = f[f"layer_{int(layer):03d}"]
+            n = g["tokens_E"][:].astype(float)
+            np.testing.assert_allclose(got["EUF"]["layers"][layer], n)
+            np.testing.assert_allclose(got["EAN"]["layers"][layer], g["act_norm_sum_E"][:])
+            np.testing.assert_allclose(got["SoftFrequency"]["layers"][layer], g["gate_sum_E"][:])
+            np.testing.assert_allclose(got["REAP"]["layers"][layer],
+                                       np.where(n > 0, g["gate_out_norm_sum_E"][:] / np.maximum(n, 1), 0.0))
+
+
+def test_text_and_jsonl_data_are_tokenized_with_the_model_tokenizer(fixtures, moelab, tmp_path):
+    # A model directory with a tokenizer: the fixture model plus a byte-level BPE trained here
+    # small enough (<= 512 ids) for the fixture's vocabulary.
+    import shutil
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    model = tmp_path / "model"
+    shutil.copytree(fixtures / "models" / "mixtral", model)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator([(fixtures / "tokenizers" / "multilingual.txt").read_text()],
+                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    assert tok.get_vocab_size() <= 512
+    tok.save(str(model / "tokenizer.json"))
+    text = (fixtures / "tokenizers" / "multilingual.txt").read_text()
+    (tmp_path / "a.txt").write_text(text)
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": line}) for line in text.splitlines() if line))
+    for data in ("a.txt", "b.jsonl"):
+        moelab("calibrate", model, "--data", tmp_path / data, "--seq-len", 32, "--num-samples", 4, "--out",
+               tmp_path / f"{data}.h5")
+        with h5py.File(tmp_path / f"{data}.h5") as f:
+            assert f.attrs["num_tokens"] == 4 * 32
+
+
+def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
+    mixtral, qwen3 = fixtures / "models" / "mixtral", fixtures / "models" / "qwen3"
+    data = token_file(tmp_path / "cal.json")
+    moelab("calibrate", mixtral, "--data", data, "--seq-len", SEQ_LEN, "--criteria", "EUF", "--out", tmp_path / "s.h5")
+
+    def err(*args):
+        proc = moelab(*args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr
+        return proc.stderr
+
+    assert 'did you mean "REAP"' in err("score", "--stats", tmp_path / "s.h5", "--criteria", "REAPP", "--out",
+                                       tmp_path / "x.json")
+    msg = err("score", "--stats", tmp_path / "s.h5", "--criteria", "EAN", "--out", tmp_path / "x.json")
+    assert "act_norms" in msg and "moelab calibrate" in msg
+    assert "different model" in err("score", "--stats", tmp_path / "s.h5", "--model", qwen3, "--criteria", "EUF",
+                                    "--out", tmp_path / "x.json")
+    assert "--model" in err("score", "--stats", tmp_path / "s.h5", "--criteria", "RWN", "--out", tmp_path / "x.json")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\nnot json\n')
+    assert "line 2" in err("calibrate", mixtral, "--data", bad, "--out", tmp_path / "y.h5")
+    not_h5 = tmp_path / "not.h5"
+    not_h5.write_text("hello")
+    assert "not an HDF5 file" in err("score", "--stats", not_h5, "--criteria", "EUF", "--out", tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.h5").exists()
