@@ -11,25 +11,12 @@
 // Computed in float64 on the weights' device, over column chunks.
 #include <algorithm>
 
-#include "common/error.h"
 #include "criteria/criterion.h"
+#include "criteria/stats_access.h"
 
 namespace moelab::criteria {
 
 namespace {
-
-const char* const kWho = "criterion EWN";
-
-const models::ExpertWeights& layer_experts(const ScoreInputs& in, int64_t layer) {
-  if (in.model == nullptr) throw InputError(kWho, "needs the model's weights (no model was given)");
-  if (layer < 0 || layer >= static_cast<int64_t>(in.model->layers.size()) || !in.model->layers[layer].moe)
-    throw InputError(kWho, "layer " + std::to_string(layer) + " is not an MoE layer of the model");
-  const auto& w = *in.model->layers[layer].moe;
-  if (!w.gate_up_EFD.defined() || !w.down_EDF.defined() || !w.all_local())
-    throw InputError(kWho, "needs every expert's weights of layer " + std::to_string(layer) +
-                               " in this process (load the model without expert parallelism)");
-  return w;
-}
 
 // sq += per-row sum of squares of t viewed as [E, -1], in float64 chunks.
 void accumulate_squares(const at::Tensor& t, at::Tensor& sq) {
@@ -52,7 +39,7 @@ class Ewn : public Criterion {
   std::vector<std::string> needs() const override { return {kNeedsWeights}; }
 
   at::Tensor score_layer(const ScoreInputs& in, int64_t /*moe_index*/, int64_t layer) const override {
-    const auto& w = layer_experts(in, layer);
+    const auto& w = layer_experts(in.model, layer, name());
     at::Tensor sq =
         at::zeros({w.num_experts()}, at::TensorOptions().dtype(at::kDouble).device(w.gate_up_EFD.device()));
     accumulate_squares(w.gate_up_EFD, sq);

@@ -16,6 +16,7 @@
 // pruning step, not to the score. Computed in float64.
 #include "common/error.h"
 #include "criteria/criterion.h"
+#include "criteria/stats_access.h"
 
 namespace moelab::criteria {
 
@@ -38,8 +39,8 @@ class RouterNormChange : public Criterion {
       throw InputError(kWho,
                        "needs two checkpoints: the fine-tuned model as the model and the pre-trained model it "
                        "was fine-tuned from as the second checkpoint (none was given)");
-    const at::Tensor ft = router(*in.model, layer, "fine-tuned model");
-    const at::Tensor pre = router(*in.second, layer, "pre-trained (second) checkpoint");
+    const at::Tensor ft = layer_experts(in.model, layer, name(), "fine-tuned model").router_ED;
+    const at::Tensor pre = layer_experts(in.second, layer, name(), "pre-trained (second) checkpoint").router_ED;
     if (ft.size(0) != pre.size(0))
       throw InputError(kWho, "layer " + std::to_string(layer) + ": the fine-tuned model has " +
                                  std::to_string(ft.size(0)) + " experts but the pre-trained (second) checkpoint has " +
@@ -50,16 +51,6 @@ class RouterNormChange : public Criterion {
     return (n_ft - n_pre).contiguous();
   }
 
- private:
-  static at::Tensor router(const models::MoeModel& m, int64_t layer, const std::string& which) {
-    if (layer < 0 || layer >= static_cast<int64_t>(m.layers.size()) || !m.layers[layer].moe)
-      throw InputError(kWho, "layer " + std::to_string(layer) + " is not an MoE layer of the " + which);
-    const auto& w = *m.layers[layer].moe;
-    if (!w.router_ED.defined() || !w.gate_up_EFD.defined() || !w.all_local())
-      throw InputError(kWho, "needs every expert's weights of layer " + std::to_string(layer) + " of the " + which +
-                                 " in this process (load it without expert parallelism)");
-    return w.router_ED;
-  }
 };
 
 }  // namespace

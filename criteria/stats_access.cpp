@@ -16,4 +16,17 @@ const results::LayerStats& layer_stats(const ScoreInputs& in, int64_t moe_index,
   return in.stats->layers[size_t(moe_index)];
 }
 
+const models::ExpertWeights& layer_experts(const models::MoeModel* model, int64_t layer, const std::string& criterion,
+                                           const std::string& which) {
+  const std::string who = "criterion " + criterion;
+  if (model == nullptr) throw InputError(who, "needs the " + which + "'s weights (none was given)");
+  if (layer < 0 || layer >= static_cast<int64_t>(model->layers.size()) || !model->layers[layer].moe)
+    throw InputError(who, "layer " + std::to_string(layer) + " is not an MoE layer of the " + which);
+  const auto& w = *model->layers[layer].moe;
+  if (!w.router_ED.defined() || !w.gate_up_EFD.defined() || !w.down_EDF.defined() || !w.all_local())
+    throw InputError(who, "needs every expert's weights of layer " + std::to_string(layer) + " of the " + which +
+                              " in this process (load it without expert parallelism)");
+  return w;
+}
+
 }  // namespace moelab::criteria

@@ -1,5 +1,5 @@
-// Shared by the inference-based criteria: the layer's statistics, with a clear error
-// when the file lacks a group the criterion needs.
+// Shared by the criteria: a layer's statistics or expert weights, with a clear error
+// (naming the criterion) when the input lacks what it needs.
 #pragma once
 
 #include <string>
@@ -12,5 +12,10 @@ namespace moelab::criteria {
 // lacks `group` (the message says how to collect it).
 const results::LayerStats& layer_stats(const ScoreInputs& in, int64_t moe_index, const std::string& group,
                                        const std::string& criterion);
+
+// The routed experts of decoder layer `layer` of `model` (`which` names it in errors),
+// all in this process; throws InputError naming the criterion otherwise.
+const models::ExpertWeights& layer_experts(const models::MoeModel* model, int64_t layer, const std::string& criterion,
+                                           const std::string& which = "model");
 
 }  // namespace moelab::criteria

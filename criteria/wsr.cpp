@@ -16,23 +16,13 @@
 
 #include "common/error.h"
 #include "criteria/criterion.h"
+#include "criteria/stats_access.h"
 
 namespace moelab::criteria {
 
 namespace {
 
 const char* const kWho = "criterion WSR";
-
-const models::ExpertWeights& layer_experts(const ScoreInputs& in, int64_t layer) {
-  if (in.model == nullptr) throw InputError(kWho, "needs the model's weights (no model was given)");
-  if (layer < 0 || layer >= static_cast<int64_t>(in.model->layers.size()) || !in.model->layers[layer].moe)
-    throw InputError(kWho, "layer " + std::to_string(layer) + " is not an MoE layer of the model");
-  const auto& w = *in.model->layers[layer].moe;
-  if (!w.gate_up_EFD.defined() || !w.down_EDF.defined() || !w.all_local())
-    throw InputError(kWho, "needs every expert's weights of layer " + std::to_string(layer) +
-                               " in this process (load the model without expert parallelism)");
-  return w;
-}
 
 // Stable rank of each matrix of a batch [b, m, n] (any dtype), float64 [b].
 at::Tensor stable_rank(const at::Tensor& W) {
@@ -51,7 +41,7 @@ class Wsr : public Criterion {
   std::vector<std::string> needs() const override { return {kNeedsWeights}; }
 
   at::Tensor score_layer(const ScoreInputs& in, int64_t /*moe_index*/, int64_t layer) const override {
-    const auto& w = layer_experts(in, layer);
+    const auto& w = layer_experts(in.model, layer, name());
     const int64_t E = w.num_experts(), F = w.down_EDF.size(2), D = w.down_EDF.size(1);
     if (w.gate_up_EFD.size(1) != 2 * F)
       throw InputError(kWho, "layer " + std::to_string(layer) + ": gate_up has " +

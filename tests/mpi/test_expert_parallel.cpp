@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <csignal>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -144,18 +145,20 @@ TEST(RankFailure, ThrowingRankAbortsEveryRank) {
   if (!fail) GTEST_SKIP() << "MOELAB_TEST_FAIL_RANK unset";
   auto comm = cluster::world("mpi");
   // MOELAB_TEST_FAIL_MODE=throw: the rank throws; =hang: it stalls (the others must
-  // give up after MOELAB_COMM_TIMEOUT_S and abort the job).
+  // give up after MOELAB_COMM_TIMEOUT_S and abort the job); =kill: it dies by SIGKILL.
   struct Thrower : models::MoeObserver {
     int me, bad;
-    bool hang = false;
+    bool hang = false, kill = false;
     void on_routing(int64_t layer, const at::Tensor&, const at::Tensor&, const at::Tensor&) override {
       if (me != bad || layer != 1) return;
+      if (kill) ::raise(SIGKILL);
       if (hang) std::this_thread::sleep_for(std::chrono::seconds(120));
       throw std::runtime_error("injected failure in layer 1");
     }
   } thrower;
   const char* mode = std::getenv("MOELAB_TEST_FAIL_MODE");
   thrower.hang = mode && std::string(mode) == "hang";
+  thrower.kill = mode && std::string(mode) == "kill";
   thrower.me = comm->rank();
   thrower.bad = std::atoi(fail);
   models::MoeModel ep = cluster::load_expert_parallel(fixture("mixtral"), comm);
