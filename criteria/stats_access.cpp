@@ -16,6 +16,17 @@ const results::LayerStats& layer_stats(const ScoreInputs& in, int64_t moe_index,
   return in.stats->layers[size_t(moe_index)];
 }
 
+at::Tensor token_bitmap(const ScoreInputs& in, int64_t moe_index, const std::string& criterion) {
+  const auto& s = layer_stats(in, moe_index, results::stat::kTokenIds, criterion);
+  const int64_t V = in.stats->vocab_size;
+  at::Tensor bm = s.token_bitmap_EW.to(at::kByte).contiguous();
+  if (V <= 0 || bm.dim() != 2 || bm.size(1) != (V + 7) / 8)
+    throw InputError("criterion " + criterion, "token_bitmap_EW of MoE layer #" + std::to_string(moe_index) +
+                                                   " does not have ceil(vocab_size / 8) bytes per row (vocab_size " +
+                                                   std::to_string(V) + ")");
+  return bm;
+}
+
 const models::ExpertWeights& layer_experts(const models::MoeModel* model, int64_t layer, const std::string& criterion,
                                            const std::string& which) {
   const std::string who = "criterion " + criterion;

@@ -13,6 +13,10 @@ namespace moelab::criteria {
 const results::LayerStats& layer_stats(const ScoreInputs& in, int64_t moe_index, const std::string& group,
                                        const std::string& criterion);
 
+// The token-id bitmap [E, ceil(V/8)] uint8 of MoE layer `moe_index`, checked against the
+// file's vocab_size (InputError naming the criterion otherwise).
+at::Tensor token_bitmap(const ScoreInputs& in, int64_t moe_index, const std::string& criterion);
+
 // The routed experts of decoder layer `layer` of `model` (`which` names it in errors),
 // all in this process; throws InputError naming the criterion otherwise.
 const models::ExpertWeights& layer_experts(const models::MoeModel* model, int64_t layer, const std::string& criterion,
