@@ -29,6 +29,7 @@ inline const std::string kCoactivation = "coactivation";  // coactivation_EE
 inline const std::string kTokenIds = "token_ids";         // token_bitmap_EW
 inline const std::string kActMoments = "act_moments";     // act_sum_EF, act_sq_sum_EF
 inline const std::string kHiddenChange = "hidden_change"; // easyep_sum_E
+inline const std::string kActOutliers = "act_outliers";   // act_outliers_E (second pass; needs act_moments)
 }  // namespace stat
 
 struct LayerStats {
@@ -44,6 +45,7 @@ struct LayerStats {
   at::Tensor act_sum_EF;           // f64: per-channel sum of a_j(x)
   at::Tensor act_sq_sum_EF;        // f64: per-channel sum of a_j(x)^2
   at::Tensor easyep_sum_E;         // f64: sum g ||f|| max(0, 1 - cos(h_in, h_out)) (EASY-EP)
+  at::Tensor act_outliers_E;       // int64: values a_jc(x) outside mean_jc +- 3 std_jc (second pass)
 };
 
 struct CalibrationStats {

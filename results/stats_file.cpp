@@ -38,6 +38,8 @@ const std::vector<Field>& fields() {
       {"act_sq_sum_EF", &LayerStats::act_sq_sum_EF, &stat::kActMoments, "per-channel sum of a_j(x)^2"},
       {"easyep_sum_E", &LayerStats::easyep_sum_E, &stat::kHiddenChange,
        "sum of g ||f|| max(0, 1 - cos(h_in, h_out))"},
+      {"act_outliers_E", &LayerStats::act_outliers_E, &stat::kActOutliers,
+       "activation values a_jc(x) outside mean_jc +- 3 std_jc (per-channel moments of the first pass)"},
   };
   return f;
 }
@@ -248,7 +250,8 @@ CalibrationStats read_stats(const std::string& path) {
     for (const auto& f : fields()) {
       if (!st.collected.count(*f.group)) continue;
       at::ScalarType dt = std::string(f.name) == "token_bitmap_EW" ? at::kByte
-                          : (std::string(f.name) == "tokens_E" || std::string(f.name) == "coactivation_EE")
+                          : (std::string(f.name) == "tokens_E" || std::string(f.name) == "coactivation_EE" ||
+                             std::string(f.name) == "act_outliers_E")
                               ? at::kLong
                               : at::kDouble;
       if (*f.group == stat::kHiddenChange && H5Lexists(g, f.name, H5P_DEFAULT) <= 0) continue;

@@ -45,11 +45,12 @@ void run_calibrate(const CalibrateArgs& a) {
   std::set<std::string> groups = groups_for(a.criteria);
   static const std::set<std::string> kGroups = {results::stat::kUsage,        results::stat::kActNorms,
                                                 results::stat::kOutNorms,     results::stat::kCoactivation,
-                                                results::stat::kTokenIds,     results::stat::kActMoments};
+                                                results::stat::kTokenIds,     results::stat::kActMoments,
+                                                results::stat::kActOutliers};
   for (const auto& g : a.collect) {
     if (!kGroups.count(g))
       throw InputError("--collect", "unknown statistic group \"" + g +
-                                        "\" (usage, act_norms, out_norms, coactivation, token_ids, act_moments)");
+                                        "\" (usage, act_norms, out_norms, coactivation, token_ids, act_moments, act_outliers)");
     groups.insert(g);
   }
   jobs::CalibrationSpec spec = a.data;
@@ -76,6 +77,12 @@ void run_calibrate(const CalibrateArgs& a) {
     if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm->rank());
   });
   collector.all_reduce(*comm);
+  if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
+    spdlog::info("second pass: activation outliers (mean +- 3 std per channel)");
+    collector.start_outlier_pass();
+    cluster::run_data_parallel(m, *comm, set.sequences, dp, &collector, [](int64_t, const at::Tensor&) {});
+    collector.all_reduce_outliers(*comm);
+  }
   results::CalibrationStats st = collector.take();
   st.model = a.model.model_dir;
   st.architecture = m.config.architecture;
@@ -124,7 +131,7 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_option("--criteria", a->criteria, "criteria whose statistics to collect (default: all)")->delimiter(',');
   cmd->add_option("--collect", a->collect,
                   "also collect these statistic groups: usage, act_norms, out_norms, coactivation, token_ids, "
-                  "act_moments (comma-separated)")
+                  "act_moments, act_outliers (a second pass; comma-separated)")
       ->delimiter(',');
   cmd->add_option("--out", a->out, "output HDF5 file (written atomically)")->required();
   cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);

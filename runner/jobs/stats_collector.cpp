@@ -9,6 +9,7 @@ at::TensorOptions i64() { return at::TensorOptions().dtype(at::kLong); }
 StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> groups)
     : groups_(std::move(groups)), vocab_(m.config.vocab_size) {
   groups_.insert(results::stat::kUsage);  // always: every criterion normalises by it
+  if (has(results::stat::kActOutliers)) groups_.insert(results::stat::kActMoments);  // its thresholds
   for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) {
     if (!m.layers[l].moe) continue;
     const int64_t E = m.layers[l].moe->num_experts(), F = m.layers[l].moe->down_EDF.size(2);
@@ -37,8 +38,26 @@ StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> 
 
 void StatsCollector::on_batch(const at::Tensor& token_ids_N) { batch_ids_N_ = token_ids_N.to(at::kLong).cpu(); }
 
+void StatsCollector::start_outlier_pass() {
+  outlier_pass_ = true;
+  for (auto& s : layers_) {
+    // Per-channel population mean and std over the expert's routed tokens (pass 1).
+    at::Tensor n = s.tokens_E.to(at::kDouble).clamp_min(1).unsqueeze(1);
+    at::Tensor mean = s.act_sum_EF / n;
+    at::Tensor std = (s.act_sq_sum_EF / n - mean.pow(2)).clamp_min(0).sqrt();
+    lo_EF_.push_back(mean - 3 * std);
+    hi_EF_.push_back(mean + 3 * std);
+    s.act_outliers_E = at::zeros({s.tokens_E.size(0)}, i64());
+  }
+}
+
+void StatsCollector::all_reduce_outliers(cluster::Communicator& comm) {
+  for (auto& s : layers_) comm.all_reduce_sum(s.act_outliers_E);
+}
+
 void StatsCollector::on_routing(int64_t layer, const at::Tensor&, const at::Tensor& topk_ids_NK,
                                 const at::Tensor& topk_w_NK) {
+  if (outlier_pass_) return;
   const size_t slot = slot_of_layer_.at(layer);
   auto& s = layers_[slot];
   const int64_t E = s.tokens_E.size(0), K = topk_ids_NK.size(1);
@@ -59,8 +78,14 @@ void StatsCollector::on_routing(int64_t layer, const at::Tensor&, const at::Tens
 
 void StatsCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, const at::Tensor& act_nF,
                                const at::Tensor& out_nD, const at::Tensor& gate_n) {
-  auto& s = layers_[slot_of_layer_.at(layer)];
+  const size_t slot = slot_of_layer_.at(layer);
+  auto& s = layers_[slot];
   at::Tensor act = act_nF.detach().to(at::kCPU, at::kDouble);
+  if (outlier_pass_) {
+    at::Tensor out = (act < lo_EF_[slot][e]).logical_or(act > hi_EF_[slot][e]);
+    s.act_outliers_E[e] += out.sum();
+    return;
+  }
   if (has(results::stat::kActNorms)) {
     at::Tensor sq = act.pow(2).sum(1);
     s.act_norm_sum_E[e] += sq.sqrt().sum();

@@ -25,6 +25,11 @@ class StatsCollector : public models::MoeObserver {
 
   // Sums over ranks (collective) and packs the token bitmaps. Call once, after the pass.
   void all_reduce(cluster::Communicator& comm);
+  // True when a second pass is needed (act_outliers): call start_outlier_pass() after
+  // all_reduce(), run the same batches again, then all_reduce_outliers().
+  bool needs_outlier_pass() const { return has(results::stat::kActOutliers); }
+  void start_outlier_pass();
+  void all_reduce_outliers(cluster::Communicator& comm);
   // The statistics (after all_reduce). Metadata fields are left to the caller.
   results::CalibrationStats take();
 
@@ -35,6 +40,8 @@ class StatsCollector : public models::MoeObserver {
   std::vector<results::LayerStats> layers_;
   std::vector<at::Tensor> seen_EV_;  // bool [E, V] per MoE layer (packed into bits at the end)
   at::Tensor batch_ids_N_;
+  bool outlier_pass_ = false;
+  std::vector<at::Tensor> lo_EF_, hi_EF_;  // mean -+ 3 std per layer (outlier pass)
   int64_t vocab_ = 0;
 };
 

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 SEQ_LEN = 16
-GROUPS = "usage,act_norms,out_norms,coactivation,token_ids,act_moments"
+GROUPS = "usage,act_norms,out_norms,coactivation,token_ids,act_moments,act_outliers"
 
 
 def token_file(path, n=9, vocab=512, seed=3):
@@ -80,6 +80,17 @@ def reference_stats(model_dir, data):
                 for j2 in range(k):
                     s["coactivation_EE"][e, int(top_i[t, j2])] += 1
         s["seen"] = seen
+        # EAO: per-channel mean/std over the routed tokens, then values outside +-3 std.
+        n = np.maximum(s["tokens_E"], 1)[:, None]
+        mean = s["act_sum_EF"] / n
+        std = np.sqrt(np.maximum(s["act_sq_sum_EF"] / n - mean ** 2, 0))
+        s["act_outliers_E"] = np.zeros(E)
+        for t in range(x.shape[0]):
+            for j in range(k):
+                e = int(top_i[t, j])
+                h = x[t] @ gu[e].T
+                a = (torch.nn.functional.silu(h[:F]) * h[F:]).numpy()
+                s["act_outliers_E"][e] += np.sum(np.abs(a - mean[e]) > 3 * std[e])
         out[idx] = s
     return out
 
@@ -104,8 +115,9 @@ def test_statistics_equal_a_python_recomputation_from_transformers(family, fixtu
                 assert g[name].attrs["dtype"].decode() in ("int64", "float64")
                 # moelab computes in fp32, the reference in fp64: 1e-5 relative to each value,
                 # or to the dataset's scale for per-channel sums that cancel to near zero.
-                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
-                                           err_msg=f"{family} layer {idx} {name}")
+                # Outlier counts: a value within rounding of mean +- 3 std may fall either side.
+                atol = 2 if name == "act_outliers_E" else 1e-5 * np.abs(want).max()
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=atol, err_msg=f"{family} layer {idx} {name}")
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
@@ -121,8 +133,8 @@ def test_statistics_and_scores_do_not_depend_on_the_rank_count(ranks, fixtures, 
                 # Signed per-channel sums can cancel to near zero: their tolerance is
                 # relative to the dataset's scale (matmul blocking differs with the rows a rank holds).
                 want = a[g][d][:].astype(float)
-                np.testing.assert_allclose(b[g][d][:], want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
-                                           err_msg=f"{g}/{d}")
+                atol = 2 if d == "act_outliers_E" else 1e-5 * np.abs(want).max()
+                np.testing.assert_allclose(b[g][d][:], want, rtol=1e-5, atol=atol, err_msg=f"{g}/{d}")
     scores = {}
     for name in ("p1", "pn"):
         moelab("score", "--stats", tmp_path / f"{name}.h5", "--model", model, "--criteria", "EUF,EAN,REAP,SoftFrequency",
@@ -138,7 +150,7 @@ def test_statistics_and_scores_do_not_depend_on_the_rank_count(ranks, fixtures, 
 def test_scores_follow_their_formulas_from_the_file(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
     calibrate(moelab, model, token_file(tmp_path / "cal.json"), tmp_path / "s.h5")
-    moelab("score", "--stats", tmp_path / "s.h5", "--criteria", "EUF,EAN,REAP,SoftFrequency", "--out",
+    moelab("score", "--stats", tmp_path / "s.h5", "--criteria", "EUF,EAN,REAP,SoftFrequency,EAO", "--out",
            tmp_path / "scores.json")
     got = json.loads((tmp_path / "scores.json").read_text())["criteria"]
     with h5py.File(tmp_path / "s.h5") as f:
@@ -147,6 +159,7 @@ def test_scores_follow_their_formulas_from_the_file(fixtures, moelab, tmp_path):
             n = g["tokens_E"][:].astype(float)
             np.testing.assert_allclose(got["EUF"]["layers"][layer], n)
             np.testing.assert_allclose(got["EAN"]["layers"][layer], g["act_norm_sum_E"][:])
+            np.testing.assert_allclose(got["EAO"]["layers"][layer], g["act_outliers_E"][:])
             np.testing.assert_allclose(got["SoftFrequency"]["layers"][layer], g["gate_sum_E"][:])
             np.testing.assert_allclose(got["REAP"]["layers"][layer],
                                        np.where(n > 0, g["gate_out_norm_sum_E"][:] / np.maximum(n, 1), 0.0))
