@@ -9,26 +9,13 @@
 // sqrt(||W_gate||_F^2 + ||W_up||_F^2 + ||W_down||_F^2) (the L2 norm of the vector
 // that concatenates the three flattened matrices; the router row is not included).
 // Computed in float64 on the weights' device, over column chunks.
-#include <algorithm>
-
 #include "criteria/criterion.h"
 #include "criteria/stats_access.h"
+#include "criteria/weight_chunks.h"
 
 namespace moelab::criteria {
 
 namespace {
-
-// sq += per-row sum of squares of t viewed as [E, -1], in float64 chunks.
-void accumulate_squares(const at::Tensor& t, at::Tensor& sq) {
-  const int64_t E = t.size(0);
-  at::Tensor flat = t.reshape({E, -1});
-  const int64_t n = flat.size(1);
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 25) / std::max<int64_t>(E, 1));  // ~256 MiB of f64
-  for (int64_t c = 0; c < n; c += chunk) {
-    at::Tensor x = flat.narrow(1, c, std::min(chunk, n - c)).to(at::kDouble);
-    sq.add_(x.square().sum(1));
-  }
-}
 
 class Ewn : public Criterion {
  public:
@@ -42,8 +29,8 @@ class Ewn : public Criterion {
     const auto& w = layer_experts(in.model, layer, name());
     at::Tensor sq =
         at::zeros({w.num_experts()}, at::TensorOptions().dtype(at::kDouble).device(w.gate_up_EFD.device()));
-    accumulate_squares(w.gate_up_EFD, sq);
-    accumulate_squares(w.down_EDF, sq);
+    for (const at::Tensor* t : {&w.gate_up_EFD, &w.down_EDF})
+      for_each_f64_chunk(*t, [&](const at::Tensor& x) { sq.add_(x.square().sum(1)); });
     return sq.sqrt().cpu().contiguous();
   }
 };

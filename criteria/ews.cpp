@@ -14,26 +14,13 @@
 // - A layer with a single expert scores 0 (empty sum).
 // Computed in float64 on the weights' device, as the Gram matrix of the flattened
 // experts accumulated over column chunks (no float64 copy of a whole layer).
-#include <algorithm>
-
 #include "criteria/criterion.h"
 #include "criteria/stats_access.h"
+#include "criteria/weight_chunks.h"
 
 namespace moelab::criteria {
 
 namespace {
-
-// gram += X X^T over the columns of t viewed as [E, -1], in float64 chunks.
-void accumulate_gram(const at::Tensor& t, at::Tensor& gram) {
-  const int64_t E = t.size(0);
-  at::Tensor flat = t.reshape({E, -1});
-  const int64_t n = flat.size(1);
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 25) / std::max<int64_t>(E, 1));  // ~256 MiB of f64
-  for (int64_t c = 0; c < n; c += chunk) {
-    at::Tensor x = flat.narrow(1, c, std::min(chunk, n - c)).to(at::kDouble);
-    gram.add_(at::mm(x, x.t()));
-  }
-}
 
 class Ews : public Criterion {
  public:
@@ -47,8 +34,8 @@ class Ews : public Criterion {
     const auto& w = layer_experts(in.model, layer, name());
     const int64_t E = w.num_experts();
     at::Tensor gram = at::zeros({E, E}, at::TensorOptions().dtype(at::kDouble).device(w.gate_up_EFD.device()));
-    accumulate_gram(w.gate_up_EFD, gram);
-    accumulate_gram(w.down_EDF, gram);
+    for (const at::Tensor* t : {&w.gate_up_EFD, &w.down_EDF})
+      for_each_f64_chunk(*t, [&](const at::Tensor& x) { gram.add_(at::mm(x, x.t())); });
     gram = gram.cpu();
     at::Tensor norm = gram.diagonal().clamp_min(0).sqrt();  // [E]
     at::Tensor denom = at::outer(norm, norm);
