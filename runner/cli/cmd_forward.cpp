@@ -1,7 +1,6 @@
 // moelab forward: run the model on token ids or text; print next-token predictions
 // and/or save logits and routing decisions to a safetensors file.
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -13,6 +12,7 @@
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
 #include "hf/safetensors.h"
+#include "jobs/calibration_data.h"
 #include "models/moe_model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -55,37 +55,17 @@ class RoutingRecorder : public models::MoeObserver {
   int64_t cursor_ = 0;
 };
 
-std::vector<std::vector<int64_t>> read_ids_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path, "cannot open");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path, std::string("not valid JSON: ") + e.what());
-  }
-  if (!j.contains("input_ids") || !j["input_ids"].is_array())
-    throw InputError(path, "field \"input_ids\" must be a list of token-id lists");
-  std::vector<std::vector<int64_t>> seqs;
-  for (const auto& s : j["input_ids"]) {
-    if (!s.is_array() || s.empty()) throw InputError(path, "field \"input_ids\": each sequence must be a non-empty list");
-    std::vector<int64_t> ids;
-    for (const auto& v : s) {
-      if (!v.is_number_integer()) throw InputError(path, "field \"input_ids\": token ids must be integers");
-      ids.push_back(v.get<int64_t>());
-    }
-    seqs.push_back(std::move(ids));
-  }
-  if (seqs.empty()) throw InputError(path, "field \"input_ids\" is empty");
-  return seqs;
-}
-
 void run_forward_on_rank(const ForwardArgs& a) {
   std::vector<std::vector<int64_t>> seqs;
   std::optional<Tokenizer> tok;
   const std::string tok_path = a.model.model_dir + "/tokenizer.json";
   if (std::filesystem::exists(tok_path)) tok = Tokenizer::from_file(tok_path);
-  if (!a.ids_json.empty()) seqs = read_ids_json(a.ids_json);
+  if (!a.ids_json.empty()) {
+    seqs = jobs::read_token_id_file(a.ids_json);
+    if (seqs.empty()) throw InputError(a.ids_json, "field \"input_ids\" is empty");
+    for (const auto& s : seqs)
+      if (s.empty()) throw InputError(a.ids_json, "field \"input_ids\": each sequence must be a non-empty list");
+  }
   for (const auto& t : a.texts) {
     if (!tok) throw InputError(a.model.model_dir, "--text needs a tokenizer.json in the model directory");
     seqs.push_back(tok->encode(t));

@@ -31,7 +31,9 @@ std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-std::vector<std::vector<int64_t>> read_token_file(const std::string& path) {
+}  // namespace
+
+std::vector<std::vector<int64_t>> read_token_id_file(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_all(path));
@@ -49,10 +51,12 @@ std::vector<std::vector<int64_t>> read_token_file(const std::string& path) {
         throw InputError(path, "field \"input_ids\": token ids must be non-negative integers");
       ids.push_back(v.get<int64_t>());
     }
-    if (!ids.empty()) out.push_back(std::move(ids));
+    out.push_back(std::move(ids));
   }
   return out;
 }
+
+namespace {
 
 std::vector<std::string> read_documents(const std::string& path, const std::string& field) {
   if (!ends_with(path, ".jsonl")) return {read_all(path)};
@@ -85,7 +89,7 @@ CalibrationSet load_calibration_set(const CalibrationSpec& spec) {
   for (const auto& f : spec.files) {
     if (!std::filesystem::exists(f)) throw InputError(f, "no such calibration file");
     if (ends_with(f, ".json")) {
-      for (auto& s : read_token_file(f))
+      for (auto& s : read_token_id_file(f))
         for (size_t i = 0; i < s.size(); i += spec.seq_len)
           windows.emplace_back(s.begin() + i, s.begin() + std::min(s.size(), i + size_t(spec.seq_len)));
       continue;

@@ -34,4 +34,8 @@ struct CalibrationSet {
 // Throws InputError naming the file (and line) for unreadable or malformed inputs.
 CalibrationSet load_calibration_set(const CalibrationSpec& spec);
 
+// A token-id file {"input_ids": [[1, 2, 3], [4, 5]]}: the sequences as written (empty
+// ones included). Throws InputError naming the file for anything else.
+std::vector<std::vector<int64_t>> read_token_id_file(const std::string& path);
+
 }  // namespace moelab::jobs

@@ -4,6 +4,8 @@
 // by sums of squares, sigma_max by power iteration. Also the registry's lookup.
 #include <gtest/gtest.h>
 
+#include "random_weights.h"
+
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -19,14 +21,7 @@ namespace {
 
 using Matrix = std::vector<std::vector<double>>;  // row-major, [rows][cols]
 
-models::ExpertWeights random_experts(int64_t E, int64_t D, int64_t F) {
-  models::ExpertWeights w;
-  w.router_ED = at::randn({E, D});
-  w.gate_up_EFD = at::randn({E, 2 * F, D}) * 0.2;
-  w.down_EDF = at::randn({E, D, F}) * 0.2;
-  for (int64_t e = 0; e < E; ++e) w.original_ids.push_back(e);
-  return w;
-}
+using test::random_experts;
 
 // Layer 0 dense (no MoE), layers 1.. MoE with E experts each.
 models::MoeModel random_model(int64_t L, int64_t E, int64_t D, int64_t F) {

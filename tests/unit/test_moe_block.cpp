@@ -2,6 +2,8 @@
 // definition (softmax over experts, top-k, optional renormalisation, SwiGLU).
 #include <gtest/gtest.h>
 
+#include "random_weights.h"
+
 #include "models/blocks.h"
 #include "common/error.h"
 #include "models/expert_surgery.h"
@@ -10,14 +12,7 @@ using namespace moelab;
 
 namespace {
 
-models::ExpertWeights random_experts(int64_t E, int64_t D, int64_t F) {
-  models::ExpertWeights w;
-  w.router_ED = at::randn({E, D});
-  w.gate_up_EFD = at::randn({E, 2 * F, D}) * 0.2;
-  w.down_EDF = at::randn({E, D, F}) * 0.2;
-  for (int64_t e = 0; e < E; ++e) w.original_ids.push_back(e);
-  return w;
-}
+using test::random_experts;
 
 at::Tensor naive_moe(const models::ExpertWeights& w, int64_t k, bool renorm, const at::Tensor& x) {
   const int64_t N = x.size(0), E = w.num_experts(), F = w.down_EDF.size(2);
