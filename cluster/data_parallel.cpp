@@ -7,10 +7,9 @@
 
 namespace moelab::cluster {
 
-void run_data_parallel(const models::MoeModel& model, Communicator& comm,
-                       const std::vector<std::vector<int64_t>>& seqs, const DataParallelOptions& opts,
-                       models::MoeObserver* observer,
-                       const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
+void for_each_batch(Communicator& comm, const std::vector<std::vector<int64_t>>& seqs, const DataParallelOptions& opts,
+                    const std::function<void(const at::Tensor&, const std::vector<int64_t>&,
+                                             const std::vector<int64_t>&)>& fn) {
   const int64_t P = comm.size(), me = comm.rank();
   const int64_t num_batches = (int64_t(seqs.size()) + opts.batch_size - 1) / opts.batch_size;
   const int64_t steps = (num_batches + P - 1) / P;
@@ -27,9 +26,19 @@ void run_data_parallel(const models::MoeModel& model, Communicator& comm,
     at::Tensor ids = at::zeros({int64_t(idx.size()), T}, at::TensorOptions().dtype(at::kLong));
     for (size_t r = 0; r < idx.size(); ++r)
       std::memcpy(ids[r].data_ptr<int64_t>(), seqs[idx[r]].data(), seqs[idx[r]].size() * sizeof(int64_t));
+    fn(ids, lengths, idx);
+  }
+}
+
+void run_data_parallel(const models::MoeModel& model, Communicator& comm,
+                       const std::vector<std::vector<int64_t>>& seqs, const DataParallelOptions& opts,
+                       models::MoeObserver* observer,
+                       const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
+  for_each_batch(comm, seqs, opts, [&](const at::Tensor& ids, const std::vector<int64_t>& lengths,
+                                       const std::vector<int64_t>& idx) {
     at::Tensor logits = models::forward(model, ids, lengths, observer);
     for (size_t r = 0; r < idx.size(); ++r) on_logits(idx[r], logits[r].narrow(0, 0, lengths[r]));
-  }
+  });
 }
 
 std::vector<at::Tensor> gather_sequence_outputs(Communicator& comm, const std::vector<int64_t>& indices,

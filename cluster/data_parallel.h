@@ -15,6 +15,14 @@ struct DataParallelOptions {
   int64_t batch_size = 8;  // sequences per forward
 };
 
+// This rank's batches, step by step: fn(ids [B, T] int64 CPU right-padded, lengths
+// [B], sequence indices [B]). Every rank makes the same number of calls (steps); a
+// rank without a batch in a step gets B = 0 and must still run the model (collectives).
+void for_each_batch(Communicator& comm, const std::vector<std::vector<int64_t>>& sequences,
+                    const DataParallelOptions& opts,
+                    const std::function<void(const at::Tensor&, const std::vector<int64_t>&,
+                                             const std::vector<int64_t>&)>& fn);
+
 // Calls on_logits(sequence index, logits [len, V]) on the rank that ran it.
 void run_data_parallel(const models::MoeModel& model, Communicator& comm,
                        const std::vector<std::vector<int64_t>>& sequences, const DataParallelOptions& opts,

@@ -14,6 +14,12 @@ MOELAB_CRITERION(eas)
 MOELAB_CRITERION(eae)
 MOELAB_CRITERION(eao)
 
+// Gradient-based (calibration forward + backward)
+MOELAB_CRITERION(egs)
+MOELAB_CRITERION(ege)
+MOELAB_CRITERION(ego)
+MOELAB_CRITERION(egn)
+
 // Weight-based (no data)
 MOELAB_CRITERION(ews)
 MOELAB_CRITERION(rwn)
@@ -21,5 +27,7 @@ MOELAB_CRITERION(wsr)
 MOELAB_CRITERION(ewn)
 
 // Other
+MOELAB_CRITERION(easy_ep)
+MOELAB_CRITERION(naee)
 MOELAB_CRITERION(router_norm_change)
 MOELAB_CRITERION(random_baseline)

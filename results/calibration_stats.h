@@ -30,7 +30,18 @@ inline const std::string kTokenIds = "token_ids";         // token_bitmap_EW
 inline const std::string kActMoments = "act_moments";     // act_sum_EF, act_sq_sum_EF
 inline const std::string kHiddenChange = "hidden_change"; // easyep_sum_E
 inline const std::string kActOutliers = "act_outliers";   // act_outliers_E (second pass; needs act_moments)
+inline const std::string kGradients = "gradients";        // grad_* (backward of the next-token loss)
+inline const std::string kNaee = "naee";                  // naee_subsets_SE, naee_loss_S (dense pass)
 }  // namespace stat
+
+// Every statistic group calibrate can collect, in a fixed order.
+inline const std::vector<std::string>& all_stat_groups() {
+  static const std::vector<std::string> g = {stat::kUsage,        stat::kActNorms,     stat::kOutNorms,
+                                             stat::kCoactivation, stat::kTokenIds,     stat::kActMoments,
+                                             stat::kHiddenChange, stat::kActOutliers,  stat::kGradients,
+                                             stat::kNaee};
+  return g;
+}
 
 struct LayerStats {
   int64_t layer = 0;
@@ -46,6 +57,19 @@ struct LayerStats {
   at::Tensor act_sq_sum_EF;        // f64: per-channel sum of a_j(x)^2
   at::Tensor easyep_sum_E;         // f64: sum g ||f|| max(0, 1 - cos(h_in, h_out)) (EASY-EP)
   at::Tensor act_outliers_E;       // int64: values a_jc(x) outside mean_jc +- 3 std_jc (second pass)
+  // Gradients: G_j = d(mean next-token loss over the calibration set)/d(expert j's weights),
+  // the gate, up and down matrices together (3 F D values). NOT sums over tokens: G_j
+  // itself is the sum of every token's contribution.
+  at::Tensor grad_sq_norm_E;          // f64: ||G_j||^2
+  at::Tensor grad_gram_EE;            // f64: <G_j, G_k>
+  at::Tensor grad_channel_sum_EF;     // f64: per intermediate channel c, the sum of its 3 D gradient
+                                      // values (gate row c, up row c, down column c)
+  at::Tensor grad_channel_sq_sum_EF;  // f64: the sum of their squares
+  at::Tensor grad_outliers_E;         // int64: values outside their channel's mean +- 3 std
+  // NAEE: candidate subsets of experts to keep and the reconstruction error of the
+  // layer's output with only them, summed over calibration tokens: sum ||Z(x) - Z_S(x)||^2.
+  at::Tensor naee_subsets_SE;         // uint8: 1 = kept
+  at::Tensor naee_loss_S;             // f64
 };
 
 struct CalibrationStats {
@@ -54,6 +78,7 @@ struct CalibrationStats {
   std::string calibration;        // calibration set description (files)
   std::string moelab_version;
   int64_t num_sequences = 0, num_tokens = 0, seq_len = 0, vocab_size = 0;
+  int64_t hidden_size = 0;        // D (gradient channels hold 3 D values)
   uint64_t seed = 0;
   int64_t world_size = 1;
   bool norm_topk_prob = true;     // the router's normalisation (what gates mean)

@@ -20,26 +20,42 @@ struct Field {
   at::Tensor LayerStats::*member;
   const std::string* group;
   const char* description;
+  at::ScalarType dtype = at::kDouble;
+  bool rows_are_experts = true;  // first dimension is E (checked on reading)
 };
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> f = {
-      {"tokens_E", &LayerStats::tokens_E, &stat::kUsage, "tokens routed to the expert (top-k membership)"},
+      {"tokens_E", &LayerStats::tokens_E, &stat::kUsage, "tokens routed to the expert (top-k membership)", at::kLong},
       {"gate_sum_E", &LayerStats::gate_sum_E, &stat::kUsage, "sum of gate weights g_j(x) over routed tokens"},
       {"act_norm_sum_E", &LayerStats::act_norm_sum_E, &stat::kActNorms, "sum of ||a_j(x)||_2"},
       {"act_norm_sq_sum_E", &LayerStats::act_norm_sq_sum_E, &stat::kActNorms, "sum of ||a_j(x)||_2^2"},
       {"out_norm_sum_E", &LayerStats::out_norm_sum_E, &stat::kOutNorms, "sum of ||f_j(x)||_2"},
       {"gate_out_norm_sum_E", &LayerStats::gate_out_norm_sum_E, &stat::kOutNorms, "sum of g_j(x) ||f_j(x)||_2"},
       {"coactivation_EE", &LayerStats::coactivation_EE, &stat::kCoactivation,
-       "tokens routed to both experts (diagonal: tokens_E)"},
+       "tokens routed to both experts (diagonal: tokens_E)", at::kLong},
       {"token_bitmap_EW", &LayerStats::token_bitmap_EW, &stat::kTokenIds,
-       "bit v%8 of byte v/8 set if token id v was routed to the expert"},
+       "bit v%8 of byte v/8 set if token id v was routed to the expert", at::kByte},
       {"act_sum_EF", &LayerStats::act_sum_EF, &stat::kActMoments, "per-channel sum of a_j(x)"},
       {"act_sq_sum_EF", &LayerStats::act_sq_sum_EF, &stat::kActMoments, "per-channel sum of a_j(x)^2"},
       {"easyep_sum_E", &LayerStats::easyep_sum_E, &stat::kHiddenChange,
        "sum of g ||f|| max(0, 1 - cos(h_in, h_out))"},
       {"act_outliers_E", &LayerStats::act_outliers_E, &stat::kActOutliers,
-       "activation values a_jc(x) outside mean_jc +- 3 std_jc (per-channel moments of the first pass)"},
+       "activation values a_jc(x) outside mean_jc +- 3 std_jc (per-channel moments of the first pass)", at::kLong},
+      {"grad_sq_norm_E", &LayerStats::grad_sq_norm_E, &stat::kGradients,
+       "||G_j||^2, G_j the gradient of the mean next-token loss w.r.t. expert j's gate, up and down weights"},
+      {"grad_gram_EE", &LayerStats::grad_gram_EE, &stat::kGradients, "<G_j, G_k>"},
+      {"grad_channel_sum_EF", &LayerStats::grad_channel_sum_EF, &stat::kGradients,
+       "per channel c: sum of the 3 D gradient values of gate row c, up row c, down column c"},
+      {"grad_channel_sq_sum_EF", &LayerStats::grad_channel_sq_sum_EF, &stat::kGradients,
+       "per channel c: sum of the squares of those values"},
+      {"grad_outliers_E", &LayerStats::grad_outliers_E, &stat::kGradients,
+       "gradient values outside their channel's mean +- 3 std", at::kLong},
+      {"naee_subsets_SE", &LayerStats::naee_subsets_SE, &stat::kNaee, "candidate subsets of kept experts (1 = kept)",
+       at::kByte, false},
+      {"naee_loss_S", &LayerStats::naee_loss_S, &stat::kNaee,
+       "sum over calibration tokens of ||Z(x) - Z_S(x)||^2 with only the subset's experts routable", at::kDouble,
+       false},
   };
   return f;
 }
@@ -176,6 +192,7 @@ void write_stats(const CalibrationStats& st, const std::string& path) {
     attr_int(file, "num_tokens", st.num_tokens);
     attr_int(file, "seq_len", st.seq_len);
     attr_int(file, "vocab_size", st.vocab_size);
+    attr_int(file, "hidden_size", st.hidden_size);
     attr_int(file, "seed", int64_t(st.seed));
     attr_int(file, "world_size", st.world_size);
     attr_int(file, "experts_per_token", st.experts_per_token);
@@ -232,6 +249,7 @@ CalibrationStats read_stats(const std::string& path) {
   st.num_tokens = r.int_attr(r.file, "num_tokens");
   st.seq_len = r.int_attr(r.file, "seq_len");
   st.vocab_size = r.int_attr(r.file, "vocab_size");
+  if (H5Aexists(r.file, "hidden_size") > 0) st.hidden_size = r.int_attr(r.file, "hidden_size");
   st.seed = uint64_t(r.int_attr(r.file, "seed"));
   st.world_size = r.int_attr(r.file, "world_size");
   st.experts_per_token = r.int_attr(r.file, "experts_per_token");
@@ -249,14 +267,8 @@ CalibrationStats read_stats(const std::string& path) {
     const int64_t E = r.int_attr(g, "num_experts");
     for (const auto& f : fields()) {
       if (!st.collected.count(*f.group)) continue;
-      at::ScalarType dt = std::string(f.name) == "token_bitmap_EW" ? at::kByte
-                          : (std::string(f.name) == "tokens_E" || std::string(f.name) == "coactivation_EE" ||
-                             std::string(f.name) == "act_outliers_E")
-                              ? at::kLong
-                              : at::kDouble;
-      if (*f.group == stat::kHiddenChange && H5Lexists(g, f.name, H5P_DEFAULT) <= 0) continue;
-      at::Tensor t = r.dataset(g, name, f.name, dt);
-      if (t.dim() == 0 || t.size(0) != E)
+      at::Tensor t = r.dataset(g, name, f.name, f.dtype);
+      if (f.rows_are_experts && (t.dim() == 0 || t.size(0) != E))
         throw InputError(path, std::string(name) + "/" + f.name + " has " + std::to_string(t.dim() ? t.size(0) : 0) +
                                    " rows, but the layer has " + std::to_string(E) + " experts");
       ls.*(f.member) = t;

@@ -2,7 +2,10 @@
 // statistic the requested criteria need, distributed over ranks (experts by expert
 // parallelism, batches by data parallelism), all-reduced, and written by rank 0 to
 // one HDF5 file (results/stats_schema.md).
+#include <algorithm>
 #include <set>
+
+#include <ATen/core/grad_mode.h>
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
@@ -12,7 +15,11 @@
 #include "common/log.h"
 #include "criteria/registry.h"
 #include "jobs/calibration_data.h"
+#include "jobs/expert_gradients.h"
+#include "jobs/naee_search.h"
+#include "jobs/observer_fanout.h"
 #include "jobs/stats_collector.h"
+#include "models/next_token_loss.h"
 #include "results/stats_file.h"
 
 namespace moelab::cli {
@@ -25,16 +32,23 @@ struct CalibrateArgs {
   std::string out, comm = "auto";
   int64_t batch_size = 8;
   bool overwrite = false;
+  jobs::NaeeOptions naee;
 };
 
+// The statistic groups the named criteria need. No names: every criterion's, except
+// the groups that cost more than a forward pass (gradients: a backward pass; naee:
+// dense observation), which are collected only when asked for.
 std::set<std::string> groups_for(const std::vector<std::string>& names) {
   std::set<std::string> groups;
   std::vector<std::unique_ptr<criteria::Criterion>> list;
   if (names.empty()) list = criteria::all_criteria();
   for (const auto& n : names) list.push_back(criteria::make_criterion(n));
   for (const auto& c : list)
-    for (const auto& need : c->needs())
-      if (need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint) groups.insert(need);
+    for (const auto& need : c->needs()) {
+      if (need == criteria::kNeedsWeights || need == criteria::kNeedsSecondCheckpoint) continue;
+      if (names.empty() && (need == results::stat::kGradients || need == results::stat::kNaee)) continue;
+      groups.insert(need);
+    }
   return groups;
 }
 
@@ -43,19 +57,23 @@ void run_calibrate(const CalibrateArgs& a) {
   if (std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   std::set<std::string> groups = groups_for(a.criteria);
-  static const std::set<std::string> kGroups = {results::stat::kUsage,        results::stat::kActNorms,
-                                                results::stat::kOutNorms,     results::stat::kCoactivation,
-                                                results::stat::kTokenIds,     results::stat::kActMoments,
-                                                results::stat::kActOutliers};
+  std::string known;
+  for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
   for (const auto& g : a.collect) {
-    if (!kGroups.count(g))
-      throw InputError("--collect", "unknown statistic group \"" + g +
-                                        "\" (usage, act_norms, out_norms, coactivation, token_ids, act_moments, act_outliers)");
+    const auto& all = results::all_stat_groups();
+    if (std::find(all.begin(), all.end(), g) == all.end())
+      throw InputError("--collect", "unknown statistic group \"" + g + "\" (" + known + ")");
     groups.insert(g);
   }
+  if (!(a.naee.ratio >= 0 && a.naee.ratio < 1)) throw InputError("--naee-ratio", "must be in [0, 1)");
   jobs::CalibrationSpec spec = a.data;
   if (spec.tokenizer.empty()) spec.tokenizer = a.model.model_dir;
   const jobs::CalibrationSet set = jobs::load_calibration_set(spec);
+  const bool gradients = groups.count(results::stat::kGradients) != 0;
+  int64_t targets = 0;  // next-token targets: the gradient loss is their mean
+  for (const auto& s : set.sequences) targets += std::max<int64_t>(int64_t(s.size()) - 1, 0);
+  if (gradients && targets == 0)
+    throw InputError(spec.files[0], "gradients need sequences of at least 2 tokens (no next-token targets)");
   models::MoeModel m = comm->size() > 1
                            ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                            : models::load_model(a.model.model_dir, a.model.load_options());
@@ -69,21 +87,52 @@ void run_calibrate(const CalibrateArgs& a) {
   spdlog::info("calibrating on {} sequences, {} tokens, {} rank(s); collecting {}", set.sequences.size(),
                set.num_tokens, comm->size(), list);
 
+  // One pass collects every statistic: forward with the collectors attached, plus a
+  // backward of the mean next-token loss when gradients are wanted.
   jobs::StatsCollector collector(m, groups);
+  std::unique_ptr<jobs::NaeeSearch> naee;
+  std::vector<models::MoeObserver*> observers = {&collector};
+  if (groups.count(results::stat::kNaee)) {
+    naee = std::make_unique<jobs::NaeeSearch>(m, a.naee);
+    observers.push_back(naee.get());
+    spdlog::info("NAEE: dropping {:.0f}% of each layer's experts; {} pass(es) of dense observation", 100 * a.naee.ratio,
+                 naee->passes_needed());
+  }
+  jobs::ObserverFanOut observer(observers);
+  if (gradients) jobs::enable_expert_gradients(m);
   cluster::DataParallelOptions dp;
   dp.batch_size = a.batch_size;
   int64_t done = 0;
-  cluster::run_data_parallel(m, *comm, set.sequences, dp, &collector, [&](int64_t, const at::Tensor&) {
-    if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm->rank());
-  });
+  cluster::for_each_batch(*comm, set.sequences, dp,
+                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>& idx) {
+                            if (gradients) {
+                              at::Tensor logits = models::forward(m, ids, lengths, &observer);
+                              jobs::backward_next_token_loss(logits, ids, lengths, 1.0 / double(targets));
+                            } else {
+                              at::NoGradGuard no_grad;
+                              models::forward(m, ids, lengths, &observer);
+                            }
+                            for (size_t i = 0; i < idx.size(); ++i)
+                              if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm->rank());
+                          });
   collector.all_reduce(*comm);
+  if (naee) naee->finish_pass(*comm);
+  at::NoGradGuard no_grad;  // later passes only observe
   if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
     spdlog::info("second pass: activation outliers (mean +- 3 std per channel)");
     collector.start_outlier_pass();
     cluster::run_data_parallel(m, *comm, set.sequences, dp, &collector, [](int64_t, const at::Tensor&) {});
     collector.all_reduce_outliers(*comm);
   }
+  for (int64_t pass = 2; naee && !naee->done(); ++pass) {  // greedy NAEE: one elimination per pass
+    spdlog::info("NAEE greedy elimination: pass {}", pass);
+    cluster::run_data_parallel(m, *comm, set.sequences, dp, naee.get(), [](int64_t, const at::Tensor&) {});
+    naee->finish_pass(*comm);
+  }
   results::CalibrationStats st = collector.take();
+  if (gradients) jobs::collect_gradient_stats(m, *comm, st.layers);
+  if (naee) naee->fill(st.layers);
+  st.hidden_size = m.config.hidden_size;
   st.model = a.model.model_dir;
   st.architecture = m.config.architecture;
   st.calibration = set.description;
@@ -116,10 +165,14 @@ void add_calibrate_command(CLI::App& app) {
       "[[...]]}); text is tokenized with the model's tokenizer.json, joined with EOS and cut into windows\n"
       "of --seq-len tokens, of which --num-samples are drawn with --seed. Padding never reaches experts.\n"
       "Under mpirun (or --ranks P) experts and batches are spread over ranks and the statistics are\n"
-      "all-reduced; the file does not depend on the rank count.\n\n"
+      "all-reduced; the file does not depend on the rank count.\n"
+      "Gradient criteria (EGS, EGE, EGO, EGN) add a backward pass of the mean next-token loss; NAEE adds\n"
+      "a dense observation (every expert on every token) and, above --naee-budget subsets, one more pass\n"
+      "per dropped expert.\n\n"
       "Examples:\n"
       "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
-      "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5");
+      "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5\n"
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
@@ -128,11 +181,21 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_option("--num-samples", a->data.num_samples, "sequences to draw (0: all)");
   cmd->add_option("--seed", a->data.seed, "seed for drawing the sequences");
   cmd->add_option("--text-field", a->data.text_field, "JSONL field holding the text");
-  cmd->add_option("--criteria", a->criteria, "criteria whose statistics to collect (default: all)")->delimiter(',');
+  cmd->add_option("--criteria", a->criteria,
+                  "criteria whose statistics to collect (default: all but the gradient criteria and NAEE, which "
+                  "cost a backward pass or a dense pass: name them to get them)")
+      ->delimiter(',');
   cmd->add_option("--collect", a->collect,
                   "also collect these statistic groups: usage, act_norms, out_norms, coactivation, token_ids, "
-                  "act_moments, act_outliers (a second pass; comma-separated)")
+                  "act_moments, hidden_change (EASY-EP), act_outliers (a second pass), gradients (adds a backward "
+                  "pass), naee (dense observation; comma-separated)")
       ->delimiter(',');
+  cmd->add_option("--naee-ratio", a->naee.ratio,
+                  "NAEE: fraction of each layer's experts dropped by the subset search (default 0.5)");
+  cmd->add_option("--naee-budget", a->naee.budget,
+                  "NAEE: most subsets evaluated per layer by enumeration; above it, greedy elimination "
+                  "(one pass per dropped expert)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--out", a->out, "output HDF5 file (written atomically)")->required();
   cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
   cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")

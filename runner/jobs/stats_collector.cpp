@@ -30,6 +30,7 @@ StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> 
       s.act_sum_EF = at::zeros({E, F}, f64());
       s.act_sq_sum_EF = at::zeros({E, F}, f64());
     }
+    if (has(results::stat::kHiddenChange)) s.easyep_sum_E = at::zeros({E}, f64());
     if (has(results::stat::kTokenIds)) seen_EV_.push_back(at::zeros({E, vocab_}, at::kBool));
     slot_of_layer_[l] = layers_.size();
     layers_.push_back(std::move(s));
@@ -102,11 +103,39 @@ void StatsCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, cons
   }
 }
 
+void StatsCollector::on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R,
+                                const at::Tensor& gate_R, const at::Tensor& out_RD) {
+  if (outlier_pass_ || !has(results::stat::kHiddenChange)) return;
+  at::Tensor norm_R = out_RD.to(at::kCPU, at::kDouble).norm(2, 1);
+  pending_[layer] = {expert_R.cpu(), token_R.cpu(), gate_R.to(at::kCPU, at::kDouble) * norm_R};
+}
+
+// EASY-EP (RUCAIBox/EASYEP, pruning/model_new.py and expert_selection.py): each
+// routed row's g_j(x) ||f_j(x)|| is weighted by max(0, 1 - cos(h_in, h_out)), with
+// h_in the residual stream entering the MoE block and h_out = h_in + the block's
+// routed output (their `x_before_moe` and `x_after_rmoe`).
+void StatsCollector::on_moe_output(int64_t layer, const at::Tensor& h_in_ND, const at::Tensor& y_ND) {
+  if (outlier_pass_ || !has(results::stat::kHiddenChange)) return;
+  auto it = pending_.find(layer);
+  if (it == pending_.end()) return;
+  const PendingRows rows = std::move(it->second);
+  pending_.erase(it);
+  if (rows.token_R.numel() == 0) return;
+  // In float64: 1 - cos is small (about 1e-3 here), and float32 (EASYEP's choice)
+  // rounds cos at 1e-7 absolute, i.e. up to 1e-4 relative to 1 - cos.
+  at::Tensor h_in = h_in_ND.to(at::kCPU, at::kDouble);
+  at::Tensor h_out = h_in + y_ND.to(at::kCPU, at::kDouble);
+  at::Tensor cos_N = at::cosine_similarity(h_in, h_out, 1, 1e-8);
+  at::Tensor weight_N = (1 - cos_N).clamp_min(0);
+  auto& s = layers_[slot_of_layer_.at(layer)];
+  s.easyep_sum_E.index_add_(0, rows.expert_R, rows.gate_norm_R * weight_N.index_select(0, rows.token_R));
+}
+
 void StatsCollector::all_reduce(cluster::Communicator& comm) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto& s = layers_[i];
     for (at::Tensor* t : {&s.tokens_E, &s.gate_sum_E, &s.act_norm_sum_E, &s.act_norm_sq_sum_E, &s.out_norm_sum_E,
-                          &s.gate_out_norm_sum_E, &s.coactivation_EE, &s.act_sum_EF, &s.act_sq_sum_EF})
+                          &s.gate_out_norm_sum_E, &s.coactivation_EE, &s.act_sum_EF, &s.act_sq_sum_EF, &s.easyep_sum_E})
       if (t->defined()) comm.all_reduce_sum(*t);
     if (has(results::stat::kTokenIds)) {
       at::Tensor seen = seen_EV_[i].to(at::kInt);

@@ -1,7 +1,8 @@
 // Collects, in the one calibration forward pass, every statistic group asked for
 // (results::stat::k*), for every MoE layer, as sums. Runs under expert parallelism:
 // routing statistics are gathered on the tokens' rank, activation/output statistics
-// on the experts' rank; all_reduce() adds the ranks' sums.
+// on the experts' rank, EASY-EP's hidden-state change on the tokens' rank;
+// all_reduce() adds the ranks' sums.
 #pragma once
 
 #include <set>
@@ -22,6 +23,9 @@ class StatsCollector : public models::MoeObserver {
                   const at::Tensor& topk_w_NK) override;
   void on_expert(int64_t layer, int64_t expert, const at::Tensor& tag_n, const at::Tensor& act_nF,
                  const at::Tensor& out_nD, const at::Tensor& gate_n) override;
+  void on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R, const at::Tensor& gate_R,
+                  const at::Tensor& out_RD) override;
+  void on_moe_output(int64_t layer, const at::Tensor& h_in_ND, const at::Tensor& y_ND) override;
 
   // Sums over ranks (collective) and packs the token bitmaps. Call once, after the pass.
   void all_reduce(cluster::Communicator& comm);
@@ -40,6 +44,12 @@ class StatsCollector : public models::MoeObserver {
   std::vector<results::LayerStats> layers_;
   std::vector<at::Tensor> seen_EV_;  // bool [E, V] per MoE layer (packed into bits at the end)
   at::Tensor batch_ids_N_;
+  // EASY-EP: this layer's rows (expert [R], token [R], g ||f|| [R] f64) until its
+  // output h_out is known.
+  struct PendingRows {
+    at::Tensor expert_R, token_R, gate_norm_R;
+  };
+  std::map<int64_t, PendingRows> pending_;
   bool outlier_pass_ = false;
   std::vector<at::Tensor> lo_EF_, hi_EF_;  // mean -+ 3 std per layer (outlier pass)
   int64_t vocab_ = 0;

@@ -8,6 +8,7 @@ SortedRows sort_rows_by_expert(const at::Tensor& topk_ids_NK, const at::Tensor& 
   at::Tensor flat_ids = topk_ids_NK.reshape(-1);
   r.order = std::get<1>(at::sort(flat_ids, /*stable=*/true, 0, false));
   r.token_of = at::floor_divide(r.order, K);
+  r.expert_of = flat_ids.index_select(0, r.order);
   r.gate_of = topk_w_NK.reshape(-1).index_select(0, r.order);
   r.counts_E = at::bincount(flat_ids, {}, num_experts).cpu();
   return r;
@@ -15,26 +16,19 @@ SortedRows sort_rows_by_expert(const at::Tensor& topk_ids_NK, const at::Tensor& 
 
 at::Tensor weighted_scatter_add(const at::Tensor& y_RD, const SortedRows& rows, int64_t num_tokens) {
   at::Tensor out = at::zeros({num_tokens, y_RD.size(1)}, y_RD.options());
-  out.index_add_(0, rows.token_of, y_RD * rows.gate_of.unsqueeze(1));
-  return out;
+  return out.index_add(0, rows.token_of, y_RD * rows.gate_of.unsqueeze(1));
 }
 
-DispatchedTokens LocalDispatcher::dispatch(int64_t, int64_t num_experts, const at::Tensor& x_ND,
-                                           const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK) {
-  SortedRows rows = sort_rows_by_expert(topk_ids_NK, topk_w_NK, num_experts);
+DispatchedTokens LocalDispatcher::plan(int64_t, int64_t num_experts, const at::Tensor& topk_ids_NK,
+                                       const at::Tensor& topk_w_NK) {
   DispatchedTokens d;
-  d.x_MD = x_ND.index_select(0, rows.token_of);
-  d.gate_M = rows.gate_of;
-  d.tag_M = rows.token_of;
-  const int64_t* c = rows.counts_E.data_ptr<int64_t>();
+  d.rows = sort_rows_by_expert(topk_ids_NK, topk_w_NK, num_experts);
+  d.num_tokens = topk_ids_NK.size(0);
+  d.gate_M = d.rows.gate_of.detach();
+  d.tag_M = d.rows.token_of;
+  const int64_t* c = d.rows.counts_E.data_ptr<int64_t>();
   d.rows_per_local_expert.assign(c, c + num_experts);
-  d.state = std::make_pair(rows, x_ND.size(0));
   return d;
-}
-
-at::Tensor LocalDispatcher::combine(const at::Tensor& y_MD, const DispatchedTokens& d) {
-  const auto& [rows, N] = std::any_cast<const std::pair<SortedRows, int64_t>&>(d.state);
-  return weighted_scatter_add(y_MD, rows, N);
 }
 
 }  // namespace moelab::models

@@ -1,15 +1,24 @@
-// Moving routed tokens to the experts that compute them, and the results back.
+// Moving routed tokens to the experts that compute them, and the results back
+// (the shape of Megatron-Core's token dispatcher: one object, one contract).
 //
-// The MoE block routes its N tokens, then calls dispatch(): the N*K (token, slot)
-// rows come back as x_MD, the rows THIS process computes, grouped by local expert
-// (rows_per_local_expert[i] rows for local expert i, in order). After computing
-// y_MD (same order, before gate weighting), combine() returns, for the N tokens
-// that this process routed, the gate-weighted sum of their K expert outputs.
+// The MoE block routes its N tokens, then:
+//   plan()        decides where each of the N*K (token, slot) rows goes (collective:
+//                 row counts and each row's gate and tag travel, hidden states do not);
+//   to_experts()  moves rows, in this process's expert-sorted order (SortedRows), to
+//                 the processes owning their experts: there they come out grouped by
+//                 local expert (rows_per_local_expert[i] rows for local expert i);
+//   to_tokens()   is its exact inverse: expert-side rows back to the tokens' process,
+//                 in expert-sorted order again.
+// to_experts and to_tokens are permutations plus exchanges, each the adjoint of the
+// other, so the gradient of one is the other (models/dispatch_autograd.h): that is
+// how the backward pass crosses ranks. The gate weighting and the sum over a token's
+// K experts happen on the tokens' process (weighted_scatter_add), so gates stay
+// differentiable.
 //
-// LocalDispatcher does this in one process (a stable sort by expert). The cluster/
-// all-to-all dispatcher sends rows to the ranks owning their experts. Either way,
-// each expert sees its rows in (source rank, token) order, so results do not
-// depend on how experts are placed.
+// LocalDispatcher does this in one process (a stable sort by expert; moves are the
+// identity). The cluster/ all-to-all dispatcher sends rows to the ranks owning their
+// experts. Either way each expert sees its rows in (source rank, token) order, so
+// results do not depend on how experts are placed.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -20,13 +29,34 @@
 
 namespace moelab::models {
 
+// This process's (token, slot) rows sorted by expert id (stable: token order within
+// an expert). R = N*K rows.
+struct SortedRows {
+  at::Tensor order;      // [R] int64 indices into the flattened (token, slot) pairs
+  at::Tensor token_of;   // [R] int64 token index of each sorted row
+  at::Tensor expert_of;  // [R] int64 global expert id of each sorted row
+  at::Tensor gate_of;    // [R] gate weight of each sorted row (compute dtype; differentiable)
+  at::Tensor counts_E;   // [E] int64 (CPU) rows per expert
+};
+SortedRows sort_rows_by_expert(const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK, int64_t num_experts);
+
+// out[token_of[i]] += y[i] * gate_of[i], summed in row order. y_RD in SortedRows order.
+at::Tensor weighted_scatter_add(const at::Tensor& y_RD, const SortedRows& rows, int64_t num_tokens);
+
 struct DispatchedTokens {
-  at::Tensor x_MD;     // rows for the local experts, grouped by local expert
-  at::Tensor gate_M;   // the gate weight of each row (compute dtype)
-  at::Tensor tag_M;    // int64 per row: the source token's index in its process's N
-                       // tokens; with several processes, + source_rank * 2^40
+  SortedRows rows;        // this process's rows (tokens' side)
+  int64_t num_tokens = 0; // N of this process
+  // Expert side: M rows grouped by local expert.
+  at::Tensor gate_M;      // the gate weight of each row (compute dtype, no gradient)
+  at::Tensor tag_M;       // int64 per row: the source token's index in its process's N
+                          // tokens; with several processes, + source_rank * 2^40
   std::vector<int64_t> rows_per_local_expert;
-  std::any state;      // what combine() needs; opaque to the caller
+  std::any state;         // what the moves need; opaque to the caller
+  int64_t num_expert_rows() const {
+    int64_t m = 0;
+    for (int64_t n : rows_per_local_expert) m += n;
+    return m;
+  }
 };
 
 class ExpertDispatcher {
@@ -36,10 +66,12 @@ class ExpertDispatcher {
   virtual int64_t first_local_expert(int64_t layer, int64_t num_experts) const = 0;
   virtual int64_t num_local_experts(int64_t layer, int64_t num_experts) const = 0;
   // topk_ids_NK: global expert ids; topk_w_NK: gate weights (compute dtype).
-  virtual DispatchedTokens dispatch(int64_t layer, int64_t num_experts, const at::Tensor& x_ND,
-                                    const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK) = 0;
-  // y_MD: expert outputs in x_MD's order. Returns [N, D] for this process's tokens.
-  virtual at::Tensor combine(const at::Tensor& y_MD, const DispatchedTokens& d) = 0;
+  virtual DispatchedTokens plan(int64_t layer, int64_t num_experts, const at::Tensor& topk_ids_NK,
+                                const at::Tensor& topk_w_NK) = 0;
+  // [R, C] rows in rows order -> [M, C] rows of the local experts (any C, any dtype).
+  virtual at::Tensor to_experts(const at::Tensor& rows_RC, const DispatchedTokens& d) = 0;
+  // [M, C] -> [R, C]: the inverse of to_experts.
+  virtual at::Tensor to_tokens(const at::Tensor& rows_MC, const DispatchedTokens& d) = 0;
 };
 
 // Single process: every expert is local.
@@ -47,22 +79,10 @@ class LocalDispatcher : public ExpertDispatcher {
  public:
   int64_t first_local_expert(int64_t, int64_t) const override { return 0; }
   int64_t num_local_experts(int64_t, int64_t num_experts) const override { return num_experts; }
-  DispatchedTokens dispatch(int64_t layer, int64_t num_experts, const at::Tensor& x_ND, const at::Tensor& topk_ids_NK,
-                            const at::Tensor& topk_w_NK) override;
-  at::Tensor combine(const at::Tensor& y_MD, const DispatchedTokens& d) override;
+  DispatchedTokens plan(int64_t layer, int64_t num_experts, const at::Tensor& topk_ids_NK,
+                        const at::Tensor& topk_w_NK) override;
+  at::Tensor to_experts(const at::Tensor& rows_RC, const DispatchedTokens&) override { return rows_RC; }
+  at::Tensor to_tokens(const at::Tensor& rows_MC, const DispatchedTokens&) override { return rows_MC; }
 };
-
-// Shared by every dispatcher: the (token, slot) rows of this process sorted by
-// expert id (stable: token order within an expert).
-struct SortedRows {
-  at::Tensor order;     // [N*K] indices into the flattened (token, slot) pairs
-  at::Tensor token_of;  // [N*K] token index of each sorted row
-  at::Tensor gate_of;   // [N*K] gate weight of each sorted row
-  at::Tensor counts_E;  // [E] int64 (CPU) rows per expert
-};
-SortedRows sort_rows_by_expert(const at::Tensor& topk_ids_NK, const at::Tensor& topk_w_NK, int64_t num_experts);
-
-// out[token_of[i]] += y[i] * gate_of[i], summed in row order.
-at::Tensor weighted_scatter_add(const at::Tensor& y_RD, const SortedRows& rows, int64_t num_tokens);
 
 }  // namespace moelab::models

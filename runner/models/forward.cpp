@@ -31,11 +31,19 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
   TORCH_CHECK(int64_t(lengths.size()) == B, "one length per sequence");
   if (B == 0) {
     // No tokens of our own: serve our experts to the other ranks, layer by layer.
+    // When gradients are recorded, the (empty) result still depends on every layer's
+    // output, so that backward runs this rank's share of every layer's exchanges.
     at::Tensor none = at::empty({0, D}, at::TensorOptions().dtype(m.dtype).device(m.device));
     if (observer) observer->on_batch(at::empty({0}, at::kLong));
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-      if (m.layers[l].moe) moe_forward(*m.layers[l].moe, c, none, l, *m.dispatcher, observer);
-    return at::empty({0, T, c.vocab_size}, none.options());
+    at::Tensor anchor;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (!m.layers[l].moe) continue;
+      at::Tensor y = moe_forward(*m.layers[l].moe, c, none, l, *m.dispatcher, observer);
+      if (observer) observer->on_moe_output(l, none, y.detach());
+      if (y.requires_grad()) anchor = anchor.defined() ? anchor + y.sum() : y.sum();
+    }
+    at::Tensor logits = at::empty({0, T, c.vocab_size}, none.options());
+    return anchor.defined() ? logits + anchor : logits;
   }
   for (int64_t len : lengths) TORCH_CHECK(len >= 1 && len <= T, "sequence lengths must be in [1, T]");
   at::Tensor ids = input_ids_BT.to(m.device);
@@ -58,6 +66,8 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
     h = h + attention_forward(L.attn, c, rms_norm(h, L.attn_norm_D, c.rms_norm_eps), cos_TA, sin_TA, mask);
     at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, valid_N);
     at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
+    if (observer && L.moe)
+      observer->on_moe_output(l, h.detach().reshape({B * T, D}).index_select(0, valid_N), y_ND.detach());
     h = h.reshape({B * T, D}).index_add(0, valid_N, y_ND).reshape({B, T, D});
   }
   h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);

@@ -1,9 +1,14 @@
-// Routed experts, computed grouped: the N*K (token, slot) rows are dispatched grouped
-// by expert (models/expert_dispatch.h) so that each expert runs one [n, D] x [D, 2F]
-// and one [n, F] x [F, D] matmul on its contiguous rows; combine weights the results
-// by the gates and sums them back per token. The forward reads: route, dispatch,
-// compute, combine.
+// Routed experts, computed grouped: the N*K (token, slot) rows are moved, grouped by
+// expert, to the experts' process (models/expert_dispatch.h), each expert runs one
+// [n, D] x [D, 2F] and one [n, F] x [F, D] matmul on its contiguous rows, the
+// outputs come back and are weighted by the gates and summed per token. The
+// forward reads: route, plan, move, compute, move back, combine. Every step is
+// differentiable (the moves through models/dispatch_autograd.h) so that gradients
+// reach the experts' weights on whichever rank holds them.
+#include <ATen/core/grad_mode.h>
+
 #include "models/blocks.h"
+#include "models/dispatch_autograd.h"
 
 namespace moelab::models {
 
@@ -14,9 +19,54 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
   return at::relu(x);
 }
 
+namespace {
+
+// The local experts on their rows x_MD (grouped as d.rows_per_local_expert):
+// outputs f(x) [M, D] before gating. `observe` gets (local expert, row offset,
+// rows, activation [n, F], output [n, D]).
+template <typename Observe>
+at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& c, const DispatchedTokens& d,
+                                 const at::Tensor& x_MD, Observe&& observe) {
+  const int64_t F = w.down_EDF.size(2);
+  std::vector<at::Tensor> outputs;
+  int64_t offset = 0;
+  for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
+    const int64_t n = d.rows_per_local_expert[i];
+    if (n == 0) continue;
+    at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
+    at::Tensor act = activation(gu.narrow(1, 0, F), c.hidden_act) * gu.narrow(1, F, F);
+    at::Tensor y = at::matmul(act, w.down_EDF[i].t());
+    observe(i, offset, n, act, y);
+    outputs.push_back(y);
+    offset += n;
+  }
+  // No rows here: still an output that depends on x_MD, so that backward passes
+  // through this rank's moves like every other rank's.
+  return outputs.empty() ? x_MD * 0 : at::cat(outputs, 0);
+}
+
+// Dense observation: every expert on every token, reported as [N, E, D].
+void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND,
+                         const at::Tensor& logits_NE, int64_t layer, ExpertDispatcher& dispatcher,
+                         MoeObserver& observer) {
+  at::NoGradGuard no_grad;
+  const int64_t N = x_ND.size(0), E = w.num_experts(), D = x_ND.size(1);
+  auto i64 = at::TensorOptions().dtype(at::kLong).device(x_ND.device());
+  at::Tensor all_NE = at::arange(E, i64).unsqueeze(0).expand({N, E}).contiguous();
+  at::Tensor ones_NE = at::ones({N, E}, x_ND.options());
+  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, all_NE, ones_NE));
+  at::Tensor x_MD = dispatcher.to_experts(x_ND.index_select(0, plan->rows.token_of), *plan);
+  at::Tensor y_MD = compute_local_experts(w, c, *plan, x_MD, [](auto&&...) {});
+  // Rows come back expert-major (stable sort: token order within an expert).
+  at::Tensor y_END = dispatcher.to_tokens(y_MD, *plan).view({E, N, D});
+  observer.on_all_expert_outputs(layer, logits_NE, y_END.transpose(0, 1));
+}
+
+}  // namespace
+
 at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer,
                        ExpertDispatcher& dispatcher, MoeObserver* observer) {
-  const int64_t K = c.num_experts_per_tok, E = w.num_experts(), F = w.down_EDF.size(2);
+  const int64_t K = c.num_experts_per_tok, E = w.num_experts();
 
   // Route: softmax over all experts in float32, top-k, optional renormalisation
   // (Mixtral always; Qwen3 when norm_topk_prob), gates cast to the compute dtype.
@@ -25,29 +75,31 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   auto [topk_w_NK, topk_ids_NK] = at::topk(probs_NE, K, -1);
   if (c.norm_topk_prob) topk_w_NK = topk_w_NK / topk_w_NK.sum(-1, true);
   topk_w_NK = topk_w_NK.to(x_ND.scalar_type());
-  if (observer) observer->on_routing(layer, logits_NE, topk_ids_NK, topk_w_NK);
+  if (observer) observer->on_routing(layer, logits_NE.detach(), topk_ids_NK, topk_w_NK.detach());
 
-  // Dispatch: rows grouped by local expert.
-  DispatchedTokens d = dispatcher.dispatch(layer, E, x_ND, topk_ids_NK, topk_w_NK);
+  // Plan and move: rows grouped by local expert on the experts' process. Backward
+  // graphs are recorded when the experts' weights want gradients.
+  const bool track = at::GradMode::is_enabled() && w.gate_up_EFD.requires_grad();
+  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, topk_ids_NK, topk_w_NK));
+  const DispatchedTokens& d = *plan;
+  at::Tensor x_MD = move_to_experts(dispatcher, plan, x_ND.index_select(0, d.rows.token_of), track);
 
   // Compute: one matmul pair per local expert on its contiguous slice.
-  at::Tensor y_MD = at::empty_like(d.x_MD);
-  int64_t offset = 0;
-  for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
-    const int64_t n = d.rows_per_local_expert[i];
-    if (n == 0) continue;
-    at::Tensor xe = d.x_MD.narrow(0, offset, n);
-    at::Tensor gu = at::matmul(xe, w.gate_up_EFD[i].t());
-    at::Tensor act = activation(gu.narrow(1, 0, F), c.hidden_act) * gu.narrow(1, F, F);
-    at::Tensor ye = at::matmul(act, w.down_EDF[i].t());
+  at::Tensor y_MD = compute_local_experts(w, c, d, x_MD, [&](int64_t i, int64_t offset, int64_t n, const at::Tensor& act,
+                                                             const at::Tensor& y) {
     if (observer)
-      observer->on_expert(layer, w.first_local + i, d.tag_M.narrow(0, offset, n), act, ye, d.gate_M.narrow(0, offset, n));
-    y_MD.narrow(0, offset, n).copy_(ye);
-    offset += n;
-  }
+      observer->on_expert(layer, w.first_local + i, d.tag_M.narrow(0, offset, n), act.detach(), y.detach(),
+                          d.gate_M.narrow(0, offset, n));
+  });
 
-  // Combine: back to the tokens' process, weighted by the gates and summed.
-  return dispatcher.combine(y_MD, d);
+  // Move back and combine: gate-weighted sum per token, on the tokens' process.
+  at::Tensor y_RD = move_to_tokens(dispatcher, plan, y_MD, track);
+  if (observer) {
+    observer->on_combine(layer, d.rows.expert_of, d.rows.token_of, d.rows.gate_of.detach(), y_RD.detach());
+    if (observer->wants_all_expert_outputs())
+      observe_all_experts(w, c, x_ND.detach(), logits_NE.detach(), layer, dispatcher, *observer);
+  }
+  return weighted_scatter_add(y_RD, d.rows, d.num_tokens);
 }
 
 at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND) {

@@ -104,6 +104,21 @@ class MoeObserver {
   // gate weights [n].
   virtual void on_expert(int64_t layer, int64_t expert, const at::Tensor& tag_n, const at::Tensor& act_nF,
                          const at::Tensor& out_nD, const at::Tensor& gate_n) {}
+  // On the tokens' process, once the expert outputs are back: this process's R = N*K
+  // (token, slot) rows in expert-sorted order: expert id [R] and token index [R]
+  // (int64, into the layer's N tokens), gate weight [R], expert output f_j(x)
+  // before gating [R, D].
+  virtual void on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R,
+                          const at::Tensor& gate_R, const at::Tensor& out_RD) {}
+  // After a MoE block, on the tokens' process: the residual stream entering the
+  // block h_in [N, D] and the block's routed output y [N, D] (h_out = h_in + y).
+  virtual void on_moe_output(int64_t layer, const at::Tensor& h_in_ND, const at::Tensor& y_ND) {}
+  // Dense observation, opt-in (E/K times the expert FLOPs): when true (the same on
+  // every rank), each MoE block also runs every expert on every token and reports on
+  // the tokens' process the router logits [N, E] and every expert's output before
+  // gating [N, E, D]. Outside autograd; the model's own output is unchanged.
+  virtual bool wants_all_expert_outputs() const { return false; }
+  virtual void on_all_expert_outputs(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& out_NED) {}
 };
 
 // input_ids [B, T] int64, right-padded; lengths [B] (each >= 1). Returns logits

@@ -14,6 +14,7 @@
 #include "cluster/data_parallel.h"
 #include "cluster/local_communicator.h"
 #include "models/moe_model.h"
+#include "models/next_token_loss.h"
 
 using namespace moelab;
 
@@ -127,6 +128,53 @@ TEST_P(ExpertParallel, EachRankHoldsOnlyItsContiguousBlockOfExperts) {
 // mixtral: 8 experts (over 3 ranks: 2, 3, 3); qwen3: 10 experts and a dense layer
 // (over 4 ranks: 2, 3, 2, 3).
 INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertParallel, ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded"));
+
+// Gradients of the experts' weights after forward + backward of the mean next-token
+// loss over all batches (as calibrate does for the gradient criteria).
+void accumulate_expert_gradients(models::MoeModel& m, cluster::Communicator& comm,
+                                 const std::vector<std::vector<int64_t>>& seqs, int64_t batch_size) {
+  for (auto& L : m.layers)
+    if (L.moe) {
+      L.moe->gate_up_EFD.requires_grad_(true);
+      L.moe->down_EDF.requires_grad_(true);
+    }
+  int64_t targets = 0;
+  for (const auto& s : seqs) targets += int64_t(s.size()) - 1;
+  cluster::for_each_batch(comm, seqs, {batch_size},
+                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>&) {
+                            at::Tensor logits = models::forward(m, ids, lengths);
+                            (models::next_token_nll_sum(logits, ids, lengths) / double(targets)).backward();
+                          });
+}
+
+TEST_P(ExpertParallel, ExpertGradientsCrossRanksAndMatchTheSingleProcessModel) {
+  auto comm = cluster::world("mpi");
+  const std::string dir = fixture(GetParam());
+  cluster::LocalCommunicator one;
+  models::MoeModel full = models::load_model(dir);
+  models::MoeModel ep = cluster::load_expert_parallel(dir, comm);
+  auto seqs = random_sequences(7, full.config.vocab_size, 11);  // 3 batches of 3: some ranks idle in a step
+  accumulate_expert_gradients(full, one, seqs, 4);
+  accumulate_expert_gradients(ep, *comm, seqs, 3);
+  double worst = 0;
+  for (size_t l = 0; l < ep.layers.size(); ++l) {
+    if (!ep.layers[l].moe) continue;
+    const auto& mine = *ep.layers[l].moe;
+    const auto& ref = *full.layers[l].moe;
+    ASSERT_TRUE(ref.gate_up_EFD.grad().defined());
+    if (mine.num_local() == 0) continue;
+    ASSERT_TRUE(mine.gate_up_EFD.grad().defined()) << "layer " << l;
+    for (auto [got, want] : {std::pair{mine.gate_up_EFD.grad(), ref.gate_up_EFD.grad()},
+                             std::pair{mine.down_EDF.grad(), ref.down_EDF.grad()}}) {
+      at::Tensor w = want.narrow(0, mine.first_local, mine.num_local());
+      ASSERT_GT(w.abs().max().item<double>(), 0);
+      worst = std::max(worst, ((got - w).abs().max() / w.abs().max()).item<double>());
+    }
+  }
+  EXPECT_LE(worst, 1e-5) << "P=" << comm->size();
+  if (comm->rank() == 0)
+    std::cout << "[ep-grad] " << GetParam() << " P=" << comm->size() << ": max gradient diff / scale " << worst << "\n";
+}
 
 TEST(ExpertParallelEdgeCases, RanksWithoutBatchesStillServeTheirExperts) {
   auto comm = cluster::world("mpi");

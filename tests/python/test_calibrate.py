@@ -27,6 +27,7 @@ def calibrate(moelab, model, data, out, *extra, ranks=None):
     return moelab(*args)
 
 
+@torch.no_grad()
 def reference_stats(model_dir, data):
     """Per MoE layer, the same sums, from the inputs of transformers' MoE blocks."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -42,7 +43,6 @@ def reference_stats(model_dir, data):
         model(input_ids=ids)
     for h in hooks:
         h.remove()
-    torch.set_grad_enabled(False)
     V, k = cfg.vocab_size, cfg.num_experts_per_tok
     renorm = getattr(cfg, "norm_topk_prob", True)
     out = {}

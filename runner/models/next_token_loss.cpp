@@ -1,0 +1,30 @@
+#include "models/next_token_loss.h"
+
+namespace moelab::models {
+
+int64_t count_next_token_targets(const std::vector<int64_t>& lengths) {
+  int64_t n = 0;
+  for (int64_t len : lengths) n += std::max<int64_t>(len - 1, 0);
+  return n;
+}
+
+at::Tensor next_token_nll_sum(const at::Tensor& logits_BTV, const at::Tensor& ids_BT,
+                              const std::vector<int64_t>& lengths) {
+  const int64_t T = logits_BTV.size(1), V = logits_BTV.size(2);
+  std::vector<int64_t> positions, targets;
+  const at::Tensor ids = ids_BT.to(at::kCPU, at::kLong).contiguous();
+  const auto acc = ids.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < int64_t(lengths.size()); ++b)
+    for (int64_t t = 0; t + 1 < lengths[b]; ++t) {
+      positions.push_back(b * T + t);
+      targets.push_back(acc[b][t + 1]);
+    }
+  if (positions.empty()) return logits_BTV.sum().to(at::kFloat) * 0;
+  auto i64 = at::TensorOptions().dtype(at::kLong).device(logits_BTV.device());
+  at::Tensor rows = logits_BTV.reshape({-1, V}).index_select(0, at::tensor(positions, i64.device(at::kCPU)).to(i64.device()));
+  at::Tensor logp = at::log_softmax(rows.to(at::kFloat), -1);
+  at::Tensor tgt = at::tensor(targets, i64.device(at::kCPU)).to(i64.device()).unsqueeze(1);
+  return -logp.gather(1, tgt).sum();
+}
+
+}  // namespace moelab::models
