@@ -1,6 +1,9 @@
 // Communicators: the collectives moelab needs, over CPU tensors (MPI) or GPU tensors
 // (NCCL, bootstrapped over MPI). Injected where needed; no global state.
 //
+// Tensors may live on the CPU or (NCCL) the GPU: the NCCL communicator moves CPU
+// tensors over MPI, so statistics can be reduced where they are kept.
+//
 // Contract for every collective: all ranks call it in the same order with
 // compatible arguments. A collective that does not complete within the timeout
 // (default 600 s, MOELAB_COMM_TIMEOUT_S) aborts the whole job with a message naming

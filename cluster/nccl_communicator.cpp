@@ -71,7 +71,10 @@ void NcclCommunicator::wait(const char* what) {
   }
 }
 
+// CPU tensors (statistics, counts, metadata) go over the MPI communicator NCCL was
+// bootstrapped on; GPU tensors over NCCL.
 void NcclCommunicator::all_reduce_sum(at::Tensor& t) {
+  if (!t.is_cuda()) return mpi_->all_reduce_sum(t);
   TORCH_CHECK(t.is_cuda() && t.is_contiguous(), "NCCL all_reduce_sum: contiguous CUDA tensor expected");
   check(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type_of(t.scalar_type()), ncclSum, comm_,
                       at::cuda::getCurrentCUDAStream()),
@@ -80,6 +83,7 @@ void NcclCommunicator::all_reduce_sum(at::Tensor& t) {
 }
 
 at::Tensor NcclCommunicator::all_gather_rows(const at::Tensor& t_in) {
+  if (!t_in.is_cuda()) return mpi_->all_gather_rows(t_in);
   at::Tensor t = t_in.contiguous();
   at::Tensor n = at::tensor({t.size(0)}, at::kLong);
   at::Tensor counts = mpi_->all_gather_rows(n);
@@ -92,8 +96,8 @@ at::Tensor NcclCommunicator::all_gather_rows(const at::Tensor& t_in) {
 
 at::Tensor NcclCommunicator::all_to_all_rows(const at::Tensor& send_in, const std::vector<int64_t>& send_rows,
                                              const std::vector<int64_t>& recv_rows) {
+  if (!send_in.is_cuda()) return mpi_->all_to_all_rows(send_in, send_rows, recv_rows);
   at::Tensor send = send_in.contiguous();
-  TORCH_CHECK(send.is_cuda(), "NCCL all_to_all_rows: CUDA tensor expected");
   const int64_t row = row_elems(send);
   int64_t total = 0;
   for (int64_t r : recv_rows) total += r;
@@ -123,6 +127,7 @@ at::Tensor NcclCommunicator::all_to_all_rows(const at::Tensor& send_in, const st
 }
 
 void NcclCommunicator::broadcast(at::Tensor& t, int root) {
+  if (!t.is_cuda()) return mpi_->broadcast(t, root);
   TORCH_CHECK(t.is_cuda() && t.is_contiguous(), "NCCL broadcast: contiguous CUDA tensor expected");
   check(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type_of(t.scalar_type()), root, comm_,
                       at::cuda::getCurrentCUDAStream()),

@@ -58,4 +58,18 @@ std::unique_ptr<Criterion> make_criterion(const std::string& name) {
   throw InputError("criterion", msg);
 }
 
+std::set<std::string> stat_groups_needed(const std::vector<std::string>& names) {
+  std::set<std::string> groups;
+  std::vector<std::unique_ptr<Criterion>> list;
+  if (names.empty()) list = all_criteria();
+  for (const auto& n : names) list.push_back(make_criterion(n));
+  for (const auto& c : list)
+    for (const auto& need : c->needs()) {
+      if (need == kNeedsWeights || need == kNeedsSecondCheckpoint) continue;
+      if (names.empty() && (need == results::stat::kGradients || need == results::stat::kNaee)) continue;
+      groups.insert(need);
+    }
+  return groups;
+}
+
 }  // namespace moelab::criteria

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,5 +13,10 @@ namespace moelab::criteria {
 std::vector<std::unique_ptr<Criterion>> all_criteria();
 // Case-insensitive. Throws InputError("criterion", ...) with a suggestion.
 std::unique_ptr<Criterion> make_criterion(const std::string& name);
+
+// The statistic groups (results::stat::k*) the named criteria need. No names: every
+// criterion's, except the groups that cost more than one forward pass (gradients: a
+// backward pass; naee: dense observation), which are collected only when named.
+std::set<std::string> stat_groups_needed(const std::vector<std::string>& names);
 
 }  // namespace moelab::criteria

@@ -5,21 +5,15 @@
 #include <algorithm>
 #include <set>
 
-#include <ATen/core/grad_mode.h>
-
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "cluster/communicator.h"
-#include "cluster/data_parallel.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "criteria/registry.h"
+#include "cluster/data_parallel.h"
 #include "jobs/calibration_data.h"
-#include "jobs/expert_gradients.h"
-#include "jobs/naee_search.h"
-#include "jobs/observer_fanout.h"
-#include "jobs/stats_collector.h"
-#include "models/next_token_loss.h"
+#include "jobs/collect_statistics.h"
 #include "results/stats_file.h"
 
 namespace moelab::cli {
@@ -35,28 +29,11 @@ struct CalibrateArgs {
   jobs::NaeeOptions naee;
 };
 
-// The statistic groups the named criteria need. No names: every criterion's, except
-// the groups that cost more than a forward pass (gradients: a backward pass; naee:
-// dense observation), which are collected only when asked for.
-std::set<std::string> groups_for(const std::vector<std::string>& names) {
-  std::set<std::string> groups;
-  std::vector<std::unique_ptr<criteria::Criterion>> list;
-  if (names.empty()) list = criteria::all_criteria();
-  for (const auto& n : names) list.push_back(criteria::make_criterion(n));
-  for (const auto& c : list)
-    for (const auto& need : c->needs()) {
-      if (need == criteria::kNeedsWeights || need == criteria::kNeedsSecondCheckpoint) continue;
-      if (names.empty() && (need == results::stat::kGradients || need == results::stat::kNaee)) continue;
-      groups.insert(need);
-    }
-  return groups;
-}
-
 void run_calibrate(const CalibrateArgs& a) {
   auto comm = cluster::world(a.comm);
   if (std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
-  std::set<std::string> groups = groups_for(a.criteria);
+  std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   std::string known;
   for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
   for (const auto& g : a.collect) {
@@ -70,9 +47,9 @@ void run_calibrate(const CalibrateArgs& a) {
   if (spec.tokenizer.empty()) spec.tokenizer = a.model.model_dir;
   const jobs::CalibrationSet set = jobs::load_calibration_set(spec);
   const bool gradients = groups.count(results::stat::kGradients) != 0;
-  int64_t targets = 0;  // next-token targets: the gradient loss is their mean
+  int64_t targets = 0;
   for (const auto& s : set.sequences) targets += std::max<int64_t>(int64_t(s.size()) - 1, 0);
-  if (gradients && targets == 0)
+  if (gradients && targets == 0)  // checked before loading the model
     throw InputError(spec.files[0], "gradients need sequences of at least 2 tokens (no next-token targets)");
   models::MoeModel m = comm->size() > 1
                            ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
@@ -87,66 +64,17 @@ void run_calibrate(const CalibrateArgs& a) {
   spdlog::info("calibrating on {} sequences, {} tokens, {} rank(s); collecting {}", set.sequences.size(),
                set.num_tokens, comm->size(), list);
 
-  // One pass collects every statistic: forward with the collectors attached, plus a
-  // backward of the mean next-token loss when gradients are wanted.
-  jobs::StatsCollector collector(m, groups);
-  std::unique_ptr<jobs::NaeeSearch> naee;
-  std::vector<models::MoeObserver*> observers = {&collector};
-  if (groups.count(results::stat::kNaee)) {
-    naee = std::make_unique<jobs::NaeeSearch>(m, a.naee);
-    observers.push_back(naee.get());
-    spdlog::info("NAEE: dropping {:.0f}% of each layer's experts; {} pass(es) of dense observation", 100 * a.naee.ratio,
-                 naee->passes_needed());
-  }
-  jobs::ObserverFanOut observer(observers);
-  if (gradients) jobs::enable_expert_gradients(m);
-  cluster::DataParallelOptions dp;
-  dp.batch_size = a.batch_size;
-  int64_t done = 0;
-  cluster::for_each_batch(*comm, set.sequences, dp,
-                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>& idx) {
-                            if (gradients) {
-                              at::Tensor logits = models::forward(m, ids, lengths, &observer);
-                              jobs::backward_next_token_loss(logits, ids, lengths, 1.0 / double(targets));
-                            } else {
-                              at::NoGradGuard no_grad;
-                              models::forward(m, ids, lengths, &observer);
-                            }
-                            for (size_t i = 0; i < idx.size(); ++i)
-                              if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm->rank());
-                          });
-  collector.all_reduce(*comm);
-  if (naee) naee->finish_pass(*comm);
-  at::NoGradGuard no_grad;  // later passes only observe
-  if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
-    spdlog::info("second pass: activation outliers (mean +- 3 std per channel)");
-    collector.start_outlier_pass();
-    cluster::run_data_parallel(m, *comm, set.sequences, dp, &collector, [](int64_t, const at::Tensor&) {});
-    collector.all_reduce_outliers(*comm);
-  }
-  for (int64_t pass = 2; naee && !naee->done(); ++pass) {  // greedy NAEE: one elimination per pass
-    spdlog::info("NAEE greedy elimination: pass {}", pass);
-    cluster::run_data_parallel(m, *comm, set.sequences, dp, naee.get(), [](int64_t, const at::Tensor&) {});
-    naee->finish_pass(*comm);
-  }
-  results::CalibrationStats st = collector.take();
-  if (gradients) jobs::collect_gradient_stats(m, *comm, st.layers);
-  if (naee) naee->fill(st.layers);
-  st.hidden_size = m.config.hidden_size;
+  jobs::CollectOptions opts;
+  opts.batch_size = a.batch_size;
+  opts.naee = a.naee;
+  results::CalibrationStats st = jobs::collect_statistics(m, *comm, set, groups, opts);
   st.model = a.model.model_dir;
-  st.architecture = m.config.architecture;
   st.calibration = set.description;
 #ifdef MOELAB_VERSION
   st.moelab_version = MOELAB_VERSION;
 #endif
-  st.num_sequences = int64_t(set.sequences.size());
-  st.num_tokens = set.num_tokens;
   st.seq_len = spec.seq_len;
-  st.vocab_size = m.config.vocab_size;
   st.seed = spec.seed;
-  st.world_size = comm->size();
-  st.norm_topk_prob = m.config.norm_topk_prob;
-  st.experts_per_token = m.config.num_experts_per_tok;
   if (comm->rank() == 0) {
     results::write_stats(st, a.out);
     spdlog::info("wrote {}", a.out);

@@ -1,21 +1,31 @@
-// moelab prune: remove given experts from a checkpoint and write a Hugging Face
-// model directory that transformers loads.
+// moelab prune: scores -> pruning plan -> pruned checkpoint. Removes experts from a
+// checkpoint and writes a Hugging Face model directory that transformers loads.
+// Three ways to say which experts go: --drop lists (manual), --scores with a
+// criterion and a ratio (one-shot plan), --procedure iterative with calibration data
+// (statistics re-collected each round), or --plan (a saved plan, applied as is).
 #include <regex>
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
+#include "cluster/communicator.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/calibration_data.h"
+#include "jobs/pruning_plan.h"
 #include "models/expert_surgery.h"
 #include "models/model_writer.h"
+#include "schedulers/iterative_pruning.h"
 
 namespace moelab::cli {
 namespace {
 
 struct PruneArgs {
   ModelOptions model;
-  std::vector<std::string> drops;
-  std::string out, save_dtype = "auto";
+  std::vector<std::string> drops, layer_ratios;
+  std::string out, save_dtype = "auto", plan_in, plan_out, scores, procedure = "one-shot";
+  jobs::PlanOptions plan;
+  jobs::CalibrationSpec data;
+  int64_t batch_size = 8;
   bool overwrite = false;
 };
 
@@ -35,18 +45,69 @@ models::ExpertDrops parse_drops(const std::vector<std::string>& specs) {
   return drops;
 }
 
-void run_prune(const PruneArgs& a) {
-  models::ExpertDrops drops = parse_drops(a.drops);
+// "L:r" -> (L, r)
+std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& specs) {
+  static const std::regex kSpec(R"(^([0-9]+):([0-9]*\.?[0-9]+)$)");
+  std::map<int64_t, double> out;
+  for (const auto& s : specs) {
+    std::smatch m;
+    if (!std::regex_match(s, m, kSpec)) throw InputError("--layer-ratio", "\"" + s + "\" is not LAYER:RATIO (e.g. 3:0.25)");
+    out[std::stoll(m[1].str())] = std::stod(m[2].str());
+  }
+  return out;
+}
+
+void run_prune(PruneArgs a) {
+  const int modes = int(!a.drops.empty()) + int(!a.plan_in.empty()) + int(!a.scores.empty()) +
+                    int(a.procedure == "iterative");
+  if (modes != 1)
+    throw InputError("moelab prune", "give exactly one of --drop, --plan, --scores, --procedure iterative");
+  if (a.out.empty() && a.plan_out.empty()) throw InputError("--out", "give the output model directory (or --plan-out)");
+  if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
+    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
   models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
-  models::remove_experts(m, drops);
+  const auto before = models::count_params(m);
+
+  std::optional<jobs::PruningPlan> plan;
+  if (!a.drops.empty()) {
+    models::remove_experts(m, parse_drops(a.drops));
+  } else if (!a.plan_in.empty()) {
+    plan = jobs::load_plan(a.plan_in);
+    jobs::apply_plan(m, *plan, a.plan_in);
+  } else if (!a.scores.empty()) {
+    if (a.plan.criterion.empty()) throw InputError("--criterion", "name the criterion whose scores to prune by");
+    const auto scores = criteria::read_scores(a.scores);
+    plan = jobs::plan_from_scores(m, scores.get(a.plan.criterion, a.scores), a.plan, a.scores);
+    jobs::apply_plan(m, *plan, "pruning plan");
+  } else {
+    if (a.plan.criterion.empty()) throw InputError("--criterion", "name the criterion to prune by");
+    if (a.data.files.empty()) throw InputError("--data", "the iterative procedure needs calibration data");
+    auto comm = cluster::world("auto");
+    if (a.data.tokenizer.empty()) a.data.tokenizer = a.model.model_dir;
+    const jobs::CalibrationSet set = jobs::load_calibration_set(a.data);
+    jobs::CollectOptions collect;
+    collect.batch_size = a.batch_size;
+    plan = schedulers::prune_iteratively(m, *comm, set, a.plan, collect);
+    if (comm->rank() != 0) return;  // every rank pruned the same model; rank 0 writes
+  }
+  if (plan) {
+    plan->model = a.model.model_dir;
+    if (!a.plan_out.empty()) {
+      jobs::save_plan(*plan, a.plan_out);
+      spdlog::info("wrote plan {}", a.plan_out);
+    }
+    for (const auto& [l, lp] : plan->layers)
+      spdlog::info("layer {}: keeps {} of {} experts", l, lp.keep.size(), lp.num_experts);
+  }
+  if (a.out.empty()) return;
   models::SaveOptions so;
   so.overwrite = a.overwrite;
   if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
   models::save_model(m, a.out, so);
-  const auto before = models::count_params(models::load_config(a.model.model_dir));
   const auto after = models::count_params(m);
-  spdlog::info("wrote {}: {} -> {} parameters ({} active per token)", a.out, before.total, after.total,
-               after.active_per_token);
+  spdlog::info("wrote {}: {} -> {} parameters ({} -> {} active per token)", a.out, before.total, after.total,
+               before.active_per_token, after.active_per_token);
 }
 
 }  // namespace
@@ -56,20 +117,56 @@ void add_prune_command(CLI::App& app) {
       "prune",
       "Remove experts from a checkpoint and write a model directory that transformers loads.\n"
       "Dropping expert j of a layer removes its weights and row j of the router; routing keeps top-k and\n"
-      "renormalises over the surviving experts as the model's own router does. Expert indices are the\n"
-      "layer's current indices (0-based).\n\n"
+      "renormalises over the surviving experts as the model's own router does. Expert ids are the\n"
+      "checkpoint's (0-based, per layer).\n\n"
+      "Which experts go, one of:\n"
+      "  --drop L:e,...      by hand\n"
+      "  --scores FILE       one-shot: the scores of --criterion (from moelab score), --direction min drops\n"
+      "                      the lowest (Min-X), max the highest; --ratio of every layer's experts\n"
+      "                      (uniform, default; --layer-ratio L:r overrides a layer) or of all experts\n"
+      "                      together (--scope global; no layer goes below top-k)\n"
+      "  --procedure iterative  one expert per layer per round, statistics of --criterion re-collected on\n"
+      "                      the pruned model each round from --data, until --ratio is reached\n"
+      "  --plan FILE         a saved plan (--plan-out writes one; JSON, see runner/jobs/pruning_plan.h)\n"
+      "A layer may not keep fewer than top-k experts unless --reduce-top-k lowers k for every layer.\n\n"
       "If layers end up with different expert counts, config.json records them in\n"
       "moelab_num_experts_per_layer and points auto_map at a small modeling_moelab.py, so load it with\n"
       "AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True).\n\n"
-      "Example:\n  moelab prune models/tiny-mixtral --drop 0:1,5 --drop 1:2 --out pruned/");
+      "Examples:\n"
+      "  moelab prune models/tiny --drop 0:1,5 --drop 1:2 --out pruned/\n"
+      "  moelab prune models/tiny --scores scores.json --criterion EAN --ratio 0.5 --plan-out plan.json --out pruned/\n"
+      "  moelab prune models/tiny --procedure iterative --criterion EAN --ratio 0.25 --data c4.jsonl --out pruned/\n"
+      "  moelab prune models/tiny --plan plan.json --out pruned/");
   auto a = std::make_shared<PruneArgs>();
   a->model.add_to(cmd);
-  cmd->add_option("--drop", a->drops, "LAYER:EXPERT[,EXPERT...] to remove (repeatable)")->required();
-  cmd->add_option("--out", a->out, "output model directory (written atomically)")->required();
+  cmd->add_option("--drop", a->drops, "LAYER:EXPERT[,EXPERT...] to remove (repeatable)");
+  cmd->add_option("--scores", a->scores, "scores JSON from moelab score (one-shot plan)");
+  cmd->add_option("--plan", a->plan_in, "apply this saved pruning plan");
+  cmd->add_option("--procedure", a->procedure, "one-shot (with --scores) or iterative (with --data)")
+      ->check(CLI::IsMember({"one-shot", "iterative"}));
+  cmd->add_option("--criterion", a->plan.criterion, "criterion to prune by (e.g. EAN)");
+  cmd->add_option("--direction", a->plan.direction, "min: drop the lowest scores (Min-X); max: the highest")
+      ->check(CLI::IsMember({"min", "max"}));
+  cmd->add_option("--ratio", a->plan.ratio, "fraction of experts dropped, in [0, 1) (default 0.5)");
+  cmd->add_option("--scope", a->plan.scope, "uniform: the ratio in every layer; global: over all experts together")
+      ->check(CLI::IsMember({"uniform", "global"}));
+  cmd->add_option("--layer-ratio", a->layer_ratios, "LAYER:RATIO overriding the ratio of one layer (repeatable)");
+  cmd->add_flag("--reduce-top-k", a->plan.reduce_top_k,
+                "allow layers to keep fewer than top-k experts by lowering top-k to the smallest kept count");
+  cmd->add_option("--plan-out", a->plan_out, "write the pruning plan (JSON) here");
+  cmd->add_option("--data", a->data.files, "iterative: calibration files (.txt, .jsonl, .json token ids)");
+  cmd->add_option("--seq-len", a->data.seq_len, "iterative: tokens per calibration sequence")->check(CLI::PositiveNumber);
+  cmd->add_option("--num-samples", a->data.num_samples, "iterative: calibration sequences (0: all)");
+  cmd->add_option("--seed", a->data.seed, "iterative: seed for drawing the sequences");
+  cmd->add_option("--batch-size", a->batch_size, "iterative: sequences per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--out", a->out, "output model directory (written atomically)");
   cmd->add_option("--save-dtype", a->save_dtype, "dtype of the saved weights: auto (as the input), float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
-  cmd->callback([a] { run_prune(*a); });
+  cmd->callback([a] {
+    auto comm = cluster::world("auto");
+    cluster::run_or_abort(*comm, [&] { run_prune(*a); });
+  });
 }
 
 }  // namespace moelab::cli

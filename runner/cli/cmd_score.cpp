@@ -1,14 +1,13 @@
 // moelab score: per-layer, per-expert scores for any criteria, from the HDF5
 // statistics of `moelab calibrate` and/or the checkpoint's weights; no forward pass.
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
-#include "common/atomic_output.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "criteria/registry.h"
+#include "criteria/scores_file.h"
 #include "results/stats_file.h"
 
 namespace moelab::cli {
@@ -31,19 +30,6 @@ void print_list() {
   std::cout << "\nEach criterion has two directions: Min-X drops the lowest-scoring experts, Max-X the highest.\n";
 }
 
-// The statistics file must describe this model: same MoE layers and expert counts.
-void check_match(const results::CalibrationStats& st, const models::MoeModel& m, const std::string& stats_path) {
-  std::vector<std::pair<int64_t, int64_t>> moe;
-  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
-    if (m.layers[l].moe) moe.emplace_back(l, m.layers[l].moe->num_experts());
-  bool ok = moe.size() == st.layers.size();
-  for (size_t i = 0; ok && i < moe.size(); ++i)
-    ok = st.layers[i].layer == moe[i].first && st.layers[i].tokens_E.size(0) == moe[i].second;
-  if (!ok || (!st.architecture.empty() && st.architecture != m.config.architecture))
-    throw InputError(stats_path, "was collected on a different model (" + st.model + ", " + st.architecture +
-                                     "): its MoE layers or expert counts differ from " + m.config.path);
-}
-
 void run_score(const ScoreArgs& a) {
   if (a.list) {
     print_list();
@@ -55,7 +41,7 @@ void run_score(const ScoreArgs& a) {
   std::optional<models::MoeModel> model, second;
   if (!a.model.empty()) model = models::load_model(a.model);
   if (!a.second_model.empty()) second = models::load_model(a.second_model);
-  if (st && model) check_match(*st, *model, a.stats);
+  if (st && model) criteria::check_stats_match(*st, *model, a.stats);
 
   std::vector<std::unique_ptr<criteria::Criterion>> list;
   for (const auto& n : a.criteria) list.push_back(criteria::make_criterion(n));
@@ -73,22 +59,11 @@ void run_score(const ScoreArgs& a) {
     for (int64_t l = 0; l < model->config.num_hidden_layers; ++l)
       if (model->layers[l].moe) layers.push_back(l);
 
-  nlohmann::json out = {{"stats", a.stats}, {"model", a.model}, {"criteria", nlohmann::json::object()}};
-  for (const auto& c : list) {
-    for (const auto& need : c->needs()) {
-      if (need == criteria::kNeedsWeights && !model)
-        throw InputError("criterion " + c->name(), "needs the model's weights: pass --model DIR");
-      if (need == criteria::kNeedsSecondCheckpoint && !second)
-        throw InputError("criterion " + c->name(), "needs a second checkpoint: pass --second-model DIR");
-    }
-    nlohmann::json per_layer = nlohmann::json::object();
-    for (size_t i = 0; i < layers.size(); ++i) {
-      at::Tensor s = c->score_layer(in, int64_t(i), layers[i]).to(at::kDouble).contiguous();
-      per_layer[std::to_string(layers[i])] = std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
-    }
-    out["criteria"][c->name()] = {{"version", c->version()}, {"layers", per_layer}};
-  }
-  write_file_atomic(a.out, out.dump(1));
+  criteria::ScoresFile out;
+  out.stats = a.stats;
+  out.model = a.model;
+  for (const auto& c : list) out.criteria.push_back(criteria::score_criterion(*c, in, layers));
+  criteria::write_scores(out, a.out);
   spdlog::info("wrote {} ({} criteria x {} MoE layers)", a.out, list.size(), layers.size());
 }
 

@@ -13,5 +13,6 @@ void add_prune_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_calibrate_command(CLI::App& app);
 void add_score_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace moelab::cli

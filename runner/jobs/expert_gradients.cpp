@@ -14,6 +14,16 @@ void enable_expert_gradients(models::MoeModel& model) {
   }
 }
 
+void disable_expert_gradients(models::MoeModel& model) {
+  for (auto& L : model.layers) {
+    if (!L.moe) continue;
+    for (at::Tensor* w : {&L.moe->gate_up_EFD, &L.moe->down_EDF}) {
+      if (w->grad().defined()) w->mutable_grad() = at::Tensor();
+      w->requires_grad_(false);
+    }
+  }
+}
+
 void backward_next_token_loss(const at::Tensor& logits_BTV, const at::Tensor& ids_BT,
                               const std::vector<int64_t>& lengths, double loss_scale) {
   at::Tensor loss = models::next_token_nll_sum(logits_BTV, ids_BT, lengths) * loss_scale;

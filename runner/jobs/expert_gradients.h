@@ -20,6 +20,8 @@ namespace moelab::jobs {
 // Marks the routed experts' weights of every MoE layer as requiring gradients
 // (and clears old ones). Call before the forward/backward pass.
 void enable_expert_gradients(models::MoeModel& model);
+// Back to constants: requires_grad off, gradients dropped.
+void disable_expert_gradients(models::MoeModel& model);
 
 // After the pass: forward + backward of `loss_scale` * next-token NLL sum of one batch.
 // Every rank must call it for every step (also with B = 0).

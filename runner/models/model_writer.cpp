@@ -153,6 +153,7 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
       has_count_key = true;
     }
   if (!has_count_key) raw[m.family->expert_count_key] = c.num_routed_experts_max();
+  raw["num_experts_per_tok"] = c.num_experts_per_tok;  // a pruning plan may lower top-k
   // transformers 5 writes "dtype", 4.x "torch_dtype": keep the spelling the file had.
   raw[raw.contains("torch_dtype") && !raw.contains("dtype") ? "torch_dtype" : "dtype"] = dtype_to_config(dtype);
   bool uneven = false;

@@ -1,0 +1,100 @@
+#include "criteria/scores_file.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+
+namespace moelab::criteria {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+}  // namespace
+
+const CriterionScores& ScoresFile::get(const std::string& name, const std::string& path) const {
+  std::string present;
+  for (const auto& c : criteria) {
+    if (lower(c.name) == lower(name)) return c;
+    present += (present.empty() ? "" : ", ") + c.name;
+  }
+  throw InputError(path, "has no scores for criterion \"" + name + "\" (it has: " + (present.empty() ? "none" : present) +
+                             ")");
+}
+
+CriterionScores score_criterion(const Criterion& c, const ScoreInputs& in, const std::vector<int64_t>& layers) {
+  for (const auto& need : c.needs()) {
+    if (need == kNeedsWeights && !in.model)
+      throw InputError("criterion " + c.name(), "needs the model's weights: pass --model DIR");
+    if (need == kNeedsSecondCheckpoint && !in.second)
+      throw InputError("criterion " + c.name(), "needs a second checkpoint: pass --second-model DIR");
+  }
+  CriterionScores out;
+  out.name = c.name();
+  out.version = c.version();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    at::Tensor s = c.score_layer(in, int64_t(i), layers[i]).to(at::kDouble).contiguous();
+    out.layers[layers[i]] = std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+  }
+  return out;
+}
+
+void check_stats_match(const results::CalibrationStats& st, const models::MoeModel& m, const std::string& stats_path) {
+  std::vector<std::pair<int64_t, int64_t>> moe;
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
+    if (m.layers[l].moe) moe.emplace_back(l, m.layers[l].moe->num_experts());
+  bool ok = moe.size() == st.layers.size();
+  for (size_t i = 0; ok && i < moe.size(); ++i)
+    ok = st.layers[i].layer == moe[i].first && st.layers[i].tokens_E.size(0) == moe[i].second;
+  if (!ok || (!st.architecture.empty() && st.architecture != m.config.architecture))
+    throw InputError(stats_path, "was collected on a different model (" + st.model + ", " + st.architecture +
+                                     "): its MoE layers or expert counts differ from " + m.config.path);
+}
+
+void write_scores(const ScoresFile& scores, const std::string& path) {
+  nlohmann::json out = {{"stats", scores.stats}, {"model", scores.model}, {"criteria", nlohmann::json::object()}};
+  for (const auto& c : scores.criteria) {
+    nlohmann::json per_layer = nlohmann::json::object();
+    for (const auto& [layer, v] : c.layers) per_layer[std::to_string(layer)] = v;
+    out["criteria"][c.name] = {{"version", c.version}, {"layers", per_layer}};
+  }
+  write_file_atomic(path, out.dump(1));
+}
+
+ScoresFile read_scores(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "cannot read the scores file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, std::string("not JSON: ") + e.what());
+  }
+  ScoresFile out;
+  try {
+    out.stats = j.value("stats", "");
+    out.model = j.value("model", "");
+    if (!j.contains("criteria") || !j["criteria"].is_object()) throw InputError(path, "no \"criteria\" object");
+    for (const auto& [name, body] : j["criteria"].items()) {
+      CriterionScores c;
+      c.name = name;
+      c.version = body.value("version", 1);
+      for (const auto& [layer, values] : body.at("layers").items())
+        c.layers[std::stoll(layer)] = values.get<std::vector<double>>();
+      out.criteria.push_back(std::move(c));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, std::string("malformed scores: ") + e.what());
+  } catch (const std::invalid_argument&) {
+    throw InputError(path, "malformed scores: a layer key is not an integer");
+  }
+  return out;
+}
+
+}  // namespace moelab::criteria

@@ -1,0 +1,370 @@
+// moelab eval: perplexity / bits per byte on text files, multiple-choice accuracy
+// (lm-evaluation-harness rules) and efficiency figures of one model, distributed
+// over ranks like calibrate (experts by expert parallelism, sequences by data
+// parallelism); rank 0 prints a table and appends one record per (model, task) to
+// a JSON-lines results store (results/results_format.md).
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "cluster/communicator.h"
+#include "cluster/data_parallel.h"
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "jobs/efficiency.h"
+#include "jobs/multiple_choice.h"
+#include "jobs/perplexity.h"
+#include "results/result_records.h"
+#include "tokenizer/tokenizer.h"
+
+#ifndef MOELAB_VERSION
+#define MOELAB_VERSION "0.1.0"
+#endif
+
+namespace moelab::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct EvalArgs {
+  ModelOptions model;
+  std::vector<std::string> data, tasks;
+  std::string tokenizer, text_field = "text", results, per_item, comm = "auto";
+  int64_t max_length = 0, stride = 0, num_fewshot = 0, batch_size = 8;
+  uint64_t fewshot_seed = 1234;
+  bool efficiency = false, overwrite = false;
+  jobs::EfficiencySpec bench;
+};
+
+// "--data wiki:path.txt" names the domain ("--data=wiki=path.txt" too); "--data
+// path.txt" takes the file stem. A bare "wiki=path.txt" cannot work: main() turns
+// every bare key=value argument into an option override (--wiki=path.txt).
+jobs::TextFile parse_data_arg(const std::string& arg) {
+  if (arg.rfind("--", 0) == 0)
+    throw InputError("--data", "\"" + arg + "\" looks like a KEY=VALUE override; name a domain as DOMAIN:FILE");
+  const size_t sep = arg.find_first_of(":=");
+  if (sep != std::string::npos && sep > 0 && arg.substr(0, sep).find('/') == std::string::npos && !fs::exists(arg))
+    return {arg.substr(0, sep), arg.substr(sep + 1)};
+  return {fs::path(arg).stem().string(), arg};
+}
+
+// The optional YAML beside a task file (same stem, .yaml or .yml): McFormat fields.
+jobs::McFormat read_task_format(const std::string& task_path) {
+  jobs::McFormat f;
+  fs::path yaml;
+  for (const char* ext : {".yaml", ".yml"})
+    if (fs::exists(fs::path(task_path).replace_extension(ext))) yaml = fs::path(task_path).replace_extension(ext);
+  if (yaml.empty()) return f;
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(yaml.string());
+  } catch (const YAML::Exception& e) {
+    throw InputError(yaml.string(), std::string("not valid YAML: ") + e.what());
+  }
+  if (!root.IsMap()) throw InputError(yaml.string(), "expected a mapping of task settings");
+  const std::map<std::string, std::string*> fields = {
+      {"name", &f.name},
+      {"query_field", &f.query_field},
+      {"choices_field", &f.choices_field},
+      {"gold_field", &f.gold_field},
+      {"prompt_template", &f.prompt_template},
+      {"target_delimiter", &f.target_delimiter},
+      {"fewshot_delimiter", &f.fewshot_delimiter},
+      {"description", &f.description},
+      {"fewshot_file", &f.fewshot_file}};
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    auto it = fields.find(key);
+    if (it == fields.end()) {
+      std::string known;
+      for (const auto& [k, _] : fields) known += (known.empty() ? "" : ", ") + k;
+      throw InputError(yaml.string(), "unknown key \"" + key + "\" (known: " + known + ")");
+    }
+    if (!kv.second.IsScalar()) throw InputError(yaml.string(), "key \"" + key + "\" must be a string");
+    *it->second = kv.second.as<std::string>();
+  }
+  if (!f.fewshot_file.empty() && fs::path(f.fewshot_file).is_relative())
+    f.fewshot_file = (yaml.parent_path() / f.fewshot_file).string();
+  return f;
+}
+
+void check_vocab(const std::vector<jobs::ScoredSequence>& seqs, int64_t vocab, const std::string& tokenizer) {
+  for (const auto& s : seqs)
+    for (int64_t id : s.ids)
+      if (id < 0 || id >= vocab)
+        throw InputError(tokenizer, "token id " + std::to_string(id) + " is outside the model's vocabulary (" +
+                                        std::to_string(vocab) + ")");
+}
+
+json ppl_metrics(const jobs::TextTotals& t) {
+  return {{"perplexity", t.perplexity()},
+          {"bits_per_byte", t.bits_per_byte()},
+          {"nll_per_token", t.tokens > 0 ? t.nll / double(t.tokens) : NAN},
+          {"nll_sum", t.nll}};
+}
+
+struct Output {
+  std::vector<results::ResultRecord> records;
+  std::vector<json> per_item;
+};
+
+results::ResultRecord base_record(const EvalArgs& a, const models::MoeModel& m, int64_t world_size) {
+  results::ResultRecord r;
+  r.model = a.model.model_dir;
+  r.moelab_version = MOELAB_VERSION;
+  r.world_size = world_size;
+  const std::string dtype = m.dtype == at::kBFloat16 ? "bfloat16" : m.dtype == at::kHalf ? "float16" : "float32";
+  r.settings = {{"dtype", dtype}, {"device", m.device.str()}};
+  return r;
+}
+
+void add_perplexity(const EvalArgs& a, const models::MoeModel& m, const jobs::PerplexityPlan& plan,
+                    const jobs::PerplexityResults& res, int64_t P, Output& out) {
+  for (const auto& [domain, totals] : res.per_domain) {
+    results::ResultRecord r = base_record(a, m, P);
+    r.task = domain;
+    r.kind = "perplexity";
+    r.metrics = ppl_metrics(totals);
+    r.n_items = totals.docs;
+    r.n_tokens = totals.tokens;
+    r.settings.update({{"max_length", plan.max_length}, {"stride", plan.stride}, {"text_field", a.text_field}});
+    json files = json::array();
+    for (size_t f = 0; f < plan.files.size(); ++f) {
+      if (plan.files[f].domain != domain) continue;
+      const auto& t = res.per_file[f];
+      json entry = {{"path", plan.files[f].path}, {"n_documents", t.docs}, {"n_tokens", t.tokens},
+                    {"n_bytes", t.bytes}};
+      entry.update(ppl_metrics(t));
+      files.push_back(entry);
+    }
+    r.details = {{"n_bytes", totals.bytes}, {"files", files}};
+    out.records.push_back(r);
+  }
+  std::vector<int64_t> doc_in_file(plan.files.size(), 0);
+  for (size_t d = 0; d < plan.docs.size(); ++d) {
+    const auto& doc = plan.docs[d];
+    const auto& t = res.per_doc[d];
+    out.per_item.push_back({{"kind", "perplexity"}, {"task", plan.files[doc.file].domain},
+                            {"file", plan.files[doc.file].path}, {"document", doc_in_file[doc.file]++},
+                            {"n_tokens", t.tokens}, {"n_bytes", t.bytes}, {"nll", t.nll}});
+  }
+}
+
+void add_multiple_choice(const EvalArgs& a, const models::MoeModel& m, const jobs::McPlan& plan,
+                         const jobs::McResults& res, int64_t P, Output& out) {
+  const jobs::McTask& task = *plan.task;
+  results::ResultRecord r = base_record(a, m, P);
+  r.task = task.format.name;
+  r.kind = "multiple_choice";
+  r.metrics = {{"acc", res.acc},           {"acc_stderr", res.acc_stderr},
+               {"acc_norm", res.acc_norm}, {"acc_norm_stderr", res.acc_norm_stderr},
+               {"acc_bytes", res.acc_bytes}, {"acc_bytes_stderr", res.acc_bytes_stderr}};
+  r.n_items = int64_t(task.items.size());
+  r.n_tokens = res.scored_tokens;
+  r.settings.update({{"num_fewshot", plan.settings.num_fewshot},
+                     {"fewshot_seed", plan.settings.fewshot_seed},
+                     {"max_length", plan.settings.max_length},
+                     {"target_delimiter", task.format.target_delimiter},
+                     {"fewshot_delimiter", task.format.fewshot_delimiter}});
+  r.details = {{"path", task.path}, {"n_requests", int64_t(plan.requests.size())}};
+  if (!task.format.fewshot_file.empty()) r.details["fewshot_file"] = task.format.fewshot_file;
+  out.records.push_back(r);
+  for (size_t i = 0; i < task.items.size(); ++i) {
+    const auto& x = res.items[i];
+    const int64_t gold = task.items[i].gold;
+    out.per_item.push_back({{"kind", "multiple_choice"}, {"task", task.format.name}, {"item", int64_t(i)},
+                            {"line", task.items[i].line}, {"gold", gold}, {"fewshot", plan.shots[i]},
+                            {"loglik", x.loglik}, {"n_tokens", x.n_tokens}, {"greedy", x.greedy},
+                            {"pred", x.pred}, {"pred_norm", x.pred_norm}, {"pred_bytes", x.pred_bytes},
+                            {"acc", int(x.pred == gold)}, {"acc_norm", int(x.pred_norm == gold)},
+                            {"acc_bytes", int(x.pred_bytes == gold)}});
+  }
+}
+
+void add_efficiency(const EvalArgs& a, const models::MoeModel& m, const jobs::EfficiencyFigures& f, int64_t P,
+                    Output& out) {
+  results::ResultRecord r = base_record(a, m, P);
+  r.task = "efficiency";
+  r.kind = "efficiency";
+  r.metrics = {{"total_params", f.total_params},
+               {"active_params_per_token", f.active_params_per_token},
+               {"routed_expert_params", f.routed_expert_params},
+               {"expert_flops_per_token", f.expert_flops_per_token},
+               {"tokens_per_second", f.tokens_per_second},
+               {"peak_rss_bytes", f.peak_rss_bytes_max},
+               {"peak_rss_bytes_all_ranks", f.peak_rss_bytes_sum}};
+  r.n_items = a.bench.repeats * P * a.bench.batch_size;
+  r.n_tokens = f.timed_tokens;
+  r.settings.update({{"seq_len", a.bench.seq_len}, {"batch_size", a.bench.batch_size}, {"repeats", a.bench.repeats}});
+  r.details = {{"seconds", f.seconds}};
+  out.records.push_back(r);
+}
+
+void print_table(const Output& out) {
+  std::cout << fmt::format("{:<24} {:<16} {:<24} {:>16} {:>10}\n", "task", "kind", "metric", "value", "n");
+  for (const auto& r : out.records)
+    for (const auto& [name, v] : r.metrics.items()) {
+      if (name.size() > 7 && name.compare(name.size() - 7, 7, "_stderr") == 0) continue;
+      std::string value = v.is_number_integer() ? std::to_string(v.get<int64_t>())
+                          : v.is_number()       ? fmt::format("{:.6g}", v.get<double>())
+                                                : v.dump();
+      if (r.metrics.contains(name + "_stderr") && r.metrics[name + "_stderr"].is_number())
+        value += fmt::format(" ± {:.3g}", r.metrics[name + "_stderr"].get<double>());
+      std::cout << fmt::format("{:<24} {:<16} {:<24} {:>16} {:>10}\n", r.task, r.kind, name, value, r.n_items);
+    }
+}
+
+void run_eval(const EvalArgs& a) {
+  auto comm = cluster::world(a.comm);
+  const int64_t P = comm->size();
+  if (a.data.empty() && a.tasks.empty() && !a.efficiency)
+    throw InputError("moelab eval", "nothing to evaluate: give --data, --task or --efficiency");
+  // Check the outputs before the (long) evaluation, not after it.
+  if (!a.results.empty() && fs::exists(a.results)) (void)results::read_records(a.results);
+  if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
+    throw InputError(a.per_item, "output already exists (pass --overwrite to replace it)");
+  const hf::ModelConfig config = models::load_config(a.model.model_dir);
+  const int64_t model_context = config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
+  const int64_t max_length = a.max_length > 0 ? a.max_length : std::min<int64_t>(2048, model_context);
+  const int64_t stride = a.stride > 0 ? a.stride : std::max<int64_t>(1, max_length / 2);
+  if (config.max_position_embeddings > 0 && max_length > config.max_position_embeddings)
+    spdlog::warn("--max-length {} is beyond the model's max_position_embeddings {}", max_length,
+                 config.max_position_embeddings);
+
+  // Read every input (and fail on a bad one) before the tokenizer and the model.
+  std::vector<jobs::TextFile> files;
+  std::vector<std::vector<std::string>> docs;
+  for (const auto& d : a.data) {
+    files.push_back(parse_data_arg(d));
+    if (!fs::exists(files.back().path)) throw InputError(files.back().path, "no such text file");
+    docs.push_back(jobs::read_text_documents(files.back().path, a.text_field));
+  }
+  std::vector<jobs::McTask> tasks;
+  std::set<std::string> names;
+  for (const auto& t : a.tasks) {
+    if (!fs::exists(t)) throw InputError(t, "no such task file");
+    tasks.push_back(jobs::read_mc_task(t, read_task_format(t)));
+    if (!names.insert(tasks.back().format.name).second)
+      throw InputError(t, "a second task named \"" + tasks.back().format.name + "\"");
+  }
+  std::optional<Tokenizer> tok;
+  const std::string tok_path = a.tokenizer.empty() ? a.model.model_dir : a.tokenizer;
+  if (!files.empty() || !tasks.empty()) tok = Tokenizer::from_file(tok_path);
+
+  std::optional<jobs::PerplexityPlan> ppl_plan;
+  if (!files.empty()) {
+    ppl_plan = jobs::plan_perplexity(files, docs, *tok, max_length, stride);
+    check_vocab(ppl_plan->windows, config.vocab_size, tok_path);
+  }
+  jobs::McSettings mc;
+  mc.num_fewshot = a.num_fewshot;
+  mc.fewshot_seed = a.fewshot_seed;
+  mc.max_length = max_length;
+  for (const char* key : {"bos_token_id", "eos_token_id"})
+    if (!mc.prefix_token && config.raw.contains(key) && config.raw[key].is_number_integer())
+      mc.prefix_token = config.raw[key].get<int64_t>();
+  std::vector<jobs::McPlan> mc_plans;
+  for (const auto& t : tasks) {
+    mc_plans.push_back(jobs::plan_mc(t, mc, *tok));
+    check_vocab(mc_plans.back().requests, config.vocab_size, tok_path);
+  }
+
+  models::MoeModel m = P > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
+                             : models::load_model(a.model.model_dir, a.model.load_options());
+  Output out;
+  if (ppl_plan) {
+    spdlog::info("perplexity: {} file(s), {} document(s), {} window(s) of <= {} tokens, stride {}", files.size(),
+                 ppl_plan->docs.size(), ppl_plan->windows.size(), max_length, stride);
+    auto scores = jobs::score_sequences(m, *comm, ppl_plan->windows, a.batch_size);
+    add_perplexity(a, m, *ppl_plan, jobs::summarize_perplexity(*ppl_plan, scores), P, out);
+  }
+  for (const auto& plan : mc_plans) {
+    spdlog::info("task {}: {} items, {} requests, {}-shot", plan.task->format.name, plan.task->items.size(),
+                 plan.requests.size(), mc.num_fewshot);
+    auto scores = jobs::score_sequences(m, *comm, plan.requests, a.batch_size);
+    add_multiple_choice(a, m, plan, jobs::summarize_mc(plan, scores), P, out);
+  }
+  if (a.efficiency) {
+    spdlog::info("efficiency: timing {} x {} forward(s) of {} x {} tokens per rank", a.bench.repeats, P,
+                 a.bench.batch_size, a.bench.seq_len);
+    add_efficiency(a, m, jobs::measure_efficiency(m, *comm, a.bench), P, out);
+  }
+  if (comm->rank() == 0) {
+    print_table(out);
+    if (!a.per_item.empty()) {
+      std::string text;
+      for (const auto& j : out.per_item) text += j.dump() + "\n";
+      write_file_atomic(a.per_item, text);
+      spdlog::info("wrote {} ({} lines)", a.per_item, out.per_item.size());
+    }
+    if (!a.results.empty()) {
+      const std::string now = results::now_utc();
+      for (auto& r : out.records) r.timestamp = now;
+      results::append_records(a.results, out.records);
+      spdlog::info("appended {} record(s) to {}", out.records.size(), a.results);
+    }
+  }
+  comm->barrier();
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate a model: perplexity and bits per byte on text, multiple-choice accuracy scored by\n"
+      "log-likelihood as lm-evaluation-harness does, and efficiency figures (parameters, expert FLOPs,\n"
+      "tokens/s, peak memory). Rank 0 prints a table and appends one JSON line per (model, task) to\n"
+      "--results (format: results/results_format.md).\n\n"
+      "Perplexity: .txt = one document, .jsonl = one document per line (--text-field); windows of\n"
+      "--max-length tokens every --stride tokens within a document, each scoring the tokens the previous\n"
+      "window did not (the Hugging Face sliding-window rule). bits_per_byte = NLL / ln 2 / UTF-8 bytes.\n"
+      "Tasks: JSONL items {\"query\", \"choices\", \"gold\"} with an optional YAML of the same stem beside\n"
+      "(format: configs/tasks/README.md); --num-fewshot shots drawn with --fewshot-seed.\n"
+      "Under mpirun (or --ranks P) experts and sequences are spread over ranks; results do not\n"
+      "depend on the rank count.\n\n"
+      "Examples:\n"
+      "  moelab eval models/tiny --data wiki:wiki.test.txt --data code.jsonl --results results.jsonl\n"
+      "  moelab eval models/tiny --task configs/tasks/tiny_arith.jsonl --num-fewshot 3 --per-item items.jsonl\n"
+      "  moelab eval pruned/ --efficiency --results results.jsonl\n"
+      "  moelab --ranks 4 eval models/tiny --data wiki.txt --max-length 2048 --stride 512 --results r.jsonl");
+  auto a = std::make_shared<EvalArgs>();
+  a->model.add_to(cmd);
+  cmd->add_option("--data", a->data, "[DOMAIN:]FILE: text for perplexity (.txt, .jsonl); domain defaults to the "
+                                     "file stem; repeatable");
+  cmd->add_option("--task", a->tasks, "multiple-choice task file (.jsonl); repeatable");
+  cmd->add_flag("--efficiency", a->efficiency, "also measure parameters, expert FLOPs, tokens/s and peak memory");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its folder (default: the model directory)");
+  cmd->add_option("--text-field", a->text_field, "JSONL field holding a document's text");
+  cmd->add_option("--max-length", a->max_length,
+                  "tokens per window / longest context (default: min(2048, max_position_embeddings))")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stride", a->stride, "perplexity window stride in tokens (default: max-length / 2)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--num-fewshot", a->num_fewshot, "few-shot examples per item")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--fewshot-seed", a->fewshot_seed, "seed for drawing the few-shot examples");
+  cmd->add_option("--bench-seq-len", a->bench.seq_len, "--efficiency: tokens per timed sequence")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--bench-batch", a->bench.batch_size, "--efficiency: sequences per forward per rank")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--bench-repeats", a->bench.repeats, "--efficiency: timed forwards")->check(CLI::PositiveNumber);
+  cmd->add_option("--results", a->results, "append one record per (model, task) to this JSON-lines file");
+  cmd->add_option("--per-item", a->per_item,
+                  "write per-document NLLs and per-item log-likelihoods and predictions (JSON lines)");
+  cmd->add_flag("--overwrite", a->overwrite, "replace --per-item if it exists");
+  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
+      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  cmd->callback([a] {
+    auto comm = cluster::world(a->comm);
+    cluster::run_or_abort(*comm, [&] { run_eval(*a); });
+  });
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,84 @@
+#include "jobs/collect_statistics.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include "cluster/data_parallel.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "jobs/expert_gradients.h"
+#include "jobs/observer_fanout.h"
+#include "jobs/stats_collector.h"
+#include "models/next_token_loss.h"
+
+namespace moelab::jobs {
+
+results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Communicator& comm,
+                                             const CalibrationSet& set, const std::set<std::string>& groups,
+                                             const CollectOptions& opts) {
+  const bool gradients = groups.count(results::stat::kGradients) != 0;
+  int64_t targets = 0;  // next-token targets: the gradient loss is their mean
+  for (const auto& s : set.sequences) targets += std::max<int64_t>(int64_t(s.size()) - 1, 0);
+  if (gradients && targets == 0)
+    throw InputError("calibration data", "gradients need sequences of at least 2 tokens (no next-token targets)");
+
+  // One pass collects every statistic: forward with the collectors attached, plus a
+  // backward of the mean next-token loss when gradients are wanted.
+  StatsCollector collector(m, groups);
+  std::unique_ptr<NaeeSearch> naee;
+  std::vector<models::MoeObserver*> observers = {&collector};
+  if (groups.count(results::stat::kNaee)) {
+    naee = std::make_unique<NaeeSearch>(m, opts.naee);
+    observers.push_back(naee.get());
+    spdlog::info("NAEE: dropping {:.0f}% of each layer's experts; {} pass(es) of dense observation",
+                 100 * opts.naee.ratio, naee->passes_needed());
+  }
+  ObserverFanOut observer(observers);
+  if (gradients) enable_expert_gradients(m);
+  cluster::DataParallelOptions dp;
+  dp.batch_size = opts.batch_size;
+  int64_t done = 0;
+  cluster::for_each_batch(comm, set.sequences, dp,
+                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>& idx) {
+                            if (gradients) {
+                              at::Tensor logits = models::forward(m, ids, lengths, &observer);
+                              backward_next_token_loss(logits, ids, lengths, 1.0 / double(targets));
+                            } else {
+                              at::NoGradGuard no_grad;
+                              models::forward(m, ids, lengths, &observer);
+                            }
+                            for (size_t i = 0; i < idx.size(); ++i)
+                              if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm.rank());
+                          });
+  collector.all_reduce(comm);
+  if (naee) naee->finish_pass(comm);
+  at::NoGradGuard no_grad;  // later passes only observe
+  if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
+    spdlog::info("second pass: activation outliers (mean +- 3 std per channel)");
+    collector.start_outlier_pass();
+    cluster::run_data_parallel(m, comm, set.sequences, dp, &collector, [](int64_t, const at::Tensor&) {});
+    collector.all_reduce_outliers(comm);
+  }
+  for (int64_t pass = 2; naee && !naee->done(); ++pass) {  // greedy NAEE: one elimination per pass
+    spdlog::info("NAEE greedy elimination: pass {}", pass);
+    cluster::run_data_parallel(m, comm, set.sequences, dp, naee.get(), [](int64_t, const at::Tensor&) {});
+    naee->finish_pass(comm);
+  }
+
+  results::CalibrationStats st = collector.take();
+  if (gradients) {
+    collect_gradient_stats(m, comm, st.layers);
+    disable_expert_gradients(m);
+  }
+  if (naee) naee->fill(st.layers);
+  st.architecture = m.config.architecture;
+  st.num_sequences = int64_t(set.sequences.size());
+  st.num_tokens = set.num_tokens;
+  st.vocab_size = m.config.vocab_size;
+  st.hidden_size = m.config.hidden_size;
+  st.world_size = comm.size();
+  st.norm_topk_prob = m.config.norm_topk_prob;
+  st.experts_per_token = m.config.num_experts_per_tok;
+  return st;
+}
+
+}  // namespace moelab::jobs

@@ -1,0 +1,232 @@
+#include "jobs/pruning_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "models/expert_surgery.h"
+
+namespace moelab::jobs {
+namespace {
+
+std::map<int64_t, int64_t> moe_layers(const models::MoeModel& m) {
+  std::map<int64_t, int64_t> out;
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
+    if (m.layers[l].moe) out[l] = m.layers[l].moe->num_experts();
+  return out;
+}
+
+// True when expert a (score sa) is dropped before b (score sb).
+bool drops_first(double sa, double sb, bool min_direction) { return min_direction ? sa < sb : sa > sb; }
+
+}  // namespace
+
+void check_plan_options(const PlanOptions& o, const models::MoeModel& m) {
+  if (o.direction != "min" && o.direction != "max") throw InputError("--direction", "must be min or max");
+  if (o.scope != "uniform" && o.scope != "global") throw InputError("--scope", "must be uniform or global");
+  if (!(o.ratio >= 0 && o.ratio < 1))
+    throw InputError("--ratio", std::to_string(o.ratio) + " is outside [0, 1) (the fraction of experts dropped)");
+  if (o.scope == "global" && !o.layer_ratios.empty())
+    throw InputError("--layer-ratio", "per-layer ratios apply to the uniform scope, not to a global ratio");
+  const auto layers = moe_layers(m);
+  for (const auto& [l, r] : o.layer_ratios) {
+    if (!layers.count(l)) throw InputError("--layer-ratio", "layer " + std::to_string(l) + " is not an MoE layer");
+    if (!(r >= 0 && r < 1))
+      throw InputError("--layer-ratio", "layer " + std::to_string(l) + ": " + std::to_string(r) + " is outside [0, 1)");
+  }
+}
+
+std::map<int64_t, int64_t> drop_counts(const PlanOptions& o, const models::MoeModel& m) {
+  std::map<int64_t, int64_t> out;
+  for (const auto& [l, E] : moe_layers(m)) {
+    const double r = o.layer_ratios.count(l) ? o.layer_ratios.at(l) : o.ratio;
+    out[l] = std::llround(r * double(E));
+  }
+  return out;
+}
+
+PruningPlan plan_from_scores(const models::MoeModel& m, const criteria::CriterionScores& scores, const PlanOptions& o,
+                             const std::string& scores_path) {
+  check_plan_options(o, m);
+  const auto layers = moe_layers(m);
+  for (const auto& [l, E] : layers) {
+    auto it = scores.layers.find(l);
+    if (it == scores.layers.end())
+      throw InputError(scores_path, scores.name + " has no scores for MoE layer " + std::to_string(l));
+    if (int64_t(it->second.size()) != E)
+      throw InputError(scores_path, scores.name + " layer " + std::to_string(l) + " has " +
+                                        std::to_string(it->second.size()) + " scores, the model " + std::to_string(E) +
+                                        " experts (scores of a different model?)");
+  }
+  const bool min_dir = o.direction == "min";
+  const int64_t k = m.config.num_experts_per_tok;
+  PruningPlan p;
+  p.model = m.config.path;
+  p.architecture = m.config.architecture;
+  p.criterion = scores.name;
+  p.direction = o.direction;
+  p.scope = o.scope;
+  p.ratio = o.ratio;
+  p.layer_ratios = o.layer_ratios;
+  p.scores = scores_path;
+  std::map<int64_t, std::set<int64_t>> drop;
+  if (o.scope == "uniform") {
+    const auto counts = drop_counts(o, m);
+    for (const auto& [l, E] : layers) {
+      const auto& s = scores.layers.at(l);
+      std::vector<int64_t> order(E);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return drops_first(s[a], s[b], min_dir); });
+      drop[l].insert(order.begin(), order.begin() + counts.at(l));
+    }
+  } else {
+    struct Candidate {
+      double score;
+      int64_t layer, expert;
+    };
+    std::vector<Candidate> all;
+    int64_t total = 0;
+    for (const auto& [l, E] : layers) {
+      total += E;
+      for (int64_t e = 0; e < E; ++e) all.push_back({scores.layers.at(l)[e], l, e});
+    }
+    std::stable_sort(all.begin(), all.end(),
+                     [&](const Candidate& a, const Candidate& b) { return drops_first(a.score, b.score, min_dir); });
+    const int64_t want = std::llround(o.ratio * double(total));
+    const int64_t floor = o.reduce_top_k ? 1 : k;  // experts a layer keeps at least
+    int64_t dropped = 0;
+    for (const auto& c : all) {
+      if (dropped == want) break;
+      if (layers.at(c.layer) - int64_t(drop[c.layer].size()) <= floor) continue;
+      drop[c.layer].insert(c.expert);
+      ++dropped;
+    }
+  }
+  int64_t min_kept = k;
+  for (const auto& [l, E] : layers) {
+    LayerPlan lp;
+    lp.num_experts = E;
+    for (int64_t e = 0; e < E; ++e) (drop[l].count(e) ? lp.drop : lp.keep).push_back(e);
+    min_kept = std::min<int64_t>(min_kept, lp.keep.size());
+    p.layers[l] = std::move(lp);
+  }
+  p.experts_per_token = o.reduce_top_k ? std::max<int64_t>(1, std::min(k, min_kept)) : k;
+  check_plan(p, m, "pruning plan");
+  return p;
+}
+
+void check_plan(const PruningPlan& p, const models::MoeModel& m, const std::string& path) {
+  const auto layers = moe_layers(m);
+  if (!p.architecture.empty() && p.architecture != m.config.architecture)
+    throw InputError(path, "is a plan for a different model (" + p.architecture + ", " + p.model + "), not " +
+                               m.config.architecture + " " + m.config.path);
+  std::set<int64_t> plan_layers;
+  for (const auto& [l, lp] : p.layers) plan_layers.insert(l);
+  std::set<int64_t> model_layers;
+  for (const auto& [l, E] : layers) model_layers.insert(l);
+  if (plan_layers != model_layers)
+    throw InputError(path, "is a plan for a different model (" + p.model + "): its MoE layers differ from " + m.config.path);
+  const int64_t k = p.experts_per_token > 0 ? p.experts_per_token : m.config.num_experts_per_tok;
+  if (k > m.config.num_experts_per_tok)
+    throw InputError(path, "experts_per_token " + std::to_string(k) + " exceeds the model's top-k " +
+                               std::to_string(m.config.num_experts_per_tok));
+  for (const auto& [l, lp] : p.layers) {
+    const std::string where = "layer " + std::to_string(l);
+    if (lp.num_experts != layers.at(l))
+      throw InputError(path, "is a plan for a different model (" + p.model + "): " + where + " has " +
+                                 std::to_string(layers.at(l)) + " experts, the plan says " +
+                                 std::to_string(lp.num_experts));
+    std::set<int64_t> seen;
+    for (int64_t e : lp.keep)
+      if (e < 0 || e >= lp.num_experts || !seen.insert(e).second)
+        throw InputError(path, where + ": keep lists expert " + std::to_string(e) + " out of range or twice");
+    if (lp.keep.empty()) throw InputError(path, where + " drops all " + std::to_string(lp.num_experts) + " experts");
+    if (int64_t(lp.keep.size()) < k)
+      throw InputError(path, where + " keeps " + std::to_string(lp.keep.size()) + " experts, fewer than top-k = " +
+                                 std::to_string(k) + " (prune with --reduce-top-k to lower k for every layer)");
+  }
+}
+
+void apply_plan(models::MoeModel& m, const PruningPlan& p, const std::string& path) {
+  check_plan(p, m, path);
+  models::ExpertDrops drops;
+  for (const auto& [l, lp] : p.layers) {
+    std::set<int64_t> keep(lp.keep.begin(), lp.keep.end());
+    for (int64_t e = 0; e < lp.num_experts; ++e)
+      if (!keep.count(e)) drops[l].push_back(e);
+  }
+  if (p.experts_per_token > 0) m.config.num_experts_per_tok = p.experts_per_token;
+  models::remove_experts(m, drops);
+}
+
+void save_plan(const PruningPlan& p, const std::string& path) {
+  nlohmann::json j = {{"plan_version", 1},     {"model", p.model},         {"architecture", p.architecture},
+                      {"criterion", p.criterion}, {"direction", p.direction}, {"ratio", p.ratio},
+                      {"scope", p.scope},      {"procedure", p.procedure}, {"scores", p.scores},
+                      {"experts_per_token", p.experts_per_token}};
+  nlohmann::json lr = nlohmann::json::object();
+  for (const auto& [l, r] : p.layer_ratios) lr[std::to_string(l)] = r;
+  j["layer_ratios"] = lr;
+  nlohmann::json layers = nlohmann::json::object();
+  for (const auto& [l, lp] : p.layers)
+    layers[std::to_string(l)] = {{"num_experts", lp.num_experts}, {"keep", lp.keep}, {"drop", lp.drop}};
+  j["layers"] = layers;
+  nlohmann::json rounds = nlohmann::json::array();
+  for (const auto& r : p.rounds) {
+    nlohmann::json one = nlohmann::json::object();
+    for (const auto& [l, d] : r) one[std::to_string(l)] = d;
+    rounds.push_back(one);
+  }
+  j["rounds"] = rounds;
+  write_file_atomic(path, j.dump(1));
+}
+
+PruningPlan load_plan(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "cannot read the pruning plan");
+  PruningPlan p;
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    if (j.value("plan_version", 0) != 1) throw InputError(path, "plan_version must be 1");
+    p.model = j.value("model", "");
+    p.architecture = j.value("architecture", "");
+    p.criterion = j.value("criterion", "");
+    p.direction = j.value("direction", "min");
+    p.ratio = j.value("ratio", 0.0);
+    p.scope = j.value("scope", "uniform");
+    p.procedure = j.value("procedure", "manual");
+    p.scores = j.value("scores", "");
+    p.experts_per_token = j.value("experts_per_token", int64_t(0));
+    if (j.contains("layer_ratios"))
+      for (const auto& [l, r] : j["layer_ratios"].items()) p.layer_ratios[std::stoll(l)] = r.get<double>();
+    if (!j.contains("layers") || !j["layers"].is_object()) throw InputError(path, "no \"layers\" object");
+    for (const auto& [l, body] : j["layers"].items()) {
+      LayerPlan lp;
+      lp.num_experts = body.at("num_experts").get<int64_t>();
+      lp.keep = body.at("keep").get<std::vector<int64_t>>();
+      std::sort(lp.keep.begin(), lp.keep.end());
+      std::set<int64_t> keep(lp.keep.begin(), lp.keep.end());
+      for (int64_t e = 0; e < lp.num_experts; ++e)
+        if (!keep.count(e)) lp.drop.push_back(e);
+      p.layers[std::stoll(l)] = std::move(lp);
+    }
+    if (j.contains("rounds"))
+      for (const auto& r : j["rounds"]) {
+        std::map<int64_t, std::vector<int64_t>> one;
+        for (const auto& [l, d] : r.items()) one[std::stoll(l)] = d.get<std::vector<int64_t>>();
+        p.rounds.push_back(std::move(one));
+      }
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, std::string("malformed pruning plan: ") + e.what());
+  } catch (const std::invalid_argument&) {
+    throw InputError(path, "malformed pruning plan: a layer key is not an integer");
+  }
+  return p;
+}
+
+}  // namespace moelab::jobs
