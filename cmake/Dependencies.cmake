@@ -65,6 +65,9 @@ endif()
 # libtorch_cuda is NOT linked into moelab's programs: loading it costs ~370 MB of
 # resident memory per process (per rank!) even when no GPU is used. It comes with
 # the CUDA plugin (cluster/cuda_plugin.cpp), loaded only when a GPU is asked for.
+# The C++ frontend's headers (torch/optim, for fine-tuning); its code is in libtorch_cpu.
+set(MOELAB_TORCH_API_INCLUDE ${TORCH_INSTALL_PREFIX}/include/torch/csrc/api/include)
+
 function(moelab_link_torch target)
   target_include_directories(${target} BEFORE PRIVATE ${MOELAB_FMT_SHIM})
   target_link_libraries(${target} PUBLIC torch_cpu_library)

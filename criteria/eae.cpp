@@ -16,6 +16,7 @@
 // Computed in float64.
 #include <cmath>
 
+#include "criteria/moment_math.h"
 #include "criteria/stats_access.h"
 
 namespace moelab::criteria {
@@ -36,9 +37,8 @@ class Eae : public Criterion {
     at::Tensor nn = n.clamp_min(1);
     at::Tensor mu = s.act_sum_EF.to(at::kDouble) / nn;
     at::Tensor m2 = s.act_sq_sum_EF.to(at::kDouble) / nn;
-    at::Tensor sd = (m2 - mu * mu).clamp_min(0).sqrt();
-    sd = at::where(n >= 2, sd, at::zeros_like(sd));
-    return sd.clamp_min(kStdFloor).log().sum(1);
+    // Fewer than 2 tokens: no spread at all (no rounding residue from one token).
+    return sum_log_std(at::where(n >= 2, mu, at::zeros_like(mu)), at::where(n >= 2, m2, at::zeros_like(m2)), kStdFloor);
   }
 };
 

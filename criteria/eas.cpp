@@ -10,6 +10,7 @@
 // has a zero mean; any cosine with a zero vector is 0. A layer with one expert scores 0.
 // Max-EAS drops the experts most similar to the others (the most redundant).
 // Computed in float64.
+#include "criteria/moment_math.h"
 #include "criteria/stats_access.h"
 
 namespace moelab::criteria {
@@ -27,12 +28,7 @@ class Eas : public Criterion {
     at::Tensor n = s.tokens_E.to(at::kDouble).unsqueeze(1);         // [E, 1]
     at::Tensor sum = s.act_sum_EF.to(at::kDouble);                  // [E, F]
     at::Tensor mean = at::where(n > 0, sum / n.clamp_min(1), at::zeros_like(sum));
-    at::Tensor norm = mean.norm(2, {1});                            // [E]
-    at::Tensor dot = at::mm(mean, mean.t());                        // [E, E]
-    at::Tensor den = norm.unsqueeze(1) * norm.unsqueeze(0);
-    at::Tensor cos = at::where(den > 0, dot / at::where(den > 0, den, at::ones_like(den)), at::zeros_like(dot));
-    cos.fill_diagonal_(0);
-    return cos.sum(1);
+    return cosine_sums(at::mm(mean, mean.t()));
   }
 };
 

@@ -10,6 +10,7 @@
 // (a Gaussian's differential entropy up to constants, as EAE). An expert with a zero
 // gradient scores F * log(1e-12), the lowest possible. Computed in float64.
 #include "common/error.h"
+#include "criteria/moment_math.h"
 #include "criteria/stats_access.h"
 
 namespace moelab::criteria {
@@ -31,7 +32,7 @@ class Ege : public Criterion {
     const double n = 3.0 * double(in.stats->hidden_size);  // values per channel
     at::Tensor mu = s.grad_channel_sum_EF.to(at::kDouble) / n;
     at::Tensor m2 = s.grad_channel_sq_sum_EF.to(at::kDouble) / n;
-    return (m2 - mu * mu).clamp_min(0).sqrt().clamp_min(kStdFloor).log().sum(1);
+    return sum_log_std(mu, m2, kStdFloor);
   }
 };
 

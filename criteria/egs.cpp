@@ -7,6 +7,7 @@
 // matrices (jobs/expert_gradients.h), from the Gram matrix grad_gram_EE. A cosine with
 // a zero gradient is 0. Max-EGS drops the experts whose updates are most redundant.
 // Computed in float64.
+#include "criteria/moment_math.h"
 #include "criteria/stats_access.h"
 
 namespace moelab::criteria {
@@ -20,12 +21,7 @@ class Egs : public Criterion {
   }
   std::vector<std::string> needs() const override { return {results::stat::kGradients}; }
   at::Tensor score_layer(const ScoreInputs& in, int64_t moe_index, int64_t) const override {
-    at::Tensor gram = layer_stats(in, moe_index, results::stat::kGradients, name()).grad_gram_EE.to(at::kDouble);
-    at::Tensor norm = gram.diagonal().clamp_min(0).sqrt();
-    at::Tensor den = norm.unsqueeze(1) * norm.unsqueeze(0);
-    at::Tensor cos = at::where(den > 0, gram / at::where(den > 0, den, at::ones_like(den)), at::zeros_like(gram));
-    cos.fill_diagonal_(0);
-    return cos.sum(1);
+    return cosine_sums(layer_stats(in, moe_index, results::stat::kGradients, name()).grad_gram_EE);
   }
 };
 

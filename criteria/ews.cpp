@@ -15,6 +15,7 @@
 // Computed in float64 on the weights' device, as the Gram matrix of the flattened
 // experts accumulated over column chunks (no float64 copy of a whole layer).
 #include "criteria/criterion.h"
+#include "criteria/moment_math.h"
 #include "criteria/stats_access.h"
 #include "criteria/weight_chunks.h"
 
@@ -36,12 +37,7 @@ class Ews : public Criterion {
     at::Tensor gram = at::zeros({E, E}, at::TensorOptions().dtype(at::kDouble).device(w.gate_up_EFD.device()));
     for (const at::Tensor* t : {&w.gate_up_EFD, &w.down_EDF})
       for_each_f64_chunk(*t, [&](const at::Tensor& x) { gram.add_(at::mm(x, x.t())); });
-    gram = gram.cpu();
-    at::Tensor norm = gram.diagonal().clamp_min(0).sqrt();  // [E]
-    at::Tensor denom = at::outer(norm, norm);
-    at::Tensor cos = at::where(denom > 0, gram / denom, at::zeros_like(gram));
-    cos.fill_diagonal_(0);
-    return cos.sum(1).contiguous();
+    return cosine_sums(gram.cpu()).contiguous();
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include "common/atomic_output.h"
 #include "common/error.h"
+#include "common/json_file.h"
 
 namespace moelab::criteria {
 namespace {
@@ -68,16 +69,8 @@ void write_scores(const ScoresFile& scores, const std::string& path) {
 }
 
 ScoresFile read_scores(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path, "cannot read the scores file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path, std::string("not JSON: ") + e.what());
-  }
-  ScoresFile out;
-  try {
+  return read_json_file(path, "scores file", [&](const nlohmann::json& j) {
+    ScoresFile out;
     out.stats = j.value("stats", "");
     out.model = j.value("model", "");
     if (!j.contains("criteria") || !j["criteria"].is_object()) throw InputError(path, "no \"criteria\" object");
@@ -89,12 +82,8 @@ ScoresFile read_scores(const std::string& path) {
         c.layers[std::stoll(layer)] = values.get<std::vector<double>>();
       out.criteria.push_back(std::move(c));
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path, std::string("malformed scores: ") + e.what());
-  } catch (const std::invalid_argument&) {
-    throw InputError(path, "malformed scores: a layer key is not an integer");
-  }
-  return out;
+    return out;
+  });
 }
 
 }  // namespace moelab::criteria

@@ -9,9 +9,10 @@
 // the stable rank is computed PER MATRIX, for the gate [F, D], up [F, D] and down
 // [D, F] matrices of expert j, and the score is their MEAN (not the sum, and not
 // the stable rank of one concatenated matrix). An all-zero matrix counts as stable
-// rank 0. Computed in float64 on the weights' device: ||W||_F with
-// at::linalg_matrix_norm("fro"), sigma_max with at::linalg_svdvals (ord 2),
-// batched over a few experts at a time.
+// rank 0. Computed in float64 on the weights' device, batched over a few experts at a
+// time, from the smaller Gram matrix G = W^T W (or W W^T): ||W||_F^2 = trace(G) and
+// sigma_max^2 = the largest eigenvalue of G (at::linalg_eigvalsh), the same numbers as
+// an SVD to float64 rounding and ~10x faster (scoring all criteria stays in seconds).
 #include <algorithm>
 
 #include "common/error.h"
@@ -27,8 +28,10 @@ const char* const kWho = "criterion WSR";
 // Stable rank of each matrix of a batch [b, m, n] (any dtype), float64 [b].
 at::Tensor stable_rank(const at::Tensor& W) {
   at::Tensor w = W.to(at::kDouble);
-  at::Tensor fro2 = at::linalg_matrix_norm(w, "fro").square();
-  at::Tensor smax2 = at::linalg_svdvals(w).select(-1, 0).square();  // svdvals are descending
+  const bool tall = w.size(-2) >= w.size(-1);
+  at::Tensor gram = tall ? at::matmul(w.transpose(-1, -2), w) : at::matmul(w, w.transpose(-1, -2));
+  at::Tensor fro2 = gram.diagonal(0, -2, -1).sum(-1);
+  at::Tensor smax2 = at::linalg_eigvalsh(gram).select(-1, -1).clamp_min(0);  // eigenvalues ascend
   return at::where(smax2 > 0, fro2 / smax2, at::zeros_like(fro2));
 }
 

@@ -7,7 +7,7 @@
 // choice. Floating sums are float64; counts int64.
 //
 // Shape letters: E routed experts of the layer, F expert intermediate size,
-// D hidden size, W = ceil(V / 8) bytes of a vocabulary bitmap.
+// D hidden size, W = ceil(V / 8) bytes of a vocabulary bitmap, B histogram bins.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -32,14 +32,21 @@ inline const std::string kHiddenChange = "hidden_change"; // easyep_sum_E
 inline const std::string kActOutliers = "act_outliers";   // act_outliers_E (second pass; needs act_moments)
 inline const std::string kGradients = "gradients";        // grad_* (backward of the next-token loss)
 inline const std::string kNaee = "naee";                  // naee_subsets_SE, naee_loss_S (dense pass)
+inline const std::string kDenseOutputs = "dense_outputs"; // dense_out_sum_ED (dense pass; expert merging)
+inline const std::string kGateRatios = "gate_ratios";     // gate_ratio_hist_B (NAEE dynamic skipping)
 }  // namespace stat
+
+// Bins of gate_ratio_hist_B over [0, 1]: bin b holds ratios in [b / B, (b + 1) / B)
+// (a ratio of exactly 1 goes to the last bin). A median read from it is within half a
+// bin (5e-4) of the exact median.
+inline constexpr int64_t kGateRatioBins = 1000;
 
 // Every statistic group calibrate can collect, in a fixed order.
 inline const std::vector<std::string>& all_stat_groups() {
   static const std::vector<std::string> g = {stat::kUsage,        stat::kActNorms,     stat::kOutNorms,
                                              stat::kCoactivation, stat::kTokenIds,     stat::kActMoments,
                                              stat::kHiddenChange, stat::kActOutliers,  stat::kGradients,
-                                             stat::kNaee};
+                                             stat::kNaee,         stat::kDenseOutputs, stat::kGateRatios};
   return g;
 }
 
@@ -70,6 +77,14 @@ struct LayerStats {
   // layer's output with only them, summed over calibration tokens: sum ||Z(x) - Z_S(x)||^2.
   at::Tensor naee_subsets_SE;         // uint8: 1 = kept
   at::Tensor naee_loss_S;             // f64
+  // Dense observation (every expert on every token, not only its routed ones), for
+  // output-similarity merging (HC-SMoE): sum over ALL calibration tokens x of f_j(x).
+  // Its mean is dense_out_sum_ED / CalibrationStats::num_tokens.
+  at::Tensor dense_out_sum_ED;        // f64
+  // NAEE dynamic skipping: histogram over all tokens of p_2(x) / p_1(x), the router's
+  // second-largest over its largest softmax probability (= g_2 / g_1 for top-k >= 2,
+  // renormalised or not), kGateRatioBins bins over [0, 1].
+  at::Tensor gate_ratio_hist_B;       // int64
 };
 
 struct CalibrationStats {

@@ -56,6 +56,12 @@ const std::vector<Field>& fields() {
       {"naee_loss_S", &LayerStats::naee_loss_S, &stat::kNaee,
        "sum over calibration tokens of ||Z(x) - Z_S(x)||^2 with only the subset's experts routable", at::kDouble,
        false},
+      {"dense_out_sum_ED", &LayerStats::dense_out_sum_ED, &stat::kDenseOutputs,
+       "sum over ALL calibration tokens x (routed to j or not) of f_j(x); mean = this / num_tokens"},
+      {"gate_ratio_hist_B", &LayerStats::gate_ratio_hist_B, &stat::kGateRatios,
+       "histogram of p_2(x) / p_1(x) (second over first router probability) over all tokens, bins of equal width "
+       "over [0, 1]",
+       at::kLong, false},
   };
   return f;
 }

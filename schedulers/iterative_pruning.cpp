@@ -8,7 +8,10 @@
 namespace moelab::schedulers {
 
 jobs::PruningPlan prune_iteratively(models::MoeModel& m, cluster::Communicator& comm, const jobs::CalibrationSet& set,
-                                    const jobs::PlanOptions& opts, const jobs::CollectOptions& collect) {
+                                    const jobs::PlanOptions& opts, const jobs::CollectOptions& collect,
+                                    const LotteryOptions& lottery) {
+  if (lottery.enabled && lottery.data.empty()) throw InputError("--finetune-data", "MoE Lottery needs fine-tuning text");
+  if (lottery.enabled && lottery.start_tokens <= 0) throw InputError("--lottery-start-tokens", "must be positive");
   jobs::check_plan_options(opts, m);
   if (opts.scope != "uniform") throw InputError("--scope", "the iterative procedure prunes per layer (uniform scope)");
   if (opts.reduce_top_k) throw InputError("--reduce-top-k", "not available with the iterative procedure");
@@ -23,7 +26,7 @@ jobs::PruningPlan prune_iteratively(models::MoeModel& m, cluster::Communicator& 
   plan.direction = opts.direction;
   plan.ratio = opts.ratio;
   plan.layer_ratios = opts.layer_ratios;
-  plan.procedure = "iterative";
+  plan.procedure = lottery.enabled ? "lottery" : "iterative";
   plan.experts_per_token = m.config.num_experts_per_tok;
   std::map<int64_t, int64_t> target;  // experts each layer ends with
   for (const auto& [l, n] : jobs::drop_counts(opts, m)) {
@@ -64,6 +67,20 @@ jobs::PruningPlan prune_iteratively(models::MoeModel& m, cluster::Communicator& 
     }
     models::remove_experts(m, drops);
     plan.rounds.push_back(std::move(dropped_original));
+    if (lottery.enabled) {
+      // Budget doubling from start_tokens; a fresh optimizer (state reset) each round.
+      const int64_t budget = lottery.start_tokens << (round - 1);
+      jobs::FinetuneOptions ft = lottery.finetune;
+      const int64_t per_step = ft.batch_size * lottery.seq_len;
+      ft.steps = (budget + per_step - 1) / per_step;
+      ft.seed = lottery.finetune.seed + uint64_t(round);
+      ft.checkpoint_dir.clear();
+      ft.resume = false;
+      spdlog::info("round {}: MoE Lottery fine-tuning, {} tokens ({} steps of {} sequences)", round, budget, ft.steps,
+                   ft.batch_size);
+      const auto curve = jobs::finetune(m, comm, lottery.data, ft);
+      spdlog::info("round {}: fine-tuning loss {:.5f} -> {:.5f}", round, curve.front().loss, curve.back().loss);
+    }
   }
   // The plan on the original checkpoint's ids: what survived.
   for (auto& [l, lp] : plan.layers) {

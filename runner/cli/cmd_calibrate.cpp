@@ -100,7 +100,8 @@ void add_calibrate_command(CLI::App& app) {
       "Examples:\n"
       "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
       "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5");
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5\n"
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
@@ -116,7 +117,9 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_option("--collect", a->collect,
                   "also collect these statistic groups: usage, act_norms, out_norms, coactivation, token_ids, "
                   "act_moments, hidden_change (EASY-EP), act_outliers (a second pass), gradients (adds a backward "
-                  "pass), naee (dense observation; comma-separated)")
+                  "pass), naee (dense observation), dense_outputs (every expert's output summed over all tokens, "
+                  "for moelab merge; dense observation), gate_ratios (histogram of the router's 2nd/1st "
+                  "probability, for moelab set-skipping); comma-separated")
       ->delimiter(',');
   cmd->add_option("--naee-ratio", a->naee.ratio,
                   "NAEE: fraction of each layer's experts dropped by the subset search (default 0.5)");

@@ -199,6 +199,10 @@ void add_efficiency(const EvalArgs& a, const models::MoeModel& m, const jobs::Ef
                {"tokens_per_second", f.tokens_per_second},
                {"peak_rss_bytes", f.peak_rss_bytes_max},
                {"peak_rss_bytes_all_ranks", f.peak_rss_bytes_sum}};
+  if (f.skipping) {  // NAEE dynamic skipping (moelab set-skipping)
+    r.metrics["expert_rows_skipped_fraction"] = f.expert_rows_skipped_fraction;
+    r.metrics["expert_flops_per_token_with_skipping"] = f.expert_flops_per_token_with_skipping;
+  }
   r.n_items = a.bench.repeats * P * a.bench.batch_size;
   r.n_tokens = f.timed_tokens;
   r.settings.update({{"seq_len", a.bench.seq_len}, {"batch_size", a.bench.batch_size}, {"repeats", a.bench.repeats}});

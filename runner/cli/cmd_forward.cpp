@@ -13,6 +13,8 @@
 #include "cluster/data_parallel.h"
 #include "hf/safetensors.h"
 #include "jobs/calibration_data.h"
+#include "jobs/observer_fanout.h"
+#include "jobs/skip_counter.h"
 #include "models/moe_model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -79,11 +81,16 @@ void run_forward_on_rank(const ForwardArgs& a) {
                            ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                            : models::load_model(a.model.model_dir, a.model.load_options());
   RoutingRecorder rec;
+  std::optional<jobs::SkipCounter> skips;  // NAEE dynamic skipping: how many expert rows it saved
+  std::vector<models::MoeObserver*> observers;
+  if (a.routing) observers.push_back(&rec);
+  if (jobs::skipping_enabled(m.config)) observers.push_back(&skips.emplace(m));
+  jobs::ObserverFanOut fan(observers);
   std::vector<int64_t> local_index;
   std::vector<at::Tensor> local_logits;
   cluster::DataParallelOptions dp;
   dp.batch_size = a.batch_size;
-  cluster::run_data_parallel(m, *comm, seqs, dp, a.routing ? &rec : nullptr,
+  cluster::run_data_parallel(m, *comm, seqs, dp, observers.empty() ? nullptr : &fan,
                              [&](int64_t index, const at::Tensor& logits_TV) {
                                local_index.push_back(index);
                                local_logits.push_back(logits_TV.to(at::kCPU, at::kFloat));
@@ -94,7 +101,9 @@ void run_forward_on_rank(const ForwardArgs& a) {
   std::map<int64_t, std::vector<at::Tensor>> routing;
   for (const auto& [layer, pieces] : rec.per_sequence)
     routing[layer] = cluster::gather_sequence_outputs(*comm, rec.sequence_index, pieces, S);
+  if (skips) skips->all_reduce(*comm);
   if (comm->rank() != 0) return;  // rank 0 reports and writes
+  if (skips) spdlog::info("NAEE dynamic skipping: {}", jobs::describe_skipping(*skips));
 
   if (a.top > 0) {
     for (size_t b = 0; b < seqs.size(); ++b) {

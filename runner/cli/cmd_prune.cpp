@@ -2,7 +2,8 @@
 // checkpoint and writes a Hugging Face model directory that transformers loads.
 // Three ways to say which experts go: --drop lists (manual), --scores with a
 // criterion and a ratio (one-shot plan), --procedure iterative with calibration data
-// (statistics re-collected each round), or --plan (a saved plan, applied as is).
+// (statistics re-collected each round), --procedure lottery (iterative with
+// fine-tuning between rounds), or --plan (a saved plan, applied as is).
 #include <regex>
 
 #include "cli/commands.h"
@@ -11,6 +12,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "jobs/calibration_data.h"
+#include "jobs/training_data.h"
 #include "jobs/pruning_plan.h"
 #include "models/expert_surgery.h"
 #include "models/model_writer.h"
@@ -26,6 +28,10 @@ struct PruneArgs {
   jobs::PlanOptions plan;
   jobs::CalibrationSpec data;
   int64_t batch_size = 8;
+  // MoE Lottery
+  std::vector<std::string> finetune_data;
+  int64_t lottery_start_tokens = 200000, finetune_seq_len = 128;
+  jobs::FinetuneOptions finetune;
   bool overwrite = false;
 };
 
@@ -59,9 +65,10 @@ std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& spe
 
 void run_prune(PruneArgs a) {
   const int modes = int(!a.drops.empty()) + int(!a.plan_in.empty()) + int(!a.scores.empty()) +
-                    int(a.procedure == "iterative");
+                    int(a.procedure != "one-shot");
   if (modes != 1)
-    throw InputError("moelab prune", "give exactly one of --drop, --plan, --scores, --procedure iterative");
+    throw InputError("moelab prune",
+                     "give exactly one of --drop, --plan, --scores, --procedure iterative|lottery");
   if (a.out.empty() && a.plan_out.empty()) throw InputError("--out", "give the output model directory (or --plan-out)");
   if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
@@ -88,7 +95,19 @@ void run_prune(PruneArgs a) {
     const jobs::CalibrationSet set = jobs::load_calibration_set(a.data);
     jobs::CollectOptions collect;
     collect.batch_size = a.batch_size;
-    plan = schedulers::prune_iteratively(m, *comm, set, a.plan, collect);
+    schedulers::LotteryOptions lottery;
+    if (a.procedure == "lottery") {
+      if (a.finetune_data.empty()) throw InputError("--finetune-data", "MoE Lottery needs general text to fine-tune on");
+      jobs::CalibrationSpec ft = a.data;
+      ft.files = a.finetune_data;
+      ft.seq_len = a.finetune_seq_len;
+      lottery.enabled = true;
+      lottery.data = jobs::load_text_examples(ft);
+      lottery.start_tokens = a.lottery_start_tokens;
+      lottery.seq_len = a.finetune_seq_len;
+      lottery.finetune = a.finetune;
+    }
+    plan = schedulers::prune_iteratively(m, *comm, set, a.plan, collect, lottery);
     if (comm->rank() != 0) return;  // every rank pruned the same model; rank 0 writes
   }
   if (plan) {
@@ -127,6 +146,9 @@ void add_prune_command(CLI::App& app) {
       "                      together (--scope global; no layer goes below top-k)\n"
       "  --procedure iterative  one expert per layer per round, statistics of --criterion re-collected on\n"
       "                      the pruned model each round from --data, until --ratio is reached\n"
+      "  --procedure lottery MoE Lottery: iterative, with next-token fine-tuning on --finetune-data after\n"
+      "                      each round (--lottery-start-tokens, doubling every round; AdamW, cosine,\n"
+      "                      optimizer reset each round; --finetune-lr, --finetune-batch-size)\n"
       "  --plan FILE         a saved plan (--plan-out writes one; JSON, see runner/jobs/pruning_plan.h)\n"
       "A layer may not keep fewer than top-k experts unless --reduce-top-k lowers k for every layer.\n\n"
       "If layers end up with different expert counts, config.json records them in\n"
@@ -142,8 +164,18 @@ void add_prune_command(CLI::App& app) {
   cmd->add_option("--drop", a->drops, "LAYER:EXPERT[,EXPERT...] to remove (repeatable)");
   cmd->add_option("--scores", a->scores, "scores JSON from moelab score (one-shot plan)");
   cmd->add_option("--plan", a->plan_in, "apply this saved pruning plan");
-  cmd->add_option("--procedure", a->procedure, "one-shot (with --scores) or iterative (with --data)")
-      ->check(CLI::IsMember({"one-shot", "iterative"}));
+  cmd->add_option("--procedure", a->procedure, "one-shot (with --scores), iterative or lottery (with --data)")
+      ->check(CLI::IsMember({"one-shot", "iterative", "lottery"}));
+  cmd->add_option("--finetune-data", a->finetune_data, "lottery: general text to fine-tune on between rounds");
+  cmd->add_option("--finetune-seq-len", a->finetune_seq_len, "lottery: tokens per fine-tuning sequence")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--lottery-start-tokens", a->lottery_start_tokens,
+                  "lottery: fine-tuning tokens after round 1, doubled every round (default 200000)");
+  cmd->add_option("--finetune-lr", a->finetune.lr, "lottery: AdamW learning rate (the paper: 1e-6 for Mixtral)");
+  cmd->add_option("--finetune-batch-size", a->finetune.batch_size, "lottery: sequences per optimizer step")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--finetune-params", a->finetune.params, "lottery: full, router or experts")
+      ->check(CLI::IsMember({"full", "router", "experts"}));
   cmd->add_option("--criterion", a->plan.criterion, "criterion to prune by (e.g. EAN)");
   cmd->add_option("--direction", a->plan.direction, "min: drop the lowest scores (Min-X); max: the highest")
       ->check(CLI::IsMember({"min", "max"}));

@@ -96,6 +96,18 @@ ModelConfig read_model_config(const std::string& path) {
   c.torch_dtype = f.string("dtype", f.string("torch_dtype", "float32"));
   c.rope = read_rope(c.raw, path, c.max_position_embeddings);
   if (auto sw = f.opt_int("sliding_window"); sw && *sw > 0) c.sliding_window = *sw;
+  if (c.raw.contains("moelab_skip_beta") && !c.raw["moelab_skip_beta"].is_null()) {
+    const auto& v = c.raw["moelab_skip_beta"];
+    if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
+      f.fail("moelab_skip_beta", "must list one skipping threshold per layer (" +
+                                     std::to_string(c.num_hidden_layers) + ")");
+    for (const auto& b : v) {
+      if (!b.is_number() || !(b.get<double>() >= 0 && b.get<double>() <= 1))
+        f.fail("moelab_skip_beta", "thresholds must be numbers in [0, 1]");
+      c.skip_beta.push_back(b.get<double>());
+    }
+  }
+  c.skip_renormalize = f.boolean("moelab_skip_renormalize", true);
   return c;
 }
 

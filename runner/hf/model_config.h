@@ -54,6 +54,16 @@ struct ModelConfig {
   bool qk_norm = false;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "float32";
+  // NAEE dynamic skipping (Lu et al. 2024; moelab set-skipping): per decoder layer, beta
+  // in [0, 1] from `moelab_skip_beta` (0 = no skipping; empty = the key is absent). A
+  // token's routed expert other than its top-1 is not run when its gate < beta * the
+  // top-1 gate. `moelab_skip_renormalize` (default true, as NAEE's code): the kept gates
+  // are then renormalised as the family's router renormalises top-k (Mixtral always,
+  // Qwen3 when norm_topk_prob); false: they keep their unskipped values. transformers
+  // ignores both keys (it runs such a checkpoint without skipping).
+  std::vector<double> skip_beta;
+  bool skip_renormalize = true;
+  double skip_beta_of(int64_t layer) const { return skip_beta.empty() ? 0.0 : skip_beta.at(layer); }
   nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
 
   int64_t num_routed_experts_max() const;

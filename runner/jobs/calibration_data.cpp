@@ -7,36 +7,15 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_text.h"
+#include "common/seeded_shuffle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moelab::jobs {
-namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "cannot open calibration file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
-
 std::vector<std::vector<int64_t>> read_token_id_file(const std::string& path) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_all(path));
+    j = nlohmann::json::parse(read_file_text(path, "calibration file"));
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path, std::string("not valid JSON: ") + e.what());
   }
@@ -59,9 +38,9 @@ std::vector<std::vector<int64_t>> read_token_id_file(const std::string& path) {
 namespace {
 
 std::vector<std::string> read_documents(const std::string& path, const std::string& field) {
-  if (!ends_with(path, ".jsonl")) return {read_all(path)};
+  if (!has_suffix(path, ".jsonl")) return {read_file_text(path, "calibration file")};
   std::vector<std::string> docs;
-  std::istringstream in(read_all(path));
+  std::istringstream in(read_file_text(path, "calibration file"));
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -88,7 +67,7 @@ CalibrationSet load_calibration_set(const CalibrationSpec& spec) {
   std::vector<int64_t> stream;  // text tokens, all documents joined
   for (const auto& f : spec.files) {
     if (!std::filesystem::exists(f)) throw InputError(f, "no such calibration file");
-    if (ends_with(f, ".json")) {
+    if (has_suffix(f, ".json")) {
       for (auto& s : read_token_id_file(f))
         for (size_t i = 0; i < s.size(); i += spec.seq_len)
           windows.emplace_back(s.begin() + i, s.begin() + std::min(s.size(), i + size_t(spec.seq_len)));
@@ -116,8 +95,7 @@ CalibrationSet load_calibration_set(const CalibrationSpec& spec) {
     throw InputError(spec.files[0], "the calibration data holds fewer than seq_len = " + std::to_string(spec.seq_len) +
                                         " tokens");
   // Seeded Fisher-Yates, then the first num_samples windows.
-  uint64_t state = spec.seed;
-  for (size_t i = windows.size() - 1; i > 0; --i) std::swap(windows[i], windows[splitmix64(state) % (i + 1)]);
+  seeded_shuffle(windows, spec.seed);
   if (spec.num_samples > 0 && size_t(spec.num_samples) < windows.size()) windows.resize(spec.num_samples);
   CalibrationSet set;
   set.sequences = std::move(windows);

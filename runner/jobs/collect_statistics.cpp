@@ -5,7 +5,9 @@
 #include "cluster/data_parallel.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/dense_output_stats.h"
 #include "jobs/expert_gradients.h"
+#include "jobs/gate_ratio_stats.h"
 #include "jobs/observer_fanout.h"
 #include "jobs/stats_collector.h"
 #include "models/next_token_loss.h"
@@ -32,6 +34,18 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
     spdlog::info("NAEE: dropping {:.0f}% of each layer's experts; {} pass(es) of dense observation",
                  100 * opts.naee.ratio, naee->passes_needed());
   }
+  // Merging's mean expert outputs (a dense observation) and skipping's gate ratios.
+  std::unique_ptr<DenseOutputCollector> dense;
+  std::unique_ptr<GateRatioCollector> ratios;
+  if (groups.count(results::stat::kDenseOutputs)) {
+    dense = std::make_unique<DenseOutputCollector>(m);
+    observers.push_back(dense.get());
+    spdlog::info("dense_outputs: every expert runs on every token (dense observation)");
+  }
+  if (groups.count(results::stat::kGateRatios)) {
+    ratios = std::make_unique<GateRatioCollector>(m);
+    observers.push_back(ratios.get());
+  }
   ObserverFanOut observer(observers);
   if (gradients) enable_expert_gradients(m);
   cluster::DataParallelOptions dp;
@@ -50,6 +64,8 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
                               if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm.rank());
                           });
   collector.all_reduce(comm);
+  if (dense) dense->all_reduce(comm);
+  if (ratios) ratios->all_reduce(comm);
   if (naee) naee->finish_pass(comm);
   at::NoGradGuard no_grad;  // later passes only observe
   if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
@@ -70,6 +86,8 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
     disable_expert_gradients(m);
   }
   if (naee) naee->fill(st.layers);
+  if (dense) dense->fill(st.layers);
+  if (ratios) ratios->fill(st.layers);
   st.architecture = m.config.architecture;
   st.num_sequences = int64_t(set.sequences.size());
   st.num_tokens = set.num_tokens;

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "cluster/data_parallel.h"
 #include "jobs/sequence_scores.h"
+#include "jobs/skip_counter.h"
 
 namespace moelab::jobs {
 
@@ -46,14 +48,22 @@ EfficiencyFigures measure_efficiency(const models::MoeModel& model, cluster::Com
   cluster::DataParallelOptions dp;
   dp.batch_size = spec.batch_size;
   // Reading one logit waits for the device: CUDA kernels run asynchronously.
-  auto run = [&] {
-    cluster::run_data_parallel(model, comm, seqs, dp, nullptr,
+  auto run = [&](models::MoeObserver* observer) {
+    cluster::run_data_parallel(model, comm, seqs, dp, observer,
                                [](int64_t, const at::Tensor& logits_TV) { (void)logits_TV[-1][0].item<float>(); });
   };
-  run();  // warm-up: first-touch allocations, lazy kernel set-up
+  // Warm-up: first-touch allocations, lazy kernel set-up; counts skipped rows if any.
+  f.skipping = skipping_enabled(model.config);
+  std::optional<SkipCounter> skips;
+  run(f.skipping ? &skips.emplace(model) : nullptr);
+  if (skips) {
+    skips->all_reduce(comm);
+    f.expert_rows_skipped_fraction = skips->total().skipped_fraction();
+    f.expert_flops_per_token_with_skipping = skips->expert_flops_per_token();
+  }
   comm.barrier();
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t r = 0; r < spec.repeats; ++r) run();
+  for (int64_t r = 0; r < spec.repeats; ++r) run(nullptr);
   comm.barrier();
   const double mine = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

@@ -6,6 +6,12 @@
 // product costs 2 FLOPs (multiply + add) per weight, and a token visits k experts.
 // Attention, router, dense-layer and lm_head FLOPs are not included: this is the
 // figure expert pruning changes (it changes with k, D and F, not with E).
+//
+// With NAEE dynamic skipping on (hf::ModelConfig::skip_beta), the untimed warm-up
+// forward also counts the expert rows skipped: their share of all routed rows and the
+// expert FLOPs per token of the experts that really ran (2 * 3 * D * F per row run).
+// The benchmark's tokens are random ids, so this share is the one on such input;
+// `moelab forward` logs it for real text.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +32,9 @@ struct EfficiencySpec {
 struct EfficiencyFigures {
   int64_t total_params = 0, active_params_per_token = 0, routed_expert_params = 0;
   int64_t expert_flops_per_token = 0;
+  bool skipping = false;                      // NAEE dynamic skipping configured
+  double expert_rows_skipped_fraction = 0;    // skipped rows / (tokens * k), warm-up forward
+  double expert_flops_per_token_with_skipping = 0;
   int64_t timed_tokens = 0;  // over all ranks and repeats
   double seconds = 0;        // wall time of the timed forwards (slowest rank)
   double tokens_per_second = 0;

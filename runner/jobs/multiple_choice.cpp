@@ -7,25 +7,12 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_text.h"
+#include "common/seeded_shuffle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moelab::jobs {
 namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "cannot open task file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Unicode code points of UTF-8 text (Python's len(str)).
 int64_t code_points(const std::string& s) {
@@ -116,7 +103,7 @@ McItem parse_item(const nlohmann::json& j, const McFormat& f, const std::string&
 }
 
 std::vector<McItem> read_items(const std::string& path, const McFormat& f) {
-  std::istringstream in(read_all(path));
+  std::istringstream in(read_file_text(path, "task file"));
   std::vector<McItem> items;
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {

@@ -6,25 +6,10 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_text.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moelab::jobs {
-namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "cannot open text file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
-
 std::vector<Window> sliding_windows(int64_t n, int64_t max_length, int64_t stride) {
   TORCH_CHECK(stride >= 1 && stride <= max_length, "sliding_windows: need 1 <= stride <= max_length");
   std::vector<Window> out;
@@ -42,9 +27,9 @@ std::vector<Window> sliding_windows(int64_t n, int64_t max_length, int64_t strid
 }
 
 std::vector<std::string> read_text_documents(const std::string& path, const std::string& text_field) {
-  const std::string text = read_all(path);
+  const std::string text = read_file_text(path, "text file");
   if (text.empty()) throw InputError(path, "the file is empty: no text to evaluate");
-  if (!ends_with(path, ".jsonl")) return {text};
+  if (!has_suffix(path, ".jsonl")) return {text};
   std::vector<std::string> docs;
   std::istringstream in(text);
   std::string line;
@@ -80,7 +65,7 @@ PerplexityPlan plan_perplexity(const std::vector<TextFile>& files, const std::ve
       try {
         ids = tok.encode(docs[f][d], /*add_special_tokens=*/true);
       } catch (const InputError& e) {
-        const bool jsonl = ends_with(files[f].path, ".jsonl");
+        const bool jsonl = has_suffix(files[f].path, ".jsonl");
         throw InputError(files[f].path, (jsonl ? "document " + std::to_string(d + 1) + ": " : "") + e.what());
       }
       const int64_t doc_index = int64_t(plan.docs.size());

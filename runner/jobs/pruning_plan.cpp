@@ -9,6 +9,7 @@
 
 #include "common/atomic_output.h"
 #include "common/error.h"
+#include "common/json_file.h"
 #include "models/expert_surgery.h"
 
 namespace moelab::jobs {
@@ -187,11 +188,8 @@ void save_plan(const PruningPlan& p, const std::string& path) {
 }
 
 PruningPlan load_plan(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path, "cannot read the pruning plan");
-  PruningPlan p;
-  try {
-    nlohmann::json j = nlohmann::json::parse(in);
+  return read_json_file(path, "pruning plan", [&](const nlohmann::json& j) {
+    PruningPlan p;
     if (j.value("plan_version", 0) != 1) throw InputError(path, "plan_version must be 1");
     p.model = j.value("model", "");
     p.architecture = j.value("architecture", "");
@@ -221,12 +219,8 @@ PruningPlan load_plan(const std::string& path) {
         for (const auto& [l, d] : r.items()) one[std::stoll(l)] = d.get<std::vector<int64_t>>();
         p.rounds.push_back(std::move(one));
       }
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path, std::string("malformed pruning plan: ") + e.what());
-  } catch (const std::invalid_argument&) {
-    throw InputError(path, "malformed pruning plan: a layer key is not an integer");
-  }
-  return p;
+    return p;
+  });
 }
 
 }  // namespace moelab::jobs

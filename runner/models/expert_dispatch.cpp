@@ -7,10 +7,15 @@ SortedRows sort_rows_by_expert(const at::Tensor& topk_ids_NK, const at::Tensor& 
   SortedRows r;
   at::Tensor flat_ids = topk_ids_NK.reshape(-1);
   r.order = std::get<1>(at::sort(flat_ids, /*stable=*/true, 0, false));
+  r.counts_E = at::bincount(flat_ids, {}, num_experts).cpu();
+  if (r.counts_E.size(0) > num_experts) {  // skipped slots (id num_experts) sort last: cut them off
+    TORCH_CHECK(r.counts_E.size(0) == num_experts + 1, "expert id out of range");
+    r.order = r.order.narrow(0, 0, flat_ids.size(0) - r.counts_E[num_experts].item<int64_t>());
+    r.counts_E = r.counts_E.narrow(0, 0, num_experts).contiguous();
+  }
   r.token_of = at::floor_divide(r.order, K);
   r.expert_of = flat_ids.index_select(0, r.order);
   r.gate_of = topk_w_NK.reshape(-1).index_select(0, r.order);
-  r.counts_E = at::bincount(flat_ids, {}, num_experts).cpu();
   return r;
 }
 

@@ -30,7 +30,10 @@
 namespace moelab::models {
 
 // This process's (token, slot) rows sorted by expert id (stable: token order within
-// an expert). R = N*K rows.
+// an expert). R = N*K rows, less the skipped ones: a slot whose expert id is
+// num_experts (one past the last) is left out, so no expert computes it and it adds
+// nothing to its token (NAEE dynamic skipping; transformers' experts loop treats
+// that id the same way).
 struct SortedRows {
   at::Tensor order;      // [R] int64 indices into the flattened (token, slot) pairs
   at::Tensor token_of;   // [R] int64 token index of each sorted row

@@ -45,6 +45,17 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
   return outputs.empty() ? x_MD * 0 : at::cat(outputs, 0);
 }
 
+// NAEE dynamic skipping (Lu et al. 2024; github.com/Lucky-Lance/Expert_Sparsity,
+// model/modeling_mixtral.py): slot j >= 1 of a token is skipped when its router
+// probability p_j < beta * p_0 (top-k probabilities, descending, float32; for top-2
+// Mixtral: the second expert when g2 < beta * g1). Undefined when the layer does not skip.
+at::Tensor skip_slots(const at::Tensor& topk_p_NK, double beta) {
+  if (beta <= 0 || topk_p_NK.size(1) < 2) return {};
+  at::Tensor skip_NK = topk_p_NK < topk_p_NK.narrow(1, 0, 1) * beta;
+  skip_NK.select(1, 0).fill_(false);
+  return skip_NK;
+}
+
 // Dense observation: every expert on every token, reported as [N, E, D].
 void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND,
                          const at::Tensor& logits_NE, int64_t layer, ExpertDispatcher& dispatcher,
@@ -73,14 +84,23 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   at::Tensor logits_NE = at::linear(x_ND, w.router_ED);
   at::Tensor probs_NE = at::softmax(logits_NE.to(at::kFloat), -1);
   auto [topk_w_NK, topk_ids_NK] = at::topk(probs_NE, K, -1);
+  // Skipped slots get gate 0, before the renormalisation (NAEE's code: the kept gates sum
+  // to 1 again) or, with moelab_skip_renormalize false, after it.
+  const at::Tensor skip_NK = skip_slots(topk_w_NK, c.skip_beta_of(layer));
+  if (skip_NK.defined() && c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
   if (c.norm_topk_prob) topk_w_NK = topk_w_NK / topk_w_NK.sum(-1, true);
+  if (skip_NK.defined() && !c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
   topk_w_NK = topk_w_NK.to(x_ND.scalar_type());
   if (observer) observer->on_routing(layer, logits_NE.detach(), topk_ids_NK, topk_w_NK.detach());
 
   // Plan and move: rows grouped by local expert on the experts' process. Backward
-  // graphs are recorded when the experts' weights want gradients.
-  const bool track = at::GradMode::is_enabled() && w.gate_up_EFD.requires_grad();
-  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, topk_ids_NK, topk_w_NK));
+  // graphs are recorded when the experts' or the router's weights want gradients
+  // (training sets always include one of them, the same on every rank, so every
+  // rank records the same exchanges).
+  const bool track = at::GradMode::is_enabled() && (w.gate_up_EFD.requires_grad() || w.router_ED.requires_grad());
+  // Skipped slots go to expert id E: the plan leaves them out, so they are never run.
+  const at::Tensor dispatch_ids_NK = skip_NK.defined() ? topk_ids_NK.masked_fill(skip_NK, E) : topk_ids_NK;
+  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, dispatch_ids_NK, topk_w_NK));
   const DispatchedTokens& d = *plan;
   at::Tensor x_MD = move_to_experts(dispatcher, plan, x_ND.index_select(0, d.rows.token_of), track);
 

@@ -94,7 +94,8 @@ class MoeObserver {
   // (int64, batch order); routing taps of this forward refer to these tokens.
   virtual void on_batch(const at::Tensor& token_ids_N) {}
   // After routing a layer: logits [N, E] (compute dtype), chosen experts [N, K]
-  // (int64, in descending probability order), gate weights [N, K] (as applied).
+  // (int64, in descending probability order), gate weights [N, K] (as applied: a slot
+  // skipped by NAEE dynamic skipping, hf::ModelConfig::skip_beta, has gate 0).
   virtual void on_routing(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& topk_ids_NK,
                           const at::Tensor& topk_w_NK) {}
   // After one expert (global id) ran on its rows, in the process that computed it:
@@ -105,7 +106,7 @@ class MoeObserver {
   virtual void on_expert(int64_t layer, int64_t expert, const at::Tensor& tag_n, const at::Tensor& act_nF,
                          const at::Tensor& out_nD, const at::Tensor& gate_n) {}
   // On the tokens' process, once the expert outputs are back: this process's R = N*K
-  // (token, slot) rows in expert-sorted order: expert id [R] and token index [R]
+  // (token, slot) rows, less skipped slots, in expert-sorted order: expert id [R] and token index [R]
   // (int64, into the layer's N tokens), gate weight [R], expert output f_j(x)
   // before gating [R, D].
   virtual void on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R,

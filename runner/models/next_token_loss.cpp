@@ -2,20 +2,23 @@
 
 namespace moelab::models {
 
-int64_t count_next_token_targets(const std::vector<int64_t>& lengths) {
+int64_t count_next_token_targets(const std::vector<int64_t>& lengths, const std::vector<int64_t>& first_target) {
   int64_t n = 0;
-  for (int64_t len : lengths) n += std::max<int64_t>(len - 1, 0);
+  for (size_t b = 0; b < lengths.size(); ++b) {
+    const int64_t first = first_target.empty() ? 1 : std::max<int64_t>(first_target[b], 1);
+    n += std::max<int64_t>(lengths[b] - first, 0);
+  }
   return n;
 }
 
 at::Tensor next_token_nll_sum(const at::Tensor& logits_BTV, const at::Tensor& ids_BT,
-                              const std::vector<int64_t>& lengths) {
+                              const std::vector<int64_t>& lengths, const std::vector<int64_t>& first_target) {
   const int64_t T = logits_BTV.size(1), V = logits_BTV.size(2);
   std::vector<int64_t> positions, targets;
   const at::Tensor ids = ids_BT.to(at::kCPU, at::kLong).contiguous();
   const auto acc = ids.accessor<int64_t, 2>();
   for (int64_t b = 0; b < int64_t(lengths.size()); ++b)
-    for (int64_t t = 0; t + 1 < lengths[b]; ++t) {
+    for (int64_t t = first_target.empty() ? 0 : std::max<int64_t>(first_target[b], 1) - 1; t + 1 < lengths[b]; ++t) {
       positions.push_back(b * T + t);
       targets.push_back(acc[b][t + 1]);
     }

@@ -167,3 +167,26 @@ def test_bad_plans_and_options_are_one_line_errors(fixtures, moelab, tmp_path):
     assert "scores" in err("prune", qwen3, "--scores", scores_path, "--criterion", "EUF", "--out", tmp_path / "x")
     assert "exactly one" in err("prune", mixtral, "--scores", scores_path, "--drop", "0:1", "--out", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_lottery_fine_tunes_between_rounds_with_a_doubling_budget(fixtures, moelab, tmp_path):
+    model = fixtures / "models" / "mixtral"
+    data = token_file(tmp_path / "cal.json")
+    proc = moelab("prune", model, "--procedure", "lottery", "--criterion", "EAN", "--ratio", 0.25, "--data", data,
+                  "--seq-len", SEQ_LEN, "--num-samples", 0, "--finetune-data", data, "--finetune-seq-len", SEQ_LEN,
+                  "--lottery-start-tokens", 64, "--finetune-batch-size", 2, "--finetune-lr", 1e-3, "--plan-out",
+                  tmp_path / "plan.json", "--out", tmp_path / "lottery")
+    log = proc.stderr + proc.stdout
+    # Two rounds (round(0.25 * 8) = 2 drops): 64 then 128 tokens of 2 x 16-token sequences.
+    assert "round 1: MoE Lottery fine-tuning, 64 tokens (2 steps" in log
+    assert "round 2: MoE Lottery fine-tuning, 128 tokens (4 steps" in log
+    assert log.count("re-collecting EAN statistics") == 2
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["procedure"] == "lottery" and len(plan["rounds"]) == 2
+    assert all(len(b["keep"]) == 6 for b in plan["layers"].values())
+    assert_transformers_matches_moelab(moelab, fixtures, "mixtral", tmp_path / "lottery", tmp_path)
+    # Fine-tuned: the survivors' weights are no longer the checkpoint's.
+    moelab("prune", model, "--plan", tmp_path / "plan.json", "--out", tmp_path / "plain")
+    a = load_file(str(tmp_path / "lottery" / "model.safetensors"))
+    b = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)

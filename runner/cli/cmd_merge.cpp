@@ -1,0 +1,120 @@
+// moelab merge: calibration statistics -> merge plan -> merged checkpoint. Groups each
+// MoE layer's experts by the similarity of their mean outputs and merges each group
+// into one expert with usage-frequency weights (HC-SMoE / M-SMoE; runner/jobs/merge_plan.h,
+// runner/models/expert_merging.h), writing a Hugging Face model directory.
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "cluster/communicator.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "jobs/merge_plan.h"
+#include "models/expert_merging.h"
+#include "models/model_writer.h"
+#include "results/stats_file.h"
+
+namespace moelab::cli {
+namespace {
+
+struct MergeArgs {
+  ModelOptions model;
+  std::string stats, plan_in, plan_out, out, save_dtype = "auto", router_merge;
+  jobs::MergeOptions opts;
+  bool overwrite = false;
+};
+
+std::string groups_str(const jobs::LayerMerge& lm) {
+  std::string s;
+  for (const auto& g : lm.groups) {
+    std::string one;
+    for (int64_t e : g) one += (one.empty() ? "" : ",") + std::to_string(e);
+    s += (s.empty() ? "{" : " {") + one + "}";
+  }
+  return s;
+}
+
+void run_merge(const MergeArgs& a) {
+  if (a.stats.empty() == a.plan_in.empty()) throw InputError("moelab merge", "give exactly one of --stats, --plan");
+  if (a.out.empty() && a.plan_out.empty()) throw InputError("--out", "give the output model directory (or --plan-out)");
+  if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
+    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  if (!a.router_merge.empty()) (void)jobs::parse_router_merge(a.router_merge, "--router-merge");
+  models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
+  const auto before = models::count_params(m);
+
+  jobs::MergePlan plan;
+  std::string what = "merge plan";
+  if (!a.stats.empty()) {
+    jobs::MergeOptions o = a.opts;
+    if (!a.router_merge.empty()) o.router_merge = a.router_merge;
+    const results::CalibrationStats st = results::read_stats(a.stats);
+    plan = jobs::plan_merges(m, st, o, a.stats);
+    plan.model = a.model.model_dir;
+  } else {
+    plan = jobs::load_merge_plan(a.plan_in);
+    jobs::check_merge_plan(plan, m, a.plan_in);
+    if (!a.router_merge.empty()) plan.router_merge = a.router_merge;  // the command line wins
+    what = a.plan_in;
+  }
+  models::merge_experts(m, jobs::to_expert_merges(plan), jobs::parse_router_merge(plan.router_merge, what), what);
+  for (const auto& [l, lm] : plan.layers)
+    spdlog::info("layer {}: {} experts -> {} groups {}", l, lm.num_experts, lm.groups.size(), groups_str(lm));
+  if (!a.plan_out.empty()) {
+    jobs::save_merge_plan(plan, a.plan_out);
+    spdlog::info("wrote merge plan {}", a.plan_out);
+  }
+  if (a.out.empty()) return;
+  models::SaveOptions so;
+  so.overwrite = a.overwrite;
+  if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
+  models::save_model(m, a.out, so);
+  const auto after = models::count_params(m);
+  spdlog::info("wrote {} (router rows: {}): {} -> {} parameters ({} -> {} active per token)", a.out,
+               plan.router_merge, before.total, after.total, before.active_per_token, after.active_per_token);
+}
+
+}  // namespace
+
+void add_merge_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "merge",
+      "Merge experts instead of dropping them (HC-SMoE, arXiv 2410.08589; M-SMoE, arXiv 2310.01334) and\n"
+      "write a model directory that transformers loads.\n\n"
+      "Per MoE layer, experts are grouped by hierarchical clustering (average linkage) on the cosine\n"
+      "distance between their mean outputs over all calibration tokens, down to E - round(ratio * E)\n"
+      "groups; each group becomes one expert whose gate, up and down matrices are the average of its\n"
+      "members' weighted by how many tokens each was routed (a group that got no token: plain average).\n"
+      "The router keeps one row per group: the same weighted average of the members' rows (avg), or the\n"
+      "row of the group's most used expert (dominant, as M-SMoE). Top-k stays k.\n"
+      "Statistics: moelab calibrate MODEL --data FILE --collect dense_outputs (every expert runs on every\n"
+      "token: E/k times the expert FLOPs of a plain pass; usage is always collected).\n"
+      "Plan (JSON, runner/jobs/merge_plan.h): per layer the groups of original expert ids, their weights\n"
+      "and dominant experts; --plan-out writes it, --plan applies a saved one.\n\n"
+      "Examples:\n"
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs --out stats.h5\n"
+      "  moelab merge models/tiny --stats stats.h5 --ratio 0.5 --plan-out merge.json --out merged/\n"
+      "  moelab merge models/tiny --stats stats.h5 --ratio 0.25 --router-merge dominant --out merged/\n"
+      "  moelab merge models/tiny --plan merge.json --out merged/");
+  auto a = std::make_shared<MergeArgs>();
+  a->model.add_to(cmd);
+  cmd->add_option("--stats", a->stats, "HDF5 statistics from moelab calibrate with dense_outputs (and usage)");
+  cmd->add_option("--plan", a->plan_in, "apply this saved merge plan");
+  cmd->add_option("--ratio", a->opts.ratio, "fraction of each layer's experts merged away, in [0, 1) (default 0.5)");
+  cmd->add_option("--router-merge", a->router_merge,
+                  "router row of a merged expert: avg (usage-weighted average of the members' rows; default) or "
+                  "dominant (the most used member's row)")
+      ->check(CLI::IsMember({"avg", "dominant"}));
+  cmd->add_option("--plan-out", a->plan_out, "write the merge plan (JSON) here");
+  cmd->add_option("--out", a->out, "output model directory (written atomically)");
+  cmd->add_option("--save-dtype", a->save_dtype,
+                  "dtype of the saved weights: auto (as the input), float32, bfloat16, float16")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
+  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  cmd->callback([a] {
+    auto comm = cluster::world("auto");
+    cluster::run_or_abort(*comm, [&] { run_merge(*a); });
+  });
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,29 @@
+// Reading a JSON artefact (plans, scores): the file is parsed and handed to `read`;
+// any JSON error (missing key, wrong type) or non-integer key becomes one InputError
+// naming the file and what it should have been.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "common/error.h"
+
+namespace moelab {
+
+template <typename Read>
+auto read_json_file(const std::string& path, const std::string& what, Read&& read) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "cannot read the " + what);
+  try {
+    return read(nlohmann::json::parse(in));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, "malformed " + what + ": " + e.what());
+  } catch (const std::invalid_argument&) {
+    throw InputError(path, "malformed " + what + ": a layer key is not an integer");
+  }
+}
+
+}  // namespace moelab

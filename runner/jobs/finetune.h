@@ -1,0 +1,73 @@
+// Recovery fine-tuning with libtorch autograd: next-token loss (SFT: answers only),
+// AdamW (torch::optim) with linear warmup and a cosine schedule, gradient
+// accumulation, global-norm clipping, checkpoint/resume, a loss curve.
+//
+// Distribution: data parallel over the ranks of `comm` on top of the model's expert
+// parallelism. Each optimizer step takes `batch_size` examples (the global batch),
+// in micro-batches of `micro_batch` sequences spread over the ranks; the loss is the
+// mean over the global batch's targets, so the gradients do not depend on the rank
+// count or the micro-batching. Gradients of replicated weights (attention, norms,
+// routers, embeddings, and experts a rank holds in full) are summed over ranks;
+// experts owned by one rank already received every rank's tokens through the
+// dispatcher's differentiable exchanges.
+//
+// Data order: the examples are shuffled per epoch (seed + epoch) and consumed in
+// global batches; step s always sees the same examples, so a resumed run continues
+// exactly where a checkpoint left it.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cluster/communicator.h"
+#include "jobs/training_data.h"
+#include "models/moe_model.h"
+
+namespace moelab::jobs {
+
+struct FinetuneOptions {
+  std::string params = "full";  // full | router | experts
+  int64_t steps = 100;
+  int64_t batch_size = 8;        // examples per optimizer step, over all ranks
+  int64_t micro_batch = 0;       // sequences per forward (0: batch_size)
+  double lr = 1e-5, min_lr = 0, weight_decay = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t warmup = 0;            // steps of linear warmup; then cosine from lr to min_lr
+  double clip = 1.0;             // global gradient-norm clip (0: none)
+  uint64_t seed = 0;
+  std::string checkpoint_dir;    // empty: no checkpoints
+  int64_t checkpoint_every = 0;  // steps (0: only at the end)
+  bool resume = false;           // continue from checkpoint_dir
+  std::string log_file;          // JSON lines: step, loss, lr, grad_norm, targets (rank 0)
+  std::string grads_file;        // diagnostics: step 1's summed gradients (before clipping),
+                                 // every expert gathered, written by rank 0 as safetensors
+};
+
+struct StepRecord {
+  int64_t step = 0;  // 1-based
+  double loss = 0, lr = 0, grad_norm = 0;
+  int64_t targets = 0;
+};
+
+// Learning rate at 1-based step s of `steps`.
+double learning_rate(const FinetuneOptions& o, int64_t step);
+
+// Trains `model` in place. `after_step` (optional) sees each step's record and the
+// model right after the optimizer update (used by tests and the resume check).
+std::vector<StepRecord> finetune(models::MoeModel& model, cluster::Communicator& comm,
+                                 const std::vector<TrainingExample>& data, const FinetuneOptions& opts,
+                                 const std::function<void(const StepRecord&)>& after_step = {});
+
+// The trainable weights of a parameter set, each once (tied embeddings), with a name.
+struct TrainableTensor {
+  std::string name;
+  at::Tensor* tensor;
+  bool replicated;  // the same on every rank (its gradient is summed over ranks)
+};
+std::vector<TrainableTensor> trainable_tensors(models::MoeModel& model, const std::string& params);
+
+// Every expert on rank 0 (the other ranks' slices gathered), for saving a model
+// trained under expert parallelism. Collective; a no-op when every rank holds all.
+void gather_experts_to_all(models::MoeModel& model, cluster::Communicator& comm);
+
+}  // namespace moelab::jobs

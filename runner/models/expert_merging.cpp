@@ -1,0 +1,78 @@
+#include "models/expert_merging.h"
+
+#include <cmath>
+
+#include "common/error.h"
+
+namespace moelab::models {
+namespace {
+
+void check_layer(const MoeModel& m, int64_t l, const std::vector<ExpertGroup>& groups, const std::string& what) {
+  const auto& c = m.config;
+  const std::string where = "layer " + std::to_string(l);
+  if (l < 0 || l >= c.num_hidden_layers)
+    throw InputError(what, where + " does not exist (model has " + std::to_string(c.num_hidden_layers) + " layers)");
+  if (!m.layers[l].moe) throw InputError(what, where + " is a dense layer, it has no experts");
+  const ExpertWeights& w = *m.layers[l].moe;
+  if (!w.all_local()) throw InputError(what, "merging needs all experts in one process (no expert parallelism)");
+  const int64_t E = w.num_experts();
+  std::vector<int> seen(E, 0);
+  for (const auto& g : groups) {
+    if (g.members.empty()) throw InputError(what, where + " has an empty group");
+    if (g.weights.size() != g.members.size())
+      throw InputError(what, where + ": a group has " + std::to_string(g.members.size()) + " experts but " +
+                                 std::to_string(g.weights.size()) + " weights");
+    double sum = 0;
+    bool dominant_in = false;
+    for (size_t i = 0; i < g.members.size(); ++i) {
+      const int64_t e = g.members[i];
+      if (e < 0 || e >= E)
+        throw InputError(what, where + " has no expert " + std::to_string(e) + " (it has " + std::to_string(E) + ")");
+      if (seen[e]++) throw InputError(what, where + " lists expert " + std::to_string(e) + " in two groups");
+      if (!(g.weights[i] >= 0)) throw InputError(what, where + ": merge weights must be >= 0");
+      sum += g.weights[i];
+      dominant_in |= e == g.dominant;
+    }
+    if (std::abs(sum - 1) > 1e-6) throw InputError(what, where + ": a group's merge weights sum to " +
+                                                             std::to_string(sum) + ", not 1");
+    if (!dominant_in) throw InputError(what, where + ": a group's dominant expert is not one of its members");
+  }
+  for (int64_t e = 0; e < E; ++e)
+    if (!seen[e]) throw InputError(what, where + ": expert " + std::to_string(e) + " is in no group");
+  if (int64_t(groups.size()) < c.num_experts_per_tok)
+    throw InputError(what, where + " would keep " + std::to_string(groups.size()) +
+                               " experts, fewer than num_experts_per_tok = " + std::to_string(c.num_experts_per_tok));
+}
+
+// sum_i weights[i] * t[members[i]] in float64, cast back to t's dtype.
+at::Tensor weighted_rows(const at::Tensor& t, const ExpertGroup& g) {
+  at::Tensor acc = at::zeros(t[0].sizes(), t.options().dtype(at::kDouble));
+  for (size_t i = 0; i < g.members.size(); ++i) acc += g.weights[i] * t[g.members[i]].to(at::kDouble);
+  return acc.to(t.scalar_type());
+}
+
+}  // namespace
+
+void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, const std::string& what) {
+  // Validate every layer before changing any, so a bad plan leaves the model intact.
+  for (const auto& [l, groups] : merges) check_layer(m, l, groups, what);
+  for (const auto& [l, groups] : merges) {
+    ExpertWeights& w = *m.layers[l].moe;
+    std::vector<at::Tensor> router_rows, gate_up, down;
+    std::vector<int64_t> ids;
+    for (const auto& g : groups) {
+      router_rows.push_back(router == RouterMerge::kDominant ? w.router_ED[g.dominant].clone()
+                                                             : weighted_rows(w.router_ED, g));
+      gate_up.push_back(weighted_rows(w.gate_up_EFD, g));
+      down.push_back(weighted_rows(w.down_EDF, g));
+      ids.push_back(w.original_ids[g.dominant]);
+    }
+    w.router_ED = at::stack(router_rows);
+    w.gate_up_EFD = at::stack(gate_up);
+    w.down_EDF = at::stack(down);
+    w.original_ids = ids;
+    m.config.num_experts_per_layer[l] = int64_t(groups.size());
+  }
+}
+
+}  // namespace moelab::models
