@@ -20,3 +20,5 @@ $MOELAB prune "$DEMO" --drop 0:1,5 --drop 1:2 --out build/demo/pruned --overwrit
 $MOELAB inspect build/demo/pruned | sed -n '/layer  type/,/^$/p'
 echo "== transformers loads the pruned checkpoint; logits compared with moelab's"
 python3 scripts/compare_with_transformers.py "$MOELAB" build/demo/pruned
+echo; echo "== moelab sweep plan: a small grid (criteria x ratios x procedures) as a job graph"
+$MOELAB sweep plan configs/quickstart.yaml

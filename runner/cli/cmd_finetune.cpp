@@ -43,6 +43,7 @@ void run_finetune(FinetuneArgs a) {
       if (id >= m.config.vocab_size)
         throw InputError(a.sft.empty() ? a.data.files[0] : a.sft,
                          "token id " + std::to_string(id) + " is outside the model's vocabulary");
+  if (a.opts.params == "compressed") (void)jobs::trainable_tensors(m, a.opts.params);  // checks the model before any log
   spdlog::info("fine-tuning {} ({} parameters) on {} examples: {} steps of {} examples, lr {:.3g}, {} rank(s)",
                a.model.model_dir, a.opts.params, examples.size(), a.opts.steps, a.opts.batch_size, a.opts.lr,
                comm->size());
@@ -66,7 +67,8 @@ void add_finetune_command(CLI::App& app) {
       "Fine-tune a checkpoint (e.g. after pruning) with the next-token loss and write a model directory.\n"
       "Data: --data text/JSONL/token-id files cut into --seq-len windows (every token a target), or --sft\n"
       "a JSONL of {\"prompt\": ..., \"answer\": ...} (loss on the answer's tokens only).\n"
-      "Parameters: --params full | router | experts. AdamW (torch::optim) with --warmup steps of linear\n"
+      "Parameters: --params full | router | experts | compressed (the theta vectors of a model from\n"
+      "moelab compress; full trains them too). AdamW (torch::optim) with --warmup steps of linear\n"
       "warmup then a cosine decay to --min-lr; --batch-size examples per step over all ranks, run in\n"
       "--micro-batch sequences per forward (gradient accumulation); --clip on the global gradient norm.\n"
       "Under mpirun (or --ranks P) experts are spread over ranks and micro-batches over ranks; the\n"
@@ -85,8 +87,8 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--answer-field", a->answer_field, "SFT answer field");
   cmd->add_option("--seq-len", a->data.seq_len, "tokens per sequence (text windows; SFT examples are cut to it)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--params", a->opts.params, "full, router or experts")
-      ->check(CLI::IsMember({"full", "router", "experts"}));
+  cmd->add_option("--params", a->opts.params, "full, router, experts or compressed (theta only)")
+      ->check(CLI::IsMember({"full", "router", "experts", "compressed"}));
   cmd->add_option("--steps", a->opts.steps, "optimizer steps")->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", a->opts.batch_size, "examples per optimizer step (over all ranks)")
       ->check(CLI::PositiveNumber);

@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
   moelab::cli::add_eval_command(app);
   moelab::cli::add_merge_command(app);
   moelab::cli::add_set_skipping_command(app);
+  moelab::cli::add_compress_command(app);
   moelab::cli::add_finetune_command(app);
+  moelab::cli::add_sweep_command(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help

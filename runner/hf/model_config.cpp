@@ -108,6 +108,12 @@ ModelConfig read_model_config(const std::string& path) {
     }
   }
   c.skip_renormalize = f.boolean("moelab_skip_renormalize", true);
+  if (c.raw.contains("moelab_compressed_experts") && !c.raw["moelab_compressed_experts"].is_null()) {
+    const auto& v = c.raw["moelab_compressed_experts"];
+    if (!v.is_object() || !v.contains("main") || !v["main"].is_number_integer() || v["main"].get<int64_t>() < 1)
+      f.fail("moelab_compressed_experts", "must be {\"main\": k_m} with an integer k_m >= 1 (main experts per token)");
+    c.compressed_main = v["main"].get<int64_t>();
+  }
   return c;
 }
 

@@ -64,6 +64,12 @@ struct ModelConfig {
   std::vector<double> skip_beta;
   bool skip_renormalize = true;
   double skip_beta_of(int64_t layer) const { return skip_beta.empty() ? 0.0 : skip_beta.at(layer); }
+  // Compressed experts (arXiv 2503.00634; moelab compress): `moelab_compressed_experts:
+  // {"main": k_m}`. Of a token's k routed experts the k_m with the highest gates run
+  // (on h * theta, theta from the other k - k_m, models/moe_block.cpp); 0 = off.
+  // 1 <= k_m < k is checked once k is known (models::load_config).
+  int64_t compressed_main = 0;
+  bool compressed() const { return compressed_main > 0; }
   nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
 
   int64_t num_routed_experts_max() const;

@@ -136,6 +136,9 @@ void check_plan(const PruningPlan& p, const models::MoeModel& m, const std::stri
   if (k > m.config.num_experts_per_tok)
     throw InputError(path, "experts_per_token " + std::to_string(k) + " exceeds the model's top-k " +
                                std::to_string(m.config.num_experts_per_tok));
+  if (m.config.compressed() && k <= m.config.compressed_main)
+    throw InputError(path, "experts_per_token " + std::to_string(k) + " would leave no auxiliary expert of the " +
+                               "compressed model (main = " + std::to_string(m.config.compressed_main) + ")");
   for (const auto& [l, lp] : p.layers) {
     const std::string where = "layer " + std::to_string(l);
     if (lp.num_experts != layers.at(l))

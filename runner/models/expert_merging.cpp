@@ -58,18 +58,21 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
   for (const auto& [l, groups] : merges) check_layer(m, l, groups, what);
   for (const auto& [l, groups] : merges) {
     ExpertWeights& w = *m.layers[l].moe;
-    std::vector<at::Tensor> router_rows, gate_up, down;
+    std::vector<at::Tensor> router_rows, gate_up, down, theta;
     std::vector<int64_t> ids;
     for (const auto& g : groups) {
       router_rows.push_back(router == RouterMerge::kDominant ? w.router_ED[g.dominant].clone()
                                                              : weighted_rows(w.router_ED, g));
       gate_up.push_back(weighted_rows(w.gate_up_EFD, g));
       down.push_back(weighted_rows(w.down_EDF, g));
+      // Compressed experts: a group's theta is the same weighted mean of its members' rows.
+      if (w.theta_ED.defined()) theta.push_back(weighted_rows(w.theta_ED, g));
       ids.push_back(w.original_ids[g.dominant]);
     }
     w.router_ED = at::stack(router_rows);
     w.gate_up_EFD = at::stack(gate_up);
     w.down_EDF = at::stack(down);
+    if (w.theta_ED.defined()) w.theta_ED = at::stack(theta);
     w.original_ids = ids;
     m.config.num_experts_per_layer[l] = int64_t(groups.size());
   }

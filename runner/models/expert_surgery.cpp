@@ -42,6 +42,7 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     w.router_ED = w.router_ED.index_select(0, idx);
     w.gate_up_EFD = w.gate_up_EFD.index_select(0, idx);
     w.down_EDF = w.down_EDF.index_select(0, idx);
+    if (w.theta_ED.defined()) w.theta_ED = w.theta_ED.index_select(0, idx);  // dropped experts' theta rows go
     w.original_ids = kept_ids;
     c.num_experts_per_layer[l] = int64_t(keep.size());
   }

@@ -37,6 +37,8 @@ struct TensorNames {
   std::string router_fused = "model.layers.{L}.mlp.gate.weight";
   std::string experts_gate_up_fused = "model.layers.{L}.mlp.experts.gate_up_proj";  // [E, 2F, D]
   std::string experts_down_fused = "model.layers.{L}.mlp.experts.down_proj";        // [E, D, F]
+  // Compressed experts (moelab; arXiv 2503.00634): theta [E, D] per MoE layer.
+  std::string experts_theta = "model.layers.{L}.mlp.experts.theta";
   // Dense MLP layers (families that have them).
   std::string mlp_gate = "model.layers.{L}.mlp.gate_proj.weight";
   std::string mlp_up = "model.layers.{L}.mlp.up_proj.weight";

@@ -103,6 +103,17 @@ ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::Model
       for (const auto* name : {&gate, &up, &down}) t.release(*name);
     }
   }
+  // Compressed experts: theta [E, D], replicated like the router (every rank computes
+  // its tokens' theta). Absent from a compressed checkpoint: ones (moelab compress).
+  const std::string theta = tensor_name(n.experts_theta, l);
+  if (c.compressed()) {
+    w.theta_ED = t.take_optional(theta, {E, D});
+    if (!t.has(theta) && t.weights())
+      w.theta_ED = at::ones({E, D}, at::TensorOptions().dtype(t.options().dtype).device(t.options().device));
+  } else if (t.has(theta)) {
+    throw InputError(c.path, "the checkpoint has \"" + theta +
+                                 "\" (compressed experts) but config.json has no \"moelab_compressed_experts\"");
+  }
   w.original_ids.resize(E);
   for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;
   return w;
@@ -131,6 +142,12 @@ hf::ModelConfig load_config(const std::string& dir) {
     if (c.is_moe_layer(l) && c.num_experts_per_layer[l] < c.num_experts_per_tok)
       throw InputError(path, "layer " + std::to_string(l) + " has " + std::to_string(c.num_experts_per_layer[l]) +
                                  " experts, fewer than num_experts_per_tok = " + std::to_string(c.num_experts_per_tok));
+  if (c.compressed() && c.compressed_main >= c.num_experts_per_tok)
+    throw InputError(path, "field \"moelab_compressed_experts\": main = " + std::to_string(c.compressed_main) +
+                               " must be below num_experts_per_tok = " + std::to_string(c.num_experts_per_tok) +
+                               " (at least one auxiliary expert)");
+  if (c.compressed() && !c.skip_beta.empty())
+    throw InputError(path, "fields \"moelab_compressed_experts\" and \"moelab_skip_beta\" cannot be combined");
   if (c.hidden_act != "silu" && c.hidden_act != "gelu" && c.hidden_act != "gelu_pytorch_tanh" && c.hidden_act != "relu")
     throw InputError(path, "field \"hidden_act\" \"" + c.hidden_act +
                                "\" is not supported (supported: silu, gelu, gelu_pytorch_tanh, relu)");

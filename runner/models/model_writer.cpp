@@ -61,6 +61,7 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
         out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
         out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
       }
+      if (w.theta_ED.defined()) out.emplace_back(tensor_name(n.experts_theta, l), w.theta_ED);
     } else {
       out.emplace_back(tensor_name(n.mlp_gate, l), L.mlp->gate_FD);
       out.emplace_back(tensor_name(n.mlp_up, l), L.mlp->up_FD);
@@ -163,6 +164,8 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
     if (m.layers[l].moe && counts.back() != c.num_routed_experts_max()) uneven = true;
   }
   raw.erase("moelab_num_experts_per_layer");
+  raw.erase("moelab_compressed_experts");
+  if (c.compressed()) raw["moelab_compressed_experts"] = {{"main", c.compressed_main}};
   raw.erase("auto_map");
   if (uneven) {
     raw["moelab_num_experts_per_layer"] = counts;

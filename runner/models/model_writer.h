@@ -9,6 +9,9 @@
 // `moelab_num_experts_per_layer` and an `auto_map` to modeling_moelab.py, a small
 // subclass of the transformers family class that sizes each layer from that list;
 // load it with AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True).
+// A compressed-experts model (moelab compress) also gets `moelab_compressed_experts`
+// and one `model.layers.{L}.mlp.experts.theta` [E, D] per MoE layer (transformers
+// ignores both: it would run the uncompressed model and warn about the extra tensor).
 #pragma once
 
 #include <ATen/ATen.h>

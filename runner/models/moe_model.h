@@ -33,6 +33,9 @@ struct ExpertWeights {
   at::Tensor router_ED;    // router rows, all E experts
   at::Tensor gate_up_EFD;  // [E_local, 2F, D]: gate rows first, then up (transformers 5 layout)
   at::Tensor down_EDF;     // [E_local, D, F]
+  // Compressed experts (hf::ModelConfig::compressed_main): one theta row per expert,
+  // all E experts on every rank (like the router); undefined when not compressed.
+  at::Tensor theta_ED;
   int64_t first_local = 0;
   // For each of the E experts, its index in the checkpoint it was loaded from (kept
   // through pruning so that results can name experts by their original ids).
@@ -130,7 +133,8 @@ at::Tensor forward(const MoeModel& model, const at::Tensor& input_ids_BT, const 
                    MoeObserver* observer = nullptr);
 
 // Parameter counts (elements). Active = per-token parameters: everything except
-// the routed experts, plus k routed experts of each MoE layer.
+// the routed experts, plus k routed experts of each MoE layer (k_m with compressed
+// experts, whose theta vectors [E, D] are counted with the routers).
 struct ParamCounts {
   int64_t total = 0, embedding = 0, attention = 0, routed_experts = 0, routers = 0, dense_mlp = 0, norms = 0,
           lm_head = 0;

@@ -7,7 +7,8 @@ namespace moelab::models {
 ParamCounts count_params(const hf::ModelConfig& c) {
   ParamCounts p;
   const int64_t D = c.hidden_size, A = c.head_dim, H = c.num_attention_heads, G = c.num_key_value_heads;
-  const int64_t F = c.moe_intermediate_size, k = c.num_experts_per_tok;
+  // Compressed experts: only the k_m main experts of a token run.
+  const int64_t F = c.moe_intermediate_size, k = c.compressed() ? c.compressed_main : c.num_experts_per_tok;
   p.embedding = c.vocab_size * D;
   p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * D;
   p.norms = D;  // final norm
@@ -19,6 +20,7 @@ ParamCounts count_params(const hf::ModelConfig& c) {
     const int64_t E = c.num_experts_per_layer[l];
     if (E > 0) {
       p.routers += E * D;
+      if (c.compressed()) p.routers += E * D;  // theta: one row per expert, used by every token
       p.routed_experts += E * 3 * D * F;
       active_experts += k * 3 * D * F;
     } else {
@@ -47,7 +49,7 @@ WeightBytes weight_bytes(const MoeModel& m) {
                           &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A})
       w.shared += nb(*t);
     if (L.moe) {
-      w.shared += nb(L.moe->router_ED);
+      w.shared += nb(L.moe->router_ED) + nb(L.moe->theta_ED);
       w.experts += nb(L.moe->gate_up_EFD) + nb(L.moe->down_EDF);
     }
     if (L.mlp) w.shared += nb(L.mlp->gate_FD) + nb(L.mlp->up_FD) + nb(L.mlp->down_DF);

@@ -1,0 +1,214 @@
+#include "schedulers/job_graph.h"
+
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+#include "criteria/registry.h"
+
+namespace moelab::schedulers {
+namespace {
+
+std::string num(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+bool needs_data(const std::string& criterion) {
+  for (const auto& need : criteria::make_criterion(criterion)->needs())
+    if (need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint) return true;
+  return false;
+}
+
+class Builder {
+ public:
+  explicit Builder(const SweepSpec& s) : s_(s) {}
+
+  // Adds the job unless an identical one exists; returns its id.
+  std::string add(Job j) {
+    std::string key = j.kind;
+    for (const auto& a : j.args) key += '\x1f' + a;
+    for (const auto& d : j.deps) key += '\x1e' + d;
+    j.id = stable_hash(key);
+    if (auto it = index_.find(j.id); it != index_.end()) return j.id;
+    for (auto& a : j.args) a = replace_all(a, "{id}", j.id);
+    j.output = replace_all(j.output, "{id}", j.id);
+    j.resources = s_.resources_for(j.kind == "score" ? "calibrate" : j.kind);
+    index_[j.id] = graph_.jobs.size();
+    graph_.jobs.push_back(std::move(j));
+    return graph_.jobs.back().id;
+  }
+  const Job& get(const std::string& id) const { return graph_.jobs[index_.at(id)]; }
+  JobGraph take() { return std::move(graph_); }
+
+ private:
+  static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+    for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+    return s;
+  }
+  const SweepSpec& s_;
+  JobGraph graph_;
+  std::map<std::string, size_t> index_;
+};
+
+std::vector<std::string> data_args(const CalibrationSpecEntry& c) {
+  std::vector<std::string> a;
+  for (const auto& f : c.data) {
+    a.push_back("--data");
+    a.push_back(f);
+  }
+  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--seq-len", std::to_string(c.seq_len)},
+           {"--num-samples", std::to_string(c.num_samples)},
+           {"--seed", std::to_string(c.seed)}}) {
+    a.push_back(k);
+    a.push_back(v);
+  }
+  return a;
+}
+
+}  // namespace
+
+std::string stable_hash(const std::string& text) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+const Job& JobGraph::job(const std::string& id) const {
+  for (const auto& j : jobs)
+    if (j.id == id) return j;
+  throw std::out_of_range("no job " + id);
+}
+
+int64_t JobGraph::count(const std::string& kind) const {
+  int64_t n = 0;
+  for (const auto& j : jobs) n += j.kind == kind;
+  return n;
+}
+
+JobGraph build_job_graph(const SweepSpec& s) {
+  const std::vector<GridPoint> grid = expand_grid(s);
+  Builder b(s);
+  // Statistics each (model, calibration set) must serve: the data criteria of its one-shot points.
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> calib_criteria;
+  for (const auto& p : grid)
+    if (p.procedure == "one-shot" && needs_data(p.criterion.name))
+      calib_criteria[{p.model, p.calibration}].insert(p.criterion.name);
+
+  std::map<std::pair<std::string, std::string>, std::string> calibrate_job;
+  for (const auto& [key, crits] : calib_criteria) {
+    Job j;
+    j.kind = "calibrate";
+    std::string list;
+    for (const auto& c : crits) list += (list.empty() ? "" : ",") + c;
+    j.label = "calibrate " + key.second + " for " + list;
+    j.args = {"calibrate", key.first};
+    for (const auto& a : data_args(s.calibration_set(key.second))) j.args.push_back(a);
+    j.args.insert(j.args.end(), {"--criteria", list, "--out", "{out}/calibrate/{id}.h5", "--overwrite"});
+    j.output = "calibrate/{id}.h5";
+    calibrate_job[key] = b.add(std::move(j));
+  }
+
+  // Scores: per (model, calibration or none, seed), every criterion that can be scored there.
+  std::set<std::string> all_criteria;
+  for (const auto& p : grid) all_criteria.insert(p.criterion.name);
+  std::map<std::tuple<std::string, std::string, uint64_t>, std::string> score_job;
+  auto scores_for = [&](const GridPoint& p) {
+    // Weight criteria ride along with a scoring job that exists anyway (the model's
+    // first calibration set), else get one without statistics.
+    std::string cal = needs_data(p.criterion.name) ? p.calibration : "";
+    if (cal.empty())
+      for (const auto& [key, crits] : calib_criteria)
+        if (key.first == p.model) {
+          cal = key.second;
+          break;
+        }
+    auto key = std::make_tuple(p.model, cal, p.seed);
+    if (auto it = score_job.find(key); it != score_job.end()) return it->second;
+    Job j;
+    j.kind = "score";
+    std::string list;
+    std::vector<std::string> crits;
+    if (!cal.empty()) {
+      const std::string calib = calibrate_job.at({p.model, cal});
+      j.deps = {calib};
+      for (const auto& c : calib_criteria.at({p.model, cal})) crits.push_back(c);
+    }
+    for (const auto& c : all_criteria)
+      if (!needs_data(c)) crits.push_back(c);
+    for (const auto& c : crits) list += (list.empty() ? "" : ",") + c;
+    j.label = "score " + list + (cal.empty() ? "" : " on " + cal);
+    j.args = {"score", "--model", p.model};
+    if (!cal.empty()) j.args.insert(j.args.end(), {"--stats", "{out}/" + b.get(j.deps[0]).output});
+    j.args.insert(j.args.end(), {"--criteria", list, "--seed", std::to_string(p.seed), "--out", "{out}/score/{id}.json"});
+    j.output = "score/{id}.json";
+    return score_job[key] = b.add(std::move(j));
+  };
+
+  std::set<std::string> final_models;  // eval job inputs: (job id or "" for base) -> model path
+  std::vector<std::pair<std::string, std::string>> to_eval;  // (dep id, model path with {out})
+  for (const auto& m : s.models) to_eval.emplace_back("", m);
+  for (const auto& p : grid) {
+    Job pr;
+    pr.kind = "prune";
+    pr.label = "prune " + p.criterion.label() + " r=" + num(p.ratio) + " " + p.procedure;
+    pr.args = {"prune", p.model, "--criterion", p.criterion.name, "--direction", p.criterion.direction, "--ratio",
+               num(p.ratio)};
+    if (p.procedure == "one-shot") {
+      const std::string sc = scores_for(p);
+      pr.deps = {sc};
+      pr.args.insert(pr.args.end(), {"--scores", "{out}/" + b.get(sc).output});
+    } else {
+      pr.args.insert(pr.args.end(), {"--procedure", p.procedure});
+      for (const auto& a : data_args(s.calibration_set(p.calibration))) pr.args.push_back(a);
+      if (p.procedure == "lottery")
+        for (const auto& f : s.calibration_set(p.calibration).data) pr.args.insert(pr.args.end(), {"--finetune-data", f});
+    }
+    pr.args.insert(pr.args.end(), {"--plan-out", "{out}/prune/{id}.plan.json", "--out", "{out}/prune/{id}", "--overwrite"});
+    pr.output = "prune/{id}";
+    const std::string prune_id = b.add(std::move(pr));
+    std::string final_id = prune_id;
+    if (p.recovery.kind == "finetune") {
+      Job ft;
+      ft.kind = "finetune";
+      ft.label = "finetune " + p.recovery.label() + " after " + b.get(prune_id).label;
+      ft.deps = {prune_id};
+      ft.args = {"finetune", "{out}/" + b.get(prune_id).output};
+      for (const auto& f : p.recovery.data) ft.args.insert(ft.args.end(), {"--data", f});
+      ft.args.insert(ft.args.end(), {"--seq-len", std::to_string(p.recovery.seq_len), "--steps",
+                                     std::to_string(p.recovery.steps), "--lr", num(p.recovery.lr), "--batch-size",
+                                     std::to_string(p.recovery.batch_size), "--params", p.recovery.params, "--seed",
+                                     std::to_string(p.seed), "--out", "{out}/finetune/{id}", "--overwrite"});
+      ft.output = "finetune/{id}";
+      final_id = b.add(std::move(ft));
+    }
+    if (final_models.insert(final_id).second) to_eval.emplace_back(final_id, "{out}/" + b.get(final_id).output);
+  }
+  if (!s.eval.perplexity.empty() || !s.eval.tasks.empty())
+    for (const auto& [dep, model] : to_eval) {
+      Job ev;
+      ev.kind = "eval";
+      ev.label = "eval " + (dep.empty() ? "unpruned " + model : b.get(dep).label);
+      if (!dep.empty()) ev.deps = {dep};
+      ev.args = {"eval", model};
+      for (const auto& [domain, file] : s.eval.perplexity) ev.args.insert(ev.args.end(), {"--data", domain + ":" + file});
+      for (const auto& t : s.eval.tasks) ev.args.insert(ev.args.end(), {"--task", t});
+      ev.args.insert(ev.args.end(), {"--max-length", std::to_string(s.eval.max_length), "--results",
+                                     "{out}/eval/{id}.jsonl"});
+      if (!s.eval.tasks.empty()) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(s.eval.num_fewshot)});
+      ev.output = "eval/{id}.jsonl";
+      b.add(std::move(ev));
+    }
+  return b.take();
+}
+
+}  // namespace moelab::schedulers

@@ -1,0 +1,358 @@
+#include "schedulers/sweep_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+#include "criteria/registry.h"
+
+namespace moelab::schedulers {
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(std::string path) : path_(std::move(path)) {}
+  [[noreturn]] void fail(const std::string& key, const std::string& problem) const {
+    throw InputError(path_, key + ": " + problem);
+  }
+  template <typename T>
+  T as(const YAML::Node& n, const std::string& key) const {
+    try {
+      return n.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(key, "expected " + kind<T>() + ", got \"" + (n.IsScalar() ? n.Scalar() : std::string("a list or map")) +
+                    "\"");
+    }
+  }
+  // A scalar or a list of scalars -> list.
+  template <typename T>
+  std::vector<T> list(const YAML::Node& n, const std::string& key) const {
+    std::vector<T> out;
+    if (!n) return out;
+    if (n.IsSequence()) {
+      for (size_t i = 0; i < n.size(); ++i) out.push_back(as<T>(n[i], key + "[" + std::to_string(i) + "]"));
+    } else {
+      out.push_back(as<T>(n, key));
+    }
+    return out;
+  }
+  const std::string& path() const { return path_; }
+  // Paths in a spec are relative to the spec file's folder; made absolute.
+  std::string resolve(const std::string& p) const {
+    std::filesystem::path q(p);
+    if (q.is_absolute()) return q.lexically_normal().string();
+    return std::filesystem::absolute(std::filesystem::path(path_).parent_path() / q).lexically_normal().string();
+  }
+
+ private:
+  template <typename T>
+  static std::string kind() {
+    if constexpr (std::is_same_v<T, std::string>) return "a string";
+    if constexpr (std::is_floating_point_v<T>) return "a number";
+    return "an integer";
+  }
+  std::string path_;
+};
+
+std::string to_string(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+// Resolves `p` against the spec's folder, checks it exists, returns it absolute.
+void check_path(const Reader& r, const std::string& key, std::string& p) {
+  const std::string abs = r.resolve(p);
+  if (!std::filesystem::exists(abs)) r.fail(key, "\"" + p + "\" does not exist");
+  p = abs;
+}
+
+CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std::string& key) {
+  CriterionChoice c;
+  std::string name;
+  if (n.IsMap()) {
+    name = r.as<std::string>(n["name"], key + ".name");
+    if (n["direction"]) c.direction = r.as<std::string>(n["direction"], key + ".direction");
+  } else {
+    name = r.as<std::string>(n, key);
+    static const std::regex kPrefixed(R"(^(Min|Max|min|max)-(.+)$)");
+    std::smatch m;
+    if (std::regex_match(name, m, kPrefixed) && m[2].str() != "EP") {  // "EASY-EP" is a name
+      c.direction = m[1].str() == "Max" || m[1].str() == "max" ? "max" : "min";
+      name = m[2].str();
+    }
+  }
+  if (c.direction != "min" && c.direction != "max") r.fail(key + ".direction", "must be min or max");
+  try {
+    c.name = criteria::make_criterion(name)->name();
+  } catch (const InputError& e) {
+    std::string msg = e.what();
+    r.fail(key, msg.substr(msg.find(": ") + 2));
+  }
+  return c;
+}
+
+Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string& key) {
+  Recovery rec;
+  if (n.IsScalar()) {
+    const std::string s = r.as<std::string>(n, key);
+    if (s != "none") r.fail(key, "\"" + s + "\" is not a recovery (none, or {finetune: {...}})");
+    return rec;
+  }
+  if (!n.IsMap() || !n["finetune"]) r.fail(key, "expected none or {finetune: {steps, lr, data, ...}}");
+  const YAML::Node f = n["finetune"];
+  rec.kind = "finetune";
+  rec.steps = r.as<int64_t>(f["steps"], key + ".finetune.steps");
+  if (rec.steps <= 0) r.fail(key + ".finetune.steps", "must be positive");
+  if (f["lr"]) rec.lr = r.as<double>(f["lr"], key + ".finetune.lr");
+  if (!(rec.lr > 0)) r.fail(key + ".finetune.lr", "must be positive");
+  if (f["batch_size"]) rec.batch_size = r.as<int64_t>(f["batch_size"], key + ".finetune.batch_size");
+  if (f["seq_len"]) rec.seq_len = r.as<int64_t>(f["seq_len"], key + ".finetune.seq_len");
+  if (f["params"]) rec.params = r.as<std::string>(f["params"], key + ".finetune.params");
+  if (rec.params != "full" && rec.params != "router" && rec.params != "experts")
+    r.fail(key + ".finetune.params", "must be full, router or experts");
+  rec.data = r.list<std::string>(f["data"], key + ".finetune.data");
+  if (rec.data.empty()) r.fail(key + ".finetune.data", "give the fine-tuning text files");
+  for (size_t i = 0; i < rec.data.size(); ++i)
+    check_path(r, key + ".finetune.data[" + std::to_string(i) + "]", rec.data[i]);
+  return rec;
+}
+
+Resources parse_resources(const Reader& r, const YAML::Node& n, const std::string& key) {
+  static const std::set<std::string> kKeys = {"ranks", "gpus", "mem", "time"};
+  Resources res;
+  if (!n.IsMap()) r.fail(key, "expected a map of ranks, gpus, mem, time");
+  for (const auto& kv : n) {
+    const std::string k = kv.first.as<std::string>();
+    if (!kKeys.count(k)) r.fail(key + "." + k, "unknown resource (ranks, gpus, mem, time)");
+  }
+  if (n["ranks"]) res.ranks = r.as<int64_t>(n["ranks"], key + ".ranks");
+  if (n["gpus"]) res.gpus = r.as<int64_t>(n["gpus"], key + ".gpus");
+  if (n["mem"]) res.mem = r.as<std::string>(n["mem"], key + ".mem");
+  if (n["time"]) res.time = r.as<std::string>(n["time"], key + ".time");
+  if (res.ranks < 1 || res.ranks > 1024) r.fail(key + ".ranks", "must be in [1, 1024]");
+  if (res.gpus < 0 || res.gpus > 16) r.fail(key + ".gpus", "must be in [0, 16] per job");
+  // Slurm's --mem: a positive integer with an optional K, M, G or T suffix.
+  if (!std::regex_match(res.mem, std::regex(R"(^[1-9][0-9]*[KMGT]?$)")))
+    r.fail(key + ".mem", "\"" + res.mem + "\" is not a Slurm memory size (e.g. 8G, 512M)");
+  // Slurm's --time: [days-]hours:minutes:seconds, minutes:seconds or minutes.
+  if (!std::regex_match(res.time, std::regex(R"(^([0-9]+-)?[0-9]+(:[0-5]?[0-9]){0,2}$)")))
+    r.fail(key + ".time", "\"" + res.time + "\" is not a Slurm time limit (e.g. 01:30:00, 2-00:00:00)");
+  return res;
+}
+
+std::vector<std::map<std::string, std::string>> parse_filters(const Reader& r, const YAML::Node& n,
+                                                             const std::string& key) {
+  static const std::set<std::string> kKeys = {"model", "calibration", "criterion", "ratio", "procedure", "recovery",
+                                              "seed"};
+  std::vector<std::map<std::string, std::string>> out;
+  if (!n) return out;
+  if (!n.IsSequence()) r.fail(key, "expected a list of maps, e.g. [{criterion: EAN, ratio: 0.5}]");
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string k = key + "[" + std::to_string(i) + "]";
+    if (!n[i].IsMap()) r.fail(k, "expected a map");
+    std::map<std::string, std::string> f;
+    for (const auto& kv : n[i]) {
+      const std::string name = kv.first.as<std::string>();
+      if (!kKeys.count(name))
+        r.fail(k + "." + name, "unknown key (model, calibration, criterion, ratio, procedure, recovery, seed)");
+      f[name] = kv.second.as<std::string>();
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+bool matches(const GridPoint& p, const std::map<std::string, std::string>& f) {
+  for (const auto& [k, v] : f) {
+    if (k == "model" && p.model != v) return false;
+    if (k == "calibration" && p.calibration != v) return false;
+    if (k == "criterion" && v != p.criterion.name && v != p.criterion.label()) return false;
+    if (k == "ratio" && std::fabs(std::stod(v) - p.ratio) > 1e-12) return false;
+    if (k == "procedure" && p.procedure != v) return false;
+    if (k == "recovery" && p.recovery.label() != v && p.recovery.kind != v) return false;
+    if (k == "seed" && std::to_string(p.seed) != v) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string Recovery::label() const {
+  if (kind == "none") return "none";
+  return "finetune-" + params + "-" + std::to_string(steps) + "steps-lr" + to_string(lr);
+}
+
+const CalibrationSpecEntry& SweepSpec::calibration_set(const std::string& n) const {
+  for (const auto& c : calibration)
+    if (c.name == n) return c;
+  throw InputError(path, "no calibration set \"" + n + "\"");
+}
+
+Resources SweepSpec::resources_for(const std::string& kind) const {
+  auto it = resources.find(kind);
+  return it == resources.end() ? Resources{} : it->second;
+}
+
+SweepSpec load_sweep_spec(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw InputError(path, "no such sweep spec");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw InputError(path, std::string("not valid YAML: ") + e.what());
+  }
+  const Reader r(path);
+  if (!root.IsMap()) r.fail("(top level)", "expected a map of sweep keys");
+  static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
+                                              "procedures", "recovery", "seeds",     "include",  "exclude",
+                                              "eval",     "resources"};
+  for (const auto& kv : root) {
+    const std::string k = kv.first.as<std::string>();
+    if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
+                                   "seeds, include, exclude, eval, resources)");
+  }
+  SweepSpec s;
+  s.path = path;
+  s.name = root["name"] ? r.as<std::string>(root["name"], "name")
+                        : std::filesystem::path(path).stem().string();
+  s.models = r.list<std::string>(root["model"], "model");
+  if (s.models.empty()) r.fail("model", "give the model directory (or a list)");
+  for (size_t i = 0; i < s.models.size(); ++i) {
+    check_path(r, s.models.size() > 1 ? "model[" + std::to_string(i) + "]" : "model", s.models[i]);
+    if (!std::filesystem::exists(std::filesystem::path(s.models[i]) / "config.json"))
+      r.fail("model", "\"" + s.models[i] + "\" has no config.json");
+  }
+  if (const YAML::Node cal = root["calibration"]) {
+    if (!cal.IsSequence()) r.fail("calibration", "expected a list of {name, data, seq_len, num_samples, seed}");
+    for (size_t i = 0; i < cal.size(); ++i) {
+      const std::string k = "calibration[" + std::to_string(i) + "]";
+      CalibrationSpecEntry c;
+      c.name = cal[i]["name"] ? r.as<std::string>(cal[i]["name"], k + ".name") : "cal" + std::to_string(i);
+      c.data = r.list<std::string>(cal[i]["data"], k + ".data");
+      if (c.data.empty()) r.fail(k + ".data", "give the calibration files");
+      for (size_t j = 0; j < c.data.size(); ++j) check_path(r, k + ".data[" + std::to_string(j) + "]", c.data[j]);
+      if (cal[i]["seq_len"]) c.seq_len = r.as<int64_t>(cal[i]["seq_len"], k + ".seq_len");
+      if (cal[i]["num_samples"]) c.num_samples = r.as<int64_t>(cal[i]["num_samples"], k + ".num_samples");
+      if (cal[i]["seed"]) c.seed = r.as<uint64_t>(cal[i]["seed"], k + ".seed");
+      if (c.seq_len <= 0) r.fail(k + ".seq_len", "must be positive");
+      if (c.num_samples < 0) r.fail(k + ".num_samples", "must be >= 0 (0: all)");
+      for (const auto& other : s.calibration)
+        if (other.name == c.name) r.fail(k + ".name", "\"" + c.name + "\" is used twice");
+      s.calibration.push_back(std::move(c));
+    }
+  }
+  const YAML::Node crit = root["criteria"];
+  if (!crit) r.fail("criteria", "give at least one criterion");
+  if (crit.IsSequence()) {
+    for (size_t i = 0; i < crit.size(); ++i) s.criteria.push_back(parse_criterion(r, crit[i], "criteria[" + std::to_string(i) + "]"));
+  } else {
+    s.criteria.push_back(parse_criterion(r, crit, "criteria"));
+  }
+  const YAML::Node ratios = root["ratios"];
+  if (!ratios) r.fail("ratios", "give the pruning ratios (fractions of experts dropped)");
+  if (ratios.IsMap()) {
+    const double from = r.as<double>(ratios["from"], "ratios.from"), to = r.as<double>(ratios["to"], "ratios.to"),
+                 step = r.as<double>(ratios["step"], "ratios.step");
+    if (!(step > 0)) r.fail("ratios.step", "must be positive");
+    for (double v = from; v <= to + 1e-9; v += step) s.ratios.push_back(std::round(v * 1e9) / 1e9);
+  } else {
+    s.ratios = r.list<double>(ratios, "ratios");
+  }
+  for (size_t i = 0; i < s.ratios.size(); ++i)
+    if (!(s.ratios[i] >= 0 && s.ratios[i] < 1))
+      r.fail(ratios.IsSequence() ? "ratios[" + std::to_string(i) + "]" : "ratios",
+             to_string(s.ratios[i]) + " is outside [0, 1) (the fraction of experts dropped)");
+  s.procedures = root["procedures"] ? r.list<std::string>(root["procedures"], "procedures")
+                                    : std::vector<std::string>{"one-shot"};
+  for (size_t i = 0; i < s.procedures.size(); ++i)
+    if (s.procedures[i] != "one-shot" && s.procedures[i] != "iterative" && s.procedures[i] != "lottery")
+      r.fail("procedures[" + std::to_string(i) + "]", "\"" + s.procedures[i] + "\" is not one-shot, iterative or lottery");
+  if (const YAML::Node rec = root["recovery"]) {
+    if (rec.IsSequence()) {
+      for (size_t i = 0; i < rec.size(); ++i) s.recovery.push_back(parse_recovery(r, rec[i], "recovery[" + std::to_string(i) + "]"));
+    } else {
+      s.recovery.push_back(parse_recovery(r, rec, "recovery"));
+    }
+  } else {
+    s.recovery.push_back(Recovery{});
+  }
+  s.seeds = root["seeds"] ? r.list<uint64_t>(root["seeds"], "seeds") : std::vector<uint64_t>{0};
+  s.include = parse_filters(r, root["include"], "include");
+  s.exclude = parse_filters(r, root["exclude"], "exclude");
+  if (const YAML::Node ev = root["eval"]) {
+    if (const YAML::Node ppl = ev["perplexity"])
+      for (size_t i = 0; i < ppl.size(); ++i) {
+        const std::string k = "eval.perplexity[" + std::to_string(i) + "]";
+        std::string file = r.as<std::string>(ppl[i]["data"], k + ".data");
+        check_path(r, k + ".data", file);
+        s.eval.perplexity.emplace_back(ppl[i]["name"] ? r.as<std::string>(ppl[i]["name"], k + ".name")
+                                                      : std::filesystem::path(file).stem().string(),
+                                       file);
+      }
+    s.eval.tasks = r.list<std::string>(ev["tasks"], "eval.tasks");
+    for (size_t i = 0; i < s.eval.tasks.size(); ++i) check_path(r, "eval.tasks[" + std::to_string(i) + "]", s.eval.tasks[i]);
+    if (ev["max_length"]) s.eval.max_length = r.as<int64_t>(ev["max_length"], "eval.max_length");
+    if (ev["num_fewshot"]) s.eval.num_fewshot = r.as<int64_t>(ev["num_fewshot"], "eval.num_fewshot");
+  }
+  if (const YAML::Node res = root["resources"]) {
+    static const std::set<std::string> kKinds = {"calibrate", "prune", "finetune", "eval"};
+    for (const auto& kv : res) {
+      const std::string kind = kv.first.as<std::string>();
+      if (!kKinds.count(kind)) r.fail("resources." + kind, "unknown job kind (calibrate, prune, finetune, eval)");
+      s.resources[kind] = parse_resources(r, kv.second, "resources." + kind);
+    }
+  }
+  // Criteria that need calibration statistics need a calibration set.
+  for (const auto& c : s.criteria) {
+    bool data = false;
+    for (const auto& need : criteria::make_criterion(c.name)->needs())
+      data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
+    if (data && s.calibration.empty()) r.fail("calibration", c.name + " needs calibration statistics: add a set");
+    if (c.name == "RouterNormChange") r.fail("criteria", "RouterNormChange needs a second checkpoint: not in sweeps yet");
+  }
+  for (const auto& p : s.procedures)
+    if (p != "one-shot" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");
+  return s;
+}
+
+std::vector<GridPoint> expand_grid(const SweepSpec& s) {
+  std::vector<GridPoint> out;
+  for (const auto& model : s.models)
+    for (const auto& crit : s.criteria) {
+      // Weight-only criteria under one-shot need no calibration: one point, not one per set.
+      bool data = false;
+      for (const auto& need : criteria::make_criterion(crit.name)->needs())
+        data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
+      for (size_t ci = 0; ci < std::max<size_t>(1, s.calibration.size()); ++ci)
+        for (double ratio : s.ratios)
+          for (const auto& proc : s.procedures) {
+            const bool needs_cal = data || proc != "one-shot";
+            if (!needs_cal && ci > 0) continue;
+            for (const auto& rec : s.recovery)
+              for (uint64_t seed : s.seeds) {
+                GridPoint p;
+                p.model = model;
+                p.calibration = needs_cal ? s.calibration.at(ci).name : "";
+                p.criterion = crit;
+                p.ratio = ratio;
+                p.procedure = proc;
+                p.recovery = rec;
+                p.seed = seed;
+                bool keep = s.include.empty();
+                for (const auto& f : s.include) keep |= matches(p, f);
+                for (const auto& f : s.exclude) keep &= !matches(p, f);
+                if (keep) out.push_back(std::move(p));
+              }
+          }
+    }
+  return out;
+}
+
+}  // namespace moelab::schedulers

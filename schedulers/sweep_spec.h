@@ -1,0 +1,100 @@
+// A sweep: the grid of experiments of a paper table, as one YAML file (configs/).
+//
+//   name: table2
+//   model: models/tiny                  # or a list
+//   calibration:                        # one or more calibration sets
+//     - {name: c4, data: [data/c4.jsonl], seq_len: 512, num_samples: 64, seed: 0}
+//   criteria: [EAN, Max-RWN, {name: REAP, direction: min}]   # Min-X by default
+//   ratios: [0.25, 0.5]                 # or {from: 0.125, to: 0.5, step: 0.125}
+//   procedures: [one-shot, iterative]   # one-shot | iterative | lottery
+//   recovery: [none, {finetune: {steps: 100, lr: 1.0e-5, data: [data/c4.jsonl]}}]
+//   seeds: [0]
+//   exclude: [{criterion: EAN, ratio: 0.5}]     # drop grid points matching all keys
+//   include: [{procedure: iterative, ratio: 0.25}]  # keep only points matching one
+//   eval:
+//     perplexity: [{name: wiki, data: data/wiki.txt}]
+//     tasks: [configs/tasks/tiny_arith.jsonl]
+//     max_length: 512
+//   resources:                          # per job kind: calibrate, prune, finetune, eval
+//     calibrate: {ranks: 2, gpus: 0, mem: 8G, time: "00:30:00"}
+//
+// Everything is validated before anything runs; errors name the file and the key
+// (e.g. "sweep.yaml: ratios[2]: 1.5 is outside [0, 1)").
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moelab::schedulers {
+
+struct CalibrationSpecEntry {
+  std::string name;
+  std::vector<std::string> data;
+  int64_t seq_len = 512, num_samples = 128;
+  uint64_t seed = 0;
+};
+
+struct CriterionChoice {
+  std::string name;             // canonical (registry) name
+  std::string direction = "min";
+  std::string label() const { return (direction == "min" ? "Min-" : "Max-") + name; }
+};
+
+struct Recovery {
+  std::string kind = "none";    // none | finetune
+  int64_t steps = 0, batch_size = 8, seq_len = 512;
+  double lr = 1e-5;
+  std::string params = "full";
+  std::vector<std::string> data;
+  std::string label() const;
+};
+
+struct Resources {
+  int64_t ranks = 1, gpus = 0;
+  std::string mem = "4G", time = "01:00:00";
+};
+
+struct EvalSpec {
+  std::vector<std::pair<std::string, std::string>> perplexity;  // (domain, file)
+  std::vector<std::string> tasks;
+  int64_t max_length = 512, num_fewshot = 0;
+};
+
+// One grid point: everything that decides one pruned-and-evaluated model.
+struct GridPoint {
+  std::string model, calibration;  // calibration: the set's name
+  CriterionChoice criterion;
+  double ratio = 0;
+  std::string procedure;
+  Recovery recovery;
+  uint64_t seed = 0;
+};
+
+struct SweepSpec {
+  std::string path, name;
+  std::vector<std::string> models;
+  std::vector<CalibrationSpecEntry> calibration;
+  std::vector<CriterionChoice> criteria;
+  std::vector<double> ratios;
+  std::vector<std::string> procedures;
+  std::vector<Recovery> recovery;
+  std::vector<uint64_t> seeds;
+  std::vector<std::map<std::string, std::string>> include, exclude;
+  EvalSpec eval;
+  std::map<std::string, Resources> resources;  // by job kind
+  const CalibrationSpecEntry& calibration_set(const std::string& name) const;
+  Resources resources_for(const std::string& kind) const;
+};
+
+// Parses and validates (criteria against the registry, ratios in [0, 1), paths exist,
+// procedures known, resources well-formed). InputError naming the file and key.
+SweepSpec load_sweep_spec(const std::string& path);
+
+// The grid after include/exclude, in a fixed order (models, calibration, criteria,
+// ratios, procedures, recovery, seeds).
+std::vector<GridPoint> expand_grid(const SweepSpec& spec);
+
+}  // namespace moelab::schedulers

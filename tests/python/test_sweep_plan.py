@@ -1,0 +1,78 @@
+"""moelab sweep plan: a YAML spec validated and expanded into a job graph that shares
+calibration and scoring, with stable job ids; bad specs fail before anything runs,
+naming the key."""
+import json
+
+import pytest
+import yaml
+
+SEQ_LEN = 16
+
+
+def write_spec(tmp_path, fixtures, **over):
+    (tmp_path / "cal.json").write_text(json.dumps({"input_ids": [[1 + (i * 7 + j) % 500 for j in range(SEQ_LEN)]
+                                                                for i in range(6)]}))
+    (tmp_path / "wiki.txt").write_text("hello world " * 50)
+    spec = {
+        "name": "t",
+        "model": str(fixtures / "models" / "mixtral"),
+        "calibration": [{"name": "c", "data": ["cal.json"], "seq_len": SEQ_LEN, "num_samples": 0}],
+        "criteria": ["EAN", "Max-REAP", "RWN"],
+        "ratios": [0.25, 0.5],
+        "procedures": ["one-shot", "iterative"],
+        "recovery": ["none", {"finetune": {"steps": 2, "lr": 1e-4, "data": ["cal.json"], "seq_len": SEQ_LEN}}],
+        "exclude": [{"criterion": "RWN", "procedure": "iterative"}],
+        "eval": {"perplexity": [{"name": "wiki", "data": "wiki.txt"}], "max_length": SEQ_LEN},
+        "resources": {"calibrate": {"ranks": 2, "mem": "8G", "time": "00:30:00"}},
+    }
+    spec.update(over)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def plan(moelab, path):
+    return json.loads(moelab("sweep", "plan", path, "--json", "-").stdout)
+
+
+def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moelab, tmp_path):
+    g = plan(moelab, write_spec(tmp_path, fixtures))
+    # 3 criteria x 2 ratios x 2 procedures x 2 recoveries, minus RWN iterative (2 ratios x 2 recoveries).
+    assert g["grid_points"] == 3 * 2 * 2 * 2 - 4
+    kinds = {}
+    for j in g["jobs"]:
+        kinds.setdefault(j["kind"], []).append(j)
+    # One calibration feeds both data criteria; one scoring job serves all three.
+    assert len(kinds["calibrate"]) == 1 and "EAN,REAP" in kinds["calibrate"][0]["args"]
+    assert len(kinds["score"]) == 1 and "EAN,REAP,RWN" in kinds["score"][0]["args"]
+    # A prune job per (criterion, ratio, procedure) point; recovery shares it.
+    assert len(kinds["prune"]) == 3 * 2 * 2 - 2
+    assert len(kinds["finetune"]) == len(kinds["prune"])
+    # Every final model evaluated, plus the unpruned one once.
+    assert len(kinds["eval"]) == 2 * len(kinds["prune"]) + 1
+    ids = [j["id"] for j in g["jobs"]]
+    assert len(set(ids)) == len(ids)
+    pos = {j["id"]: i for i, j in enumerate(g["jobs"])}
+    assert all(pos[d] < pos[j["id"]] for j in g["jobs"] for d in j["deps"])  # dependencies first
+    one_shot = [j for j in kinds["prune"] if "--scores" in j["args"]]
+    assert all(j["deps"] == [kinds["score"][0]["id"]] for j in one_shot)
+    assert kinds["calibrate"][0]["resources"] == {"ranks": 2, "gpus": 0, "mem": "8G", "time": "00:30:00"}
+    # Stable ids: the same spec gives the same graph.
+    assert plan(moelab, write_spec(tmp_path, fixtures)) == g
+
+
+@pytest.mark.parametrize("over,key,words", [
+    ({"criteria": ["EAN", "REAPP"]}, "criteria[1]", 'did you mean "REAP"'),
+    ({"ratios": [0.25, 1.5]}, "ratios[1]", "outside [0, 1)"),
+    ({"model": "/no/such/model"}, "model", "does not exist"),
+    ({"resources": {"prune": {"mem": "lots"}}}, "resources.prune.mem", "Slurm memory size"),
+    ({"resources": {"eval": {"time": "1h"}}}, "resources.eval.time", "Slurm time limit"),
+    ({"procedures": ["one-shot", "greedy"]}, "procedures[1]", "not one-shot"),
+    ({"exclude": [{"colour": "red"}]}, "exclude[0].colour", "unknown key"),
+    ({"ratios": "half"}, "ratios", "a number"),
+])
+def test_bad_specs_fail_before_anything_runs_naming_the_key(over, key, words, fixtures, moelab, tmp_path):
+    proc = moelab("sweep", "plan", write_spec(tmp_path, fixtures, **over), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"sweep.yaml: {key}:" in proc.stderr and words in proc.stderr, proc.stderr
