@@ -21,6 +21,16 @@ at::Tensor activation(const at::Tensor& x, const std::string& name);
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT);
 
+// The router's decision for the N tokens of one MoE layer (models/routing.cpp).
+struct Routing {
+  at::Tensor logits_NE;        // router logits [N, E] (compute dtype)
+  at::Tensor topk_ids_NK;      // chosen experts [N, K] int64, descending probability
+  at::Tensor gates_NK;         // gate weights as applied [N, K] (compute dtype); 0 for slots not run
+  at::Tensor dispatch_ids_NK;  // topk_ids with E for slots not run (NAEE-skipped, compressed auxiliary)
+  at::Tensor x_in_ND;          // what the experts see: x, or x * theta (compressed experts)
+};
+Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer);
+
 // Routed experts of one layer on the batch's valid tokens x [N, D] -> [N, D]:
 // route, dispatch rows to the experts' owners, one matmul pair per local expert,
 // combine (gate-weighted sum per token).

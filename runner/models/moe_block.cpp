@@ -4,19 +4,8 @@
 // outputs come back and are weighted by the gates and summed per token. The
 // forward reads: route, plan, move, compute, move back, combine. Every step is
 // differentiable (the moves through models/dispatch_autograd.h) so that gradients
-// reach the experts' weights on whichever rank holds them.
-//
-// Compressed experts (arXiv 2503.00634; hf::ModelConfig::compressed_main = k_m): a
-// token's top-k slots (descending gates g) split into k_m main slots and k_a = k - k_m
-// auxiliary ones. theta = sum over aux slots i of alpha_i theta_{e_i} with
-// alpha_i = g_i / sum_aux g; the main experts run on x * theta (element-wise) and the
-// block returns sum over main slots j of g'_j f_{e_j}(x * theta), g'_j = g_j / sum_main g
-// (our reading: the main gates renormalised to sum 1 over the main experts; the aux
-// experts' share is carried by theta, the paper gives no separate aux term). Aux
-// experts never run: their slots go to the sentinel expert id E, like NAEE's skipped
-// slots. g are the router's top-k gates after its own renormalisation (the ratios, and
-// so alpha and g', do not depend on it); theta and x*theta are computed on the tokens'
-// process (theta is replicated), so gradients reach theta, the router and x.
+// reach the experts' weights on whichever rank holds them. Routing (top-k, NAEE
+// skipping, compressed experts) is models/routing.cpp.
 #include <ATen/core/grad_mode.h>
 
 #include "models/blocks.h"
@@ -57,17 +46,6 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
   return outputs.empty() ? x_MD * 0 : at::cat(outputs, 0);
 }
 
-// NAEE dynamic skipping (Lu et al. 2024; github.com/Lucky-Lance/Expert_Sparsity,
-// model/modeling_mixtral.py): slot j >= 1 of a token is skipped when its router
-// probability p_j < beta * p_0 (top-k probabilities, descending, float32; for top-2
-// Mixtral: the second expert when g2 < beta * g1). Undefined when the layer does not skip.
-at::Tensor skip_slots(const at::Tensor& topk_p_NK, double beta) {
-  if (beta <= 0 || topk_p_NK.size(1) < 2) return {};
-  at::Tensor skip_NK = topk_p_NK < topk_p_NK.narrow(1, 0, 1) * beta;
-  skip_NK.select(1, 0).fill_(false);
-  return skip_NK;
-}
-
 // Dense observation: every expert on every token, reported as [N, E, D].
 void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND,
                          const at::Tensor& logits_NE, int64_t layer, ExpertDispatcher& dispatcher,
@@ -89,35 +67,9 @@ void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const
 
 at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer,
                        ExpertDispatcher& dispatcher, MoeObserver* observer) {
-  const int64_t K = c.num_experts_per_tok, E = w.num_experts();
-
-  // Route: softmax over all experts in float32, top-k, optional renormalisation
-  // (Mixtral always; Qwen3 when norm_topk_prob), gates cast to the compute dtype.
-  at::Tensor logits_NE = at::linear(x_ND, w.router_ED);
-  at::Tensor probs_NE = at::softmax(logits_NE.to(at::kFloat), -1);
-  auto [topk_w_NK, topk_ids_NK] = at::topk(probs_NE, K, -1);
-  // Skipped slots get gate 0, before the renormalisation (NAEE's code: the kept gates sum
-  // to 1 again) or, with moelab_skip_renormalize false, after it.
-  const at::Tensor skip_NK = skip_slots(topk_w_NK, c.skip_beta_of(layer));
-  if (skip_NK.defined() && c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
-  if (c.norm_topk_prob) topk_w_NK = topk_w_NK / topk_w_NK.sum(-1, true);
-  if (skip_NK.defined() && !c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
-  // Compressed experts: theta from the aux slots, x scaled by it, main gates renormalised,
-  // aux slots marked (gate 0, not dispatched).
-  at::Tensor x_in_ND = x_ND, aux_NK;
-  if (c.compressed()) {
-    const int64_t Km = c.compressed_main, N = x_ND.size(0), D = x_ND.size(1);
-    at::Tensor main_w = topk_w_NK.narrow(1, 0, Km), aux_w = topk_w_NK.narrow(1, Km, K - Km);
-    at::Tensor alpha_NA = (aux_w / aux_w.sum(-1, true).clamp_min(1e-30)).to(x_ND.scalar_type());
-    at::Tensor aux_ids = topk_ids_NK.narrow(1, Km, K - Km).reshape({-1});
-    at::Tensor theta_ND =
-        (alpha_NA.unsqueeze(-1) * w.theta_ED.index_select(0, aux_ids).view({N, K - Km, D})).sum(1);
-    x_in_ND = x_ND * theta_ND;
-    topk_w_NK = at::cat({main_w / main_w.sum(-1, true), at::zeros_like(aux_w)}, 1);
-    aux_NK = (at::arange(K, topk_ids_NK.options()) >= Km).unsqueeze(0).expand({N, K});
-  }
-  topk_w_NK = topk_w_NK.to(x_ND.scalar_type());
-  if (observer) observer->on_routing(layer, logits_NE.detach(), topk_ids_NK, topk_w_NK.detach());
+  const int64_t E = w.num_experts();
+  const Routing r = route(w, c, x_ND, layer);
+  if (observer) observer->on_routing(layer, r.logits_NE.detach(), r.topk_ids_NK, r.gates_NK.detach());
 
   // Plan and move: rows grouped by local expert on the experts' process. Backward
   // graphs are recorded when the experts' or the router's weights want gradients
@@ -126,13 +78,11 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   const bool track = at::GradMode::is_enabled() &&
                      (w.gate_up_EFD.requires_grad() || w.router_ED.requires_grad() ||
                       (w.theta_ED.defined() && w.theta_ED.requires_grad()));
-  // Skipped slots (and compressed experts' aux slots) go to expert id E: the plan leaves
-  // them out, so they are never run.
-  at::Tensor dispatch_ids_NK = skip_NK.defined() ? topk_ids_NK.masked_fill(skip_NK, E) : topk_ids_NK;
-  if (aux_NK.defined()) dispatch_ids_NK = dispatch_ids_NK.masked_fill(aux_NK, E);
-  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, dispatch_ids_NK, topk_w_NK));
+  // Slots that do not run (NAEE-skipped, compressed experts' auxiliary) carry expert
+  // id E: the plan leaves them out.
+  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, r.dispatch_ids_NK, r.gates_NK));
   const DispatchedTokens& d = *plan;
-  at::Tensor x_MD = move_to_experts(dispatcher, plan, x_in_ND.index_select(0, d.rows.token_of), track);
+  at::Tensor x_MD = move_to_experts(dispatcher, plan, r.x_in_ND.index_select(0, d.rows.token_of), track);
 
   // Compute: one matmul pair per local expert on its contiguous slice.
   at::Tensor y_MD = compute_local_experts(w, c, d, x_MD, [&](int64_t i, int64_t offset, int64_t n, const at::Tensor& act,
@@ -147,7 +97,7 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   if (observer) {
     observer->on_combine(layer, d.rows.expert_of, d.rows.token_of, d.rows.gate_of.detach(), y_RD.detach());
     if (observer->wants_all_expert_outputs())
-      observe_all_experts(w, c, x_ND.detach(), logits_NE.detach(), layer, dispatcher, *observer);
+      observe_all_experts(w, c, x_ND.detach(), r.logits_NE.detach(), layer, dispatcher, *observer);
   }
   return weighted_scatter_add(y_RD, d.rows, d.num_tokens);
 }
