@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "jobs/text_documents.h"
 #include "common/file_text.h"
 #include "common/seeded_shuffle.h"
 #include "tokenizer/tokenizer.h"
@@ -35,30 +36,6 @@ std::vector<std::vector<int64_t>> read_token_id_file(const std::string& path) {
   return out;
 }
 
-namespace {
-
-std::vector<std::string> read_documents(const std::string& path, const std::string& field) {
-  if (!has_suffix(path, ".jsonl")) return {read_file_text(path, "calibration file")};
-  std::vector<std::string> docs;
-  std::istringstream in(read_file_text(path, "calibration file"));
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      throw InputError(path, "line " + std::to_string(n) + " is not valid JSON");
-    }
-    if (!j.is_object() || !j.contains(field) || !j[field].is_string())
-      throw InputError(path, "line " + std::to_string(n) + ": field \"" + field + "\" is missing or not a string");
-    docs.push_back(j[field].get<std::string>());
-  }
-  return docs;
-}
-
-}  // namespace
-
 CalibrationSet load_calibration_set(const CalibrationSpec& spec) {
   if (spec.files.empty()) throw InputError("--data", "give at least one calibration file");
   if (spec.seq_len <= 0) throw InputError("--seq-len", "must be positive");
@@ -75,7 +52,7 @@ CalibrationSet load_calibration_set(const CalibrationSpec& spec) {
     }
     // Read (and check) the documents before loading the tokenizer: a bad line is
     // reported as such even when the tokenizer is missing too.
-    const std::vector<std::string> docs = read_documents(f, spec.text_field);
+    const std::vector<std::string> docs = read_documents(f, spec.text_field, "calibration file");
     if (!tok) {
       if (spec.tokenizer.empty()) throw InputError(f, "text calibration data needs the model's tokenizer.json");
       tok = Tokenizer::from_file(spec.tokenizer);

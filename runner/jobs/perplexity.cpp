@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/file_text.h"
+#include "jobs/text_documents.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moelab::jobs {
@@ -27,24 +28,9 @@ std::vector<Window> sliding_windows(int64_t n, int64_t max_length, int64_t strid
 }
 
 std::vector<std::string> read_text_documents(const std::string& path, const std::string& text_field) {
-  const std::string text = read_file_text(path, "text file");
-  if (text.empty()) throw InputError(path, "the file is empty: no text to evaluate");
-  if (!has_suffix(path, ".jsonl")) return {text};
-  std::vector<std::string> docs;
-  std::istringstream in(text);
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      throw InputError(path, "line " + std::to_string(n) + " is not valid JSON");
-    }
-    if (!j.is_object() || !j.contains(text_field) || !j[text_field].is_string())
-      throw InputError(path, "line " + std::to_string(n) + ": field \"" + text_field + "\" is missing or not a string");
-    docs.push_back(j[text_field].get<std::string>());
-  }
+  std::vector<std::string> docs = read_documents(path, text_field, "text file");
+  if (docs.size() == 1 && docs[0].empty() && !has_suffix(path, ".jsonl"))
+    throw InputError(path, "the file is empty: no text to evaluate");
   if (docs.empty()) throw InputError(path, "the file holds no document (no non-blank line)");
   return docs;
 }
