@@ -46,16 +46,16 @@ CriterionScores score_criterion(const Criterion& c, const ScoreInputs& in, const
   return out;
 }
 
-void check_stats_match(const results::CalibrationStats& st, const models::MoeModel& m, const std::string& stats_path) {
-  std::vector<std::pair<int64_t, int64_t>> moe;
-  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
-    if (m.layers[l].moe) moe.emplace_back(l, m.layers[l].moe->num_experts());
-  bool ok = moe.size() == st.layers.size();
-  for (size_t i = 0; ok && i < moe.size(); ++i)
-    ok = st.layers[i].layer == moe[i].first && st.layers[i].tokens_E.size(0) == moe[i].second;
-  if (!ok || (!st.architecture.empty() && st.architecture != m.config.architecture))
+void check_stats_match(const results::CalibrationStats& st, const hf::ModelConfig& c, const std::string& stats_path) {
+  const auto moe = c.moe_layer_experts();
+  bool ok = moe.size() == st.layers.size() && (st.architecture.empty() || st.architecture == c.architecture);
+  size_t i = 0;
+  for (auto it = moe.begin(); ok && it != moe.end(); ++it, ++i)
+    ok = st.layers[i].layer == it->first &&
+         (!st.layers[i].tokens_E.defined() || st.layers[i].tokens_E.size(0) == it->second);
+  if (!ok)
     throw InputError(stats_path, "was collected on a different model (" + st.model + ", " + st.architecture +
-                                     "): its MoE layers or expert counts differ from " + m.config.path);
+                                     "): its MoE layers or expert counts differ from " + c.path);
 }
 
 void write_scores(const ScoresFile& scores, const std::string& path) {

@@ -31,9 +31,9 @@ struct ScoresFile {
 // MoE layer #i of the statistics). Throws InputError for missing inputs.
 CriterionScores score_criterion(const Criterion& c, const ScoreInputs& in, const std::vector<int64_t>& layers);
 
-// The statistics must describe this model: same MoE layers, expert counts and
-// architecture; InputError naming `stats_path` otherwise.
-void check_stats_match(const results::CalibrationStats& st, const models::MoeModel& m, const std::string& stats_path);
+// The statistics must describe this model (its config): same MoE layers, expert counts
+// and architecture; InputError naming `stats_path` otherwise.
+void check_stats_match(const results::CalibrationStats& st, const hf::ModelConfig& c, const std::string& stats_path);
 
 void write_scores(const ScoresFile& scores, const std::string& path);  // atomically
 ScoresFile read_scores(const std::string& path);                        // InputError naming the file

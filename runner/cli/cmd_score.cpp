@@ -41,7 +41,7 @@ void run_score(const ScoreArgs& a) {
   std::optional<models::MoeModel> model, second;
   if (!a.model.empty()) model = models::load_model(a.model);
   if (!a.second_model.empty()) second = models::load_model(a.second_model);
-  if (st && model) criteria::check_stats_match(*st, *model, a.stats);
+  if (st && model) criteria::check_stats_match(*st, model->config, a.stats);
 
   std::vector<std::unique_ptr<criteria::Criterion>> list;
   for (const auto& n : a.criteria) list.push_back(criteria::make_criterion(n));

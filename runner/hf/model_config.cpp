@@ -52,6 +52,13 @@ RopeConfig read_rope(const nlohmann::json& raw, const std::string& file, int64_t
 
 }  // namespace
 
+std::map<int64_t, int64_t> ModelConfig::moe_layer_experts() const {
+  std::map<int64_t, int64_t> out;
+  for (int64_t l = 0; l < int64_t(num_experts_per_layer.size()); ++l)
+    if (num_experts_per_layer[l] > 0) out[l] = num_experts_per_layer[l];
+  return out;
+}
+
 int64_t ModelConfig::num_routed_experts_max() const {
   int64_t m = 0;
   for (auto e : num_experts_per_layer) m = std::max(m, e);

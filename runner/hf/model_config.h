@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -74,6 +75,8 @@ struct ModelConfig {
 
   int64_t num_routed_experts_max() const;
   bool is_moe_layer(int64_t layer) const { return num_experts_per_layer.at(layer) > 0; }
+  // MoE layers only: decoder-layer index -> routed experts.
+  std::map<int64_t, int64_t> moe_layer_experts() const;
 };
 
 // Reads and validates config.json. Throws InputError naming the file and the field.

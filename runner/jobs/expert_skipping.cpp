@@ -5,6 +5,7 @@
 
 #include "common/atomic_output.h"
 #include "common/error.h"
+#include "criteria/scores_file.h"
 
 namespace fs = std::filesystem;
 
@@ -47,16 +48,7 @@ std::vector<double> skip_betas_from_stats(const hf::ModelConfig& c, const result
   if (!st.collected.count(results::stat::kGateRatios))
     throw InputError(stats_path, "lacks the \"gate_ratios\" statistics (router 2nd/1st probability ratios); collect "
                                  "them with: moelab calibrate MODEL --data FILE --collect gate_ratios");
-  std::vector<int64_t> moe;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-    if (c.is_moe_layer(l)) moe.push_back(l);
-  bool ok = moe.size() == st.layers.size() && (st.architecture.empty() || st.architecture == c.architecture);
-  for (size_t i = 0; ok && i < moe.size(); ++i)
-    ok = st.layers[i].layer == moe[i] &&
-         (!st.layers[i].tokens_E.defined() || st.layers[i].tokens_E.size(0) == c.num_experts_per_layer[moe[i]]);
-  if (!ok)
-    throw InputError(stats_path, "was collected on a different model (" + st.model + ", " + st.architecture +
-                                     "): its MoE layers or expert counts differ from " + c.path);
+  criteria::check_stats_match(st, c, stats_path);
   std::vector<double> beta(c.num_hidden_layers, 0.0);
   for (const auto& s : st.layers) beta[s.layer] = median_from_histogram(s.gate_ratio_hist_B);
   return beta;

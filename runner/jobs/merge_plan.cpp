@@ -14,13 +14,6 @@
 namespace moelab::jobs {
 namespace {
 
-std::map<int64_t, int64_t> moe_layers(const models::MoeModel& m) {
-  std::map<int64_t, int64_t> out;
-  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
-    if (m.layers[l].moe) out[l] = m.layers[l].moe->num_experts();
-  return out;
-}
-
 // [E, E] float64: 1 - cos(f_i, f_j); cos = 0 when either row is zero.
 std::vector<std::vector<double>> cosine_distances(const at::Tensor& features_ED) {
   at::Tensor f = features_ED.to(at::kDouble).contiguous();
@@ -91,7 +84,7 @@ MergePlan plan_merges(const models::MoeModel& m, const results::CalibrationStats
     throw InputError(stats_path, lacks(results::stat::kUsage, "tokens per expert, the merge weights"));
   if (!st.collected.count(results::stat::kDenseOutputs))
     throw InputError(stats_path, lacks(results::stat::kDenseOutputs, "mean expert outputs over all tokens"));
-  criteria::check_stats_match(st, m, stats_path);
+  criteria::check_stats_match(st, m.config, stats_path);
 
   MergePlan p;
   p.architecture = m.config.architecture;
@@ -132,7 +125,7 @@ MergePlan plan_merges(const models::MoeModel& m, const results::CalibrationStats
 }
 
 void check_merge_plan(const MergePlan& p, const models::MoeModel& m, const std::string& path) {
-  const auto layers = moe_layers(m);
+  const auto layers = m.config.moe_layer_experts();
   bool ok = p.layers.size() == layers.size() && (p.architecture.empty() || p.architecture == m.config.architecture);
   for (const auto& [l, E] : layers) ok = ok && p.layers.count(l) && p.layers.at(l).num_experts == E;
   if (!ok)

@@ -15,13 +15,6 @@
 namespace moelab::jobs {
 namespace {
 
-std::map<int64_t, int64_t> moe_layers(const models::MoeModel& m) {
-  std::map<int64_t, int64_t> out;
-  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
-    if (m.layers[l].moe) out[l] = m.layers[l].moe->num_experts();
-  return out;
-}
-
 // True when expert a (score sa) is dropped before b (score sb).
 bool drops_first(double sa, double sb, bool min_direction) { return min_direction ? sa < sb : sa > sb; }
 
@@ -34,7 +27,7 @@ void check_plan_options(const PlanOptions& o, const models::MoeModel& m) {
     throw InputError("--ratio", std::to_string(o.ratio) + " is outside [0, 1) (the fraction of experts dropped)");
   if (o.scope == "global" && !o.layer_ratios.empty())
     throw InputError("--layer-ratio", "per-layer ratios apply to the uniform scope, not to a global ratio");
-  const auto layers = moe_layers(m);
+  const auto layers = m.config.moe_layer_experts();
   for (const auto& [l, r] : o.layer_ratios) {
     if (!layers.count(l)) throw InputError("--layer-ratio", "layer " + std::to_string(l) + " is not an MoE layer");
     if (!(r >= 0 && r < 1))
@@ -44,7 +37,7 @@ void check_plan_options(const PlanOptions& o, const models::MoeModel& m) {
 
 std::map<int64_t, int64_t> drop_counts(const PlanOptions& o, const models::MoeModel& m) {
   std::map<int64_t, int64_t> out;
-  for (const auto& [l, E] : moe_layers(m)) {
+  for (const auto& [l, E] : m.config.moe_layer_experts()) {
     const double r = o.layer_ratios.count(l) ? o.layer_ratios.at(l) : o.ratio;
     out[l] = std::llround(r * double(E));
   }
@@ -54,7 +47,7 @@ std::map<int64_t, int64_t> drop_counts(const PlanOptions& o, const models::MoeMo
 PruningPlan plan_from_scores(const models::MoeModel& m, const criteria::CriterionScores& scores, const PlanOptions& o,
                              const std::string& scores_path) {
   check_plan_options(o, m);
-  const auto layers = moe_layers(m);
+  const auto layers = m.config.moe_layer_experts();
   for (const auto& [l, E] : layers) {
     auto it = scores.layers.find(l);
     if (it == scores.layers.end())
@@ -122,7 +115,7 @@ PruningPlan plan_from_scores(const models::MoeModel& m, const criteria::Criterio
 }
 
 void check_plan(const PruningPlan& p, const models::MoeModel& m, const std::string& path) {
-  const auto layers = moe_layers(m);
+  const auto layers = m.config.moe_layer_experts();
   if (!p.architecture.empty() && p.architecture != m.config.architecture)
     throw InputError(path, "is a plan for a different model (" + p.architecture + ", " + p.model + "), not " +
                                m.config.architecture + " " + m.config.path);
