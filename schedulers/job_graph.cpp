@@ -1,5 +1,6 @@
 #include "schedulers/job_graph.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -21,6 +22,17 @@ bool needs_data(const std::string& criterion) {
   for (const auto& need : criteria::make_criterion(criterion)->needs())
     if (need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint) return true;
   return false;
+}
+
+std::map<std::string, std::string> point_tags(const GridPoint& p) {
+  return {{"model", p.model},         {"calibration", p.calibration}, {"criterion", p.criterion.label()},
+          {"ratio", num(p.ratio)},     {"procedure", p.procedure},     {"recovery", p.recovery.label()},
+          {"seed", std::to_string(p.seed)}};
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  return s;
 }
 
 class Builder {
@@ -45,10 +57,6 @@ class Builder {
   JobGraph take() { return std::move(graph_); }
 
  private:
-  static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-    for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
-    return s;
-  }
   const SweepSpec& s_;
   JobGraph graph_;
   std::map<std::string, size_t> index_;
@@ -71,6 +79,56 @@ std::vector<std::string> data_args(const CalibrationSpecEntry& c) {
 }
 
 }  // namespace
+
+nlohmann::json job_to_json(const Job& j) {
+  return {{"id", j.id},
+          {"kind", j.kind},
+          {"label", j.label},
+          {"deps", j.deps},
+          {"args", j.args},
+          {"output", j.output},
+          {"tags", j.tags},
+          {"resources",
+           {{"ranks", j.resources.ranks}, {"gpus", j.resources.gpus}, {"mem", j.resources.mem}, {"time", j.resources.time}}}};
+}
+
+Job job_from_json(const nlohmann::json& j, const std::string& source) {
+  try {
+    Job out;
+    out.id = j.at("id").get<std::string>();
+    out.kind = j.at("kind").get<std::string>();
+    out.label = j.value("label", "");
+    out.deps = j.at("deps").get<std::vector<std::string>>();
+    out.args = j.at("args").get<std::vector<std::string>>();
+    out.output = j.at("output").get<std::string>();
+    out.tags = j.value("tags", std::map<std::string, std::string>{});
+    const auto& r = j.at("resources");
+    out.resources = {r.at("ranks").get<int64_t>(), r.at("gpus").get<int64_t>(), r.at("mem").get<std::string>(),
+                     r.at("time").get<std::string>()};
+    return out;
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(source, std::string("malformed job: ") + e.what());
+  }
+}
+
+nlohmann::json graph_to_json(const JobGraph& g) {
+  nlohmann::json jobs = nlohmann::json::array();
+  for (const auto& j : g.jobs) jobs.push_back(job_to_json(j));
+  return jobs;
+}
+
+JobGraph graph_from_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_array()) throw InputError(source, "malformed job graph: expected a list of jobs");
+  JobGraph g;
+  for (const auto& x : j) g.jobs.push_back(job_from_json(x, source));
+  return g;
+}
+
+std::vector<std::string> job_arguments(const Job& j, const std::string& results_dir) {
+  std::vector<std::string> out;
+  for (const auto& a : j.args) out.push_back(replace_all(a, "{out}", results_dir));
+  return out;
+}
 
 std::string stable_hash(const std::string& text) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -175,6 +233,8 @@ JobGraph build_job_graph(const SweepSpec& s) {
     }
     pr.args.insert(pr.args.end(), {"--plan-out", "{out}/prune/{id}.plan.json", "--out", "{out}/prune/{id}", "--overwrite"});
     pr.output = "prune/{id}";
+    pr.tags = point_tags(p);
+    pr.tags["recovery"] = "none";
     const std::string prune_id = b.add(std::move(pr));
     std::string final_id = prune_id;
     if (p.recovery.kind == "finetune") {
@@ -187,8 +247,11 @@ JobGraph build_job_graph(const SweepSpec& s) {
       ft.args.insert(ft.args.end(), {"--seq-len", std::to_string(p.recovery.seq_len), "--steps",
                                      std::to_string(p.recovery.steps), "--lr", num(p.recovery.lr), "--batch-size",
                                      std::to_string(p.recovery.batch_size), "--params", p.recovery.params, "--seed",
-                                     std::to_string(p.seed), "--out", "{out}/finetune/{id}", "--overwrite"});
+                                     std::to_string(p.seed), "--checkpoint-dir", "{out}/finetune/{id}.ckpt",
+                                     "--checkpoint-every", std::to_string(std::max<int64_t>(1, p.recovery.steps / 4)),
+                                     "--auto-resume", "--out", "{out}/finetune/{id}", "--overwrite"});
       ft.output = "finetune/{id}";
+      ft.tags = point_tags(p);
       final_id = b.add(std::move(ft));
     }
     if (final_models.insert(final_id).second) to_eval.emplace_back(final_id, "{out}/" + b.get(final_id).output);
@@ -206,6 +269,11 @@ JobGraph build_job_graph(const SweepSpec& s) {
                                      "{out}/eval/{id}.jsonl"});
       if (!s.eval.tasks.empty()) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(s.eval.num_fewshot)});
       ev.output = "eval/{id}.jsonl";
+      if (dep.empty()) {
+        ev.tags = {{"model", model}, {"criterion", "none"}, {"ratio", "0"}, {"procedure", "none"}, {"recovery", "none"}};
+      } else {
+        ev.tags = b.get(dep).tags;
+      }
       b.add(std::move(ev));
     }
   return b.take();

@@ -12,6 +12,8 @@
 // Outputs live under the sweep's results directory: <kind>/<id>[.ext].
 #pragma once
 
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,9 @@ struct Job {
   std::vector<std::string> deps;  // ids of the jobs whose outputs it reads
   std::string output;             // its main output, relative to the results dir
   Resources resources;
+  // What a report needs to place the job's result: model, calibration, criterion
+  // ("Min-EAN"; "none" for the unpruned model), ratio, procedure, recovery, seed.
+  std::map<std::string, std::string> tags;
 };
 
 struct JobGraph {
@@ -36,6 +41,15 @@ struct JobGraph {
 };
 
 JobGraph build_job_graph(const SweepSpec& spec);
+
+// A job as JSON (plan.json, Slurm job lists) and back; `source` names the file in errors.
+nlohmann::json job_to_json(const Job& j);
+Job job_from_json(const nlohmann::json& j, const std::string& source);
+nlohmann::json graph_to_json(const JobGraph& g);
+JobGraph graph_from_json(const nlohmann::json& j, const std::string& source);
+
+// The job's arguments with {out} replaced by the results directory.
+std::vector<std::string> job_arguments(const Job& j, const std::string& results_dir);
 
 // FNV-1a 64-bit of the text, as 16 hex digits (stable across platforms and runs).
 std::string stable_hash(const std::string& text);

@@ -212,11 +212,11 @@ SweepSpec load_sweep_spec(const std::string& path) {
   if (!root.IsMap()) r.fail("(top level)", "expected a map of sweep keys");
   static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
-                                              "eval",     "resources"};
+                                              "eval",     "resources", "slurm"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
-                                   "seeds, include, exclude, eval, resources)");
+                                   "seeds, include, exclude, eval, resources, slurm)");
   }
   SweepSpec s;
   s.path = path;
@@ -308,6 +308,26 @@ SweepSpec load_sweep_spec(const std::string& path) {
       if (!kKinds.count(kind)) r.fail("resources." + kind, "unknown job kind (calibrate, prune, finetune, eval)");
       s.resources[kind] = parse_resources(r, kv.second, "resources." + kind);
     }
+  }
+  if (const YAML::Node sl = root["slurm"]) {
+    if (!sl.IsMap()) r.fail("slurm", "expected a map (partition, account, throttle, launcher, signal_seconds, sbatch_args)");
+    static const std::set<std::string> kSlurmKeys = {"partition", "account", "throttle", "launcher", "signal_seconds",
+                                                     "sbatch_args"};
+    for (const auto& kv : sl)
+      if (!kSlurmKeys.count(kv.first.as<std::string>()))
+        r.fail("slurm." + kv.first.as<std::string>(),
+               "unknown key (partition, account, throttle, launcher, signal_seconds, sbatch_args)");
+    if (sl["partition"]) s.slurm.partition = r.as<std::string>(sl["partition"], "slurm.partition");
+    if (sl["account"]) s.slurm.account = r.as<std::string>(sl["account"], "slurm.account");
+    if (sl["throttle"]) s.slurm.throttle = r.as<int64_t>(sl["throttle"], "slurm.throttle");
+    if (s.slurm.throttle < 0) r.fail("slurm.throttle", "must be >= 0 (0: no limit)");
+    if (sl["launcher"]) s.slurm.launcher = r.as<std::string>(sl["launcher"], "slurm.launcher");
+    if (s.slurm.launcher != "mpirun" && s.slurm.launcher != "srun")
+      r.fail("slurm.launcher", "\"" + s.slurm.launcher + "\" is not mpirun or srun");
+    if (sl["signal_seconds"]) s.slurm.signal_seconds = r.as<int64_t>(sl["signal_seconds"], "slurm.signal_seconds");
+    if (s.slurm.signal_seconds < 0 || s.slurm.signal_seconds > 65535)
+      r.fail("slurm.signal_seconds", "must be in [0, 65535]");
+    s.slurm.sbatch_args = r.list<std::string>(sl["sbatch_args"], "slurm.sbatch_args");
   }
   // Criteria that need calibration statistics need a calibration set.
   for (const auto& c : s.criteria) {

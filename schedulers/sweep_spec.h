@@ -17,6 +17,7 @@
 //     max_length: 512
 //   resources:                          # per job kind: calibrate, prune, finetune, eval
 //     calibrate: {ranks: 2, gpus: 0, mem: 8G, time: "00:30:00"}
+//   slurm: {partition: gpu, account: lab, throttle: 8, launcher: srun, sbatch_args: ["--qos=high"]}
 //
 // Everything is validated before anything runs; errors name the file and the key
 // (e.g. "sweep.yaml: ratios[2]: 1.5 is outside [0, 1)").
@@ -57,6 +58,15 @@ struct Resources {
   std::string mem = "4G", time = "01:00:00";
 };
 
+// How `moelab submit` talks to Slurm (command-line options override these).
+struct SlurmSettings {
+  std::string partition, account;
+  int64_t throttle = 0;              // at most this many tasks of an array at once (--array=0-N%K); 0: no limit
+  std::string launcher = "mpirun";   // how multi-rank jobs start inside an allocation: mpirun | srun
+  int64_t signal_seconds = 120;      // USR1 this long before the time limit: checkpoint, requeue
+  std::vector<std::string> sbatch_args;  // extra sbatch options, e.g. ["--qos=high"]
+};
+
 struct EvalSpec {
   std::vector<std::pair<std::string, std::string>> perplexity;  // (domain, file)
   std::vector<std::string> tasks;
@@ -85,6 +95,7 @@ struct SweepSpec {
   std::vector<std::map<std::string, std::string>> include, exclude;
   EvalSpec eval;
   std::map<std::string, Resources> resources;  // by job kind
+  SlurmSettings slurm;
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
   Resources resources_for(const std::string& kind) const;
 };

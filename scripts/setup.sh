@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libpcre2-dev libicu-dev
+  slurm-wlm munge
 )
 # Pinned so that parity tests compare against one known transformers.
 PY_PACKAGES=(

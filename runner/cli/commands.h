@@ -17,7 +17,10 @@ void add_eval_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_set_skipping_command(CLI::App& app);
 void add_finetune_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
+void add_submit_command(CLI::App& app);
+void add_status_command(CLI::App& app);
 void add_compress_command(CLI::App& app);
 
 }  // namespace moelab::cli

@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
   moelab::cli::add_set_skipping_command(app);
   moelab::cli::add_compress_command(app);
   moelab::cli::add_finetune_command(app);
+  moelab::cli::add_train_command(app);
   moelab::cli::add_sweep_command(app);
+  moelab::cli::add_submit_command(app);
+  moelab::cli::add_status_command(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help

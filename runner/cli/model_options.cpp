@@ -9,6 +9,10 @@ void ModelOptions::add_to(CLI::App* cmd) {
   cmd->add_option("model", model_dir, "Hugging Face model directory (config.json + *.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);
+  add_compute_options(cmd);
+}
+
+void ModelOptions::add_compute_options(CLI::App* cmd) {
   cmd->add_option("--dtype", dtype,
                   "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));

@@ -17,6 +17,8 @@ struct ModelOptions {
   std::string device = "cpu";
 
   void add_to(CLI::App* cmd);
+  // --dtype and --device only (commands that build a model instead of reading one).
+  void add_compute_options(CLI::App* cmd);
   models::LoadOptions load_options() const;
 };
 

@@ -3,6 +3,7 @@
 #include <torch/optim/adamw.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -44,6 +45,25 @@ std::vector<int64_t> batch_of_step(int64_t n, int64_t batch, uint64_t seed, int6
 std::string checkpoint_file(const std::string& dir, int rank, int64_t step) {
   return dir + "/rank" + std::to_string(rank) + ".step" + std::to_string(step) + ".safetensors";
 }
+
+// SIGUSR1 -> a flag read at step boundaries (installed only while a run can checkpoint).
+volatile std::sig_atomic_t g_stop_requested = 0;
+void request_stop(int) { g_stop_requested = 1; }
+
+class StopOnSignal {
+ public:
+  explicit StopOnSignal(bool active) : active_(active) {
+    if (active_) previous_ = std::signal(SIGUSR1, request_stop);
+  }
+  ~StopOnSignal() {
+    if (active_) std::signal(SIGUSR1, previous_);
+  }
+  bool requested() const { return active_ && g_stop_requested != 0; }
+
+ private:
+  bool active_;
+  void (*previous_)(int) = SIG_DFL;
+};
 
 }  // namespace
 
@@ -132,7 +152,7 @@ std::vector<StepRecord> finetune(models::MoeModel& m, cluster::Communicator& com
   // Resume: this rank's weights and optimizer state at the checkpoint's step.
   int64_t start = 1;
   const std::string state_path = o.checkpoint_dir + "/state.json";
-  if (o.resume) {
+  if (o.resume || (o.auto_resume && std::filesystem::exists(state_path))) {
     if (o.checkpoint_dir.empty()) throw InputError("--resume", "needs --checkpoint-dir");
     std::ifstream in(state_path);
     if (!in) throw InputError(state_path, "no checkpoint to resume from");
@@ -186,7 +206,8 @@ std::vector<StepRecord> finetune(models::MoeModel& m, cluster::Communicator& com
   };
 
   std::ofstream log;
-  if (comm.rank() == 0 && !o.log_file.empty()) log.open(o.log_file, o.resume ? std::ios::app : std::ios::trunc);
+  if (comm.rank() == 0 && !o.log_file.empty()) log.open(o.log_file, start > 1 ? std::ios::app : std::ios::trunc);
+  StopOnSignal stop_signal(!o.checkpoint_dir.empty());
   cluster::DataParallelOptions dp;
   dp.batch_size = o.micro_batch > 0 ? o.micro_batch : o.batch_size;
   std::vector<StepRecord> records;
@@ -227,8 +248,10 @@ std::vector<StepRecord> finetune(models::MoeModel& m, cluster::Communicator& com
         sq_owned += g.to(at::kDouble).pow(2).sum().cpu();
       }
     }
-    at::Tensor stats = at::cat({sq_owned, at::tensor({local_loss}, at::kDouble)});
+    // The stop request rides along with the loss: every rank learns of it at the same step.
+    at::Tensor stats = at::cat({sq_owned, at::tensor({local_loss, stop_signal.requested() ? 1.0 : 0.0}, at::kDouble)});
     comm.all_reduce_sum(stats);
+    const bool stop = stats[2].item<double>() > 0;
     if (step == 1 && !o.grads_file.empty()) {
       std::vector<std::pair<std::string, at::Tensor>> grads;
       for (size_t i = 0; i < trainable.size(); ++i) {
@@ -262,8 +285,10 @@ std::vector<StepRecord> finetune(models::MoeModel& m, cluster::Communicator& com
       log.flush();
     }
     if (after_step) after_step(r);
-    if (!o.checkpoint_dir.empty() && ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || step == o.steps))
+    if (!o.checkpoint_dir.empty() &&
+        ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || step == o.steps || stop))
       save_checkpoint(step);
+    if (stop && step < o.steps) throw TrainingInterrupted(step);
     if (exit_after && std::atoll(exit_after) == step) std::_Exit(137);
   }
   for (auto& t : trainable) {

@@ -11,12 +11,17 @@
 // experts owned by one rank already received every rank's tokens through the
 // dispatcher's differentiable exchanges.
 //
+// Stopping early: with a checkpoint_dir, SIGUSR1 (any rank; mpirun forwards it to all)
+// makes every rank stop after the current step, save a checkpoint and throw
+// TrainingInterrupted, so a batch job near its time limit can requeue and resume.
+//
 // Data order: the examples are shuffled per epoch (seed + epoch) and consumed in
 // global batches; step s always sees the same examples, so a resumed run continues
 // exactly where a checkpoint left it.
 #pragma once
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,6 +43,7 @@ struct FinetuneOptions {
   std::string checkpoint_dir;    // empty: no checkpoints
   int64_t checkpoint_every = 0;  // steps (0: only at the end)
   bool resume = false;           // continue from checkpoint_dir
+  bool auto_resume = false;      // continue from checkpoint_dir if it holds a checkpoint, else start
   std::string log_file;          // JSON lines: step, loss, lr, grad_norm, targets (rank 0)
   std::string grads_file;        // diagnostics: step 1's summed gradients (before clipping),
                                  // every expert gathered, written by rank 0 as safetensors
@@ -47,6 +53,15 @@ struct StepRecord {
   int64_t step = 0;  // 1-based
   double loss = 0, lr = 0, grad_norm = 0;
   int64_t targets = 0;
+};
+
+// Thrown by finetune() when SIGUSR1 asked it to stop (Slurm's "time is nearly up"):
+// the checkpoint of `step` is saved; a run with resume continues from it.
+struct TrainingInterrupted : std::runtime_error {
+  explicit TrainingInterrupted(int64_t step)
+      : std::runtime_error("stopped by a signal after step " + std::to_string(step) + "; checkpoint saved"),
+        step(step) {}
+  int64_t step;
 };
 
 // Learning rate at 1-based step s of `steps`.

@@ -124,6 +124,10 @@ ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::Model
 hf::ModelConfig load_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
   if (!std::filesystem::exists(path)) throw InputError(dir, "no config.json in the model directory");
+  return load_config_file(path);
+}
+
+hf::ModelConfig load_config_file(const std::string& path) {
   hf::ModelConfig c = hf::read_model_config(path);
   const FamilySpec& fam = family_for(c);
   fam.read_hparams(c);

@@ -87,6 +87,8 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts = {});
 
 // Reads and validates only config.json (and the family); no tensors.
 hf::ModelConfig load_config(const std::string& dir);
+// The same for a config.json given by its path (moelab train builds models from one).
+hf::ModelConfig load_config_file(const std::string& config_json_path);
 
 // Observation points of the MoE blocks (names as in the style of llama.cpp's
 // callbacks). Models never compute statistics: collectors subscribe here.

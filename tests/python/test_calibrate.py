@@ -166,19 +166,8 @@ def test_scores_follow_their_formulas_from_the_file(fixtures, moelab, tmp_path):
 
 
 def test_text_and_jsonl_data_are_tokenized_with_the_model_tokenizer(fixtures, moelab, tmp_path):
-    # A model directory with a tokenizer: the fixture model plus a byte-level BPE trained here
-    # small enough (<= 512 ids) for the fixture's vocabulary.
-    import shutil
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    model = tmp_path / "model"
-    shutil.copytree(fixtures / "models" / "mixtral", model)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator([(fixtures / "tokenizers" / "multilingual.txt").read_text()],
-                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    assert tok.get_vocab_size() <= 512
-    tok.save(str(model / "tokenizer.json"))
+    from conftest import mixtral_with_tokenizer
+    model, tok = mixtral_with_tokenizer(fixtures, tmp_path / "model")
     text = (fixtures / "tokenizers" / "multilingual.txt").read_text()
     (tmp_path / "a.txt").write_text(text)
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": line}) for line in text.splitlines() if line))

@@ -8,8 +8,9 @@ import shutil
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from conftest import mixtral_with_tokenizer
 
 TASKS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "tasks"
 
@@ -18,15 +19,7 @@ TASKS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "tasks"
 def model_dir(fixtures, tmp_path_factory):
     """The mixtral fixture plus a byte-level BPE trained here, small enough (<= 512 ids)
     for the fixture's vocabulary."""
-    d = tmp_path_factory.mktemp("eval") / "mixtral"
-    shutil.copytree(fixtures / "models" / "mixtral", d)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator([(fixtures / "tokenizers" / "multilingual.txt").read_text()],
-                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(d / "tokenizer.json"))
-    return d
+    return mixtral_with_tokenizer(fixtures, tmp_path_factory.mktemp("eval") / "mixtral")[0]
 
 
 @pytest.fixture(scope="module")

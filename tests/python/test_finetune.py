@@ -109,16 +109,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(fixtures, moelab, moe
 
 @pytest.fixture
 def model_with_tokenizer(fixtures, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    d = tmp_path / "model"
-    shutil.copytree(fixtures / "models" / "mixtral", d)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator([(fixtures / "tokenizers" / "multilingual.txt").read_text()],
-                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(d / "tokenizer.json"))
-    return d, tok
+    from conftest import mixtral_with_tokenizer
+    return mixtral_with_tokenizer(fixtures, tmp_path / "model")
 
 
 def test_sft_puts_the_loss_on_answers_only(model_with_tokenizer, moelab, tmp_path):

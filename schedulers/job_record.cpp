@@ -1,0 +1,102 @@
+#include "schedulers/job_record.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/json_file.h"
+
+namespace moelab::schedulers {
+namespace fs = std::filesystem;
+namespace {
+
+fs::path jobs_dir(const std::string& results_dir) { return fs::path(results_dir) / "jobs"; }
+
+template <typename Fn>
+void for_each_with_extension(const std::string& results_dir, const std::string& ext, Fn&& fn) {
+  std::error_code ec;
+  if (!fs::is_directory(jobs_dir(results_dir), ec)) return;
+  for (const auto& e : fs::directory_iterator(jobs_dir(results_dir)))
+    if (e.is_regular_file() && e.path().extension() == ext) {
+      try {
+        fn(e.path());
+      } catch (const InputError&) {
+        if (fs::exists(e.path())) throw;  // else removed while we listed: a job just finished
+      }
+    }
+}
+
+}  // namespace
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  std::string h(buf);
+  return h.substr(0, h.find('.'));
+}
+
+void write_job_record(const std::string& results_dir, const JobRecord& r) {
+  const nlohmann::json j = {{"id", r.id},           {"kind", r.kind},       {"label", r.label},
+                            {"state", r.state},     {"exit_code", r.exit_code}, {"attempt", r.attempt},
+                            {"executor", r.executor}, {"host", r.host},     {"slurm_job", r.slurm_job},
+                            {"started", r.started}, {"finished", r.finished}, {"seconds", r.seconds},
+                            {"log", r.log}};
+  fs::create_directories(jobs_dir(results_dir));
+  write_file_atomic(jobs_dir(results_dir) / (r.id + ".json"), j.dump(1) + "\n");
+  std::error_code ec;
+  fs::remove(jobs_dir(results_dir) / (r.id + ".running"), ec);
+}
+
+std::map<std::string, JobRecord> read_job_records(const std::string& results_dir) {
+  std::map<std::string, JobRecord> out;
+  for_each_with_extension(results_dir, ".json", [&](const fs::path& p) {
+    JobRecord r = read_json_file(p.string(), "job record", [](const nlohmann::json& j) {
+      JobRecord r;
+      r.id = j.at("id").get<std::string>();
+      r.kind = j.at("kind").get<std::string>();
+      r.label = j.value("label", "");
+      r.state = j.at("state").get<std::string>();
+      r.exit_code = j.value("exit_code", 0);
+      r.attempt = j.value("attempt", int64_t{1});
+      r.executor = j.value("executor", "");
+      r.host = j.value("host", "");
+      r.slurm_job = j.value("slurm_job", "");
+      r.started = j.value("started", "");
+      r.finished = j.value("finished", "");
+      r.seconds = j.value("seconds", 0.0);
+      r.log = j.value("log", "");
+      return r;
+    });
+    out[r.id] = std::move(r);
+  });
+  return out;
+}
+
+void write_running_marker(const std::string& results_dir, const RunningMarker& m) {
+  const nlohmann::json j = {
+      {"id", m.id}, {"host", m.host}, {"pid", m.pid}, {"slurm_job", m.slurm_job}, {"started", m.started}};
+  fs::create_directories(jobs_dir(results_dir));
+  write_file_atomic(jobs_dir(results_dir) / (m.id + ".running"), j.dump() + "\n");
+}
+
+std::map<std::string, RunningMarker> read_running_markers(const std::string& results_dir) {
+  std::map<std::string, RunningMarker> out;
+  for_each_with_extension(results_dir, ".running", [&](const fs::path& p) {
+    RunningMarker m = read_json_file(p.string(), "running marker", [](const nlohmann::json& j) {
+      RunningMarker m;
+      m.id = j.at("id").get<std::string>();
+      m.host = j.value("host", "");
+      m.pid = j.value("pid", int64_t{0});
+      m.slurm_job = j.value("slurm_job", "");
+      m.started = j.value("started", "");
+      return m;
+    });
+    out[m.id] = std::move(m);
+  });
+  return out;
+}
+
+}  // namespace moelab::schedulers

@@ -1,0 +1,86 @@
+#include "schedulers/results_dir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/json_file.h"
+
+namespace moelab::schedulers {
+namespace fs = std::filesystem;
+
+ResultsDir ResultsDir::prepare(const std::string& dir, const SweepSpec& spec, const JobGraph& graph) {
+  const fs::path root = fs::absolute(dir).lexically_normal();
+  std::error_code ec;
+  if (fs::exists(root, ec) && !fs::is_directory(root, ec)) throw InputError(dir, "exists and is not a directory");
+  if (fs::exists(root / "plan.json")) {
+    // Refuse to mix two different sweeps in one directory (their reports would mix).
+    const std::string other = ResultsDir::open(root.string()).name();
+    if (other != spec.name)
+      throw InputError(dir, "holds the results of sweep \"" + other + "\", not \"" + spec.name +
+                                "\" (give another --results directory)");
+  }
+  for (const char* sub : {"calibrate", "score", "prune", "finetune", "eval", "jobs", "logs"})
+    fs::create_directories(root / sub);
+  std::ifstream in(spec.path, std::ios::binary);
+  if (!in) throw InputError(spec.path, "cannot read the sweep spec");
+  std::stringstream text;
+  text << in.rdbuf();
+  write_file_atomic(root / "sweep.yaml", text.str());
+  const nlohmann::json plan = {{"name", spec.name}, {"spec", fs::absolute(spec.path).string()},
+                               {"jobs", graph_to_json(graph)}};
+  write_file_atomic(root / "plan.json", plan.dump(1) + "\n");
+  ResultsDir r;
+  r.path_ = root.string();
+  r.name_ = spec.name;
+  r.graph_ = graph;
+  return r;
+}
+
+ResultsDir ResultsDir::open(const std::string& dir) {
+  const fs::path root = fs::absolute(dir).lexically_normal();
+  const std::string plan = (root / "plan.json").string();
+  if (!fs::exists(plan)) throw InputError(dir, "not a sweep results directory (no plan.json)");
+  return read_json_file(plan, "sweep plan", [&](const nlohmann::json& j) {
+    ResultsDir r;
+    r.path_ = root.string();
+    r.name_ = j.at("name").get<std::string>();
+    r.graph_ = graph_from_json(j.at("jobs"), plan);
+    return r;
+  });
+}
+
+std::string ResultsDir::log_file(const std::string& job_id) const { return "logs/" + job_id + ".log"; }
+
+SweepLock::SweepLock(const std::string& dir) {
+  const std::string path = (fs::path(dir) / ".lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw InputError(path, "cannot create the sweep lock");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    throw InputError(dir, "another moelab process is running this sweep (it holds " + path + ")");
+  }
+}
+
+SweepLock::~SweepLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+void remove_job_output(const std::string& results_dir, const Job& job) {
+  const fs::path out = fs::path(results_dir) / job.output;
+  std::error_code ec;
+  fs::remove_all(out, ec);
+  if (!fs::is_directory(out.parent_path(), ec)) return;
+  const std::string stem = out.filename().string() + ".tmp-";
+  for (const auto& e : fs::directory_iterator(out.parent_path(), ec))
+    if (e.path().filename().string().rfind(stem, 0) == 0) fs::remove_all(e.path(), ec);
+}
+
+}  // namespace moelab::schedulers
