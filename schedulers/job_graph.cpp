@@ -212,9 +212,28 @@ JobGraph build_job_graph(const SweepSpec& s) {
     return score_job[key] = b.add(std::move(j));
   };
 
-  std::set<std::string> final_models;  // eval job inputs: (job id or "" for base) -> model path
-  std::vector<std::pair<std::string, std::string>> to_eval;  // (dep id, model path with {out})
-  for (const auto& m : s.models) to_eval.emplace_back("", m);
+  // Evaluations: one per (final model, in-context shots); the unpruned models once per
+  // shots setting of the sweep (the baseline of each recovery row).
+  struct EvalTarget {
+    std::string dep, model;  // dep: the job that wrote the model ("" for an unpruned one)
+    int64_t shots;
+    std::map<std::string, std::string> tags;
+  };
+  std::set<std::pair<std::string, int64_t>> evaluated;
+  std::vector<EvalTarget> to_eval;
+  std::set<int64_t> kshots;
+  for (const auto& r : s.recovery)
+    if (r.kind == "kshot") kshots.insert(r.shots);
+  for (const auto& m : s.models) {
+    const std::map<std::string, std::string> base = {
+        {"model", m}, {"criterion", "none"}, {"ratio", "0"}, {"procedure", "none"}, {"recovery", "none"}};
+    to_eval.push_back({"", m, s.eval.num_fewshot, base});
+    for (int64_t k : kshots) {
+      auto tags = base;
+      tags["recovery"] = "kshot-" + std::to_string(k);
+      to_eval.push_back({"", m, k, tags});
+    }
+  }
   for (const auto& p : grid) {
     Job pr;
     pr.kind = "prune";
@@ -244,6 +263,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
       ft.deps = {prune_id};
       ft.args = {"finetune", "{out}/" + b.get(prune_id).output};
       for (const auto& f : p.recovery.data) ft.args.insert(ft.args.end(), {"--data", f});
+      if (!p.recovery.sft.empty()) ft.args.insert(ft.args.end(), {"--sft", p.recovery.sft});
       ft.args.insert(ft.args.end(), {"--seq-len", std::to_string(p.recovery.seq_len), "--steps",
                                      std::to_string(p.recovery.steps), "--lr", num(p.recovery.lr), "--batch-size",
                                      std::to_string(p.recovery.batch_size), "--params", p.recovery.params, "--seed",
@@ -254,26 +274,29 @@ JobGraph build_job_graph(const SweepSpec& s) {
       ft.tags = point_tags(p);
       final_id = b.add(std::move(ft));
     }
-    if (final_models.insert(final_id).second) to_eval.emplace_back(final_id, "{out}/" + b.get(final_id).output);
+    const int64_t shots = p.recovery.kind == "kshot" ? p.recovery.shots : s.eval.num_fewshot;
+    if (evaluated.insert({final_id, shots}).second) {
+      auto tags = point_tags(p);
+      to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
+    }
   }
   if (!s.eval.perplexity.empty() || !s.eval.tasks.empty())
-    for (const auto& [dep, model] : to_eval) {
+    for (const auto& t : to_eval) {
       Job ev;
       ev.kind = "eval";
-      ev.label = "eval " + (dep.empty() ? "unpruned " + model : b.get(dep).label);
-      if (!dep.empty()) ev.deps = {dep};
-      ev.args = {"eval", model};
-      for (const auto& [domain, file] : s.eval.perplexity) ev.args.insert(ev.args.end(), {"--data", domain + ":" + file});
-      for (const auto& t : s.eval.tasks) ev.args.insert(ev.args.end(), {"--task", t});
+      const std::string shots_note = t.tags.at("recovery").rfind("kshot-", 0) == 0 ? " " + t.tags.at("recovery") : "";
+      ev.label = "eval " + (t.dep.empty() ? "unpruned " + t.model : b.get(t.dep).label) + shots_note;
+      if (!t.dep.empty()) ev.deps = {t.dep};
+      ev.args = {"eval", t.model};
+      // In-context examples change task scores only: perplexity comes from the shots-free evaluation.
+      if (shots_note.empty())
+        for (const auto& [domain, file] : s.eval.perplexity) ev.args.insert(ev.args.end(), {"--data", domain + ":" + file});
+      for (const auto& task : s.eval.tasks) ev.args.insert(ev.args.end(), {"--task", task});
       ev.args.insert(ev.args.end(), {"--max-length", std::to_string(s.eval.max_length), "--results",
                                      "{out}/eval/{id}.jsonl"});
-      if (!s.eval.tasks.empty()) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(s.eval.num_fewshot)});
+      if (!s.eval.tasks.empty()) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(t.shots)});
       ev.output = "eval/{id}.jsonl";
-      if (dep.empty()) {
-        ev.tags = {{"model", model}, {"criterion", "none"}, {"ratio", "0"}, {"procedure", "none"}, {"recovery", "none"}};
-      } else {
-        ev.tags = b.get(dep).tags;
-      }
+      ev.tags = t.tags;
       b.add(std::move(ev));
     }
   return b.take();

@@ -31,8 +31,10 @@ std::vector<std::string> job_command(const Job& job, const std::string& results_
     if (how.launcher == "srun") {
       cmd = {"srun", "--ntasks", ranks};
     } else {
-      cmd = {"mpirun", "--oversubscribe", "-np", ranks};
-      if (::geteuid() == 0) cmd.insert(cmd.begin() + 1, "--allow-run-as-root");
+      cmd.push_back("mpirun");
+      if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");
+      for (const char* a : {"--oversubscribe", "-np"}) cmd.push_back(a);
+      cmd.push_back(ranks);
     }
   }
   cmd.push_back(how.moelab.empty() ? this_executable() : how.moelab);

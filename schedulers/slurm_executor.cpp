@@ -165,6 +165,16 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
   sub.dir = "slurm/" + next_submission_dir(slurm_dir);
   const fs::path sub_dir = fs::path(dir.path()) / sub.dir;
   fs::create_directories(sub_dir);
+  // Until the first array is queued, an error removes this submission's folder: a
+  // failed submit leaves nothing that looks like one.
+  struct RemoveUnlessKept {
+    fs::path path;
+    bool keep = false;
+    ~RemoveUnlessKept() {
+      std::error_code ec;
+      if (!keep) fs::remove_all(path, ec);
+    }
+  } guard{sub_dir};
 
   // Scripts first (all of them), validated, then submitted in stage order.
   const std::string moelab = opts.moelab.empty() ? this_executable() : opts.moelab;
@@ -210,6 +220,11 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
     st.script = (fs::path(sub.dir) / (stage + ".sbatch")).string();
     stages.push_back(std::move(st));
   }
+  if (stages.empty()) {
+    progress("nothing to submit: " + std::to_string(sub.done_before) + " jobs done, " +
+             std::to_string(sub.in_flight) + " running");
+    return sub;
+  }
   // Dependencies: on this submission's earlier arrays (whole array) and on queued
   // tasks of earlier submissions (that task only).
   std::map<std::string, size_t> stage_of_job;  // job id -> index into stages
@@ -252,11 +267,8 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
       // the scripts of this submission removed).
       for (const auto& st : stages) {
         const CommandResult r = run_command({"sbatch", "--test-only", (fs::path(dir.path()) / st.script).string()});
-        if (r.exit_code != 0) {
-          std::error_code ec;
-          fs::remove_all(sub_dir, ec);
+        if (r.exit_code != 0)
           throw InputError(spec.path, resource_key(st.stage) + ": Slurm rejects the request (" + first_line(r.output) + ")");
-        }
       }
     }
   }
@@ -264,6 +276,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
     for (const auto& st : stages)
       progress("wrote " + st.script + " (" + std::to_string(st.ids.size()) + " " + st.stage + " jobs)");
     progress("dry run: nothing submitted; " + sub.dir + "/submit.sh submits these scripts");
+    guard.keep = true;
     sub.stages = std::move(stages);
     return sub;
   }
@@ -281,6 +294,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
     if (r.exit_code != 0 || id.empty() || id.find_first_not_of("0123456789") != std::string::npos)
       throw InputError(stages[s].script, "sbatch failed: " + first_line(r.output));
     stages[s].array_job = id;
+    guard.keep = true;
     if (!dep.empty()) stages[s].dependencies.push_back("afterok" + dep);
     // Log each array as soon as it is queued, so status and resume know it even if a
     // later sbatch fails.

@@ -102,10 +102,17 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
   Recovery rec;
   if (n.IsScalar()) {
     const std::string s = r.as<std::string>(n, key);
-    if (s != "none") r.fail(key, "\"" + s + "\" is not a recovery (none, or {finetune: {...}})");
+    if (s != "none") r.fail(key, "\"" + s + "\" is not a recovery (none, {kshot: K} or {finetune: {...}})");
     return rec;
   }
-  if (!n.IsMap() || !n["finetune"]) r.fail(key, "expected none or {finetune: {steps, lr, data, ...}}");
+  if (n.IsMap() && n["kshot"]) {
+    rec.kind = "kshot";
+    rec.shots = r.as<int64_t>(n["kshot"], key + ".kshot");
+    if (rec.shots <= 0) r.fail(key + ".kshot", "must be a positive number of in-context examples");
+    return rec;
+  }
+  if (!n.IsMap() || !n["finetune"])
+    r.fail(key, "expected none, {kshot: K} or {finetune: {steps, lr, data or sft, ...}}");
   const YAML::Node f = n["finetune"];
   rec.kind = "finetune";
   rec.steps = r.as<int64_t>(f["steps"], key + ".finetune.steps");
@@ -118,9 +125,12 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
   if (rec.params != "full" && rec.params != "router" && rec.params != "experts")
     r.fail(key + ".finetune.params", "must be full, router or experts");
   rec.data = r.list<std::string>(f["data"], key + ".finetune.data");
-  if (rec.data.empty()) r.fail(key + ".finetune.data", "give the fine-tuning text files");
+  if (f["sft"]) rec.sft = r.as<std::string>(f["sft"], key + ".finetune.sft");
+  if (rec.data.empty() == rec.sft.empty())
+    r.fail(key + ".finetune", "give either data (text files) or sft (a prompt/answer JSONL)");
   for (size_t i = 0; i < rec.data.size(); ++i)
     check_path(r, key + ".finetune.data[" + std::to_string(i) + "]", rec.data[i]);
+  if (!rec.sft.empty()) check_path(r, key + ".finetune.sft", rec.sft);
   return rec;
 }
 
@@ -186,7 +196,8 @@ bool matches(const GridPoint& p, const std::map<std::string, std::string>& f) {
 
 std::string Recovery::label() const {
   if (kind == "none") return "none";
-  return "finetune-" + params + "-" + std::to_string(steps) + "steps-lr" + to_string(lr);
+  if (kind == "kshot") return "kshot-" + std::to_string(shots);
+  return std::string(sft.empty() ? "finetune-" : "sft-") + params + "-" + std::to_string(steps) + "steps-lr" + to_string(lr);
 }
 
 const CalibrationSpecEntry& SweepSpec::calibration_set(const std::string& n) const {
@@ -339,6 +350,9 @@ SweepSpec load_sweep_spec(const std::string& path) {
   }
   for (const auto& p : s.procedures)
     if (p != "one-shot" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");
+  for (size_t i = 0; i < s.recovery.size(); ++i)
+    if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty())
+      r.fail("recovery[" + std::to_string(i) + "]", "k-shot recovery needs eval.tasks (it is a task evaluation setting)");
   return s;
 }
 

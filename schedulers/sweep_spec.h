@@ -7,7 +7,8 @@
 //   criteria: [EAN, Max-RWN, {name: REAP, direction: min}]   # Min-X by default
 //   ratios: [0.25, 0.5]                 # or {from: 0.125, to: 0.5, step: 0.125}
 //   procedures: [one-shot, iterative]   # one-shot | iterative | lottery
-//   recovery: [none, {finetune: {steps: 100, lr: 1.0e-5, data: [data/c4.jsonl]}}]
+//   recovery: [none, {kshot: 5}, {finetune: {steps: 100, lr: 1.0e-5, data: [data/c4.jsonl]}},
+//              {finetune: {steps: 50, sft: data/task_train.jsonl}}]   # SFT: loss on answers
 //   seeds: [0]
 //   exclude: [{criterion: EAN, ratio: 0.5}]     # drop grid points matching all keys
 //   include: [{procedure: iterative, ratio: 0.25}]  # keep only points matching one
@@ -45,11 +46,13 @@ struct CriterionChoice {
 };
 
 struct Recovery {
-  std::string kind = "none";    // none | finetune
+  std::string kind = "none";    // none | kshot | finetune
+  int64_t shots = 0;            // kshot: in-context examples in the task evaluation
   int64_t steps = 0, batch_size = 8, seq_len = 512;
   double lr = 1e-5;
   std::string params = "full";
-  std::vector<std::string> data;
+  std::vector<std::string> data;  // finetune on text (next-token loss) ...
+  std::string sft;                // ... or on a prompt/answer JSONL (loss on answers)
   std::string label() const;
 };
 

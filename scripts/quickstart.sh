@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the demo model: set up, build, make the demo MoE (a small random
 # Mixtral with a tokenizer trained on text Debian ships), inspect it, run it, remove
-# experts, and check that transformers loads the pruned checkpoint with the same logits.
+# experts, check that transformers loads the pruned checkpoint with the same logits, and
+# run the quickstart sweep (criteria x ratios x procedures) with the local executor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,3 +23,6 @@ echo "== transformers loads the pruned checkpoint; logits compared with moelab's
 python3 scripts/compare_with_transformers.py "$MOELAB" build/demo/pruned
 echo; echo "== moelab sweep plan: a small grid (criteria x ratios x procedures) as a job graph"
 $MOELAB sweep plan configs/quickstart.yaml
+echo; echo "== moelab sweep run: the grid on this machine (2-rank calibration and evaluation)"
+$MOELAB sweep run configs/quickstart.yaml --results build/demo/results/quickstart
+$MOELAB status build/demo/results/quickstart

@@ -8,7 +8,7 @@ import yaml
 SEQ_LEN = 16
 
 
-def write_sweep(dir_, model, name="s", **over):
+def write_sweep(dir_, model_dir, name="s", **over):
     """2 criteria x 2 ratios x 2 procedures; calibration and evaluation on 2 ranks."""
     dir_ = pathlib.Path(dir_)
     dir_.mkdir(parents=True, exist_ok=True)
@@ -17,7 +17,7 @@ def write_sweep(dir_, model, name="s", **over):
     (dir_ / "wiki.txt").write_text("The quick brown fox jumps over the lazy dog. " * 40)
     spec = {
         "name": name,
-        "model": str(model),
+        "model": str(model_dir),
         "calibration": [{"name": "c", "data": ["cal.json"], "seq_len": SEQ_LEN, "num_samples": 0}],
         "criteria": ["EAN", "Max-RWN"],
         "ratios": [0.25, 0.5],

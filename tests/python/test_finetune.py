@@ -4,7 +4,9 @@ uninterrupted one; SFT puts the loss on answers only; bad inputs are one-line er
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -105,6 +107,38 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(fixtures, moelab, moe
     assert all(torch.equal(a[k], b[k]) for k in a)
     orig = load_file(str(model / "model.safetensors"))
     assert any(not torch.equal(a[k], orig[k]) for k in a)  # training changed the weights
+
+
+def test_usr1_checkpoints_and_stops_every_rank_and_auto_resume_finishes_the_run(fixtures, moelab, moelab_bin,
+                                                                                 tmp_path):
+    """What a Slurm task near its time limit does: USR1 -> checkpoint at the step boundary,
+    exit 75; the requeued run (same command, --auto-resume) ends with the weights of an
+    uninterrupted one. Under 2 ranks, so the ranks must agree on the stopping step."""
+    model = fixtures / "models" / "mixtral"
+    token_file(tmp_path / "d.json", n=8)
+    args = ["--ranks", "2", "finetune", str(model), "--data", str(tmp_path / "d.json"), "--seq-len", str(SEQ_LEN),
+            "--steps", "40", "--batch-size", "2", "--lr", "1e-3", "--checkpoint-every", "1000", "--auto-resume"]
+    # --auto-resume without a checkpoint starts from scratch.
+    moelab(*args, "--checkpoint-dir", tmp_path / "ck_a", "--out", tmp_path / "a")
+    log = tmp_path / "log.jsonl"
+    proc = subprocess.Popen([moelab_bin, *args, "--checkpoint-dir", str(tmp_path / "ck_b"), "--log-file", str(log),
+                             "--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGUSR1)  # to mpirun, which forwards it to both ranks
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 75, out
+    stopped = json.loads((tmp_path / "ck_b" / "state.json").read_text())["step"]
+    assert 3 <= stopped < 40 and not (tmp_path / "b").exists()
+    assert len(log.read_text().splitlines()) == stopped
+    assert sorted(p.name for p in (tmp_path / "ck_b").glob("rank*.safetensors")) == [
+        f"rank0.step{stopped}.safetensors", f"rank1.step{stopped}.safetensors"]
+    proc = moelab(*args, "--checkpoint-dir", tmp_path / "ck_b", "--log-file", log, "--out", tmp_path / "b")
+    assert f"resuming after step {stopped}" in proc.stderr + proc.stdout
+    assert [json.loads(l)["step"] for l in log.read_text().splitlines()] == list(range(1, 41))
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture

@@ -156,8 +156,52 @@ def test_dry_run_writes_the_scripts_and_submits_nothing(slurm, model, moelab, tm
     assert [j["id"] for j in jobs] == [j["id"] for j in plan(tmp_path / "r")["jobs"] if j["kind"] == "prune"]
     submit = (d / "submit.sh").read_text()
     assert "--dependency=afterok:${score_job}" in submit and "--dependency=afterok:${prune_job}" in submit
+    # A template with a placeholder moelab does not know is a one-line error.
+    bad = tmp_path / "bad.sbatch.in"
+    bad.write_text((ROOT / "slurm" / "array_job.sbatch.in").read_text() + "#SBATCH --qos={{qos}}\n")
+    r = moelab("submit", spec, "--results", tmp_path / "r", "--dry-run", "--template", bad, check=False)
+    assert r.returncode == 2 and r.stderr == f"error: {bad}: unknown placeholder {{{{qos}}}}\n"
     # Running the script by hand submits exactly this sweep.
     subprocess.run(["bash", d / "submit.sh"], check=True, capture_output=True)
     wait_for_empty_queue()
     assert all(r["state"] == "done" for r in records(tmp_path / "r").values())
     assert len(records(tmp_path / "r")) == 19
+
+
+def test_usr1_near_the_time_limit_checkpoints_requeues_and_resumes(slurm, model, moelab, tmp_path):
+    """What Slurm does near a task's time limit (--signal=B:USR1@N), sent by hand: the batch
+    script passes USR1 to the job, fine-tuning saves a checkpoint and stops, the task requeues
+    itself, and the second attempt resumes and ends with the weights of an uninterrupted run."""
+    from safetensors.torch import load_file
+    import torch
+    spec = write_sweep(tmp_path, model, criteria=["Max-RWN"], ratios=[0.5], procedures=["one-shot"], eval={},
+                       recovery=[{"finetune": {"steps": 40, "lr": 1e-3, "data": ["cal.json"], "seq_len": 16,
+                                               "batch_size": 2}}])
+    moelab("submit", spec, "--results", tmp_path / "r")
+    jobs = plan(tmp_path / "r")["jobs"]
+    ft = next(j for j in jobs if j["kind"] == "finetune")
+    sub = next(json.loads(l) for l in (tmp_path / "r" / "slurm" / "submissions.jsonl").read_text().splitlines()
+               if json.loads(l)["stage"] == "finetune")
+    task = sub["array_job"] + "_0"
+    state = tmp_path / "r" / (ft["output"] + ".ckpt") / "state.json"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (queue().get(task) == "RUNNING" and state.exists()):
+        time.sleep(0.02)
+    assert state.exists(), "the fine-tuning task never reached its first checkpoint"
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
+    # Slurm holds a requeued task back for a while (BeginTime); let it start now.
+    deadline = time.time() + 60
+    while time.time() < deadline and queue().get(task) != "PENDING":
+        time.sleep(0.1)
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
+    wait_for_empty_queue()
+    rec = records(tmp_path / "r")[ft["id"]]
+    assert rec["state"] == "done" and rec["attempt"] == 2, rec
+    log = (tmp_path / "r" / rec["log"]).read_text()
+    assert "checkpoint saved" in log and "resuming after step" in log
+    slurm_out = (tmp_path / "r" / "logs" / f"slurm-{task}.out").read_text()
+    assert "checkpointing and requeueing" in slurm_out
+    moelab("sweep", "run", spec, "--results", tmp_path / "local")
+    a = load_file(str(tmp_path / "r" / ft["output"] / "model.safetensors"))
+    b = load_file(str(tmp_path / "local" / ft["output"] / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

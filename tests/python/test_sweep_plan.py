@@ -70,9 +70,39 @@ def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moel
     ({"procedures": ["one-shot", "greedy"]}, "procedures[1]", "not one-shot"),
     ({"exclude": [{"colour": "red"}]}, "exclude[0].colour", "unknown key"),
     ({"ratios": "half"}, "ratios", "a number"),
+    ({"recovery": [{"kshot": 0}]}, "recovery[0].kshot", "positive"),
+    ({"recovery": [{"kshot": 2}]}, "recovery[0]", "needs eval.tasks"),
+    ({"recovery": [{"finetune": {"steps": 2}}]}, "recovery[0].finetune", "either data"),
+    ({"slurm": {"launcher": "ssh"}}, "slurm.launcher", "not mpirun or srun"),
+    ({"slurm": {"queue": "x"}}, "slurm.queue", "unknown key"),
 ])
 def test_bad_specs_fail_before_anything_runs_naming_the_key(over, key, words, fixtures, moelab, tmp_path):
     proc = moelab("sweep", "plan", write_spec(tmp_path, fixtures, **over), check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert f"sweep.yaml: {key}:" in proc.stderr and words in proc.stderr, proc.stderr
+
+
+def test_kshot_and_sft_recovery_share_the_pruned_models(fixtures, moelab, tmp_path):
+    (tmp_path / "task.jsonl").write_text(json.dumps({"query": "1 + 1 =", "choices": [" 2", " 3"], "gold": 0}) + "\n")
+    (tmp_path / "sft.jsonl").write_text(json.dumps({"prompt": "1 + 1 =", "answer": " 2"}) + "\n")
+    g = plan(moelab, write_spec(tmp_path, fixtures, criteria=["RWN"], ratios=[0.5], procedures=["one-shot"],
+                                recovery=["none", {"kshot": 3}, {"finetune": {"steps": 2, "sft": "sft.jsonl"}}],
+                                eval={"perplexity": [{"name": "wiki", "data": "wiki.txt"}], "tasks": ["task.jsonl"],
+                                      "max_length": SEQ_LEN}))
+    kinds = {}
+    for j in g["jobs"]:
+        kinds.setdefault(j["kind"], []).append(j)
+    assert len(kinds["prune"]) == 1 and len(kinds["finetune"]) == 1  # k-shot and none share the pruned model
+    ft = kinds["finetune"][0]
+    assert "--sft" in ft["args"] and ft["args"][ft["args"].index("--sft") + 1] == str(tmp_path / "sft.jsonl")
+    assert ft["tags"]["recovery"].startswith("sft-full-2steps")
+    evals = {(j["tags"]["criterion"], j["tags"]["recovery"]): j for j in kinds["eval"]}
+    assert set(evals) == {("none", "none"), ("none", "kshot-3"), ("Min-RWN", "none"), ("Min-RWN", "kshot-3"),
+                          ("Min-RWN", ft["tags"]["recovery"])}
+    shots = lambda j: j["args"][j["args"].index("--num-fewshot") + 1]
+    assert shots(evals[("Min-RWN", "kshot-3")]) == "3" and shots(evals[("Min-RWN", "none")]) == "0"
+    assert shots(evals[("none", "kshot-3")]) == "3"
+    # Shots change task scores only: the k-shot evaluation skips perplexity.
+    assert "--data" not in evals[("Min-RWN", "kshot-3")]["args"] and "--data" in evals[("Min-RWN", "none")]["args"]
+    assert evals[("Min-RWN", "kshot-3")]["deps"] == evals[("Min-RWN", "none")]["deps"] == [kinds["prune"][0]["id"]]

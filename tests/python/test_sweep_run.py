@@ -137,3 +137,16 @@ def test_a_results_directory_holds_one_sweep(model, moelab, tmp_path):
     assert r.returncode == 2 and 'holds the results of sweep "s"' in r.stderr
     r = moelab("status", tmp_path, check=False)
     assert r.returncode == 2 and "not a sweep results directory" in r.stderr
+
+
+@pytest.mark.parametrize("command", [["sweep", "run"], ["submit"], ["submit", "--dry-run"]])
+@pytest.mark.parametrize("over,key", [
+    ({"criteria": ["EAN", "NoSuchCriterion"]}, "criteria[1]"),
+    ({"ratios": [0.25, 1.5]}, "ratios[1]"),
+    ({"model": "/no/such/model"}, "model"),
+])
+def test_a_bad_spec_fails_before_any_job_starts(model, moelab, tmp_path, command, over, key):
+    spec = write_sweep(tmp_path, model, **over)
+    r = moelab(*command, spec, "--results", tmp_path / "r", check=False)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {spec}: {key}:") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
