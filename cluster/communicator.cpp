@@ -28,6 +28,12 @@ std::shared_ptr<Communicator> world(const std::string& backend) {
   static std::shared_ptr<Communicator> mpi, local;
   std::lock_guard<std::mutex> lock(mu);
   const bool under_launcher = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+  // `srun -n N` without an MPI plugin starts N unrelated copies, each rank 0 of 1, all
+  // writing the same outputs: refuse instead of computing N times.
+  if (const char* step_tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+      step_tasks && std::atoi(step_tasks) > 1 && !under_launcher)
+    throw InputError("srun", std::string("started ") + step_tasks +
+                                 " tasks that are not one MPI job: use srun --mpi=pmix (see srun --mpi=list) or mpirun");
   if (backend == "local" || (backend == "auto" && !under_launcher)) {
     if (!local) local = std::make_shared<LocalCommunicator>();
     return local;

@@ -29,7 +29,7 @@ std::vector<std::string> job_command(const Job& job, const std::string& results_
   const std::string ranks = std::to_string(job.resources.ranks);
   if (job.resources.ranks > 1) {
     if (how.launcher == "srun") {
-      cmd = {"srun", "--ntasks", ranks};
+      cmd = {"srun", "--mpi=" + how.srun_mpi, "--ntasks", ranks};
     } else {
       cmd.push_back("mpirun");
       if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");

@@ -18,6 +18,7 @@ namespace moelab::schedulers {
 struct LaunchSettings {
   std::string moelab;              // the moelab binary (default: this process's)
   std::string launcher = "mpirun";  // mpirun | srun (multi-rank jobs); 1-rank jobs run directly
+  std::string srun_mpi = "pmix";     // srun --mpi=<this>
 };
 
 // The path of the running moelab binary (/proc/self/exe).

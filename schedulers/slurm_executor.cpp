@@ -213,7 +213,8 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
         {"directives", directives},
         {"moelab", moelab},
         {"jobs_file", jobs_file.string()},
-        {"launcher", ss.launcher}};
+        {"launcher", ss.launcher},
+        {"srun_mpi", ss.srun_mpi}};
     const fs::path script = sub_dir / (stage + ".sbatch");
     write_file_atomic(script, render(tmpl, values, template_file));
     ::chmod(script.c_str(), 0755);

@@ -322,12 +322,12 @@ SweepSpec load_sweep_spec(const std::string& path) {
   }
   if (const YAML::Node sl = root["slurm"]) {
     if (!sl.IsMap()) r.fail("slurm", "expected a map (partition, account, throttle, launcher, signal_seconds, sbatch_args)");
-    static const std::set<std::string> kSlurmKeys = {"partition", "account", "throttle", "launcher", "signal_seconds",
-                                                     "sbatch_args"};
+    static const std::set<std::string> kSlurmKeys = {"partition", "account", "throttle", "launcher", "srun_mpi",
+                                                     "signal_seconds", "sbatch_args"};
     for (const auto& kv : sl)
       if (!kSlurmKeys.count(kv.first.as<std::string>()))
         r.fail("slurm." + kv.first.as<std::string>(),
-               "unknown key (partition, account, throttle, launcher, signal_seconds, sbatch_args)");
+               "unknown key (partition, account, throttle, launcher, srun_mpi, signal_seconds, sbatch_args)");
     if (sl["partition"]) s.slurm.partition = r.as<std::string>(sl["partition"], "slurm.partition");
     if (sl["account"]) s.slurm.account = r.as<std::string>(sl["account"], "slurm.account");
     if (sl["throttle"]) s.slurm.throttle = r.as<int64_t>(sl["throttle"], "slurm.throttle");
@@ -335,6 +335,7 @@ SweepSpec load_sweep_spec(const std::string& path) {
     if (sl["launcher"]) s.slurm.launcher = r.as<std::string>(sl["launcher"], "slurm.launcher");
     if (s.slurm.launcher != "mpirun" && s.slurm.launcher != "srun")
       r.fail("slurm.launcher", "\"" + s.slurm.launcher + "\" is not mpirun or srun");
+    if (sl["srun_mpi"]) s.slurm.srun_mpi = r.as<std::string>(sl["srun_mpi"], "slurm.srun_mpi");
     if (sl["signal_seconds"]) s.slurm.signal_seconds = r.as<int64_t>(sl["signal_seconds"], "slurm.signal_seconds");
     if (s.slurm.signal_seconds < 0 || s.slurm.signal_seconds > 65535)
       r.fail("slurm.signal_seconds", "must be in [0, 65535]");

@@ -66,6 +66,7 @@ struct SlurmSettings {
   std::string partition, account;
   int64_t throttle = 0;              // at most this many tasks of an array at once (--array=0-N%K); 0: no limit
   std::string launcher = "mpirun";   // how multi-rank jobs start inside an allocation: mpirun | srun
+  std::string srun_mpi = "pmix";     // srun --mpi=<this> (the cluster's PMI plugin; srun --mpi=list)
   int64_t signal_seconds = 120;      // USR1 this long before the time limit: checkpoint, requeue
   std::vector<std::string> sbatch_args;  // extra sbatch options, e.g. ["--qos=high"]
 };

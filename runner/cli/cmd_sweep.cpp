@@ -72,7 +72,7 @@ void run_sweep_run(const SweepRunArgs& a) {
 }
 
 struct RunJobArgs {
-  std::string results, jobs_file, launcher = "mpirun";
+  std::string results, jobs_file, launcher = "mpirun", srun_mpi = "pmix";
   int64_t index = 0;
 };
 
@@ -105,6 +105,7 @@ void run_sweep_run_job(const RunJobArgs& a) {
   schedulers::Attempt attempt(a.results, job, slurm_job.empty() ? "local" : "slurm", slurm_job);
   schedulers::LaunchSettings how;
   how.launcher = a.launcher;
+  how.srun_mpi = a.srun_mpi;
   const pid_t pid = schedulers::start_process(schedulers::job_command(job, a.results, how),
                                               a.results + "/logs/" + job.id + ".log",
                                               "== moelab sweep run-job: " + job.label + " (job " + job.id +
@@ -175,6 +176,7 @@ void add_sweep_command(CLI::App& app) {
   run_job->add_option("--index", j->index, "which line (0-based)")->required()->check(CLI::NonNegativeNumber);
   run_job->add_option("--launcher", j->launcher, "mpirun or srun (multi-rank jobs)")
       ->check(CLI::IsMember({"mpirun", "srun"}));
+  run_job->add_option("--srun-mpi", j->srun_mpi, "srun's --mpi plugin (pmix, pmi2, ...)");
   run_job->callback([j] { run_sweep_run_job(*j); });
 }
 

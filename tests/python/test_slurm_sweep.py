@@ -205,3 +205,23 @@ def test_usr1_near_the_time_limit_checkpoints_requeues_and_resumes(slurm, model,
     a = load_file(str(tmp_path / "r" / ft["output"] / "model.safetensors"))
     b = load_file(str(tmp_path / "local" / ft["output"] / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_srun_launcher_runs_multi_rank_jobs_as_one_mpi_job(slurm, model, moelab, moelab_bin, tmp_path):
+    spec = write_sweep(tmp_path, model, criteria=["Max-RWN"], ratios=[0.5], procedures=["one-shot"],
+                       slurm={"launcher": "srun", "srun_mpi": "pmix"})
+    moelab("submit", spec, "--results", tmp_path / "r")
+    wait_for_empty_queue()
+    recs = records(tmp_path / "r")
+    assert len(recs) == 4 and all(r["state"] == "done" for r in recs.values())
+    ev = next(j for j in plan(tmp_path / "r")["jobs"] if j["kind"] == "eval" and j["tags"]["criterion"] != "none")
+    log = (tmp_path / "r" / "logs" / f"{ev['id']}.log").read_text()
+    assert "$ srun --mpi=pmix --ntasks 2 " in log
+    assert len((tmp_path / "r" / ev["output"]).read_text().splitlines()) == 1  # one rank 0, one record
+    moelab("sweep", "run", spec, "--results", tmp_path / "local")
+    assert eval_metrics(tmp_path / "r") == eval_metrics(tmp_path / "local")
+    # srun without an MPI plugin would start unrelated copies: moelab refuses.
+    r = subprocess.run(["srun", "--mpi=none", "--ntasks", "2", "--mem", "1G", moelab_bin, "forward", model, "--text", "hello"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "error: srun: started 2 tasks that are not one MPI job: use srun --mpi=pmix" in r.stderr
