@@ -178,6 +178,13 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
 
   // Scripts first (all of them), validated, then submitted in stage order.
   const std::string moelab = opts.moelab.empty() ? this_executable() : opts.moelab;
+  // Paths go into #SBATCH lines and shell words of the batch script: only characters
+  // that need no quoting in either, so no path can change what the script does.
+  for (const auto& [what, path] : {std::pair<std::string, std::string>{"results directory", dir.path()},
+                                   {"moelab binary", moelab}})
+    if (!std::regex_match(path, std::regex(R"(^[A-Za-z0-9_./+,:@%=~-]+$)")))
+      throw InputError(path, "the " + what + " path has characters a batch script would need to quote (spaces, "
+                                 "quotes, $, ...): use a plain path for Slurm");
   std::vector<StageSubmission> stages;
   for (const auto& stage : kStages) {
     auto it = by_stage.find(stage);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -14,6 +15,24 @@
 
 namespace moelab::schedulers {
 namespace {
+
+// A value echoed in an error: in quotes, control characters escaped, so that the
+// message stays on one line whatever the spec holds.
+std::string shown_value(const std::string& v) {
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
 
 class Reader {
  public:
@@ -233,6 +252,9 @@ SweepSpec load_sweep_spec(const std::string& path) {
   s.path = path;
   s.name = root["name"] ? r.as<std::string>(root["name"], "name")
                         : std::filesystem::path(path).stem().string();
+  // The name becomes a folder (results/<name>) and part of Slurm job names: a plain word.
+  if (!std::regex_match(s.name, std::regex(R"(^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$)")))
+    r.fail("name", shown_value(s.name) + " is not a plain name (letters, digits, '.', '_', '-'; at most 100)");
   s.models = r.list<std::string>(root["model"], "model");
   if (s.models.empty()) r.fail("model", "give the model directory (or a list)");
   for (size_t i = 0; i < s.models.size(); ++i) {
@@ -328,18 +350,34 @@ SweepSpec load_sweep_spec(const std::string& path) {
       if (!kSlurmKeys.count(kv.first.as<std::string>()))
         r.fail("slurm." + kv.first.as<std::string>(),
                "unknown key (partition, account, throttle, launcher, srun_mpi, signal_seconds, sbatch_args)");
+    // Values that end up in #SBATCH lines: Slurm names only, and no line breaks, so a
+    // spec cannot add lines (commands) to the batch scripts.
+    const std::regex slurm_name(R"(^[A-Za-z0-9_.,:+-]*$)");
     if (sl["partition"]) s.slurm.partition = r.as<std::string>(sl["partition"], "slurm.partition");
+    if (!std::regex_match(s.slurm.partition, slurm_name))
+      r.fail("slurm.partition", shown_value(s.slurm.partition) + " is not a Slurm partition name");
     if (sl["account"]) s.slurm.account = r.as<std::string>(sl["account"], "slurm.account");
+    if (!std::regex_match(s.slurm.account, slurm_name))
+      r.fail("slurm.account", shown_value(s.slurm.account) + " is not a Slurm account name");
     if (sl["throttle"]) s.slurm.throttle = r.as<int64_t>(sl["throttle"], "slurm.throttle");
     if (s.slurm.throttle < 0) r.fail("slurm.throttle", "must be >= 0 (0: no limit)");
     if (sl["launcher"]) s.slurm.launcher = r.as<std::string>(sl["launcher"], "slurm.launcher");
     if (s.slurm.launcher != "mpirun" && s.slurm.launcher != "srun")
       r.fail("slurm.launcher", "\"" + s.slurm.launcher + "\" is not mpirun or srun");
     if (sl["srun_mpi"]) s.slurm.srun_mpi = r.as<std::string>(sl["srun_mpi"], "slurm.srun_mpi");
+    if (!std::regex_match(s.slurm.srun_mpi, std::regex(R"(^[A-Za-z0-9_]+$)")))
+      r.fail("slurm.srun_mpi", shown_value(s.slurm.srun_mpi) + " is not an srun MPI plugin name (srun --mpi=list)");
     if (sl["signal_seconds"]) s.slurm.signal_seconds = r.as<int64_t>(sl["signal_seconds"], "slurm.signal_seconds");
     if (s.slurm.signal_seconds < 0 || s.slurm.signal_seconds > 65535)
       r.fail("slurm.signal_seconds", "must be in [0, 65535]");
     s.slurm.sbatch_args = r.list<std::string>(sl["sbatch_args"], "slurm.sbatch_args");
+    for (size_t i = 0; i < s.slurm.sbatch_args.size(); ++i) {
+      const std::string& a = s.slurm.sbatch_args[i];
+      const bool control = std::any_of(a.begin(), a.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+      if (a.rfind("--", 0) != 0 || control)
+        r.fail("slurm.sbatch_args[" + std::to_string(i) + "]",
+               shown_value(a) + " is not one sbatch option (\"--name=value\" on one line)");
+    }
   }
   // Criteria that need calibration statistics need a calibration set.
   for (const auto& c : s.criteria) {

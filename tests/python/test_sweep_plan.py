@@ -75,6 +75,15 @@ def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moel
     ({"recovery": [{"finetune": {"steps": 2}}]}, "recovery[0].finetune", "either data"),
     ({"slurm": {"launcher": "ssh"}}, "slurm.launcher", "not mpirun or srun"),
     ({"slurm": {"queue": "x"}}, "slurm.queue", "unknown key"),
+    # Hostile strings that would reach batch scripts or paths.
+    ({"name": "x\nrm -rf /tmp/victim"}, "name", "not a plain name"),
+    ({"name": "../../escape"}, "name", "not a plain name"),
+    ({"name": "$(touch pwned)"}, "name", "not a plain name"),
+    ({"slurm": {"partition": "gpu\n#SBATCH --uid=0"}}, "slurm.partition", "not a Slurm partition"),
+    ({"slurm": {"account": "a; touch pwned"}}, "slurm.account", "not a Slurm account"),
+    ({"slurm": {"sbatch_args": ["--qos=high\ntouch pwned"]}}, "slurm.sbatch_args[0]", "not one sbatch option"),
+    ({"slurm": {"sbatch_args": ["touch pwned"]}}, "slurm.sbatch_args[0]", "not one sbatch option"),
+    ({"slurm": {"srun_mpi": "pmix; touch pwned"}}, "slurm.srun_mpi", "not an srun MPI plugin"),
 ])
 def test_bad_specs_fail_before_anything_runs_naming_the_key(over, key, words, fixtures, moelab, tmp_path):
     proc = moelab("sweep", "plan", write_spec(tmp_path, fixtures, **over), check=False)

@@ -150,3 +150,11 @@ def test_a_bad_spec_fails_before_any_job_starts(model, moelab, tmp_path, command
     r = moelab(*command, spec, "--results", tmp_path / "r", check=False)
     assert r.returncode == 2 and r.stderr.startswith(f"error: {spec}: {key}:") and r.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_results_path_that_a_batch_script_would_have_to_quote_is_refused(model, moelab, tmp_path):
+    spec = write_sweep(tmp_path, model, criteria=["Max-RWN"], ratios=[0.5], procedures=["one-shot"], eval={})
+    hostile = tmp_path / "r$(touch pwned)"
+    r = moelab("submit", spec, "--results", hostile, "--dry-run", check=False)
+    assert r.returncode == 2 and "a batch script would need to quote" in r.stderr and r.stderr.count("\n") == 1
+    assert not list(tmp_path.rglob("*.sbatch")) and not (tmp_path / "pwned").exists()
