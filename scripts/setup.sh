@@ -11,6 +11,7 @@ DEB_PACKAGES=(
   libgtest-dev libgmock-dev
   libpcre2-dev libicu-dev
   slurm-wlm munge
+  chromium
   fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs fortunes-zh fortunes-br
 )
 # Pinned so that parity tests compare against one known transformers.

@@ -17,6 +17,7 @@
 #include "schedulers/job_graph.h"
 #include "schedulers/job_process.h"
 #include "schedulers/local_executor.h"
+#include "schedulers/orphan_jobs.h"
 #include "schedulers/results_dir.h"
 
 namespace moelab::cli {
@@ -62,6 +63,8 @@ void run_sweep_run(const SweepRunArgs& a) {
   std::filesystem::create_directories(results);
   schedulers::SweepLock lock(results);  // one executor per sweep; released even by kill -9
   const schedulers::ResultsDir dir = schedulers::ResultsDir::prepare(results, spec, g);
+  if (const int n = schedulers::stop_orphan_jobs(dir.path()))
+    spdlog::warn("stopped {} process(es) left running by an earlier, killed executor", n);
   spdlog::info("sweep {}: {} jobs, results in {}", spec.name, g.jobs.size(), dir.path());
   const auto out = schedulers::run_local(dir, a.opts, [](const std::string& line) { spdlog::info("{}", line); });
   spdlog::info("sweep {}: {} jobs run now, {} done earlier, {} failed, {} blocked by a failure", spec.name, out.done,

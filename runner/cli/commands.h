@@ -22,5 +22,6 @@ void add_sweep_command(CLI::App& app);
 void add_submit_command(CLI::App& app);
 void add_status_command(CLI::App& app);
 void add_compress_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 
 }  // namespace moelab::cli

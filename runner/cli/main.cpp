@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   moelab::cli::add_sweep_command(app);
   moelab::cli::add_submit_command(app);
   moelab::cli::add_status_command(app);
+  moelab::cli::add_report_command(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help

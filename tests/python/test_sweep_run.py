@@ -99,6 +99,39 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_run(uninterrupted, 
     assert not list(results.rglob("*.tmp-*"))  # no half-written output left
 
 
+def test_repeated_kill_9_at_random_points_loses_and_duplicates_nothing(uninterrupted, model, moelab, moelab_bin,
+                                                                       tmp_path):
+    import random
+    _, reference = uninterrupted
+    spec = write_sweep(tmp_path, model)
+    results = tmp_path / "results"
+    rng = random.Random(7)
+    kills = 0
+    for target in sorted(rng.sample(range(1, 18), 3)):
+        proc = subprocess.Popen([moelab_bin, "sweep", "run", spec, "--results", results], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and \
+                sum(r["state"] == "done" for r in records(results).values()) < target:
+            time.sleep(0.01)
+        time.sleep(rng.random() * 0.5)  # somewhere inside the next job
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    moelab("sweep", "run", spec, "--results", results)
+    recs = records(results)
+    assert len(recs) == 19 and all(r["state"] == "done" for r in recs.values())
+    for job in plan(results)["jobs"]:
+        starts = (results / "logs" / f"{job['id']}.log").read_text().count("== moelab sweep:")
+        assert 1 <= starts <= 1 + kills, (job["label"], starts)
+        if job["kind"] == "eval":  # one record per domain: an interrupted eval left none behind
+            assert len((results / job["output"]).read_text().splitlines()) == 1
+    assert eval_metrics(results) == eval_metrics(reference)
+    assert not list(results.rglob("*.tmp-*"))
+
+
 def test_a_failed_job_stops_only_its_dependents_and_a_rerun_retries_them(model, moelab, tmp_path):
     # A task file that cannot be read fails every evaluation (at run time: the spec only
     # checks that the file exists); pruning is unaffected.

@@ -1,0 +1,25 @@
+// Expert usage per calibration set, for the report's "usage per calibration domain"
+// plot: the tokens_E counts (stats_schema.md, group "usage") of every finished
+// calibration job of a sweep, read straight from the HDF5 files (only those datasets,
+// not the whole statistics).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "results/report_data.h"
+
+namespace moelab::results::report {
+
+struct UsageSet {
+  std::string model, calibration;           // model tag, calibration set name
+  int64_t num_tokens = 0, experts_per_token = 0;
+  std::vector<int64_t> layers;              // decoder-layer indices of the MoE layers
+  std::vector<std::vector<int64_t>> tokens; // [layer][expert]: tokens routed to the expert
+};
+
+// InputError naming the file and dataset when a finished job's file is unreadable.
+std::vector<UsageSet> read_usage(const std::string& results_dir, const SweepResults& r);
+
+}  // namespace moelab::results::report
