@@ -26,3 +26,6 @@ $MOELAB sweep plan configs/quickstart.yaml
 echo; echo "== moelab sweep run: the grid on this machine (2-rank calibration and evaluation)"
 $MOELAB sweep run configs/quickstart.yaml --results build/demo/results/quickstart
 $MOELAB status build/demo/results/quickstart
+echo; echo "== moelab report: tables and plots from the sweep's results"
+$MOELAB report build/demo/results/quickstart
+sed -n "/### Criteria by drop ratio/,/^Mean over seeds/p" build/demo/results/quickstart/report/report.md
