@@ -41,6 +41,10 @@ class Builder {
 
   // Adds the job unless an identical one exists; returns its id.
   std::string add(Job j) {
+    if (s_.device != "cpu" && j.kind != "score") {  // score reads weights only, on the CPU
+      j.args.push_back("--device");
+      j.args.push_back(s_.device);
+    }
     std::string key = j.kind;
     for (const auto& a : j.args) key += '\x1f' + a;
     for (const auto& d : j.deps) key += '\x1e' + d;
@@ -247,8 +251,13 @@ JobGraph build_job_graph(const SweepSpec& s) {
     } else {
       pr.args.insert(pr.args.end(), {"--procedure", p.procedure});
       for (const auto& a : data_args(s.calibration_set(p.calibration))) pr.args.push_back(a);
-      if (p.procedure == "lottery")
-        for (const auto& f : s.calibration_set(p.calibration).data) pr.args.insert(pr.args.end(), {"--finetune-data", f});
+      if (p.procedure == "lottery") {
+        const auto& text = s.lottery.data.empty() ? s.calibration_set(p.calibration).data : s.lottery.data;
+        for (const auto& f : text) pr.args.insert(pr.args.end(), {"--finetune-data", f});
+        pr.args.insert(pr.args.end(), {"--lottery-start-tokens", std::to_string(s.lottery.start_tokens),
+                                       "--finetune-lr", num(s.lottery.lr), "--finetune-seq-len",
+                                       std::to_string(s.lottery.seq_len)});
+      }
     }
     pr.args.insert(pr.args.end(), {"--plan-out", "{out}/prune/{id}.plan.json", "--out", "{out}/prune/{id}", "--overwrite"});
     pr.output = "prune/{id}";

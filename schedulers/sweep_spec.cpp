@@ -242,11 +242,11 @@ SweepSpec load_sweep_spec(const std::string& path) {
   if (!root.IsMap()) r.fail("(top level)", "expected a map of sweep keys");
   static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
-                                              "eval",     "resources", "slurm"};
+                                              "eval",     "resources", "slurm",    "lottery", "device"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
-                                   "seeds, include, exclude, eval, resources, slurm)");
+                                   "seeds, include, exclude, eval, resources, slurm, lottery, device)");
   }
   SweepSpec s;
   s.path = path;
@@ -378,6 +378,25 @@ SweepSpec load_sweep_spec(const std::string& path) {
         r.fail("slurm.sbatch_args[" + std::to_string(i) + "]",
                shown_value(a) + " is not one sbatch option (\"--name=value\" on one line)");
     }
+  }
+  if (root["device"]) s.device = r.as<std::string>(root["device"], "device");
+  if (s.device != "cpu" && s.device != "cuda") r.fail("device", shown_value(s.device) + " is not cpu or cuda");
+  if (const YAML::Node lo = root["lottery"]) {
+    if (!lo.IsMap()) r.fail("lottery", "expected a map (start_tokens, lr, seq_len, data)");
+    for (const auto& kv : lo) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "start_tokens" && k != "lr" && k != "seq_len" && k != "data")
+        r.fail("lottery." + k, "unknown key (start_tokens, lr, seq_len, data)");
+    }
+    if (lo["start_tokens"]) s.lottery.start_tokens = r.as<int64_t>(lo["start_tokens"], "lottery.start_tokens");
+    if (s.lottery.start_tokens <= 0) r.fail("lottery.start_tokens", "must be positive");
+    if (lo["lr"]) s.lottery.lr = r.as<double>(lo["lr"], "lottery.lr");
+    if (!(s.lottery.lr > 0)) r.fail("lottery.lr", "must be positive");
+    if (lo["seq_len"]) s.lottery.seq_len = r.as<int64_t>(lo["seq_len"], "lottery.seq_len");
+    if (s.lottery.seq_len <= 1) r.fail("lottery.seq_len", "must be at least 2");
+    s.lottery.data = r.list<std::string>(lo["data"], "lottery.data");
+    for (size_t i = 0; i < s.lottery.data.size(); ++i)
+      check_path(r, "lottery.data[" + std::to_string(i) + "]", s.lottery.data[i]);
   }
   // Criteria that need calibration statistics need a calibration set.
   for (const auto& c : s.criteria) {

@@ -19,6 +19,8 @@
 //   resources:                          # per job kind: calibrate, prune, finetune, eval
 //     calibrate: {ranks: 2, gpus: 0, mem: 8G, time: "00:30:00"}
 //   slurm: {partition: gpu, account: lab, throttle: 8, launcher: srun, sbatch_args: ["--qos=high"]}
+//   lottery: {start_tokens: 200000, lr: 1.0e-6, seq_len: 128, data: [data/c4.jsonl]}
+//   device: cuda                        # cpu (default) | cuda
 //
 // Everything is validated before anything runs; errors name the file and the key
 // (e.g. "sweep.yaml: ratios[2]: 1.5 is outside [0, 1)").
@@ -71,6 +73,14 @@ struct SlurmSettings {
   std::vector<std::string> sbatch_args;  // extra sbatch options, e.g. ["--qos=high"]
 };
 
+// MoE Lottery's fine-tuning between rounds (procedure "lottery"; methods.md).
+struct LotterySettings {
+  int64_t start_tokens = 200000;  // fine-tuning tokens after round 1, doubled every round
+  double lr = 1e-6;               // the paper's for Mixtral
+  int64_t seq_len = 128;
+  std::vector<std::string> data;  // general text; default: the point's calibration data
+};
+
 struct EvalSpec {
   std::vector<std::pair<std::string, std::string>> perplexity;  // (domain, file)
   std::vector<std::string> tasks;
@@ -100,6 +110,8 @@ struct SweepSpec {
   EvalSpec eval;
   std::map<std::string, Resources> resources;  // by job kind
   SlurmSettings slurm;
+  LotterySettings lottery;
+  std::string device = "cpu";  // where jobs compute: cpu | cuda (calibrate, prune, finetune, eval)
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
   Resources resources_for(const std::string& kind) const;
 };

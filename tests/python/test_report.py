@@ -463,6 +463,7 @@ def test_paper_configs_validate(fixtures, moelab, tmp_path):
     assert cal["args"][cal["args"].index("--num-samples") + 1] == "256"
     assert cal["resources"] == {"ranks": 8, "gpus": 8, "mem": "480G", "time": "08:00:00"}
     assert prunes[0]["resources"]["time"] == "24:00:00"
+    assert all(j["args"][-2:] == ["--device", "cuda"] for j in g["jobs"] if j["kind"] != "score")
     # The small spec: the same structure on the demo model (or the fixture where the demo is not built).
     spec = yaml.safe_load((paper / "small-tables1-2.yaml").read_text())
     for k, v in [("model", spec["model"])]:
@@ -475,4 +476,6 @@ def test_paper_configs_validate(fixtures, moelab, tmp_path):
     crits = {j["tags"]["criterion"] for j in prunes}
     assert crits == {f"{d}-{c}" for c in mc_suite for d in ("Min", "Max")}
     assert sorted({j["tags"]["procedure"] for j in prunes}) == ["iterative", "lottery", "one-shot"]
-    assert len(prunes) == 32 * 2 * 2 + 2
+    assert len(prunes) == 32 * 2 * 3
+    lottery = next(j for j in prunes if j["tags"]["procedure"] == "lottery")["args"]
+    assert lottery[lottery.index("--lottery-start-tokens") + 1] == "4096"

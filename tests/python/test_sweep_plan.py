@@ -75,6 +75,9 @@ def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moel
     ({"recovery": [{"finetune": {"steps": 2}}]}, "recovery[0].finetune", "either data"),
     ({"slurm": {"launcher": "ssh"}}, "slurm.launcher", "not mpirun or srun"),
     ({"slurm": {"queue": "x"}}, "slurm.queue", "unknown key"),
+    ({"device": "tpu"}, "device", "not cpu or cuda"),
+    ({"lottery": {"start_tokens": 0}}, "lottery.start_tokens", "positive"),
+    ({"lottery": {"budget": 1}}, "lottery.budget", "unknown key"),
     # Hostile strings that would reach batch scripts or paths.
     ({"name": "x\nrm -rf /tmp/victim"}, "name", "not a plain name"),
     ({"name": "../../escape"}, "name", "not a plain name"),
@@ -115,3 +118,24 @@ def test_kshot_and_sft_recovery_share_the_pruned_models(fixtures, moelab, tmp_pa
     # Shots change task scores only: the k-shot evaluation skips perplexity.
     assert "--data" not in evals[("Min-RWN", "kshot-3")]["args"] and "--data" in evals[("Min-RWN", "none")]["args"]
     assert evals[("Min-RWN", "kshot-3")]["deps"] == evals[("Min-RWN", "none")]["deps"] == [kinds["prune"][0]["id"]]
+
+
+def test_lottery_settings_and_device_reach_the_jobs(fixtures, moelab, tmp_path):
+    base = plan(moelab, write_spec(tmp_path, fixtures, criteria=["EAN"], ratios=[0.5], procedures=["lottery"],
+                                   recovery=["none"]))
+    g = plan(moelab, write_spec(tmp_path, fixtures, criteria=["EAN"], ratios=[0.5], procedures=["lottery"],
+                                recovery=["none"], device="cuda",
+                                lottery={"start_tokens": 4096, "lr": 1e-4, "seq_len": 32, "data": ["wiki.txt"]}))
+    prune = next(j for j in g["jobs"] if j["kind"] == "prune")
+    a = prune["args"]
+    opt = lambda name: a[a.index(name) + 1]
+    assert (opt("--procedure"), opt("--lottery-start-tokens"), opt("--finetune-lr"), opt("--finetune-seq-len"),
+            opt("--finetune-data"), opt("--device")) == ("lottery", "4096", "0.0001", "32", str(tmp_path / "wiki.txt"),
+                                                         "cuda")
+    # Every job that computes gets the device; the ids change with it (results may differ).
+    assert all(j["args"][-2:] == ["--device", "cuda"] for j in g["jobs"] if j["kind"] != "score")
+    assert not {j["id"] for j in g["jobs"]} & {j["id"] for j in base["jobs"]}
+    # Defaults: the paper's budget and learning rate, the calibration text.
+    b = next(j for j in base["jobs"] if j["kind"] == "prune")["args"]
+    assert b[b.index("--lottery-start-tokens") + 1] == "200000" and b[b.index("--finetune-lr") + 1] == "1e-06"
+    assert b[b.index("--finetune-data") + 1] == str(tmp_path / "cal.json") and "--device" not in b
