@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the demo model: set up, build, make the demo MoE (a small random
-# Mixtral with a tokenizer trained on text Debian ships), inspect it, run it, remove
+# The main job on the shipped default model (models/debian-moe, trained by moelab on
+# text Debian ships; configs/default_model): set up, build, inspect it, run it, remove
 # experts, check that transformers loads the pruned checkpoint with the same logits, and
 # run the quickstart sweep (criteria x ratios x procedures) with the local executor.
 set -euo pipefail
@@ -8,24 +8,23 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 MOELAB=build/runner/moelab
-DEMO=build/demo/model
-if [ ! -f "$DEMO/config.json" ]; then
-  python3 scripts/make_demo_model.py --out "$DEMO"
-fi
-echo; echo "== moelab inspect $DEMO"
-$MOELAB inspect "$DEMO"
+MODEL=models/debian-moe   # the shipped default: 4 layers x 8 experts, trained on 10 Debian text domains
+OUT=build/quickstart
+echo; echo "== moelab inspect $MODEL"
+$MOELAB inspect "$MODEL"
 echo; echo "== moelab forward: next-token predictions"
-$MOELAB forward "$DEMO" --text "The quick brown fox" --top 3
+$MOELAB forward "$MODEL" --text "The quick brown fox" --top 3
 echo; echo "== moelab prune: drop experts 1,5 of layer 0 and 2 of layer 1"
-$MOELAB prune "$DEMO" --drop 0:1,5 --drop 1:2 --out build/demo/pruned --overwrite
-$MOELAB inspect build/demo/pruned | sed -n '/layer  type/,/^$/p'
+$MOELAB prune "$MODEL" --drop 0:1,5 --drop 1:2 --out "$OUT/pruned" --overwrite
+$MOELAB inspect "$OUT/pruned" | sed -n '/layer  type/,/^$/p'
 echo "== transformers loads the pruned checkpoint; logits compared with moelab's"
-python3 scripts/compare_with_transformers.py "$MOELAB" build/demo/pruned
-echo; echo "== moelab sweep plan: a small grid (criteria x ratios x procedures) as a job graph"
-$MOELAB sweep plan configs/quickstart.yaml
+python3 scripts/compare_with_transformers.py "$MOELAB" "$OUT/pruned"
+echo; echo "== moelab sweep plan: the quickstart grid (criteria x ratios x procedures) as a job graph"
+$MOELAB sweep plan configs/quickstart.yaml | head -1
 echo; echo "== moelab sweep run: the grid on this machine (2-rank calibration and evaluation)"
-$MOELAB sweep run configs/quickstart.yaml --results build/demo/results/quickstart
-$MOELAB status build/demo/results/quickstart
+$MOELAB sweep run configs/quickstart.yaml --results "$OUT/results"
+$MOELAB status "$OUT/results"
 echo; echo "== moelab report: tables and plots from the sweep's results"
-$MOELAB report build/demo/results/quickstart
-sed -n "/### Criteria by drop ratio/,/^Mean over seeds/p" build/demo/results/quickstart/report/report.md
+$MOELAB report "$OUT/results"
+sed -n "/### Procedures/,/^Mean over seeds/p" "$OUT/results/report/report.md"
+echo "Full report: $OUT/results/report/report.html (tables: report.md, report.tex; plots: plots/)"
