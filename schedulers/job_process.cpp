@@ -119,8 +119,7 @@ int exit_code_of(int status) {
 Attempt::Attempt(std::string results_dir, Job job, std::string executor, std::string slurm_job)
     : dir_(std::move(results_dir)), executor_(std::move(executor)), slurm_job_(std::move(slurm_job)),
       job_(std::move(job)) {
-  const auto records = read_job_records(dir_);
-  if (auto it = records.find(job_.id); it != records.end()) attempt_ = it->second.attempt + 1;
+  if (const auto previous = read_job_record(dir_, job_.id)) attempt_ = previous->attempt + 1;
 }
 
 void Attempt::begin(pid_t pid) {

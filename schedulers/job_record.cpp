@@ -50,29 +50,43 @@ void write_job_record(const std::string& results_dir, const JobRecord& r) {
   fs::remove(jobs_dir(results_dir) / (r.id + ".running"), ec);
 }
 
+namespace {
+
+JobRecord parse_job_record(const fs::path& p) {
+  return read_json_file(p.string(), "job record", [](const nlohmann::json& j) {
+    JobRecord r;
+    r.id = j.at("id").get<std::string>();
+    r.kind = j.at("kind").get<std::string>();
+    r.label = j.value("label", "");
+    r.state = j.at("state").get<std::string>();
+    r.exit_code = j.value("exit_code", 0);
+    r.attempt = j.value("attempt", int64_t{1});
+    r.executor = j.value("executor", "");
+    r.host = j.value("host", "");
+    r.slurm_job = j.value("slurm_job", "");
+    r.started = j.value("started", "");
+    r.finished = j.value("finished", "");
+    r.seconds = j.value("seconds", 0.0);
+    r.log = j.value("log", "");
+    return r;
+  });
+}
+
+}  // namespace
+
 std::map<std::string, JobRecord> read_job_records(const std::string& results_dir) {
   std::map<std::string, JobRecord> out;
   for_each_with_extension(results_dir, ".json", [&](const fs::path& p) {
-    JobRecord r = read_json_file(p.string(), "job record", [](const nlohmann::json& j) {
-      JobRecord r;
-      r.id = j.at("id").get<std::string>();
-      r.kind = j.at("kind").get<std::string>();
-      r.label = j.value("label", "");
-      r.state = j.at("state").get<std::string>();
-      r.exit_code = j.value("exit_code", 0);
-      r.attempt = j.value("attempt", int64_t{1});
-      r.executor = j.value("executor", "");
-      r.host = j.value("host", "");
-      r.slurm_job = j.value("slurm_job", "");
-      r.started = j.value("started", "");
-      r.finished = j.value("finished", "");
-      r.seconds = j.value("seconds", 0.0);
-      r.log = j.value("log", "");
-      return r;
-    });
+    JobRecord r = parse_job_record(p);
     out[r.id] = std::move(r);
   });
   return out;
+}
+
+std::optional<JobRecord> read_job_record(const std::string& results_dir, const std::string& id) {
+  const fs::path p = jobs_dir(results_dir) / (id + ".json");
+  if (!fs::exists(p)) return std::nullopt;
+  return parse_job_record(p);
 }
 
 void write_running_marker(const std::string& results_dir, const RunningMarker& m) {

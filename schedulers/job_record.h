@@ -38,6 +38,8 @@ void write_job_record(const std::string& results_dir, const JobRecord& r);
 // Every record under jobs/, by job id. A record that is not valid JSON (impossible
 // through write_job_record) is an InputError naming the file.
 std::map<std::string, JobRecord> read_job_records(const std::string& results_dir);
+// One job's record, if it has one.
+std::optional<JobRecord> read_job_record(const std::string& results_dir, const std::string& id);
 
 void write_running_marker(const std::string& results_dir, const RunningMarker& m);
 std::map<std::string, RunningMarker> read_running_markers(const std::string& results_dir);

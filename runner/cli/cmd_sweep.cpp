@@ -91,13 +91,16 @@ void run_sweep_run_job(const RunJobArgs& a) {
   for (int64_t i = 0; i <= a.index; ++i)
     if (!std::getline(in, line)) throw InputError(a.jobs_file, "has no job " + std::to_string(a.index));
   const schedulers::Job job = schedulers::job_from_json(nlohmann::json::parse(line, nullptr, false), a.jobs_file);
-  const auto records = schedulers::read_job_records(a.results);
-  if (auto it = records.find(job.id); it != records.end() && it->second.state == "done") {
+  auto done = [&](const std::string& id) {
+    const auto r = schedulers::read_job_record(a.results, id);
+    return r && r->state == "done";
+  };
+  if (done(job.id)) {
     spdlog::info("{} ({}) is already done", job.label, job.id);
     return;
   }
   for (const auto& d : job.deps)
-    if (auto it = records.find(d); it == records.end() || it->second.state != "done")
+    if (!done(d))
       throw InputError(a.results, "job " + job.id + " needs job " + d + ", which has not finished");
   std::string slurm_job;
   if (const char* arr = std::getenv("SLURM_ARRAY_JOB_ID"))
