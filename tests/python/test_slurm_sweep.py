@@ -4,6 +4,7 @@ executor gives; an scancel'ed task and `submit --resume` complete the sweep; a r
 would reject fails before anything is queued; --dry-run writes scripts only; USR1 near the
 time limit makes fine-tuning checkpoint, requeue and resume."""
 import json
+import math
 import os
 import pathlib
 import random
@@ -189,10 +190,13 @@ def test_usr1_near_the_time_limit_checkpoints_requeues_and_resumes(slurm, model,
         time.sleep(0.02)
     assert state.exists(), "the fine-tuning task never reached its first checkpoint"
     subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
-    # Slurm holds a requeued task back for a while (BeginTime); let it start now.
+    # Slurm holds a requeued task back for a while (BeginTime); let it start sooner. Not at
+    # once: slurmd refuses a launch whose credential dates from the same second as the
+    # revocation of the previous attempt's ("Job credential revoked"), and the task is lost.
     deadline = time.time() + 60
     while time.time() < deadline and queue().get(task) != "PENDING":
         time.sleep(0.1)
+    time.sleep(3)
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
     wait_for_empty_queue()
     rec = records(tmp_path / "r")[ft["id"]]
@@ -219,7 +223,15 @@ def test_srun_launcher_runs_multi_rank_jobs_as_one_mpi_job(slurm, model, moelab,
     assert "$ srun --mpi=pmix --ntasks 2 " in log
     assert len((tmp_path / "r" / ev["output"]).read_text().splitlines()) == 1  # one rank 0, one record
     moelab("sweep", "run", spec, "--results", tmp_path / "local")
-    assert eval_metrics(tmp_path / "r") == eval_metrics(tmp_path / "local")
+    # srun places ranks on CPUs as Slurm's task plugin says and mpirun as OpenMPI binds them, so
+    # the two can run libtorch with other thread counts: float32 sums may round differently
+    # (seen: 1e-10 relative in a perplexity), hence a tolerance here and equality elsewhere.
+    got, want = eval_metrics(tmp_path / "r"), eval_metrics(tmp_path / "local")
+    assert got.keys() == want.keys()
+    for key in want:
+        assert [t for t, _ in got[key]] == [t for t, _ in want[key]]
+        for (_, a), (_, b) in zip(got[key], want[key]):
+            assert a.keys() == b.keys() and all(math.isclose(a[m], b[m], rel_tol=1e-7) for m in a), (key, a, b)
     # srun without an MPI plugin would start unrelated copies: moelab refuses.
     r = subprocess.run(["srun", "--mpi=none", "--ntasks", "2", "--mem", "1G", moelab_bin, "forward", model, "--text", "hello"],
                        capture_output=True, text=True, timeout=120)
