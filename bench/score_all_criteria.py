@@ -2,7 +2,8 @@
 """Scoring every criterion from an existing statistics file, without a forward pass:
 wall time of `moelab score` for all criteria on a 4-layer Mixtral (8 experts, hidden
 512, expert width 1408), next to the calibration that produced the file (forward +
-backward for the gradient criteria + NAEE's dense pass) for scale.
+backward for the gradient criteria + NAEE's dense pass) for scale; and 20 members of the
+unified family (Family-aA-pP-bB-v) from the file alone (no model given at all).
 
   python3 bench/score_all_criteria.py --moelab build/runner/moelab
 """
@@ -42,16 +43,25 @@ def main():
         (d / "data.json").write_text(json.dumps({"input_ids": ids}))
         names = subprocess.run([args.moelab, "score", "--list"], check=True, capture_output=True,
                                text=True).stdout.splitlines()[1:]
-        criteria = [line.split()[0] for line in names if line.strip() and not line.startswith("Each")]
+        criteria = []
+        for line in names:  # the fixed criteria come first, up to the first blank line
+            if not line.strip():
+                break
+            criteria.append(line.split()[0])
         calib = timed([args.moelab, "calibrate", d / "model", "--data", d / "data.json", "--seq-len",
                        str(args.seq_len), "--num-samples", "0", "--criteria", ",".join(criteria), "--out",
                        d / "stats.h5"])
         score = timed([args.moelab, "score", "--stats", d / "stats.h5", "--model", d / "model", "--second-model",
                        d / "model", "--criteria", ",".join(criteria), "--out", d / "scores.json"])
         n = len(json.loads((d / "scores.json").read_text())["criteria"])
+        members = [f"Family-a{a}-p{p}-b{b}-{v}" for a in (0, 1, 2) for p in (1, 2) for b in (0, 1)
+                   for v in ("act", "out")][:20]
+        family = timed([args.moelab, "score", "--stats", d / "stats.h5", "--criteria", ",".join(members), "--out",
+                        d / "family.json"])
         print(f"| what | wall s |\n|---|---|\n"
               f"| calibrate ({args.sequences} x {args.seq_len} tokens; every group incl. gradients, NAEE) | {calib:.1f} |\n"
-              f"| score all {n} criteria from the file (+ weights, no forward) | {score:.2f} |")
+              f"| score all {n} criteria from the file (+ weights, no forward) | {score:.2f} |\n"
+              f"| score 20 Family members from the file alone (no model, no weights) | {family:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 // Every criterion, one line each: MOELAB_CRITERION(x) names the factory
-// `std::unique_ptr<Criterion> make_x()` defined in criteria/x.cpp.
+// `std::unique_ptr<Criterion> make_x()` defined in criteria/x.cpp;
+// MOELAB_CRITERION_PATTERN(x) a parameterised one, `CriterionPattern pattern_x()`.
 // (Included twice by registry.cpp: once to declare, once to build the table.)
 
 // Inference-based (calibration statistics)
@@ -13,6 +14,9 @@ MOELAB_CRITERION(ets)
 MOELAB_CRITERION(eas)
 MOELAB_CRITERION(eae)
 MOELAB_CRITERION(eao)
+MOELAB_CRITERION(man)
+MOELAB_CRITERION(msan)
+MOELAB_CRITERION_PATTERN(family)
 
 // Gradient-based (calibration forward + backward)
 MOELAB_CRITERION(egs)
@@ -25,6 +29,8 @@ MOELAB_CRITERION(ews)
 MOELAB_CRITERION(rwn)
 MOELAB_CRITERION(wsr)
 MOELAB_CRITERION(ewn)
+MOELAB_CRITERION(aimer)
+MOELAB_CRITERION_PATTERN(aimer_per_matrix)
 
 // Other
 MOELAB_CRITERION(easy_ep)

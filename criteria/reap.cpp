@@ -15,8 +15,7 @@ class Reap : public Criterion {
   std::vector<std::string> needs() const override { return {results::stat::kUsage, results::stat::kOutNorms}; }
   at::Tensor score_layer(const ScoreInputs& in, int64_t moe_index, int64_t) const override {
     const auto& s = layer_stats(in, moe_index, results::stat::kOutNorms, name());
-    at::Tensor n = s.tokens_E.to(at::kDouble);
-    return at::where(n > 0, s.gate_out_norm_sum_E / n.clamp_min(1), at::zeros_like(n));
+    return per_routed_token(s.gate_out_norm_sum_E, s.tokens_E);
   }
 };
 

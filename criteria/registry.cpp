@@ -8,8 +8,10 @@
 namespace moelab::criteria {
 
 #define MOELAB_CRITERION(x) std::unique_ptr<Criterion> make_##x();
+#define MOELAB_CRITERION_PATTERN(x) CriterionPattern pattern_##x();
 #include "criteria/criteria_list.h"
 #undef MOELAB_CRITERION
+#undef MOELAB_CRITERION_PATTERN
 
 namespace {
 
@@ -35,12 +37,26 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 std::vector<std::unique_ptr<Criterion>> all_criteria() {
   std::vector<std::unique_ptr<Criterion>> out;
 #define MOELAB_CRITERION(x) out.push_back(make_##x());
+#define MOELAB_CRITERION_PATTERN(x)
 #include "criteria/criteria_list.h"
 #undef MOELAB_CRITERION
+#undef MOELAB_CRITERION_PATTERN
+  return out;
+}
+
+std::vector<CriterionPattern> criterion_patterns() {
+  std::vector<CriterionPattern> out;
+#define MOELAB_CRITERION(x)
+#define MOELAB_CRITERION_PATTERN(x) out.push_back(pattern_##x());
+#include "criteria/criteria_list.h"
+#undef MOELAB_CRITERION
+#undef MOELAB_CRITERION_PATTERN
   return out;
 }
 
 std::unique_ptr<Criterion> make_criterion(const std::string& name) {
+  for (const auto& p : criterion_patterns())
+    if (auto c = p.parse(name)) return c;
   const std::string want = lower(name);
   std::string best;
   size_t best_d = SIZE_MAX;
@@ -53,8 +69,15 @@ std::unique_ptr<Criterion> make_criterion(const std::string& name) {
     }
   }
   std::string msg = "unknown criterion \"" + name + "\"";
+  for (const auto& p : criterion_patterns()) {  // "AIMER-left": the pattern it almost is
+    const std::string prefix = lower(p.syntax.substr(0, p.syntax.find('<')));
+    if (!prefix.empty() && want.rfind(prefix, 0) == 0) {
+      best = p.syntax;
+      best_d = 0;
+    }
+  }
   if (!best.empty() && best_d <= std::max<size_t>(2, want.size() / 3)) msg += " (did you mean \"" + best + "\"?)";
-  msg += "; `moelab score --list` lists them";
+  msg += "; `moelab score --list` lists them (and the patterns, e.g. Family-a1-p1-b1-out)";
   throw InputError("criterion", msg);
 }
 
@@ -69,6 +92,7 @@ std::set<std::string> stat_groups_needed(const std::vector<std::string>& names) 
       if (names.empty() && (need == results::stat::kGradients || need == results::stat::kNaee)) continue;
       groups.insert(need);
     }
+  if (names.empty()) groups.insert(results::stat::kPowerSums);  // cheap; every Family member scores from it
   return groups;
 }
 

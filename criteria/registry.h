@@ -1,6 +1,7 @@
 // All criteria by name. Unknown names get a "did you mean" suggestion.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -10,13 +11,28 @@
 
 namespace moelab::criteria {
 
+// A parameterised criterion: one name pattern that stands for many criteria, e.g.
+// Family-a1-p1-b1-out. One file defines `CriterionPattern pattern_x()` and the
+// registry lists it with MOELAB_CRITERION_PATTERN(x) in criteria_list.h.
+struct CriterionPattern {
+  std::string syntax;               // "Family-a<A>-p<P>-b<B>-<act|out>"
+  std::string needs;                // as `moelab score --list` shows it
+  std::string description;          // one line
+  std::vector<std::string> notes;   // extra lines for --list (e.g. named members)
+  // The criterion a name stands for; null when the name is not of this pattern.
+  // Throws InputError when it is, but its parameters are malformed.
+  std::function<std::unique_ptr<Criterion>(const std::string& name)> parse;
+};
+
 std::vector<std::unique_ptr<Criterion>> all_criteria();
-// Case-insensitive. Throws InputError("criterion", ...) with a suggestion.
+std::vector<CriterionPattern> criterion_patterns();
+// Case-insensitive; a fixed name or an instance of a pattern. Throws InputError("criterion", ...) with a suggestion.
 std::unique_ptr<Criterion> make_criterion(const std::string& name);
 
 // The statistic groups (results::stat::k*) the named criteria need. No names: every
 // criterion's, except the groups that cost more than one forward pass (gradients: a
-// backward pass; naee: dense observation), which are collected only when named.
+// backward pass; naee: dense observation), which are collected only when named, plus
+// power_sums (every member of the Family pattern).
 std::set<std::string> stat_groups_needed(const std::vector<std::string>& names);
 
 }  // namespace moelab::criteria

@@ -16,6 +16,12 @@ const results::LayerStats& layer_stats(const ScoreInputs& in, int64_t moe_index,
   return in.stats->layers[size_t(moe_index)];
 }
 
+at::Tensor per_routed_token(const at::Tensor& sum_E, const at::Tensor& tokens_E, double power) {
+  at::Tensor n = tokens_E.to(at::kDouble);
+  at::Tensor denom = power == 1.0 ? n.clamp_min(1) : n.clamp_min(1).pow(power);
+  return at::where(n > 0, sum_E.to(at::kDouble) / denom, at::zeros_like(n));
+}
+
 at::Tensor token_bitmap(const ScoreInputs& in, int64_t moe_index, const std::string& criterion) {
   const auto& s = layer_stats(in, moe_index, results::stat::kTokenIds, criterion);
   const int64_t V = in.stats->vocab_size;

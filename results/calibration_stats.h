@@ -34,7 +34,15 @@ inline const std::string kGradients = "gradients";        // grad_* (backward of
 inline const std::string kNaee = "naee";                  // naee_subsets_SE, naee_loss_S (dense pass)
 inline const std::string kDenseOutputs = "dense_outputs"; // dense_out_sum_ED (dense pass; expert merging)
 inline const std::string kGateRatios = "gate_ratios";     // gate_ratio_hist_B (NAEE dynamic skipping)
+inline const std::string kPowerSums = "power_sums";       // power_sum_EVXX (the unified criteria family)
 }  // namespace stat
+
+// Exponents for which power_sums holds sum g^a ||v||^p unless calibrate is told others
+// (--power-exponents): every a, p in {0, 1, 2}.
+inline const std::vector<double>& default_power_exponents() {
+  static const std::vector<double> x = {0, 1, 2};
+  return x;
+}
 
 // Bins of gate_ratio_hist_B over [0, 1]: bin b holds ratios in [b / B, (b + 1) / B)
 // (a ratio of exactly 1 goes to the last bin). A median read from it is within half a
@@ -46,7 +54,8 @@ inline const std::vector<std::string>& all_stat_groups() {
   static const std::vector<std::string> g = {stat::kUsage,        stat::kActNorms,     stat::kOutNorms,
                                              stat::kCoactivation, stat::kTokenIds,     stat::kActMoments,
                                              stat::kHiddenChange, stat::kActOutliers,  stat::kGradients,
-                                             stat::kNaee,         stat::kDenseOutputs, stat::kGateRatios};
+                                             stat::kNaee,         stat::kDenseOutputs, stat::kGateRatios,
+                                             stat::kPowerSums};
   return g;
 }
 
@@ -85,6 +94,11 @@ struct LayerStats {
   // second-largest over its largest softmax probability (= g_2 / g_1 for top-k >= 2,
   // renormalised or not), kGateRatioBins bins over [0, 1].
   at::Tensor gate_ratio_hist_B;       // int64
+  // The unified criteria family (Liu et al., arXiv 2606.15716): sum over the tokens routed
+  // to j of g_j(x)^a ||v_j(x)||_2^p for v = a_j (index 0, intermediate activation [F]) and
+  // v = f_j (index 1, expert output before gating [D]), a and p each over
+  // CalibrationStats::power_exponents (X of them). 0^0 = 1, so a = p = 0 counts tokens.
+  at::Tensor power_sum_EVXX;          // f64 [E, 2, X, X]: [e][v][index of a][index of p]
 };
 
 struct CalibrationStats {
@@ -99,6 +113,7 @@ struct CalibrationStats {
   bool norm_topk_prob = true;     // the router's normalisation (what gates mean)
   int64_t experts_per_token = 0;  // k
   std::set<std::string> collected;  // groups present (stat::k*)
+  std::vector<double> power_exponents;  // the a and p of power_sum_EVXX (power_sums only)
   std::vector<LayerStats> layers;   // MoE layers only, in order
 
   const LayerStats& layer(int64_t index) const;

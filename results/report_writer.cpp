@@ -6,6 +6,7 @@
 
 #include "common/atomic_output.h"
 #include "common/error.h"
+#include "results/report_agreement.h"
 #include "results/report_data.h"
 #include "results/report_html.h"
 #include "results/report_kendall.h"
@@ -48,6 +49,8 @@ ReportSummary write_report(const ReportOptions& o) {
   std::vector<Table> tables = build_result_tables(r);
   const std::vector<Table> kendall = build_kendall_tables(r);
   tables.insert(tables.end(), kendall.begin(), kendall.end());
+  const std::vector<Table> overlap = build_overlap_tables(r);
+  tables.insert(tables.end(), overlap.begin(), overlap.end());
   if (other) tables.push_back(build_compare_table(r, *other));
 
   Page page;

@@ -62,6 +62,9 @@ const std::vector<Field>& fields() {
        "histogram of p_2(x) / p_1(x) (second over first router probability) over all tokens, bins of equal width "
        "over [0, 1]",
        at::kLong, false},
+      {"power_sum_EVXX", &LayerStats::power_sum_EVXX, &stat::kPowerSums,
+       "sum over routed tokens of g_j(x)^a ||v_j(x)||_2^p; [expert, v (0: a_j, 1: f_j), a, p], a and p indexing the "
+       "file attribute power_exponents"},
   };
   return f;
 }
@@ -99,6 +102,15 @@ void attr_int(hid_t obj, const char* name, int64_t v) {
   hid_t space = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
   H5Awrite(a, H5T_NATIVE_INT64, &v);
+  H5Aclose(a);
+  H5Sclose(space);
+}
+
+void attr_doubles(hid_t obj, const char* name, const std::vector<double>& v) {
+  const hsize_t n = v.size();
+  hid_t space = H5Screate_simple(1, &n, nullptr);
+  hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, H5T_NATIVE_DOUBLE, v.data());
   H5Aclose(a);
   H5Sclose(space);
 }
@@ -162,6 +174,18 @@ struct Reader {
     H5Aclose(a);
     return v;
   }
+  std::vector<double> doubles_attr(hid_t obj, const char* name) const {
+    if (H5Aexists(obj, name) <= 0) throw InputError(path, std::string("attribute \"") + name + "\" is missing");
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t space = H5Aget_space(a);
+    const hssize_t n = H5Sget_simple_extent_npoints(space);
+    std::vector<double> v(size_t(std::max<hssize_t>(n, 0)));
+    const bool ok = n > 0 && n < 64 && H5Aread(a, H5T_NATIVE_DOUBLE, v.data()) >= 0;
+    H5Sclose(space);
+    H5Aclose(a);
+    if (!ok) throw InputError(path, std::string("attribute \"") + name + "\" is not a list of 1 to 63 numbers");
+    return v;
+  }
   at::Tensor dataset(hid_t group, const std::string& gname, const char* name, at::ScalarType dtype) const {
     const std::string where = gname + "/" + name;
     hid_t d = H5Dopen2(group, name, H5P_DEFAULT);
@@ -206,6 +230,7 @@ void write_stats(const CalibrationStats& st, const std::string& path) {
     std::string groups;
     for (const auto& g : st.collected) groups += (groups.empty() ? "" : ",") + g;
     attr_string(file, "collected", groups);
+    if (st.collected.count(stat::kPowerSums)) attr_doubles(file, "power_exponents", st.power_exponents);
     std::string layer_list;
     for (const auto& ls : st.layers) layer_list += (layer_list.empty() ? "" : ",") + std::to_string(ls.layer);
     attr_string(file, "moe_layers", layer_list);
@@ -262,6 +287,7 @@ CalibrationStats read_stats(const std::string& path) {
   st.norm_topk_prob = r.string_attr(r.file, "router_normalisation") == "softmax_topk_renormalised";
   std::stringstream groups(r.string_attr(r.file, "collected"));
   for (std::string g; std::getline(groups, g, ',');) st.collected.insert(g);
+  if (st.collected.count(stat::kPowerSums)) st.power_exponents = r.doubles_attr(r.file, "power_exponents");
   std::stringstream layers(r.string_attr(r.file, "moe_layers"));
   for (std::string l; std::getline(layers, l, ',');) {
     LayerStats ls;
@@ -278,6 +304,12 @@ CalibrationStats read_stats(const std::string& path) {
         throw InputError(path, std::string(name) + "/" + f.name + " has " + std::to_string(t.dim() ? t.size(0) : 0) +
                                    " rows, but the layer has " + std::to_string(E) + " experts");
       ls.*(f.member) = t;
+    }
+    if (st.collected.count(stat::kPowerSums)) {
+      const int64_t X = int64_t(st.power_exponents.size());
+      if (ls.power_sum_EVXX.sizes() != at::IntArrayRef({E, 2, X, X}))
+        throw InputError(path, std::string(name) + "/power_sum_EVXX is not [" + std::to_string(E) + ", 2, " +
+                                   std::to_string(X) + ", " + std::to_string(X) + "] (experts, v, power_exponents^2)");
     }
     H5Gclose(g);
     st.layers.push_back(std::move(ls));

@@ -10,6 +10,7 @@
 #include "cluster/communicator.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "criteria/family.h"
 #include "criteria/registry.h"
 #include "cluster/data_parallel.h"
 #include "jobs/calibration_data.h"
@@ -27,7 +28,19 @@ struct CalibrateArgs {
   int64_t batch_size = 8;
   bool overwrite = false;
   jobs::NaeeOptions naee;
+  std::vector<double> power_exponents = results::default_power_exponents();
 };
+
+// The exponents of power_sums: 1 to 8 distinct values >= 0, in the order given.
+void check_power_exponents(const std::vector<double>& x) {
+  if (x.empty() || x.size() > 8) throw InputError("--power-exponents", "give 1 to 8 exponents, e.g. 0,1,2,3");
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!(x[i] >= 0 && x[i] <= 16))
+      throw InputError("--power-exponents", std::to_string(x[i]) + " is outside [0, 16]");
+    for (size_t j = 0; j < i; ++j)
+      if (x[j] == x[i]) throw InputError("--power-exponents", std::to_string(x[i]) + " is given twice");
+  }
+}
 
 void run_calibrate(const CalibrateArgs& a) {
   auto comm = cluster::world(a.comm);
@@ -43,6 +56,10 @@ void run_calibrate(const CalibrateArgs& a) {
     groups.insert(g);
   }
   if (!(a.naee.ratio >= 0 && a.naee.ratio < 1)) throw InputError("--naee-ratio", "must be in [0, 1)");
+  check_power_exponents(a.power_exponents);
+  // Family members named here get their exponents.
+  const std::vector<double> exponents = criteria::power_exponents_for(a.criteria, a.power_exponents);
+  check_power_exponents(exponents);
   jobs::CalibrationSpec spec = a.data;
   if (spec.tokenizer.empty()) spec.tokenizer = a.model.model_dir;
   const jobs::CalibrationSet set = jobs::load_calibration_set(spec);
@@ -67,6 +84,7 @@ void run_calibrate(const CalibrateArgs& a) {
   jobs::CollectOptions opts;
   opts.batch_size = a.batch_size;
   opts.naee = a.naee;
+  opts.power_exponents = exponents;
   results::CalibrationStats st = jobs::collect_statistics(m, *comm, set, groups, opts);
   st.model = a.model.model_dir;
   st.calibration = set.description;
@@ -101,7 +119,9 @@ void add_calibrate_command(CLI::App& app) {
       "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
       "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5\n"
       "  moelab calibrate models/tiny --data c4.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5");
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5\n"
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria Family-a2-p3-b1-out --power-exponents 0,1,2,3 "
+      "--out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
@@ -119,7 +139,12 @@ void add_calibrate_command(CLI::App& app) {
                   "act_moments, hidden_change (EASY-EP), act_outliers (a second pass), gradients (adds a backward "
                   "pass), naee (dense observation), dense_outputs (every expert's output summed over all tokens, "
                   "for moelab merge; dense observation), gate_ratios (histogram of the router's 2nd/1st "
-                  "probability, for moelab set-skipping); comma-separated")
+                  "probability, for moelab set-skipping), power_sums (sum of g^a ||v||^p for the criteria family); "
+                  "comma-separated")
+      ->delimiter(',');
+  cmd->add_option("--power-exponents", a->power_exponents,
+                  "power_sums: the exponents a and p stored for the criteria family Family-aA-pP-bB-V "
+                  "(default 0,1,2)")
       ->delimiter(',');
   cmd->add_option("--naee-ratio", a->naee.ratio,
                   "NAEE: fraction of each layer's experts dropped by the subset search (default 0.5)");

@@ -89,18 +89,27 @@ void add_merge_command(CLI::App& app) {
       "row of the group's most used expert (dominant, as M-SMoE). Top-k stays k.\n"
       "Statistics: moelab calibrate MODEL --data FILE --collect dense_outputs (every expert runs on every\n"
       "token: E/k times the expert FLOPs of a plain pass; usage is always collected).\n"
+      "--method ream (REAM, arXiv 2604.04356): REAP's router-weighted activation (mean g ||f|| over routed\n"
+      "tokens) picks the E - round(ratio * E) most salient experts as centroids; each other expert joins\n"
+      "the centroid with the most similar mean output; members are weighted by their REAP saliency.\n"
       "Plan (JSON, runner/jobs/merge_plan.h): per layer the groups of original expert ids, their weights\n"
       "and dominant experts; --plan-out writes it, --plan applies a saved one.\n\n"
       "Examples:\n"
       "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs --out stats.h5\n"
       "  moelab merge models/tiny --stats stats.h5 --ratio 0.5 --plan-out merge.json --out merged/\n"
       "  moelab merge models/tiny --stats stats.h5 --ratio 0.25 --router-merge dominant --out merged/\n"
-      "  moelab merge models/tiny --plan merge.json --out merged/");
+      "  moelab merge models/tiny --plan merge.json --out merged/\n"
+      "  moelab calibrate models/tiny --data c4.jsonl --criteria REAP --collect dense_outputs --out stats.h5\n"
+      "  moelab merge models/tiny --stats stats.h5 --ratio 0.25 --method ream --out merged/");
   auto a = std::make_shared<MergeArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--stats", a->stats, "HDF5 statistics from moelab calibrate with dense_outputs (and usage)");
   cmd->add_option("--plan", a->plan_in, "apply this saved merge plan");
   cmd->add_option("--ratio", a->opts.ratio, "fraction of each layer's experts merged away, in [0, 1) (default 0.5)");
+  cmd->add_option("--method", a->opts.method,
+                  "hc-smoe (clustering, usage-frequency weights; default) or ream (REAP-salient experts as "
+                  "centroids, the others joined to the most similar one, REAP-weighted; needs out_norms)")
+      ->check(CLI::IsMember({"hc-smoe", "ream"}));
   cmd->add_option("--router-merge", a->router_merge,
                   "router row of a merged expert: avg (usage-weighted average of the members' rows; default) or "
                   "dominant (the most used member's row)")

@@ -11,6 +11,7 @@
 #include "cluster/communicator.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "criteria/family.h"
 #include "jobs/calibration_data.h"
 #include "jobs/training_data.h"
 #include "jobs/pruning_plan.h"
@@ -95,6 +96,7 @@ void run_prune(PruneArgs a) {
     const jobs::CalibrationSet set = jobs::load_calibration_set(a.data);
     jobs::CollectOptions collect;
     collect.batch_size = a.batch_size;
+    collect.power_exponents = criteria::power_exponents_for({a.plan.criterion}, collect.power_exponents);
     schedulers::LotteryOptions lottery;
     if (a.procedure == "lottery") {
       if (a.finetune_data.empty()) throw InputError("--finetune-data", "MoE Lottery needs general text to fine-tune on");

@@ -14,8 +14,9 @@ void ModelOptions::add_to(CLI::App* cmd) {
 
 void ModelOptions::add_compute_options(CLI::App* cmd) {
   cmd->add_option("--dtype", dtype,
-                  "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
-      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
+                  "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16, float64 "
+                  "(reference runs: statistics to float64 rounding)")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16", "float64"}));
   cmd->add_option("--device", device, "cpu, cuda or cuda:N");
 }
 
@@ -23,6 +24,7 @@ at::ScalarType parse_dtype(const std::string& s) {
   if (s == "float32") return at::kFloat;
   if (s == "bfloat16") return at::kBFloat16;
   if (s == "float16") return at::kHalf;
+  if (s == "float64") return at::kDouble;
   throw InputError("--dtype", "unknown dtype \"" + s + "\"");
 }
 

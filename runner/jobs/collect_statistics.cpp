@@ -9,6 +9,7 @@
 #include "jobs/expert_gradients.h"
 #include "jobs/gate_ratio_stats.h"
 #include "jobs/observer_fanout.h"
+#include "jobs/power_sum_stats.h"
 #include "jobs/stats_collector.h"
 #include "models/next_token_loss.h"
 
@@ -46,6 +47,11 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
     ratios = std::make_unique<GateRatioCollector>(m);
     observers.push_back(ratios.get());
   }
+  std::unique_ptr<PowerSumCollector> powers;
+  if (groups.count(results::stat::kPowerSums)) {
+    powers = std::make_unique<PowerSumCollector>(m, opts.power_exponents);
+    observers.push_back(powers.get());
+  }
   ObserverFanOut observer(observers);
   if (gradients) enable_expert_gradients(m);
   cluster::DataParallelOptions dp;
@@ -66,6 +72,7 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
   collector.all_reduce(comm);
   if (dense) dense->all_reduce(comm);
   if (ratios) ratios->all_reduce(comm);
+  if (powers) powers->all_reduce(comm);
   if (naee) naee->finish_pass(comm);
   at::NoGradGuard no_grad;  // later passes only observe
   if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
@@ -88,6 +95,10 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
   if (naee) naee->fill(st.layers);
   if (dense) dense->fill(st.layers);
   if (ratios) ratios->fill(st.layers);
+  if (powers) {
+    powers->fill(st.layers);
+    st.power_exponents = opts.power_exponents;
+  }
   st.architecture = m.config.architecture;
   st.num_sequences = int64_t(set.sequences.size());
   st.num_tokens = set.num_tokens;

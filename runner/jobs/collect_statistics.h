@@ -19,6 +19,8 @@ namespace moelab::jobs {
 struct CollectOptions {
   int64_t batch_size = 8;  // sequences per forward
   NaeeOptions naee;
+  // The a and p of the power_sums group (results::default_power_exponents() by default).
+  std::vector<double> power_exponents = results::default_power_exponents();
 };
 
 // Collective. `groups`: results::stat::k* names (unknown names are ignored by the

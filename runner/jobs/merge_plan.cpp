@@ -9,7 +9,9 @@
 #include "common/atomic_output.h"
 #include "common/error.h"
 #include "common/json_file.h"
+#include "criteria/registry.h"
 #include "criteria/scores_file.h"
+#include "jobs/ream_grouping.h"
 
 namespace moelab::jobs {
 namespace {
@@ -79,6 +81,11 @@ MergePlan plan_merges(const models::MoeModel& m, const results::CalibrationStats
   if (!(o.ratio >= 0 && o.ratio < 1))
     throw InputError("--ratio", std::to_string(o.ratio) + " is outside [0, 1) (the fraction of experts merged away)");
   (void)parse_router_merge(o.router_merge, "--router-merge");
+  if (o.method != "hc-smoe" && o.method != "ream")
+    throw InputError("--method", "\"" + o.method + "\" is not a merge method (hc-smoe, ream)");
+  const bool ream = o.method == "ream";
+  if (ream && !st.collected.count(results::stat::kOutNorms))
+    throw InputError(stats_path, lacks(results::stat::kOutNorms, "REAP saliency, REAM's centroids and weights"));
   // Groups first: the model check below reads tokens_E.
   if (!st.collected.count(results::stat::kUsage))
     throw InputError(stats_path, lacks(results::stat::kUsage, "tokens per expert, the merge weights"));
@@ -90,7 +97,12 @@ MergePlan plan_merges(const models::MoeModel& m, const results::CalibrationStats
   p.architecture = m.config.architecture;
   p.stats = stats_path;
   p.ratio = o.ratio;
+  p.method = o.method;
   p.router_merge = o.router_merge;
+  const auto reap = criteria::make_criterion("REAP");
+  criteria::ScoreInputs reap_in;
+  reap_in.stats = &st;
+  int64_t moe_index = 0;
   p.experts_per_token = m.config.num_experts_per_tok;
   for (const auto& s : st.layers) {
     const int64_t E = s.tokens_E.size(0);
@@ -104,6 +116,15 @@ MergePlan plan_merges(const models::MoeModel& m, const results::CalibrationStats
                                       " experts, fewer than top-k = " + std::to_string(m.config.num_experts_per_tok));
     LayerMerge lm;
     lm.num_experts = E;
+    if (ream) {
+      ReamGroups g = ream_groups(out, reap->score_layer(reap_in, moe_index++, s.layer), keep);
+      lm.groups = std::move(g.groups);
+      lm.weights = std::move(g.weights);
+      lm.dominant = std::move(g.centroids);
+      p.layers[s.layer] = std::move(lm);
+      continue;
+    }
+    ++moe_index;
     lm.groups = average_linkage_groups(out, keep);
     const at::Tensor tokens = s.tokens_E.to(at::kLong).contiguous();
     const int64_t* n = tokens.data_ptr<int64_t>();
@@ -151,9 +172,10 @@ void save_merge_plan(const MergePlan& p, const std::string& path) {
                       {"architecture", p.architecture},
                       {"stats", p.stats},
                       {"ratio", p.ratio},
+                      {"method", p.method},
                       {"similarity", "cosine"},
-                      {"linkage", "average"},
-                      {"weighting", "usage_frequency"},
+                      {"linkage", p.method == "ream" ? "nearest_reap_centroid" : "average"},
+                      {"weighting", p.method == "ream" ? "reap_saliency" : "usage_frequency"},
                       {"router_merge", p.router_merge},
                       {"experts_per_token", p.experts_per_token}};
   nlohmann::json layers = nlohmann::json::object();
@@ -172,6 +194,9 @@ MergePlan load_merge_plan(const std::string& path) {
     p.architecture = j.value("architecture", "");
     p.stats = j.value("stats", "");
     p.ratio = j.value("ratio", 0.0);
+    p.method = j.value("method", "hc-smoe");
+    if (p.method != "hc-smoe" && p.method != "ream")
+      throw InputError(path, "\"method\" must be hc-smoe or ream, not \"" + p.method + "\"");
     p.router_merge = j.value("router_merge", "avg");
     (void)parse_router_merge(p.router_merge, path);
     p.experts_per_token = j.value("experts_per_token", int64_t(0));

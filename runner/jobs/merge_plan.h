@@ -29,8 +29,9 @@
 // applies to; groups are listed by their smallest member, members ascending, and the
 // merged layer's expert g is group g:
 //   {"merge_plan_version": 1, "model": "...", "architecture": "MixtralForCausalLM",
-//    "stats": "stats.h5", "ratio": 0.5, "similarity": "cosine", "linkage": "average",
+//    "stats": "stats.h5", "ratio": 0.5, "method": "hc-smoe", "similarity": "cosine", "linkage": "average",
 //    "weighting": "usage_frequency", "router_merge": "avg", "experts_per_token": 2,
+//    (method "ream": "linkage": "nearest_reap_centroid", "weighting": "reap_saliency")
 //    "layers": {"0": {"num_experts": 8, "groups": [[0, 3], [1], ...],
 //                     "weights": [[0.7, 0.3], [1.0], ...], "dominant": [0, 1, ...]}, ...}}
 #pragma once
@@ -54,6 +55,7 @@ struct LayerMerge {
 
 struct MergePlan {
   std::string model, architecture, stats;
+  std::string method = "hc-smoe";  // hc-smoe | ream (grouping and weighting, above and ream_grouping.h)
   double ratio = 0;
   std::string router_merge = "avg";  // avg | dominant
   int64_t experts_per_token = 0;
@@ -62,6 +64,9 @@ struct MergePlan {
 
 struct MergeOptions {
   double ratio = 0.5;                // fraction of each layer's experts merged away, in [0, 1)
+  // hc-smoe: average-linkage clustering, usage-frequency weights (above);
+  // ream: REAP-salient centroids, REAP-weighted (jobs/ream_grouping.h; needs out_norms too).
+  std::string method = "hc-smoe";
   std::string router_merge = "avg";  // avg | dominant
 };
 

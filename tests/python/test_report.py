@@ -250,6 +250,32 @@ def test_kendall_tau_matrix_matches_a_hand_computation(sweep):
     assert t0[0]["RWN"] == t1[0]["RWN"] and t0[0]["Random"] != t1[0]["Random"]
 
 
+def test_overlap_tables_match_a_hand_computation(sweep):
+    """Per score set and ratio: the share of the experts both criteria drop (with their
+    directions) over all MoE layers, as `moelab score --agreement` computes it."""
+    jobs = plan(sweep)["jobs"]
+    for sj in (j for j in jobs if j["kind"] == "score"):
+        seed = sj["args"][sj["args"].index("--seed") + 1]
+        scores = json.loads((sweep / sj["output"]).read_text())["criteria"]
+        labels = {"Min-EAN": "EAN", "Max-RWN": "RWN", "Min-Random": "Random"}
+
+        def drops(label, layer, ratio):
+            s = scores[labels[label]]["layers"][layer]
+            key = [-x for x in s] if label.startswith("Max") else s
+            n = int(math.floor(ratio * len(s) + 0.5))
+            return set(sorted(range(len(s)), key=lambda e: (key[e], e))[:n])
+
+        for ratio in (0.25, 0.5):
+            table = read_csv(sweep / "report" / "tables" / f"overlap-c-seed{seed}-r{ratio:g}.csv")
+            assert [r["Criterion"] for r in table] == list(labels)
+            for row in table:
+                for other in labels:
+                    layers = scores["EAN"]["layers"]
+                    common = sum(len(drops(row["Criterion"], l, ratio) & drops(other, l, ratio)) for l in layers)
+                    total = sum(len(drops(row["Criterion"], l, ratio)) for l in layers)
+                    assert close(float(row[other]), common / total), (ratio, row["Criterion"], other)
+
+
 def test_plots_are_written_with_the_data_they_show(sweep):
     import h5py
     plots = sweep / "report" / "plots"
@@ -305,7 +331,7 @@ def test_the_html_page_renders_in_headless_chromium(sweep, tmp_path):
     for s in srcs:
         im = Image.open(io.BytesIO(base64.b64decode(s)))
         im.verify()
-    assert html.count("<table") == 5  # criteria, procedures, recovery, 2 x Kendall
+    assert html.count("<table") == 9  # criteria, procedures, recovery, 2 x Kendall, 2 seeds x 2 ratios of overlap
     # In the browser: every image loaded (complete with a natural width), then a screenshot.
     page = tmp_path / "page.html"
     probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
