@@ -8,6 +8,7 @@ const std::vector<FamilySpec>& registry() {
   static const std::vector<FamilySpec> r = {
       mixtral_family(),
       qwen3_moe_family(),
+      qwen2_moe_family(),
   };
   return r;
 }

@@ -101,10 +101,12 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // mixtral: the basic family; mixtral_swa_sharded: sliding window + linear RoPE +
 // sharded index; mixtral_fp16: float16 storage; mixtral_fused: transformers 5 fused experts; qwen3: q/k norm, bias,
 // dense layer, YaRN, no renormalisation; qwen3_bf16: bf16 storage, tied embeddings,
-// llama3 RoPE, renormalised top-k.
+// llama3 RoPE, renormalised top-k; qwen2_moe: shared expert with sigmoid gate, q/k/v
+// biases, dense layer; qwen2_moe_swa: decoder_sparse_step, sliding window per
+// layer_types, fused layout.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
-                                           "qwen3_bf16"));
+                                           "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -115,9 +117,20 @@ TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   EXPECT_EQ(m.layers[0].moe->num_experts(), 10);
 }
 
+TEST(ModelLoading, SharedExpertsAndDenseLayersAreKeptOutOfTheRoutedExperts) {
+  MOELAB_REQUIRE_FIXTURES();
+  models::MoeModel q = models::load_model(test::fixtures_dir() + "/models/qwen2_moe");
+  EXPECT_TRUE(q.layers[0].shared.has_value());
+  EXPECT_TRUE(q.layers[0].shared->gate_1D.defined());
+  EXPECT_EQ(q.layers[0].shared->mlp.gate_FD.size(0), 80);
+  EXPECT_EQ(q.layers[0].moe->num_experts(), 8);
+  EXPECT_FALSE(q.layers[1].moe.has_value());    // mlp_only_layers
+  EXPECT_FALSE(q.layers[1].shared.has_value());
+}
+
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
-  for (const char* name : {"mixtral", "qwen3"}) {
+  for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;
