@@ -9,6 +9,7 @@ const std::vector<FamilySpec>& registry() {
       mixtral_family(),
       qwen3_moe_family(),
       qwen2_moe_family(),
+      olmoe_family(),
   };
   return r;
 }

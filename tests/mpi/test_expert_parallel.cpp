@@ -160,9 +160,9 @@ TEST_P(ExpertParallel, LogitsMatchTransformers) {
 
 // mixtral: 8 experts (over 3 ranks: 2, 3, 3); qwen3: 10 experts and a dense layer
 // (over 4 ranks: 2, 3, 2, 3); qwen2_moe: a shared expert (replicated, never dispatched)
-// and a dense layer.
+// and a dense layer; olmoe: 16 experts top-4.
 INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertParallel,
-                         ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded", "qwen2_moe"));
+                         ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded", "qwen2_moe", "olmoe"));
 
 // Gradients of the experts' weights after forward + backward of the mean next-token
 // loss over all batches (as calibrate does for the gradient criteria).

@@ -1,4 +1,4 @@
-"""Qwen2-MoE end to end: moelab prune -> transformers
+"""Qwen2-MoE and OLMoE end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were; `inspect`
 shows each family's structure; every criterion scores every family (or says why not); a small
@@ -17,6 +17,7 @@ from sweep_fixtures import eval_metrics, records, write_sweep
 # family fixture -> (uneven drops, uniform drops, MoE layers, experts per MoE layer)
 DROPS = {
     "qwen2_moe": (["0:1,5", "2:2"], ["0:3", "2:6"], [0, 2], 8),                     # layer 1 dense
+    "olmoe": (["0:1,5,9", "1:2"], ["0:0,15", "1:3,4"], [0, 1], 16),
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts"}
 
@@ -128,7 +129,7 @@ def test_uniform_prune_loads_with_stock_transformers(family, fixtures, moelab, t
     check_survivors(pruned, hf_model(src, trust_remote_code=False), uniform, E)
 
 
-@pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1])])
+@pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, [])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["family"] == family
@@ -162,7 +163,7 @@ def criteria_names(moelab):
 NAEE_UNSUPPORTED = set()
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -190,7 +191,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
             assert len(vals) == E and all(v == v for v in vals), name
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -210,7 +211,7 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
     """moelab train builds every tensor of the family (shared experts), trains all of them

@@ -103,10 +103,11 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // dense layer, YaRN, no renormalisation; qwen3_bf16: bf16 storage, tied embeddings,
 // llama3 RoPE, renormalised top-k; qwen2_moe: shared expert with sigmoid gate, q/k/v
 // biases, dense layer; qwen2_moe_swa: decoder_sparse_step, sliding window per
-// layer_types, fused layout.
+// layer_types, fused layout; olmoe: q/k norm over all heads, 16 experts top-4;
+// olmoe_clip: clip_qkv, bf16 storage.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
-                                           "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa"));
+                                           "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -130,7 +131,7 @@ TEST(ModelLoading, SharedExpertsAndDenseLayersAreKeptOutOfTheRoutedExperts) {
 
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
-  for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa"}) {
+  for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;
