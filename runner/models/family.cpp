@@ -10,6 +10,8 @@ const std::vector<FamilySpec>& registry() {
       qwen3_moe_family(),
       qwen2_moe_family(),
       olmoe_family(),
+      deepseek_v3_family(),
+      deepseek_v2_family(),
   };
   return r;
 }

@@ -159,10 +159,12 @@ TEST_P(ExpertParallel, LogitsMatchTransformers) {
 }
 
 // mixtral: 8 experts (over 3 ranks: 2, 3, 3); qwen3: 10 experts and a dense layer
-// (over 4 ranks: 2, 3, 2, 3); qwen2_moe: a shared expert (replicated, never dispatched)
-// and a dense layer; olmoe: 16 experts top-4.
+// (over 4 ranks: 2, 3, 2, 3); qwen2_moe, deepseek_v3, deepseek_v2: shared experts
+// (replicated, never dispatched) and dense layers; olmoe: 16 experts top-4;
+// deepseek_v3: grouped top-k over 16 experts with a correction bias.
 INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertParallel,
-                         ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded", "qwen2_moe", "olmoe"));
+                         ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded", "qwen2_moe", "olmoe", "deepseek_v3",
+                                           "deepseek_v2"));
 
 // Gradients of the experts' weights after forward + backward of the mean next-token
 // loss over all batches (as calibrate does for the gradient criteria).

@@ -1,6 +1,8 @@
-"""Qwen2-MoE and OLMoE end to end: moelab prune -> transformers
+"""Qwen2-MoE, OLMoE, DeepSeek-V3 and DeepSeek-V2 end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
-code otherwise) with moelab's own logits; shared experts and dense layers stay as they were; `inspect`
+code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
+DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
+pruning that leaves them equal (or are given up, with n_group = topk_group = 1); `inspect`
 shows each family's structure; every criterion scores every family (or says why not); a small
 sweep (calibrate, score, prune, eval on 2 ranks) runs on each family."""
 import json
@@ -18,8 +20,12 @@ from sweep_fixtures import eval_metrics, records, write_sweep
 DROPS = {
     "qwen2_moe": (["0:1,5", "2:2"], ["0:3", "2:6"], [0, 2], 8),                     # layer 1 dense
     "olmoe": (["0:1,5,9", "1:2"], ["0:0,15", "1:3,4"], [0, 1], 16),
+    "deepseek_v3": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),  # one per group of 4
+    "deepseek_v2": (["1:1,5", "2:2"], ["1:0", "2:7"], [1, 2], 8),                  # layer 0 dense
+    "deepseek_v2_group": (["1:1,5,6", "2:3"], ["1:0,2,4,6", "2:1,3,5,7"], [1, 2], 8),  # one per group of 2
 }
-COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts"}
+COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
+             "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts"}
 
 
 def split_ref(ref):
@@ -129,7 +135,24 @@ def test_uniform_prune_loads_with_stock_transformers(family, fixtures, moelab, t
     check_survivors(pruned, hf_model(src, trust_remote_code=False), uniform, E)
 
 
-@pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, [])])
+def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixtures, moelab, tmp_path):
+    """Two experts from group 0 and none from the others: the groups can no longer be
+    equal, so the pruned config routes over all experts (n_group = topk_group = 1), says
+    so, and transformers and moelab agree on that model."""
+    src = fixtures / "models" / "deepseek_v3"
+    out = tmp_path / "pruned"
+    proc = prune(moelab, src, out, ["1:0,1", "2:0,1"])
+    assert "grouped routing" in proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["n_group"], cfg["topk_group"], cfg["n_routed_experts"]) == (1, 1, 14)
+    ref = load_file(str(fixtures / "models" / "deepseek_v3.ref.safetensors"))
+    hf = hf_logits(hf_model(out, trust_remote_code=False), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
+
+
+@pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
+                                                 ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["family"] == family
@@ -143,12 +166,17 @@ def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, s
             if shared:
                 assert layer["shared_expert"]["prunable"] is False
     assert (info["params"]["shared_experts"] > 0) == (shared > 0)
-    assert info["attention"]["kind"] == "gqa"
+    assert info["attention"]["kind"] == ("mla" if family.startswith("deepseek") else "gqa")
     text = moelab("inspect", fixtures / "models" / family).stdout
     if shared:
         assert "shared expert (never pruned)" in text
     if dense:
         assert "dense MLP, never pruned" in text
+    if family == "deepseek_v3":
+        assert info["routing"] == {"scoring": "sigmoid", "norm_topk_prob": True, "topk_method": "noaux_tc",
+                                   "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5,
+                                   "correction_bias": True}
+        assert "multi-head latent" in text and "correction bias" in text
 
 
 def criteria_names(moelab):
@@ -159,11 +187,11 @@ def criteria_names(moelab):
         [line.split()[0] for line in rows if line.strip()]
 
 
-# Families whose router NAEE's subset search (softmax top-k) does not reproduce.
-NAEE_UNSUPPORTED = set()
+# NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
+NAEE_UNSUPPORTED = {"deepseek_v3"}
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -191,7 +219,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
             assert len(vals) == E and all(v == v for v in vals), name
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -211,11 +239,11 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
-    """moelab train builds every tensor of the family (shared experts), trains all of them
-    (full fine-tuning) and writes a checkpoint transformers loads."""
+    """moelab train builds every tensor of the family (MLA, shared experts, correction
+    bias), trains all of them (full fine-tuning) and writes a checkpoint transformers loads."""
     config = tmp_path / "config.json"
     shutil.copy(fixtures / "models" / family / "config.json", config)
     data = tmp_path / "ids.json"
