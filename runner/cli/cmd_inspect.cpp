@@ -99,7 +99,11 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
     route += ", " + c.topk_method + " over " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) +
                " groups";
   if (c.norm_topk_prob) route += ", top-k renormalised";
-  if (c.routed_scaling_factor != 1.0) route += ", scaled by " + std::to_string(c.routed_scaling_factor);
+  if (c.routed_scaling_factor != 1.0) {
+    char scale[32];
+    std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
+    route += std::string(", gates scaled by ") + scale;
+  }
   std::printf("routing       top-%lld of the layer's experts, %s\n", (long long)c.num_experts_per_tok, route.c_str());
   if (c.mla)
     std::printf("attention     multi-head latent: q_lora_rank %lld, kv_lora_rank %lld, qk nope/rope %lld/%lld, v %lld\n",
@@ -108,8 +112,9 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   else if (c.qk_norm)
     std::printf("attention     q/k RMSNorm %s\n", c.qk_norm_per_head ? "per head" : "over all heads");
   if (shared)
-    std::printf("shared expert intermediate size %lld%s, in every MoE layer (never pruned)\n",
-                (long long)c.shared_expert_intermediate_size, c.shared_expert_gate ? ", sigmoid-gated" : "");
+    std::printf("shared        an MLP of intermediate size %lld%s beside the routed experts of every MoE layer "
+                "(never pruned)\n",
+                (long long)c.shared_expert_intermediate_size, c.shared_expert_gate ? ", sigmoid-gated," : "");
   std::printf("rope          %s, theta %g%s\n", c.rope.type.c_str(), c.rope.theta,
               c.sliding_window ? (", sliding window " + std::to_string(*c.sliding_window)).c_str() : "");
   std::printf("experts       intermediate size %lld, %s parameters each\n", (long long)c.moe_intermediate_size,
