@@ -264,3 +264,25 @@ def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logit
     hf = hf_logits(hf_model(out, trust_remote_code=False), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
     assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
+
+
+def test_merged_deepseek_v3_gives_up_groups_and_loads_in_transformers_with_matching_logits(fixtures, moelab,
+                                                                                          tmp_path):
+    """moelab merge on DeepSeek-V3: the correction bias is merged like the router rows, the
+    merged experts belong to no group (n_group = topk_group = 1), and transformers runs the
+    result with moelab's logits."""
+    src = fixtures / "models" / "deepseek_v3"
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
+    moelab("calibrate", src, "--data", data, "--seq-len", 16, "--collect", "dense_outputs", "--out", tmp_path / "s.h5")
+    out = tmp_path / "merged"
+    proc = moelab("merge", src, "--stats", tmp_path / "s.h5", "--ratio", 0.25, "--out", out)
+    assert "grouped routing" in proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["n_routed_experts"], cfg["n_group"], cfg["topk_group"]) == (12, 1, 1)
+    merged = load_file(str(out / "model.safetensors"))
+    assert merged["model.layers.1.mlp.gate.e_score_correction_bias"].shape == (12,)
+    ref = load_file(str(fixtures / "models" / "deepseek_v3.ref.safetensors"))
+    hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
