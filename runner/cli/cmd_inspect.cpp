@@ -28,11 +28,34 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   const auto& c = m.config;
   const auto p = models::count_params(c);
   nlohmann::json layers = nlohmann::json::array();
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-    layers.push_back({{"layer", l},
-                      {"type", c.is_moe_layer(l) ? "moe" : "dense"},
-                      {"experts", c.num_experts_per_layer[l]},
-                      {"prunable", c.is_moe_layer(l)}});
+  const bool shared = c.shared_expert_intermediate_size > 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    nlohmann::json layer = {{"layer", l},
+                            {"type", c.is_moe_layer(l) ? "moe" : "dense"},
+                            {"experts", c.num_experts_per_layer[l]},
+                            {"prunable", c.is_moe_layer(l)},
+                            {"attention", c.uses_sliding_window(l) ? "sliding" : "full"}};
+    // Shared experts: in every token's path, outside the router; never pruned.
+    if (c.is_moe_layer(l) && shared)
+      layer["shared_expert"] = {{"intermediate_size", c.shared_expert_intermediate_size},
+                                {"gated", c.shared_expert_gate},
+                                {"prunable", false}};
+    layers.push_back(layer);
+  }
+  nlohmann::json routing = {{"scoring", c.scoring_func},
+                            {"norm_topk_prob", c.norm_topk_prob},
+                            {"topk_method", c.topk_method},
+                            {"n_group", c.n_group},
+                            {"topk_group", c.topk_group},
+                            {"routed_scaling_factor", c.routed_scaling_factor},
+                            {"correction_bias", c.router_correction_bias}};
+  nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"}, {"qk_norm", c.qk_norm}};
+  if (c.mla)
+    attention["mla"] = {{"q_lora_rank", c.mla->q_lora_rank},
+                        {"kv_lora_rank", c.mla->kv_lora_rank},
+                        {"qk_nope_head_dim", c.mla->qk_nope_head_dim},
+                        {"qk_rope_head_dim", c.mla->qk_rope_head_dim},
+                        {"v_head_dim", c.mla->v_head_dim}};
   if (as_json) {
     nlohmann::json j = {{"model", mo.model_dir},
                         {"architecture", c.architecture},
@@ -45,6 +68,9 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                         {"expert_intermediate_size", c.moe_intermediate_size},
                         {"experts_per_token", c.num_experts_per_tok},
                         {"norm_topk_prob", c.norm_topk_prob},
+                        {"routing", routing},
+                        {"attention", attention},
+                        {"shared_expert_intermediate_size", c.shared_expert_intermediate_size},
                         {"vocab_size", c.vocab_size},
                         {"rope", {{"type", c.rope.type}, {"theta", c.rope.theta}, {"factor", c.rope.factor}}},
                         {"layers", layers},
@@ -54,6 +80,7 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                           {"routed_experts", p.routed_experts},
                           {"attention", p.attention},
                           {"routers", p.routers},
+                          {"shared_experts", p.shared_experts},
                           {"dense_mlp", p.dense_mlp},
                           {"embedding", p.embedding},
                           {"lm_head", p.lm_head},
@@ -66,21 +93,48 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   std::printf("dimensions    hidden %lld, layers %lld, heads %lld (kv %lld, head_dim %lld), vocab %lld\n",
               (long long)c.hidden_size, (long long)c.num_hidden_layers, (long long)c.num_attention_heads,
               (long long)c.num_key_value_heads, (long long)c.head_dim, (long long)c.vocab_size);
-  std::printf("routing       top-%lld of the layer's experts, softmax%s\n", (long long)c.num_experts_per_tok,
-              c.norm_topk_prob ? ", top-k renormalised" : "");
+  std::string route = c.scoring_func;
+  if (c.router_correction_bias) route += " + correction bias (choice only)";
+  if (c.topk_method != "greedy")
+    route += ", " + c.topk_method + " over " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) +
+               " groups";
+  if (c.norm_topk_prob) route += ", top-k renormalised";
+  if (c.routed_scaling_factor != 1.0) {
+    char scale[32];
+    std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
+    route += std::string(", gates scaled by ") + scale;
+  }
+  std::printf("routing       top-%lld of the layer's experts, %s\n", (long long)c.num_experts_per_tok, route.c_str());
+  if (c.mla)
+    std::printf("attention     multi-head latent: q_lora_rank %lld, kv_lora_rank %lld, qk nope/rope %lld/%lld, v %lld\n",
+                (long long)c.mla->q_lora_rank, (long long)c.mla->kv_lora_rank, (long long)c.mla->qk_nope_head_dim,
+                (long long)c.mla->qk_rope_head_dim, (long long)c.mla->v_head_dim);
+  else if (c.qk_norm)
+    std::printf("attention     q/k RMSNorm %s\n", c.qk_norm_per_head ? "per head" : "over all heads");
+  if (shared)
+    std::printf("shared        an MLP of intermediate size %lld%s beside the routed experts of every MoE layer "
+                "(never pruned)\n",
+                (long long)c.shared_expert_intermediate_size, c.shared_expert_gate ? ", sigmoid-gated," : "");
   std::printf("rope          %s, theta %g%s\n", c.rope.type.c_str(), c.rope.theta,
               c.sliding_window ? (", sliding window " + std::to_string(*c.sliding_window)).c_str() : "");
   std::printf("experts       intermediate size %lld, %s parameters each\n", (long long)c.moe_intermediate_size,
               human(3 * c.hidden_size * c.moe_intermediate_size).c_str());
   std::printf("\n  layer  type   experts\n");
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    std::string note = !c.is_moe_layer(l) ? "  (dense MLP, never pruned)"
+                       : shared            ? "  + shared expert (never pruned)"
+                                           : "";
+    if (c.sliding_window && !c.sliding_layers.empty() && c.uses_sliding_window(l)) note += "  [sliding window]";
     std::printf("  %5lld  %-5s  %7lld%s\n", (long long)l, c.is_moe_layer(l) ? "moe" : "dense",
-                (long long)c.num_experts_per_layer[l], c.is_moe_layer(l) ? "" : "  (dense MLP, never pruned)");
+                (long long)c.num_experts_per_layer[l], note.c_str());
+  }
   std::printf("\nparameters    total %s, active per token %s (%.1f%%)\n", human(p.total).c_str(),
               human(p.active_per_token).c_str(), 100.0 * p.active_per_token / double(p.total));
-  std::printf("              routed experts %s, attention %s, routers %s, dense MLP %s, embedding %s, lm_head %s\n",
-              human(p.routed_experts).c_str(), human(p.attention).c_str(), human(p.routers).c_str(),
-              human(p.dense_mlp).c_str(), human(p.embedding).c_str(), human(p.lm_head).c_str());
+  std::printf("              routed experts %s, shared experts %s, attention %s, routers %s, dense MLP %s, "
+              "embedding %s, lm_head %s\n",
+              human(p.routed_experts).c_str(), human(p.shared_experts).c_str(), human(p.attention).c_str(),
+              human(p.routers).c_str(), human(p.dense_mlp).c_str(), human(p.embedding).c_str(),
+              human(p.lm_head).c_str());
 }
 
 }  // namespace

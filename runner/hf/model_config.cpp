@@ -100,9 +100,20 @@ ModelConfig read_model_config(const std::string& path) {
   c.max_position_embeddings = f.opt_int("max_position_embeddings").value_or(4096);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
   c.attention_bias = f.boolean("attention_bias", false);
+  c.attention_out_bias = c.attention_bias;
   c.torch_dtype = f.string("dtype", f.string("torch_dtype", "float32"));
   c.rope = read_rope(c.raw, path, c.max_position_embeddings);
   if (auto sw = f.opt_int("sliding_window"); sw && *sw > 0) c.sliding_window = *sw;
+  if (c.raw.contains("layer_types") && !c.raw["layer_types"].is_null()) {
+    const auto& v = c.raw["layer_types"];
+    if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
+      f.fail("layer_types", "must list one attention type per layer (" + std::to_string(c.num_hidden_layers) + ")");
+    for (const auto& t : v) {
+      if (!t.is_string() || (t != "full_attention" && t != "sliding_attention"))
+        f.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\"");
+      c.sliding_layers.push_back(t == "sliding_attention");
+    }
+  }
   if (c.raw.contains("moelab_skip_beta") && !c.raw["moelab_skip_beta"].is_null()) {
     const auto& v = c.raw["moelab_skip_beta"];
     if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)

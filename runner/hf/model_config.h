@@ -29,6 +29,20 @@ struct RopeConfig {
   double partial_rotary_factor = 1.0;
 };
 
+// Multi-head latent attention (DeepSeek-V2/V3; transformers
+// models/deepseek_v3/modeling_deepseek_v3.py DeepseekV3Attention): queries through an
+// optional low-rank q_a/q_b pair, keys and values from one compressed latent of
+// kv_lora_rank channels plus qk_rope_head_dim channels of a single shared rotary key.
+struct MlaConfig {
+  int64_t q_lora_rank = 0;  // 0: a full q_proj (DeepSeek-V2-Lite: q_lora_rank null)
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
+  // Rotary pairs (x_2i, x_2i+1) (V2 always, V3 rope_interleave) instead of (x_i, x_i+d/2).
+  bool rope_interleave = true;
+  double softmax_scale = 1.0;  // qk_head_dim^-0.5, times mscale^2 under YaRN with mscale_all_dim
+  int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+};
+
 struct ModelConfig {
   std::string path;          // the config.json this came from (for error messages)
   std::string architecture;  // e.g. "MixtralForCausalLM"
@@ -53,6 +67,44 @@ struct ModelConfig {
   std::optional<int64_t> sliding_window;
   bool attention_bias = false;
   bool qk_norm = false;
+  // q/k RMSNorm over each head's A channels (Qwen3; weights [A]) or over all heads'
+  // channels together (OLMoE; weights [H*A] and [G*A]).
+  bool qk_norm_per_head = true;
+  // The o_proj bias; attention_bias (read from config.json) covers q/k/v and, unless a
+  // family says otherwise, o (Qwen2-MoE: qkv_bias and no o bias).
+  bool attention_out_bias = false;
+  // OLMoE clip_qkv: q, k and v clamped to [-clip, clip] after their projections.
+  std::optional<double> clip_qkv;
+  // Per layer: whether it uses sliding_window (config.json "layer_types":
+  // "sliding_attention"); empty: every layer does when sliding_window is set.
+  std::vector<bool> sliding_layers;
+  bool uses_sliding_window(int64_t layer) const {
+    return sliding_window && (sliding_layers.empty() || sliding_layers.at(layer));
+  }
+  std::optional<MlaConfig> mla;  // set for multi-head latent attention
+  // Shared experts (Qwen2-MoE shared_expert, DeepSeek shared_experts): an MLP of this
+  // intermediate size that every token of an MoE layer goes through, outside the router;
+  // never pruned. 0: none. shared_expert_gate: its output is scaled per token by
+  // sigmoid(x . w) (Qwen2-MoE shared_expert_gate [1, D]).
+  int64_t shared_expert_intermediate_size = 0;
+  bool shared_expert_gate = false;
+  // Router variants (DeepSeek; transformers models/deepseek_v3/modeling_deepseek_v3.py
+  // DeepseekV3TopkRouter, models/deepseek_v2/modeling_deepseek_v2.py DeepseekV2TopkRouter):
+  //   scoring_func: "softmax" over the E logits, or "sigmoid" of each logit (V3);
+  //   router_correction_bias: e_score_correction_bias [E] added to the scores for the
+  //     choice of experts only (V3), the gates stay the unbiased scores;
+  //   topk_method: "greedy" (plain top-k), "group_limited_greedy" (V2: the topk_group
+  //     groups with the highest max score) or "noaux_tc" (V3: groups ranked by the sum of
+  //     their two highest biased scores); experts split into n_group equal groups;
+  //   routed_scaling_factor: the gates are multiplied by it (after renormalisation).
+  std::string scoring_func = "softmax";
+  bool router_correction_bias = false;
+  std::string topk_method = "greedy";
+  int64_t n_group = 1, topk_group = 1;
+  double routed_scaling_factor = 1.0;
+  // Router logits computed in float32 whatever the compute dtype (DeepSeek's router
+  // casts x and its weight to float32); otherwise in the compute dtype, softmax in float32.
+  bool router_fp32 = false;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "float32";
   // NAEE dynamic skipping (Lu et al. 2024; moelab set-skipping): per decoder layer, beta

@@ -96,8 +96,17 @@ std::vector<TrainableTensor> trainable_tensors(models::MoeModel& m, const std::s
       add(p + "ffn_norm", L.ffn_norm_D, true);
       for (auto [n, t] : {std::pair{"wq", &L.attn.wq_HAD}, {"wk", &L.attn.wk_GAD}, {"wv", &L.attn.wv_GAD},
                           {"wo", &L.attn.wo_DHA}, {"bq", &L.attn.bq}, {"bk", &L.attn.bk}, {"bv", &L.attn.bv},
-                          {"bo", &L.attn.bo}, {"q_norm", &L.attn.q_norm_A}, {"k_norm", &L.attn.k_norm_A}})
+                          {"bo", &L.attn.bo}, {"q_norm", &L.attn.q_norm_A}, {"k_norm", &L.attn.k_norm_A},
+                          {"wq_a", &L.attn.wq_a_RD}, {"q_a_norm", &L.attn.q_a_norm_R}, {"bq_a", &L.attn.bq_a},
+                          {"wkv_a", &L.attn.wkv_a_CD}, {"kv_a_norm", &L.attn.kv_a_norm_C}, {"bkv_a", &L.attn.bkv_a},
+                          {"wkv_b", &L.attn.wkv_b}})
         add(p + n, *t, true);
+      if (L.shared) {  // shared experts: replicated on every rank, like attention
+        add(p + "shared.gate", L.shared->mlp.gate_FD, true);
+        add(p + "shared.up", L.shared->mlp.up_FD, true);
+        add(p + "shared.down", L.shared->mlp.down_DF, true);
+        add(p + "shared.expert_gate", L.shared->gate_1D, true);
+      }
       if (L.mlp) {
         add(p + "mlp.gate", L.mlp->gate_FD, true);
         add(p + "mlp.up", L.mlp->up_FD, true);

@@ -1,8 +1,15 @@
 #include "jobs/gate_ratio_stats.h"
 
+#include "common/error.h"
+
 namespace moelab::jobs {
 
 GateRatioCollector::GateRatioCollector(const models::MoeModel& m) {
+  // The ratio is read from a softmax over the logits: routers that score otherwise
+  // (DeepSeek-V3: sigmoid) gate by other numbers.
+  if (m.config.scoring_func != "softmax")
+    throw InputError(m.config.path, "gate_ratios (NAEE dynamic skipping) need a softmax router; " + m.family->name +
+                                        " scores experts with a " + m.config.scoring_func);
   for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
     if (m.layers[l].moe) hist_B_[l] = at::zeros({results::kGateRatioBins}, at::kLong);
 }

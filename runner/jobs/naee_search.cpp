@@ -1,6 +1,9 @@
 #include "jobs/naee_search.h"
 
+#include "common/error.h"
+
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace moelab::jobs {
@@ -56,6 +59,19 @@ at::Tensor routed_output(const at::Tensor& logits_NE, const at::Tensor& y_NED, c
 
 NaeeSearch::NaeeSearch(const models::MoeModel& model, NaeeOptions opts)
     : K_(model.config.num_experts_per_tok), renormalise_(model.config.norm_topk_prob) {
+  // The search re-routes every candidate expert set with a plain softmax top-k (as
+  // Mixtral / Qwen / OLMoE route); DeepSeek's router variants are not reproduced.
+  const auto& c = model.config;
+  if (c.scoring_func != "softmax" || c.topk_method != "greedy" || c.router_correction_bias ||
+      c.routed_scaling_factor != 1.0)
+  {
+    char scale[32];
+    std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
+    throw InputError(c.path, "NAEE's expert-set search re-routes by softmax top-k; " + model.family->name +
+                                 "'s router (" + c.scoring_func + " scores, " + c.topk_method +
+                                 (c.router_correction_bias ? ", correction bias" : "") + ", routed_scaling_factor " +
+                                 scale + ") is not supported by NAEE");
+  }
   for (int64_t l = 0; l < model.config.num_hidden_layers; ++l) {
     if (!model.layers[l].moe) continue;
     Layer L;

@@ -1,3 +1,5 @@
+// Self-attention as transformers computes it: grouped-query attention (Mixtral,
+// Qwen2/3-MoE, OLMoE) and multi-head latent attention (DeepSeek-V2/V3).
 #include "models/blocks.h"
 #include "models/rope.h"
 
@@ -9,17 +11,78 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
+namespace {
+
+at::Tensor proj(const at::Tensor& x, const at::Tensor& wt, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, wt, b) : at::linear(x, wt);
+}
+
+// Rotary embedding on interleaved pairs (x_2i, x_2i+1), each rotated by frequency i;
+// the result is laid out [rotated evens, rotated odds] (transformers
+// apply_rotary_pos_emb_interleave in models/deepseek_v3/modeling_deepseek_v3.py). V2's
+// complex rotation (modeling_deepseek_v2.py apply_rotary_emb) gives the same pairs
+// interleaved; q and k are permuted alike, so their dot products are the same.
+at::Tensor apply_rope_interleaved(const at::Tensor& x, const at::Tensor& cos_TA, const at::Tensor& sin_TA) {
+  const int64_t half = cos_TA.size(-1) / 2;
+  at::Tensor cos = cos_TA.narrow(-1, 0, half), sin = sin_TA.narrow(-1, 0, half);
+  at::Tensor x1 = x.slice(-1, 0, x.size(-1), 2), x2 = x.slice(-1, 1, x.size(-1), 2);
+  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
+}
+
+// Multi-head latent attention (DeepseekV3Attention.forward, without a cache). Shape
+// letters: Q qk_head_dim, O qk_nope, P qk_rope, U v_head_dim, C kv_lora_rank.
+at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
+                       const at::Tensor& cos_TP, const at::Tensor& sin_TP, const at::Tensor& mask_B1TT) {
+  const hf::MlaConfig& a = *c.mla;
+  const int64_t B = x_BTD.size(0), T = x_BTD.size(1), H = c.num_attention_heads;
+  const int64_t O = a.qk_nope_head_dim, P = a.qk_rope_head_dim, U = a.v_head_dim, C = a.kv_lora_rank;
+  at::Tensor q = a.q_lora_rank > 0 ? at::linear(rms_norm(proj(x_BTD, w.wq_a_RD, w.bq_a), w.q_a_norm_R, c.rms_norm_eps),
+                                                w.wq_HAD)
+                                   : at::linear(x_BTD, w.wq_HAD);
+  q = q.view({B, T, H, O + P}).transpose(1, 2);  // [B, H, T, Q]
+  at::Tensor q_pass = q.narrow(-1, 0, O), q_rot = q.narrow(-1, O, P);
+  at::Tensor ckv_BTX = proj(x_BTD, w.wkv_a_CD, w.bkv_a);  // [B, T, C + P]
+  at::Tensor kv_BTC = rms_norm(ckv_BTX.narrow(-1, 0, C), w.kv_a_norm_C, c.rms_norm_eps);
+  at::Tensor k_rot = ckv_BTX.narrow(-1, C, P).view({B, 1, T, P});
+  if (a.rope_interleave) {
+    q_rot = apply_rope_interleaved(q_rot, cos_TP, sin_TP);
+    k_rot = apply_rope_interleaved(k_rot, cos_TP, sin_TP);
+  } else {
+    q_rot = apply_rope(q_rot, cos_TP, sin_TP);
+    k_rot = apply_rope(k_rot, cos_TP, sin_TP);
+  }
+  at::Tensor kv = at::linear(kv_BTC, w.wkv_b).view({B, T, H, O + U}).transpose(1, 2);  // [B, H, T, O + U]
+  at::Tensor k = at::cat({kv.narrow(-1, 0, O), k_rot.expand({B, H, T, P})}, -1);
+  at::Tensor v = kv.narrow(-1, O, U);
+  q = at::cat({q_pass, q_rot}, -1);
+  at::Tensor out = at::scaled_dot_product_attention(q, k, v.contiguous(), mask_B1TT, 0.0, false, a.softmax_scale);
+  out = out.transpose(1, 2).reshape({B, T, H * U});
+  return proj(out, w.wo_DHA, w.bo);
+}
+
+}  // namespace
+
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT) {
+  if (c.mla) return mla_forward(w, c, x_BTD, cos_TA, sin_TA, mask_B1TT);
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1), A = c.head_dim;
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads;
-  auto proj = [](const at::Tensor& x, const at::Tensor& wt, const at::Tensor& b) {
-    return b.defined() ? at::linear(x, wt, b) : at::linear(x, wt);
-  };
-  at::Tensor q = proj(x_BTD, w.wq_HAD, w.bq).view({B, T, H, A});
-  at::Tensor k = proj(x_BTD, w.wk_GAD, w.bk).view({B, T, G, A});
-  at::Tensor v = proj(x_BTD, w.wv_GAD, w.bv).view({B, T, G, A});
-  if (w.q_norm_A.defined()) {  // Qwen3: RMSNorm over each head's A channels
+  at::Tensor q = proj(x_BTD, w.wq_HAD, w.bq);
+  at::Tensor k = proj(x_BTD, w.wk_GAD, w.bk);
+  at::Tensor v = proj(x_BTD, w.wv_GAD, w.bv);
+  if (w.q_norm_A.defined() && !c.qk_norm_per_head) {  // OLMoE: one RMSNorm over all heads' channels
+    q = rms_norm(q, w.q_norm_A, c.rms_norm_eps);
+    k = rms_norm(k, w.k_norm_A, c.rms_norm_eps);
+  }
+  if (c.clip_qkv) {  // OLMoE
+    q = q.clamp(-*c.clip_qkv, *c.clip_qkv);
+    k = k.clamp(-*c.clip_qkv, *c.clip_qkv);
+    v = v.clamp(-*c.clip_qkv, *c.clip_qkv);
+  }
+  q = q.view({B, T, H, A});
+  k = k.view({B, T, G, A});
+  v = v.view({B, T, G, A});
+  if (w.q_norm_A.defined() && c.qk_norm_per_head) {  // Qwen3: RMSNorm over each head's A channels
     q = rms_norm(q, w.q_norm_A, c.rms_norm_eps);
     k = rms_norm(k, w.k_norm_A, c.rms_norm_eps);
   }

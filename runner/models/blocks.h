@@ -39,4 +39,8 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
 
 at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND);
 
+// The shared experts of an MoE layer on x [N, D] -> [N, D] (times sigmoid(x . gate) when
+// the family gates them: Qwen2MoeSparseMoeBlock.forward).
+at::Tensor shared_expert_forward(const SharedExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND);
+
 }  // namespace moelab::models

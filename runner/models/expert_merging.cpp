@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/log.h"
 
 namespace moelab::models {
 namespace {
@@ -58,7 +59,7 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
   for (const auto& [l, groups] : merges) check_layer(m, l, groups, what);
   for (const auto& [l, groups] : merges) {
     ExpertWeights& w = *m.layers[l].moe;
-    std::vector<at::Tensor> router_rows, gate_up, down, theta;
+    std::vector<at::Tensor> router_rows, gate_up, down, theta, bias;
     std::vector<int64_t> ids;
     for (const auto& g : groups) {
       router_rows.push_back(router == RouterMerge::kDominant ? w.router_ED[g.dominant].clone()
@@ -67,14 +68,29 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
       down.push_back(weighted_rows(w.down_EDF, g));
       // Compressed experts: a group's theta is the same weighted mean of its members' rows.
       if (w.theta_ED.defined()) theta.push_back(weighted_rows(w.theta_ED, g));
+      // DeepSeek-V3 correction bias: follows the router row (the dominant's, or the average).
+      if (w.correction_bias_E.defined())
+        bias.push_back(router == RouterMerge::kDominant ? w.correction_bias_E[g.dominant].clone()
+                                                        : weighted_rows(w.correction_bias_E, g));
       ids.push_back(w.original_ids[g.dominant]);
     }
     w.router_ED = at::stack(router_rows);
     w.gate_up_EFD = at::stack(gate_up);
     w.down_EDF = at::stack(down);
     if (w.theta_ED.defined()) w.theta_ED = at::stack(theta);
+    if (w.correction_bias_E.defined()) w.correction_bias_E = at::stack(bias);
     w.original_ids = ids;
     m.config.num_experts_per_layer[l] = int64_t(groups.size());
+  }
+  // Merged experts belong to no single group: grouped routing (DeepSeek n_group > 1)
+  // cannot be kept.
+  auto& c = m.config;
+  if (!merges.empty() && c.n_group > 1 && (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc")) {
+    spdlog::warn("merging experts gives up grouped routing ({}: n_group {}, topk_group {}): the merged model routes "
+                 "over all its experts (n_group = topk_group = 1)",
+                 c.topk_method, c.n_group, c.topk_group);
+    c.n_group = 1;
+    c.topk_group = 1;
   }
 }
 

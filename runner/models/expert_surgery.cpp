@@ -4,8 +4,34 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/log.h"
 
 namespace moelab::models {
+
+namespace {
+
+// Whether grouped routing (DeepSeek n_group > 1) survives: in every MoE layer each of
+// the n_group contiguous expert groups keeps the same number of experts (and at least
+// one), so that the survivors, in order, still fall into n_group equal groups made of
+// the same experts. keep_of: the kept experts of the layers being pruned.
+bool groups_survive(const MoeModel& m, const std::map<int64_t, std::vector<int64_t>>& keep_of) {
+  const auto& c = m.config;
+  if (c.n_group <= 1 || (c.topk_method != "group_limited_greedy" && c.topk_method != "noaux_tc")) return true;
+  for (const auto& [l, keep] : keep_of) {
+    const int64_t size = m.layers[l].moe->num_experts() / c.n_group;
+    std::vector<int64_t> kept(c.n_group, 0);
+    for (int64_t e : keep) ++kept[e / size];
+    // DeepSeek-V3 ranks a group by its two best scores: groups need two experts.
+    const int64_t min_size = c.topk_method == "noaux_tc" ? 2 : 1;
+    for (int64_t g = 0; g < c.n_group; ++g)
+      if (kept[g] != kept[0] || kept[g] < min_size) return false;
+    // The kept groups must still hold k experts.
+    if (kept[0] * c.topk_group < c.num_experts_per_tok) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 void remove_experts(MoeModel& m, const ExpertDrops& drops) {
   auto& c = m.config;
@@ -34,6 +60,7 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     for (int64_t e = 0; e < E; ++e)
       if (!drop.count(e)) keep_of[l].push_back(e);
   }
+  const bool keep_groups = groups_survive(m, keep_of);
   for (const auto& [l, keep] : keep_of) {
     ExpertWeights& w = *m.layers[l].moe;
     std::vector<int64_t> kept_ids;
@@ -43,8 +70,17 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     w.gate_up_EFD = w.gate_up_EFD.index_select(0, idx);
     w.down_EDF = w.down_EDF.index_select(0, idx);
     if (w.theta_ED.defined()) w.theta_ED = w.theta_ED.index_select(0, idx);  // dropped experts' theta rows go
+    if (w.correction_bias_E.defined())
+      w.correction_bias_E = w.correction_bias_E.index_select(0, idx.to(w.correction_bias_E.device()));
     w.original_ids = kept_ids;
     c.num_experts_per_layer[l] = int64_t(keep.size());
+  }
+  if (!keep_groups) {
+    spdlog::warn("grouped routing ({}: n_group {}, topk_group {}) cannot be kept: some expert group lost more experts "
+                 "than another in a layer; the pruned model routes over all its experts (n_group = topk_group = 1)",
+                 c.topk_method, c.n_group, c.topk_group);
+    c.n_group = 1;
+    c.topk_group = 1;
   }
 }
 

@@ -8,6 +8,10 @@ const std::vector<FamilySpec>& registry() {
   static const std::vector<FamilySpec> r = {
       mixtral_family(),
       qwen3_moe_family(),
+      qwen2_moe_family(),
+      olmoe_family(),
+      deepseek_v3_family(),
+      deepseek_v2_family(),
   };
   return r;
 }

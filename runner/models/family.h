@@ -39,6 +39,18 @@ struct TensorNames {
   std::string experts_down_fused = "model.layers.{L}.mlp.experts.down_proj";        // [E, D, F]
   // Compressed experts (moelab; arXiv 2503.00634): theta [E, D] per MoE layer.
   std::string experts_theta = "model.layers.{L}.mlp.experts.theta";
+  // DeepSeek-V3 router e_score_correction_bias [E].
+  std::string router_correction_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";
+  // Shared experts (families that have them): [S, D], [S, D], [D, S]; the optional
+  // sigmoid gate [1, D] (Qwen2-MoE).
+  std::string shared_gate, shared_up, shared_down, shared_expert_gate;
+  // Multi-head latent attention (DeepSeek); q_proj [H*Q, D] when q_lora_rank is null.
+  std::string q_a_proj = "model.layers.{L}.self_attn.q_a_proj.{P}";
+  std::string q_a_norm = "model.layers.{L}.self_attn.q_a_layernorm.weight";
+  std::string q_b_proj = "model.layers.{L}.self_attn.q_b_proj.weight";
+  std::string kv_a_proj = "model.layers.{L}.self_attn.kv_a_proj_with_mqa.{P}";
+  std::string kv_a_norm = "model.layers.{L}.self_attn.kv_a_layernorm.weight";
+  std::string kv_b_proj = "model.layers.{L}.self_attn.kv_b_proj.weight";
   // Dense MLP layers (families that have them).
   std::string mlp_gate = "model.layers.{L}.mlp.gate_proj.weight";
   std::string mlp_up = "model.layers.{L}.mlp.up_proj.weight";
@@ -54,7 +66,9 @@ struct FamilySpec {
   // dense layers) into `config`; the generic fields are already there.
   void (*read_hparams)(hf::ModelConfig& config) = nullptr;
   // The config.json key that holds the expert count when the file has none of
-  // "num_local_experts" / "num_experts" (transformers 5 accepts both spellings).
+  // "num_local_experts" / "num_experts" / "n_routed_experts" (transformers 5 accepts
+  // several spellings); also the config attribute that the remote code of an unevenly
+  // pruned checkpoint sets per layer.
   std::string expert_count_key;
 };
 
@@ -62,6 +76,13 @@ struct FamilySpec {
 // table in family.cpp.
 FamilySpec mixtral_family();
 FamilySpec qwen3_moe_family();
+FamilySpec qwen2_moe_family();
+FamilySpec olmoe_family();
+FamilySpec deepseek_v3_family();
+FamilySpec deepseek_v2_family();
+// What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
+// experts and the multi-head latent attention config.
+void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);
 
 // The family of a config (by architectures[0], then model_type). Throws InputError
 // naming config.json and listing the supported architectures.

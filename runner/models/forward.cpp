@@ -1,7 +1,8 @@
 // The decoder forward: embed, then per layer attention and MoE (or dense MLP) with
 // pre-norm residuals, final norm, lm_head. Padding tokens take part in attention
 // as keys of nobody (masked) and never reach the experts: the MoE blocks see only
-// the N valid tokens, so routing statistics are never polluted by padding.
+// the N valid tokens, so routing statistics are never polluted by padding. Shared
+// experts (Qwen2-MoE, DeepSeek) are added after the routed output is observed.
 #include "common/error.h"
 #include "models/blocks.h"
 #include "models/rope.h"
@@ -59,15 +60,18 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
   if (observer) observer->on_batch(ids.reshape(-1).index_select(0, valid_N).cpu());
   at::Tensor h = at::embedding(m.embed_VD, ids);  // [B, T, D]
   auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
-  at::Tensor mask = build_mask(lengths, T, c.sliding_window, m.device);
+  at::Tensor full_mask = build_mask(lengths, T, std::nullopt, m.device);
+  at::Tensor window_mask = c.sliding_window ? build_mask(lengths, T, c.sliding_window, m.device) : full_mask;
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = m.layers[l];
+    const at::Tensor& mask = c.uses_sliding_window(l) ? window_mask : full_mask;
     h = h + attention_forward(L.attn, c, rms_norm(h, L.attn_norm_D, c.rms_norm_eps), cos_TA, sin_TA, mask);
     at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, valid_N);
     at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
     if (observer && L.moe)
       observer->on_moe_output(l, h.detach().reshape({B * T, D}).index_select(0, valid_N), y_ND.detach());
+    if (L.shared) y_ND = y_ND + shared_expert_forward(*L.shared, c, x_ND);  // never routed, never observed
     h = h.reshape({B * T, D}).index_add(0, valid_N, y_ND).reshape({B, T, D});
   }
   h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);

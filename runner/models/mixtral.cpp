@@ -19,6 +19,8 @@ void read_hparams(hf::ModelConfig& c) {
   c.norm_topk_prob = true;
   c.qk_norm = false;
   c.attention_bias = false;
+  c.attention_out_bias = false;
+  c.sliding_layers.clear();  // Mixtral's window applies to every layer
 }
 
 }  // namespace

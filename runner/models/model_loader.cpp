@@ -114,9 +114,55 @@ ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::Model
     throw InputError(c.path, "the checkpoint has \"" + theta +
                                  "\" (compressed experts) but config.json has no \"moelab_compressed_experts\"");
   }
+  if (c.router_correction_bias) {
+    // Stored in float32 by transformers (a buffer); read as such whatever the compute dtype.
+    w.correction_bias_E = t.take(tensor_name(n.router_correction_bias, l), {E});
+    if (w.correction_bias_E.defined()) w.correction_bias_E = w.correction_bias_E.to(at::kFloat);
+  }
   w.original_ids.resize(E);
   for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;
   return w;
+}
+
+AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::ModelConfig& c, int64_t l) {
+  const int64_t D = c.hidden_size, A = c.head_dim, H = c.num_attention_heads;
+  const int64_t HA = H * A, GA = c.num_key_value_heads * A;
+  auto bias = [&](const std::string& tmpl) { return tensor_name(tmpl, l, -1, "bias"); };
+  AttentionWeights a;
+  if (c.mla) {
+    const hf::MlaConfig& x = *c.mla;
+    const int64_t C = x.kv_lora_rank, P = x.qk_rope_head_dim, R = x.q_lora_rank;
+    if (R > 0) {
+      a.wq_a_RD = t.take(tensor_name(n.q_a_proj, l), {R, D});
+      if (c.attention_bias) a.bq_a = t.take(bias(n.q_a_proj), {R});
+      a.q_a_norm_R = t.take(tensor_name(n.q_a_norm, l), {R});
+      a.wq_HAD = t.take(tensor_name(n.q_b_proj, l), {H * x.qk_head_dim(), R});
+    } else {
+      a.wq_HAD = t.take(tensor_name(n.q_proj, l), {H * x.qk_head_dim(), D});
+    }
+    a.wkv_a_CD = t.take(tensor_name(n.kv_a_proj, l), {C + P, D});
+    if (c.attention_bias) a.bkv_a = t.take(bias(n.kv_a_proj), {C + P});
+    a.kv_a_norm_C = t.take(tensor_name(n.kv_a_norm, l), {C});
+    a.wkv_b = t.take(tensor_name(n.kv_b_proj, l), {H * (x.qk_nope_head_dim + x.v_head_dim), C});
+    a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, H * x.v_head_dim});
+    if (c.attention_out_bias) a.bo = t.take(bias(n.o_proj), {D});
+    return a;
+  }
+  a.wq_HAD = t.take(tensor_name(n.q_proj, l), {HA, D});
+  a.wk_GAD = t.take(tensor_name(n.k_proj, l), {GA, D});
+  a.wv_GAD = t.take(tensor_name(n.v_proj, l), {GA, D});
+  a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, HA});
+  if (c.attention_bias) {
+    a.bq = t.take(bias(n.q_proj), {HA});
+    a.bk = t.take(bias(n.k_proj), {GA});
+    a.bv = t.take(bias(n.v_proj), {GA});
+  }
+  if (c.attention_out_bias) a.bo = t.take(bias(n.o_proj), {D});
+  if (c.qk_norm) {
+    a.q_norm_A = t.take(tensor_name(n.q_norm, l), {c.qk_norm_per_head ? A : HA});
+    a.k_norm_A = t.take(tensor_name(n.k_norm, l), {c.qk_norm_per_head ? A : GA});
+  }
+  return a;
 }
 
 }  // namespace
@@ -146,6 +192,15 @@ hf::ModelConfig load_config_file(const std::string& path) {
     if (c.is_moe_layer(l) && c.num_experts_per_layer[l] < c.num_experts_per_tok)
       throw InputError(path, "layer " + std::to_string(l) + " has " + std::to_string(c.num_experts_per_layer[l]) +
                                  " experts, fewer than num_experts_per_tok = " + std::to_string(c.num_experts_per_tok));
+  if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
+    if (c.n_group < 1 || c.topk_group < 1 || c.topk_group > c.n_group)
+      throw InputError(path, "fields \"n_group\" = " + std::to_string(c.n_group) + " and \"topk_group\" = " +
+                                 std::to_string(c.topk_group) + " must satisfy 1 <= topk_group <= n_group");
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (c.is_moe_layer(l) && c.num_experts_per_layer[l] % c.n_group != 0)
+        throw InputError(path, "layer " + std::to_string(l) + " has " + std::to_string(c.num_experts_per_layer[l]) +
+                                   " experts, not a multiple of n_group = " + std::to_string(c.n_group));
+  }
   if (c.compressed() && c.compressed_main >= c.num_experts_per_tok)
     throw InputError(path, "field \"moelab_compressed_experts\": main = " + std::to_string(c.compressed_main) +
                                " must be below num_experts_per_tok = " + std::to_string(c.num_experts_per_tok) +
@@ -169,8 +224,7 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   const auto& n = m.family->names;
   hf::Checkpoint ck(dir);
   TensorTaker t(ck, opts);
-  const int64_t D = c.hidden_size, V = c.vocab_size, A = c.head_dim;
-  const int64_t HA = c.num_attention_heads * A, GA = c.num_key_value_heads * A;
+  const int64_t D = c.hidden_size, V = c.vocab_size;
 
   m.embed_VD = t.take(n.embed, {V, D});
   m.final_norm_D = t.take(n.final_norm, {D});
@@ -184,24 +238,18 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
     LayerWeights L;
     L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
     L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
-    auto& a = L.attn;
-    a.wq_HAD = t.take(tensor_name(n.q_proj, l), {HA, D});
-    a.wk_GAD = t.take(tensor_name(n.k_proj, l), {GA, D});
-    a.wv_GAD = t.take(tensor_name(n.v_proj, l), {GA, D});
-    a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, HA});
-    if (c.attention_bias) {
-      a.bq = t.take(tensor_name(n.q_proj, l, -1, "bias"), {HA});
-      a.bk = t.take(tensor_name(n.k_proj, l, -1, "bias"), {GA});
-      a.bv = t.take(tensor_name(n.v_proj, l, -1, "bias"), {GA});
-      a.bo = t.take(tensor_name(n.o_proj, l, -1, "bias"), {D});
-    }
-    if (c.qk_norm) {
-      a.q_norm_A = t.take(tensor_name(n.q_norm, l), {A});
-      a.k_norm_A = t.take(tensor_name(n.k_norm, l), {A});
-    }
+    L.attn = load_attention(t, n, c, l);
     if (c.is_moe_layer(l)) {
       const int64_t E = c.num_experts_per_layer[l];
       L.moe = load_experts(t, n, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
+      if (c.shared_expert_intermediate_size > 0) {  // replicated on every rank, like attention
+        const int64_t S = c.shared_expert_intermediate_size;
+        SharedExpertWeights sh;
+        sh.mlp = DenseMlpWeights{t.take(tensor_name(n.shared_gate, l), {S, D}), t.take(tensor_name(n.shared_up, l), {S, D}),
+                                 t.take(tensor_name(n.shared_down, l), {D, S})};
+        if (c.shared_expert_gate) sh.gate_1D = t.take(tensor_name(n.shared_expert_gate, l), {1, D});
+        L.shared = std::move(sh);
+      }
     } else {
       const int64_t F = c.dense_intermediate_size;
       if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));

@@ -37,31 +37,46 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
     out.emplace_back(tensor_name(n.attn_norm, l), L.attn_norm_D);
     out.emplace_back(tensor_name(n.ffn_norm, l), L.ffn_norm_D);
     const auto& a = L.attn;
-    out.emplace_back(tensor_name(n.q_proj, l), a.wq_HAD);
-    out.emplace_back(tensor_name(n.k_proj, l), a.wk_GAD);
-    out.emplace_back(tensor_name(n.v_proj, l), a.wv_GAD);
-    out.emplace_back(tensor_name(n.o_proj, l), a.wo_DHA);
-    if (a.bq.defined()) {
-      out.emplace_back(tensor_name(n.q_proj, l, -1, "bias"), a.bq);
-      out.emplace_back(tensor_name(n.k_proj, l, -1, "bias"), a.bk);
-      out.emplace_back(tensor_name(n.v_proj, l, -1, "bias"), a.bv);
-      out.emplace_back(tensor_name(n.o_proj, l, -1, "bias"), a.bo);
-    }
-    if (a.q_norm_A.defined()) {
-      out.emplace_back(tensor_name(n.q_norm, l), a.q_norm_A);
-      out.emplace_back(tensor_name(n.k_norm, l), a.k_norm_A);
-    }
+    // Every defined tensor under its name (absent ones belong to another attention kind).
+    auto put = [&](const std::string& name, const at::Tensor& t) {
+      if (t.defined()) out.emplace_back(name, t);
+    };
+    auto bias = [&](const std::string& tmpl) { return tensor_name(tmpl, l, -1, "bias"); };
+    put(tensor_name(n.q_a_proj, l), a.wq_a_RD);
+    put(bias(n.q_a_proj), a.bq_a);
+    put(tensor_name(n.q_a_norm, l), a.q_a_norm_R);
+    put(tensor_name(c.mla && c.mla->q_lora_rank > 0 ? n.q_b_proj : n.q_proj, l), a.wq_HAD);
+    put(bias(n.q_proj), a.bq);
+    put(tensor_name(n.k_proj, l), a.wk_GAD);
+    put(bias(n.k_proj), a.bk);
+    put(tensor_name(n.v_proj, l), a.wv_GAD);
+    put(bias(n.v_proj), a.bv);
+    put(tensor_name(n.kv_a_proj, l), a.wkv_a_CD);
+    put(bias(n.kv_a_proj), a.bkv_a);
+    put(tensor_name(n.kv_a_norm, l), a.kv_a_norm_C);
+    put(tensor_name(n.kv_b_proj, l), a.wkv_b);
+    put(tensor_name(n.o_proj, l), a.wo_DHA);
+    put(bias(n.o_proj), a.bo);
+    put(tensor_name(n.q_norm, l), a.q_norm_A);
+    put(tensor_name(n.k_norm, l), a.k_norm_A);
     if (L.moe) {
       const ExpertWeights& w = *L.moe;
       if (!w.all_local()) throw InputError(out_dir, "saving needs all experts in one process (no expert parallelism)");
       const int64_t F = w.down_EDF.size(2);
       out.emplace_back(tensor_name(n.router, l), w.router_ED);
+      put(tensor_name(n.router_correction_bias, l), w.correction_bias_E);
       for (int64_t e = 0; e < w.num_experts(); ++e) {
         out.emplace_back(tensor_name(n.expert_gate, l, e), w.gate_up_EFD[e].narrow(0, 0, F));
         out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
         out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
       }
       if (w.theta_ED.defined()) out.emplace_back(tensor_name(n.experts_theta, l), w.theta_ED);
+      if (L.shared) {
+        out.emplace_back(tensor_name(n.shared_gate, l), L.shared->mlp.gate_FD);
+        out.emplace_back(tensor_name(n.shared_up, l), L.shared->mlp.up_FD);
+        out.emplace_back(tensor_name(n.shared_down, l), L.shared->mlp.down_DF);
+        put(tensor_name(n.shared_expert_gate, l), L.shared->gate_1D);
+      }
     } else {
       out.emplace_back(tensor_name(n.mlp_gate, l), L.mlp->gate_FD);
       out.emplace_back(tensor_name(n.mlp_up, l), L.mlp->up_FD);
@@ -73,13 +88,14 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
   return out;
 }
 
-// Remote code for unevenly pruned checkpoints: the stock family class with each MoE
-// layer rebuilt at its own expert count before the weights are loaded.
+// Remote code for unevenly pruned checkpoints: the stock family class (CLASS) with each
+// MoE layer rebuilt at its own expert count (config attribute COUNT) before the weights
+// are loaded. Dense layers (count 0) keep their MLP.
 const char* kRemoteModeling = R"PY(# Written by moelab: the stock transformers model with a per-layer expert count,
 # read from config.moelab_num_experts_per_layer (stock configs hold one count).
 import copy
 
-from transformers import MixtralForCausalLM, Qwen3MoeForCausalLM
+from transformers import CLASS
 
 
 def _resize_experts(model, config, count_attr):
@@ -93,19 +109,20 @@ def _resize_experts(model, config, count_attr):
         layer.mlp = type(block)(layer_config)
 
 
-class MoelabMixtralForCausalLM(MixtralForCausalLM):
+class MoelabCLASS(CLASS):
     def __init__(self, config):
         super().__init__(config)
-        _resize_experts(self, config, "num_local_experts")
-        self.post_init()
-
-
-class MoelabQwen3MoeForCausalLM(Qwen3MoeForCausalLM):
-    def __init__(self, config):
-        super().__init__(config)
-        _resize_experts(self, config, "num_experts")
+        _resize_experts(self, config, "COUNT")
         self.post_init()
 )PY";
+
+std::string remote_modeling(const std::string& cls, const std::string& count_attr) {
+  std::string s = kRemoteModeling;
+  for (auto [from, to] : {std::pair<std::string, std::string>{"CLASS", cls}, {"COUNT", count_attr}})
+    for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+      s.replace(pos, from.size(), to);
+  return s;
+}
 
 }  // namespace
 
@@ -148,13 +165,17 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
 
   nlohmann::json raw = c.raw;
   bool has_count_key = false;
-  for (const char* key : {"num_local_experts", "num_experts"})
+  for (const char* key : {"num_local_experts", "num_experts", "n_routed_experts"})
     if (raw.contains(key)) {
       raw[key] = c.num_routed_experts_max();
       has_count_key = true;
     }
   if (!has_count_key) raw[m.family->expert_count_key] = c.num_routed_experts_max();
   raw["num_experts_per_tok"] = c.num_experts_per_tok;  // a pruning plan may lower top-k
+  // Grouped routing (DeepSeek): pruning may have had to give up the groups
+  // (models/expert_surgery.h).
+  for (auto [key, value] : {std::pair<const char*, int64_t>{"n_group", c.n_group}, {"topk_group", c.topk_group}})
+    if (raw.contains(key) && !raw[key].is_null()) raw[key] = value;
   // transformers 5 writes "dtype", 4.x "torch_dtype": keep the spelling the file had.
   raw[raw.contains("torch_dtype") && !raw.contains("dtype") ? "torch_dtype" : "dtype"] = dtype_to_config(dtype);
   bool uneven = false;
@@ -169,9 +190,9 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
   raw.erase("auto_map");
   if (uneven) {
     raw["moelab_num_experts_per_layer"] = counts;
-    const std::string cls = m.family->name == "mixtral" ? "MoelabMixtralForCausalLM" : "MoelabQwen3MoeForCausalLM";
-    raw["auto_map"] = {{"AutoModelForCausalLM", "modeling_moelab." + cls}};
-    write_file_atomic(dir.path() / "modeling_moelab.py", kRemoteModeling);
+    const std::string& cls = m.family->architectures.at(0);
+    raw["auto_map"] = {{"AutoModelForCausalLM", "modeling_moelab.Moelab" + cls}};
+    write_file_atomic(dir.path() / "modeling_moelab.py", remote_modeling(cls, m.family->expert_count_key));
     spdlog::warn("layers keep different numbers of experts: {} needs trust_remote_code=True in transformers",
                  out_dir);
   }

@@ -106,4 +106,9 @@ at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c,
   return at::linear(activation(at::linear(x_ND, w.gate_FD), c.hidden_act) * at::linear(x_ND, w.up_FD), w.down_DF);
 }
 
+at::Tensor shared_expert_forward(const SharedExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND) {
+  at::Tensor y = dense_mlp_forward(w.mlp, c, x_ND);
+  return w.gate_1D.defined() ? at::sigmoid(at::linear(x_ND, w.gate_1D)) * y : y;
+}
+
 }  // namespace moelab::models

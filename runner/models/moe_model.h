@@ -23,7 +23,14 @@ namespace moelab::models {
 struct AttentionWeights {
   at::Tensor wq_HAD, wk_GAD, wv_GAD, wo_DHA;  // stored as Linear weights [out, in]
   at::Tensor bq, bk, bv, bo;                  // undefined when the family has no bias
-  at::Tensor q_norm_A, k_norm_A;              // undefined unless config.qk_norm
+  at::Tensor q_norm_A, k_norm_A;              // undefined unless config.qk_norm ([H*A], [G*A] when
+                                              // not qk_norm_per_head)
+  // Multi-head latent attention (config.mla; R q_lora_rank, C kv_lora_rank, P
+  // qk_rope_head_dim, Q qk_nope + qk_rope, U v_head_dim): wq_HAD is then q_b_proj [H*Q, R]
+  // (or q_proj [H*Q, D] without q_lora_rank), wo_DHA is o_proj [D, H*U], and
+  at::Tensor wq_a_RD, q_a_norm_R, bq_a;  // q_a_proj [R, D] (+ bias with attention_bias), q_a_layernorm
+  at::Tensor wkv_a_CD, kv_a_norm_C, bkv_a;  // kv_a_proj_with_mqa [C + P, D] (+ bias), kv_a_layernorm [C]
+  at::Tensor wkv_b;                         // kv_b_proj [H*(qk_nope + U), C]
 };
 
 // The routed experts of one MoE layer, stacked (experts computed grouped). Under
@@ -31,6 +38,9 @@ struct AttentionWeights {
 // global experts [first_local, first_local + num_local()).
 struct ExpertWeights {
   at::Tensor router_ED;    // router rows, all E experts
+  // DeepSeek-V3 e_score_correction_bias [E] (config.router_correction_bias): replicated
+  // and pruned with the router rows; undefined otherwise.
+  at::Tensor correction_bias_E;
   at::Tensor gate_up_EFD;  // [E_local, 2F, D]: gate rows first, then up (transformers 5 layout)
   at::Tensor down_EDF;     // [E_local, D, F]
   // Compressed experts (hf::ModelConfig::compressed_main): one theta row per expert,
@@ -49,10 +59,19 @@ struct DenseMlpWeights {
   at::Tensor gate_FD, up_FD, down_DF;
 };
 
+// Shared experts of an MoE layer (config.shared_expert_intermediate_size): one MLP that
+// every token goes through, beside the routed experts. Kept apart from ExpertWeights
+// so that pruning and the criteria never see it; replicated on every rank.
+struct SharedExpertWeights {
+  DenseMlpWeights mlp;  // [S, D], [S, D], [D, S]
+  at::Tensor gate_1D;   // Qwen2-MoE shared_expert_gate [1, D]; undefined otherwise
+};
+
 struct LayerWeights {
   at::Tensor attn_norm_D, ffn_norm_D;
   AttentionWeights attn;
   std::optional<ExpertWeights> moe;  // set for MoE layers
+  std::optional<SharedExpertWeights> shared;  // MoE layers of families with shared experts
   std::optional<DenseMlpWeights> mlp;  // set for dense layers
 };
 
@@ -117,7 +136,10 @@ class MoeObserver {
   virtual void on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R,
                           const at::Tensor& gate_R, const at::Tensor& out_RD) {}
   // After a MoE block, on the tokens' process: the residual stream entering the
-  // block h_in [N, D] and the block's routed output y [N, D] (h_out = h_in + y).
+  // block h_in [N, D] and the block's routed output y [N, D]: the gate-weighted sum of
+  // the routed experts only. Families with shared experts (Qwen2-MoE, DeepSeek) add
+  // the shared experts' output s on top, h_out = h_in + y + s; y leaves s out, so that
+  // what criteria measure from y is what pruning routed experts can change.
   virtual void on_moe_output(int64_t layer, const at::Tensor& h_in_ND, const at::Tensor& y_ND) {}
   // Dense observation, opt-in (E/K times the expert FLOPs): when true (the same on
   // every rank), each MoE block also runs every expert on every token and reports on
@@ -140,6 +162,7 @@ at::Tensor forward(const MoeModel& model, const at::Tensor& input_ids_BT, const 
 struct ParamCounts {
   int64_t total = 0, embedding = 0, attention = 0, routed_experts = 0, routers = 0, dense_mlp = 0, norms = 0,
           lm_head = 0;
+  int64_t shared_experts = 0;  // shared experts (and their gates): active for every token, never pruned
   int64_t active_per_token = 0;
 };
 ParamCounts count_params(const MoeModel& model);

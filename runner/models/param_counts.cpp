@@ -14,20 +14,35 @@ ParamCounts count_params(const hf::ModelConfig& c) {
   p.norms = D;  // final norm
   int64_t active_experts = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    p.attention += D * H * A * 2 + D * G * A * 2;
-    if (c.attention_bias) p.attention += H * A + 2 * G * A + D;
-    p.norms += 2 * D + (c.qk_norm ? 2 * A : 0);
+    if (c.mla) {
+      const hf::MlaConfig& a = *c.mla;
+      const int64_t R = a.q_lora_rank, C = a.kv_lora_rank, P = a.qk_rope_head_dim;
+      p.attention += R > 0 ? R * D + H * a.qk_head_dim() * R : H * a.qk_head_dim() * D;
+      p.attention += (C + P) * D + H * (a.qk_nope_head_dim + a.v_head_dim) * C + D * H * a.v_head_dim;
+      if (c.attention_bias) p.attention += (R > 0 ? R : 0) + C + P;
+      if (c.attention_out_bias) p.attention += D;
+      p.norms += R + C;
+    } else {
+      p.attention += D * H * A * 2 + D * G * A * 2;
+      if (c.attention_bias) p.attention += H * A + 2 * G * A;
+      if (c.attention_out_bias) p.attention += D;
+      if (c.qk_norm) p.norms += c.qk_norm_per_head ? 2 * A : (H + G) * A;
+    }
+    p.norms += 2 * D;
     const int64_t E = c.num_experts_per_layer[l];
     if (E > 0) {
       p.routers += E * D;
+      if (c.router_correction_bias) p.routers += E;
       if (c.compressed()) p.routers += E * D;  // theta: one row per expert, used by every token
       p.routed_experts += E * 3 * D * F;
       active_experts += k * 3 * D * F;
+      p.shared_experts += 3 * D * c.shared_expert_intermediate_size + (c.shared_expert_gate ? D : 0);
     } else {
       p.dense_mlp += 3 * D * c.dense_intermediate_size;
     }
   }
-  p.total = p.embedding + p.lm_head + p.norms + p.attention + p.routers + p.routed_experts + p.dense_mlp;
+  p.total = p.embedding + p.lm_head + p.norms + p.attention + p.routers + p.routed_experts + p.shared_experts +
+            p.dense_mlp;
   p.active_per_token = p.total - p.routed_experts + active_experts;
   return p;
 }
@@ -46,10 +61,13 @@ WeightBytes weight_bytes(const MoeModel& m) {
   for (const auto& L : m.layers) {
     const auto& a = L.attn;
     for (const auto* t : {&L.attn_norm_D, &L.ffn_norm_D, &a.wq_HAD, &a.wk_GAD, &a.wv_GAD, &a.wo_DHA, &a.bq, &a.bk,
-                          &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A})
+                          &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A, &a.wq_a_RD, &a.q_a_norm_R, &a.bq_a, &a.wkv_a_CD,
+                          &a.kv_a_norm_C, &a.bkv_a, &a.wkv_b})
       w.shared += nb(*t);
+    if (L.shared)
+      w.shared += nb(L.shared->mlp.gate_FD) + nb(L.shared->mlp.up_FD) + nb(L.shared->mlp.down_DF) + nb(L.shared->gate_1D);
     if (L.moe) {
-      w.shared += nb(L.moe->router_ED) + nb(L.moe->theta_ED);
+      w.shared += nb(L.moe->router_ED) + nb(L.moe->theta_ED) + nb(L.moe->correction_bias_E);
       w.experts += nb(L.moe->gate_up_EFD) + nb(L.moe->down_EDF);
     }
     if (L.mlp) w.shared += nb(L.mlp->gate_FD) + nb(L.mlp->up_FD) + nb(L.mlp->down_DF);

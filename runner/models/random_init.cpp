@@ -63,6 +63,7 @@ ExpertWeights init_experts(Initializer& init, const hf::ModelConfig& c, int64_t 
   w.gate_up_EFD = init.place(gate_up);
   w.down_EDF = init.place(down);
   if (c.compressed()) w.theta_ED = init.constant({E, D}, 1.0);
+  if (c.router_correction_bias) w.correction_bias_E = at::zeros({E}, at::kFloat);  // a float32 buffer, as loaded
   w.original_ids.resize(E);
   for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;
   return w;
@@ -137,23 +138,48 @@ MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOp
     L.attn_norm_D = init.constant({D}, 1.0);
     L.ffn_norm_D = init.constant({D}, 1.0);
     auto& a = L.attn;
-    a.wq_HAD = init.normal({HA, D});
-    a.wk_GAD = init.normal({GA, D});
-    a.wv_GAD = init.normal({GA, D});
-    a.wo_DHA = init.normal({D, HA});
-    if (c.attention_bias) {
-      a.bq = init.constant({HA}, 0.0);
-      a.bk = init.constant({GA}, 0.0);
-      a.bv = init.constant({GA}, 0.0);
-      a.bo = init.constant({D}, 0.0);
+    if (c.mla) {
+      const hf::MlaConfig& x = *c.mla;
+      const int64_t H = c.num_attention_heads, R = x.q_lora_rank, C = x.kv_lora_rank, P = x.qk_rope_head_dim;
+      if (R > 0) {
+        a.wq_a_RD = init.normal({R, D});
+        if (c.attention_bias) a.bq_a = init.constant({R}, 0.0);
+        a.q_a_norm_R = init.constant({R}, 1.0);
+      }
+      a.wq_HAD = init.normal({H * x.qk_head_dim(), R > 0 ? R : D});
+      a.wkv_a_CD = init.normal({C + P, D});
+      if (c.attention_bias) a.bkv_a = init.constant({C + P}, 0.0);
+      a.kv_a_norm_C = init.constant({C}, 1.0);
+      a.wkv_b = init.normal({H * (x.qk_nope_head_dim + x.v_head_dim), C});
+      a.wo_DHA = init.normal({D, H * x.v_head_dim});
+    } else {
+      a.wq_HAD = init.normal({HA, D});
+      a.wk_GAD = init.normal({GA, D});
+      a.wv_GAD = init.normal({GA, D});
+      a.wo_DHA = init.normal({D, HA});
+      if (c.attention_bias) {
+        a.bq = init.constant({HA}, 0.0);
+        a.bk = init.constant({GA}, 0.0);
+        a.bv = init.constant({GA}, 0.0);
+      }
+      if (c.qk_norm) {
+        a.q_norm_A = init.constant({c.qk_norm_per_head ? A : HA}, 1.0);
+        a.k_norm_A = init.constant({c.qk_norm_per_head ? A : GA}, 1.0);
+      }
     }
-    if (c.qk_norm) {
-      a.q_norm_A = init.constant({A}, 1.0);
-      a.k_norm_A = init.constant({A}, 1.0);
-    }
+    if (c.attention_out_bias) a.bo = init.constant({D}, 0.0);
     if (c.is_moe_layer(l)) {
       const int64_t E = c.num_experts_per_layer[l];
       L.moe = init_experts(init, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
+      if (c.shared_expert_intermediate_size > 0) {
+        const int64_t S = c.shared_expert_intermediate_size;
+        SharedExpertWeights sh;
+        sh.mlp.gate_FD = init.normal({S, D});
+        sh.mlp.up_FD = init.normal({S, D});
+        sh.mlp.down_DF = init.normal({D, S});
+        if (c.shared_expert_gate) sh.gate_1D = init.normal({1, D});
+        L.shared = std::move(sh);
+      }
     } else {
       const int64_t F = c.dense_intermediate_size;
       if (F <= 0)

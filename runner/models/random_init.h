@@ -16,7 +16,13 @@
 //   MoE layer: router                    [E, D]             N(0, σ²)
 //     expert e: gate, up [F, D]; down [D, F]                N(0, σ²), each its own draw
 //     theta (moelab_compressed_experts)  [E, D]             1 (as moelab compress)
-//   dense layer (Qwen3 mlp_only_layers): gate, up [F_dense, D]; down [D, F_dense]  N(0, σ²)
+//   shared experts (Qwen2-MoE, DeepSeek): gate, up [S, D]; down [D, S];
+//     Qwen2-MoE shared_expert_gate [1, D]    N(0, σ²), after the layer's routed experts
+//   DeepSeek-V3 e_score_correction_bias [E]  0
+//   multi-head latent attention (DeepSeek): q_a_proj, q_b_proj (or q_proj), kv_a_proj_with_mqa,
+//     kv_b_proj, o_proj in this order        N(0, σ²); q_a/kv_a layernorms 1, biases 0
+//   dense layer (Qwen3 mlp_only_layers, DeepSeek first_k_dense_replace): gate, up [F_dense, D];
+//     down [D, F_dense]                      N(0, σ²)
 //   model.norm.weight                    [D]                1
 //
 // In memory the experts are stacked as the loader stacks them (ExpertWeights:

@@ -2,7 +2,15 @@
 // and what the experts see. Three rules, applied in order:
 //
 // 1. The family's router: softmax over all experts in float32, top-k, renormalised
-//    over the k (Mixtral always; Qwen3 when norm_topk_prob).
+//    over the k (Mixtral always; Qwen3, Qwen2-MoE, OLMoE when norm_topk_prob). DeepSeek
+//    (hf::ModelConfig, "Router variants"): V3 scores each expert with a sigmoid, adds
+//    e_score_correction_bias for the choice only, keeps the topk_group best of n_group
+//    expert groups (group score: sum of its two best biased scores), renormalises the
+//    unbiased scores of the chosen k and scales them by routed_scaling_factor; V2
+//    (softmax) keeps the groups with the best max score under group_limited_greedy and
+//    scales without renormalising. transformers picks the k with topk(sorted=False); the
+//    set is the same, and moelab orders a token's k slots by descending gate (so slot 0
+//    is the top-1 expert for NAEE skipping and compressed experts).
 //
 // 2. NAEE dynamic skipping (Lu et al. 2024; github.com/Lucky-Lance/Expert_Sparsity,
 //    model/modeling_mixtral.py), when the config has a beta for the layer: slot j >= 1
@@ -23,6 +31,9 @@
 //    is replicated), so gradients reach theta, the router and x.
 //
 // Slots that do not run (skipped, auxiliary) are sent to the sentinel expert id E.
+#include <limits>
+#include <tuple>
+
 #include "models/blocks.h"
 
 namespace moelab::models {
@@ -36,19 +47,54 @@ at::Tensor skip_slots(const at::Tensor& topk_p_NK, double beta) {
   return skip_NK;
 }
 
+// The k experts of each token under DeepSeek's rules [N, K] (any order). scores [N, E]
+// float32; bias [E] or undefined.
+at::Tensor select_experts(const at::Tensor& scores_NE, const at::Tensor& bias_E, const hf::ModelConfig& c, int64_t K) {
+  at::Tensor choice_NE = bias_E.defined() ? scores_NE + bias_E.to(at::kFloat) : scores_NE;
+  const int64_t N = scores_NE.size(0), E = scores_NE.size(1), G = c.n_group;
+  if (c.topk_method == "group_limited_greedy" || c.topk_method == "noaux_tc") {
+    // Experts are split into G equal groups (checked when the layer is loaded or pruned).
+    at::Tensor grouped_NGS = choice_NE.view({N, G, E / G});
+    at::Tensor group_NG = c.topk_method == "noaux_tc" ? std::get<0>(grouped_NGS.topk(2, -1)).sum(-1)
+                                                      : std::get<0>(grouped_NGS.max(-1));
+    at::Tensor keep_NG = at::zeros_like(group_NG, at::kBool).scatter_(1, std::get<1>(group_NG.topk(c.topk_group, -1)), true);
+    at::Tensor keep_NE = keep_NG.unsqueeze(-1).expand({N, G, E / G}).reshape({N, E});
+    // V2 masks dropped groups to 0 (scores are positive), V3 to -inf.
+    choice_NE = choice_NE.masked_fill(keep_NE.logical_not(),
+                                      c.topk_method == "noaux_tc" ? -std::numeric_limits<double>::infinity() : 0.0);
+  }
+  return std::get<1>(at::topk(choice_NE, K, -1));
+}
+
 }  // namespace
 
 Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer) {
   const int64_t K = c.num_experts_per_tok, E = w.num_experts();
   Routing r;
-  r.logits_NE = at::linear(x_ND, w.router_ED);
-  at::Tensor probs_NE = at::softmax(r.logits_NE.to(at::kFloat), -1);
-  auto [topk_w_NK, topk_ids_NK] = at::topk(probs_NE, K, -1);
+  at::Tensor logits_NE = c.router_fp32 ? at::linear(x_ND.to(at::kFloat), w.router_ED.to(at::kFloat))
+                                       : at::linear(x_ND, w.router_ED);
+  r.logits_NE = logits_NE.to(x_ND.scalar_type());
+  at::Tensor scores_NE = c.scoring_func == "sigmoid" ? at::sigmoid(logits_NE.to(at::kFloat))
+                                                     : at::softmax(logits_NE.to(at::kFloat), -1);
+  at::Tensor topk_w_NK, topk_ids_NK;
+  if (c.topk_method == "greedy" && !w.correction_bias_E.defined()) {
+    std::tie(topk_w_NK, topk_ids_NK) = at::topk(scores_NE, K, -1);
+  } else {
+    topk_ids_NK = select_experts(scores_NE, w.correction_bias_E, c, K);
+    topk_w_NK = scores_NE.gather(1, topk_ids_NK);
+    at::Tensor order_NK = at::argsort(topk_w_NK, /*stable=*/true, -1, /*descending=*/true);
+    topk_ids_NK = topk_ids_NK.gather(1, order_NK);
+    topk_w_NK = topk_w_NK.gather(1, order_NK);
+  }
   r.topk_ids_NK = topk_ids_NK;
 
   const at::Tensor skip_NK = skip_slots(topk_w_NK, c.skip_beta_of(layer));
   if (skip_NK.defined() && c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
-  if (c.norm_topk_prob) topk_w_NK = topk_w_NK / topk_w_NK.sum(-1, true);
+  // DeepSeek-V3 adds 1e-20 to the denominator (sigmoid scores need not sum to 1).
+  if (c.norm_topk_prob)
+    topk_w_NK = c.scoring_func == "sigmoid" ? topk_w_NK / (topk_w_NK.sum(-1, true) + 1e-20)
+                                            : topk_w_NK / topk_w_NK.sum(-1, true);
+  if (c.routed_scaling_factor != 1.0) topk_w_NK = topk_w_NK * c.routed_scaling_factor;
   if (skip_NK.defined() && !c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
 
   r.x_in_ND = x_ND;

@@ -3,6 +3,7 @@
 // communication), for even and uneven expert splits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <csignal>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
 #include "cluster/local_communicator.h"
+#include "hf/safetensors.h"
 #include "models/moe_model.h"
 #include "models/next_token_loss.h"
 
@@ -119,15 +121,50 @@ TEST_P(ExpertParallel, EachRankHoldsOnlyItsContiguousBlockOfExperts) {
     EXPECT_EQ(layer.moe->num_local(), E * (r + 1) / P - E * r / P);
     EXPECT_EQ(layer.moe->router_ED.size(0), E);  // the router is replicated
   }
-  // Together the ranks hold every expert exactly once.
-  at::Tensor held = at::tensor({ep.layers[0].moe->num_local()}, at::kLong);
+  // Together the ranks hold every expert exactly once (the first MoE layer: DeepSeek's
+  // first layers are dense); shared experts are replicated, whole on every rank.
+  const auto first_moe = std::find_if(ep.layers.begin(), ep.layers.end(), [](const auto& L) { return L.moe.has_value(); });
+  ASSERT_NE(first_moe, ep.layers.end());
+  at::Tensor held = at::tensor({first_moe->moe->num_local()}, at::kLong);
   comm->all_reduce_sum(held);
-  EXPECT_EQ(held.item<int64_t>(), ep.layers[0].moe->num_experts());
+  EXPECT_EQ(held.item<int64_t>(), first_moe->moe->num_experts());
+  for (const auto& layer : ep.layers)
+    if (layer.shared) EXPECT_EQ(layer.shared->mlp.gate_FD.size(0), ep.config.shared_expert_intermediate_size);
+}
+
+// The transformers reference logits of the fixture (tests/fixtures/make_models.py), from
+// the expert-parallel model: each rank runs some of the sequences, experts sharded.
+TEST_P(ExpertParallel, LogitsMatchTransformers) {
+  auto comm = cluster::world("mpi");
+  const std::string dir = fixture(GetParam());
+  auto ref = hf::SafetensorsFile::open(dir + ".ref.safetensors");
+  at::Tensor ids = ref->tensor("input_ids"), lengths = ref->tensor("lengths"), want = ref->tensor("logits");
+  std::vector<std::vector<int64_t>> seqs;
+  for (int64_t b = 0; b < lengths.size(0); ++b) {
+    at::Tensor row = ids[b].narrow(0, 0, lengths[b].item<int64_t>()).contiguous();
+    seqs.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+  }
+  models::MoeModel ep = cluster::load_expert_parallel(dir, comm);
+  std::vector<int64_t> idx;
+  std::vector<at::Tensor> out;
+  cluster::run_data_parallel(ep, *comm, seqs, {1}, nullptr, [&](int64_t i, const at::Tensor& l) {
+    idx.push_back(i);
+    out.push_back(l);
+  });
+  at::Tensor got = at::cat(cluster::gather_sequence_outputs(*comm, idx, out, int64_t(seqs.size())));
+  const double diff = (got.to(at::kFloat) - want).abs().max().item<double>();
+  EXPECT_LE(diff, 1e-4) << "P=" << comm->size();
+  if (comm->rank() == 0)
+    std::cout << "[ep vs transformers] " << GetParam() << " P=" << comm->size() << ": max |logit diff| " << diff << "\n";
 }
 
 // mixtral: 8 experts (over 3 ranks: 2, 3, 3); qwen3: 10 experts and a dense layer
-// (over 4 ranks: 2, 3, 2, 3).
-INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertParallel, ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded"));
+// (over 4 ranks: 2, 3, 2, 3); qwen2_moe, deepseek_v3, deepseek_v2: shared experts
+// (replicated, never dispatched) and dense layers; olmoe: 16 experts top-4;
+// deepseek_v3: grouped top-k over 16 experts with a correction bias.
+INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertParallel,
+                         ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded", "qwen2_moe", "olmoe", "deepseek_v3",
+                                           "deepseek_v2"));
 
 // Gradients of the experts' weights after forward + backward of the mean next-token
 // loss over all batches (as calibrate does for the gradient criteria).

@@ -101,10 +101,18 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // mixtral: the basic family; mixtral_swa_sharded: sliding window + linear RoPE +
 // sharded index; mixtral_fp16: float16 storage; mixtral_fused: transformers 5 fused experts; qwen3: q/k norm, bias,
 // dense layer, YaRN, no renormalisation; qwen3_bf16: bf16 storage, tied embeddings,
-// llama3 RoPE, renormalised top-k.
+// llama3 RoPE, renormalised top-k; qwen2_moe: shared expert with sigmoid gate, q/k/v
+// biases, dense layer; qwen2_moe_swa: decoder_sparse_step, sliding window per
+// layer_types, fused layout; olmoe: q/k norm over all heads, 16 experts top-4;
+// olmoe_clip: clip_qkv, bf16 storage; deepseek_v3: MLA with q_lora_rank, interleaved
+// RoPE, first dense layer, shared expert, sigmoid + correction bias, grouped top-k,
+// routed scaling; deepseek_v3_yarn: rotate-half RoPE, YaRN mscale softmax scale, no
+// q_lora_rank, attention biases, tied embeddings; deepseek_v2: V2-Lite style, greedy
+// softmax; deepseek_v2_group: group_limited_greedy, q_lora_rank, fused layout.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
-                                           "qwen3_bf16"));
+                                           "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip",
+                                           "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -115,9 +123,28 @@ TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   EXPECT_EQ(m.layers[0].moe->num_experts(), 10);
 }
 
+TEST(ModelLoading, SharedExpertsAndFirstDenseLayersAreKeptOutOfTheRoutedExperts) {
+  MOELAB_REQUIRE_FIXTURES();
+  models::MoeModel q = models::load_model(test::fixtures_dir() + "/models/qwen2_moe");
+  EXPECT_TRUE(q.layers[0].shared.has_value());
+  EXPECT_TRUE(q.layers[0].shared->gate_1D.defined());
+  EXPECT_EQ(q.layers[0].shared->mlp.gate_FD.size(0), 80);
+  EXPECT_EQ(q.layers[0].moe->num_experts(), 8);
+  EXPECT_FALSE(q.layers[1].moe.has_value());    // mlp_only_layers
+  EXPECT_FALSE(q.layers[1].shared.has_value());
+  models::MoeModel d = models::load_model(test::fixtures_dir() + "/models/deepseek_v3");
+  EXPECT_FALSE(d.layers[0].moe.has_value());  // first_k_dense_replace = 1
+  EXPECT_TRUE(d.layers[0].mlp.has_value());
+  EXPECT_TRUE(d.layers[1].shared.has_value());
+  EXPECT_FALSE(d.layers[1].shared->gate_1D.defined());
+  EXPECT_EQ(d.layers[1].moe->num_experts(), 16);
+  EXPECT_EQ(d.layers[1].moe->correction_bias_E.size(0), 16);
+}
+
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
-  for (const char* name : {"mixtral", "qwen3"}) {
+  for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3", "deepseek_v2",
+                           "deepseek_v2_group"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;

@@ -1,0 +1,288 @@
+"""Qwen2-MoE, OLMoE, DeepSeek-V3 and DeepSeek-V2 end to end: moelab prune -> transformers
+loads the pruned checkpoint (stock config when every layer keeps the same count, remote
+code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
+DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
+pruning that leaves them equal (or are given up, with n_group = topk_group = 1); `inspect`
+shows each family's structure; every criterion scores every family (or says why not); a small
+sweep (calibrate, score, prune, eval on 2 ranks) runs on each family."""
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from conftest import train_small_tokenizer, write_ids_json
+from sweep_fixtures import eval_metrics, records, write_sweep
+
+# family fixture -> (uneven drops, uniform drops, MoE layers, experts per MoE layer)
+DROPS = {
+    "qwen2_moe": (["0:1,5", "2:2"], ["0:3", "2:6"], [0, 2], 8),                     # layer 1 dense
+    "olmoe": (["0:1,5,9", "1:2"], ["0:0,15", "1:3,4"], [0, 1], 16),
+    "deepseek_v3": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),  # one per group of 4
+    "deepseek_v2": (["1:1,5", "2:2"], ["1:0", "2:7"], [1, 2], 8),                  # layer 0 dense
+    "deepseek_v2_group": (["1:1,5,6", "2:3"], ["1:0,2,4,6", "2:1,3,5,7"], [1, 2], 8),  # one per group of 2
+}
+COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
+             "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts"}
+
+
+def split_ref(ref):
+    out, start = [], 0
+    for n in ref["lengths"].tolist():
+        out.append(ref["logits"][start:start + n])
+        start += n
+    return out
+
+
+def hf_model(model_dir, trust_remote_code):
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                trust_remote_code=trust_remote_code).eval()
+
+
+def hf_logits(model, ref):
+    ids, lengths = ref["input_ids"], ref["lengths"]
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask).logits
+    return [out[b, : int(n)] for b, n in enumerate(lengths)]
+
+
+def moelab_logits(moelab, model_dir, ref, tmp_path):
+    ids_json = write_ids_json(tmp_path / "ids.json", ref["input_ids"], ref["lengths"])
+    out = tmp_path / "moelab_logits.safetensors"
+    moelab("forward", model_dir, "--ids-json", ids_json, "--out", out)
+    got = load_file(str(out))
+    return [got[f"logits.{b}"] for b in range(len(ref["lengths"]))]
+
+
+def prune(moelab, src, out, drops):
+    args = ["prune", src, "--out", out]
+    for d in drops:
+        args += ["--drop", d]
+    return moelab(*args)
+
+
+def parse(drop):
+    layer, experts = drop.split(":")
+    return int(layer), [int(e) for e in experts.split(",")]
+
+
+def shared_block(model, layer):
+    mlp = model.model.layers[layer].mlp
+    return getattr(mlp, "shared_expert", None) or getattr(mlp, "shared_experts", None)
+
+
+def check_survivors(pruned, original, drops, num_experts):
+    for layer, dropped in map(parse, drops):
+        keep = [e for e in range(num_experts) if e not in dropped]
+        gate, gate0 = pruned.model.layers[layer].mlp.gate, original.model.layers[layer].mlp.gate
+        assert torch.equal(gate.weight, gate0.weight[keep])
+        if hasattr(gate0, "e_score_correction_bias"):
+            assert torch.equal(gate.e_score_correction_bias, gate0.e_score_correction_bias[keep])
+        experts, experts0 = pruned.model.layers[layer].mlp.experts, original.model.layers[layer].mlp.experts
+        assert torch.equal(experts.down_proj, experts0.down_proj[keep])
+        assert torch.equal(experts.gate_up_proj, experts0.gate_up_proj[keep])
+        # Shared experts are never pruned: the same weights as before.
+        shared, shared0 = shared_block(pruned, layer), shared_block(original, layer)
+        if shared0 is not None:
+            for a, b in zip(shared.parameters(), shared0.parameters()):
+                assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("family", list(DROPS))
+def test_uneven_prune_loads_in_transformers_with_matching_logits(family, fixtures, moelab, tmp_path):
+    src = fixtures / "models" / family
+    out = tmp_path / "pruned"
+    uneven, _, moe_layers, E = DROPS[family]
+    prune(moelab, src, out, uneven)
+    cfg = json.loads((out / "config.json").read_text())
+    counts = cfg["moelab_num_experts_per_layer"]
+    for layer, dropped in map(parse, uneven):
+        assert counts[layer] == E - len(dropped)
+    assert all(counts[l] == 0 for l in range(len(counts)) if l not in moe_layers)  # dense layers stay dense
+    ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
+    pruned = hf_model(out, trust_remote_code=True)
+    hf = hf_logits(pruned, ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    worst = max((a - b).abs().max().item() for a, b in zip(hf, mine))
+    print(f"[roundtrip uneven] {family}: max |logit diff| transformers vs moelab = {worst:.3g}")
+    assert worst <= 1e-4
+    check_survivors(pruned, hf_model(src, trust_remote_code=False), uneven, E)
+    assert max((a - r).abs().max().item() for a, r in zip(hf, split_ref(ref))) > 1e-3  # pruning changed the model
+
+
+@pytest.mark.parametrize("family", list(DROPS))
+def test_uniform_prune_loads_with_stock_transformers(family, fixtures, moelab, tmp_path):
+    src = fixtures / "models" / family
+    out = tmp_path / "pruned"
+    _, uniform, _, E = DROPS[family]
+    prune(moelab, src, out, uniform)
+    cfg = json.loads((out / "config.json").read_text())
+    src_cfg = json.loads((src / "config.json").read_text())
+    assert cfg[COUNT_KEY[family]] == E - len(parse(uniform[0])[1])
+    assert "auto_map" not in cfg and "moelab_num_experts_per_layer" not in cfg
+    # Balanced drops (the same number from every group) keep the grouped routing.
+    assert cfg.get("n_group") == src_cfg.get("n_group") and cfg.get("topk_group") == src_cfg.get("topk_group")
+    ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
+    pruned = hf_model(out, trust_remote_code=False)
+    hf = hf_logits(pruned, ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    worst = max((a - b).abs().max().item() for a, b in zip(hf, mine))
+    print(f"[roundtrip uniform] {family}: max |logit diff| transformers vs moelab = {worst:.3g}")
+    assert worst <= 1e-4
+    check_survivors(pruned, hf_model(src, trust_remote_code=False), uniform, E)
+
+
+def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixtures, moelab, tmp_path):
+    """Two experts from group 0 and none from the others: the groups can no longer be
+    equal, so the pruned config routes over all experts (n_group = topk_group = 1), says
+    so, and transformers and moelab agree on that model."""
+    src = fixtures / "models" / "deepseek_v3"
+    out = tmp_path / "pruned"
+    proc = prune(moelab, src, out, ["1:0,1", "2:0,1"])
+    assert "grouped routing" in proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["n_group"], cfg["topk_group"], cfg["n_routed_experts"]) == (1, 1, 14)
+    ref = load_file(str(fixtures / "models" / "deepseek_v3.ref.safetensors"))
+    hf = hf_logits(hf_model(out, trust_remote_code=False), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
+
+
+@pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
+                                                 ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0])])
+def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
+    info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
+    assert info["family"] == family
+    assert info["shared_expert_intermediate_size"] == shared
+    for layer in info["layers"]:
+        if layer["layer"] in dense:
+            assert layer["type"] == "dense" and not layer["prunable"]
+        else:
+            assert layer["type"] == "moe" and layer["prunable"]
+            assert ("shared_expert" in layer) == (shared > 0)
+            if shared:
+                assert layer["shared_expert"]["prunable"] is False
+    assert (info["params"]["shared_experts"] > 0) == (shared > 0)
+    assert info["attention"]["kind"] == ("mla" if family.startswith("deepseek") else "gqa")
+    text = moelab("inspect", fixtures / "models" / family).stdout
+    if shared:
+        assert "shared expert (never pruned)" in text
+    if dense:
+        assert "dense MLP, never pruned" in text
+    if family == "deepseek_v3":
+        assert info["routing"] == {"scoring": "sigmoid", "norm_topk_prob": True, "topk_method": "noaux_tc",
+                                   "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5,
+                                   "correction_bias": True}
+        assert "multi-head latent" in text and "correction bias" in text
+
+
+def criteria_names(moelab):
+    out = moelab("score", "--list").stdout
+    # The table: a header, one row per criterion, then a blank line and a note.
+    rows = out.splitlines()[1:]
+    return [line.split()[0] for line in rows[: rows.index("")] if line.strip()] if "" in rows else \
+        [line.split()[0] for line in rows if line.strip()]
+
+
+# NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
+NAEE_UNSUPPORTED = {"deepseek_v3"}
+
+
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
+def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
+    model = fixtures / "models" / family
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
+    names = criteria_names(moelab)
+    wanted = [n for n in names if not (n == "NAEE" and family in NAEE_UNSUPPORTED)]
+    if family in NAEE_UNSUPPORTED:
+        proc = moelab("calibrate", model, "--data", data, "--seq-len", 16, "--criteria", "NAEE", "--out",
+                      tmp_path / "naee.h5", check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1
+        assert "NAEE" in errors[0] and "not supported" in errors[0] and "config.json" in errors[0]
+    stats = tmp_path / "s.h5"
+    moelab("calibrate", model, "--data", data, "--seq-len", 16, "--criteria", ",".join(wanted), "--out", stats)
+    out = tmp_path / "scores.json"
+    moelab("score", "--stats", stats, "--model", model, "--second-model", model, "--criteria", ",".join(wanted),
+           "--out", out)
+    scores = json.loads(out.read_text())["criteria"]
+    moe_layers, E = DROPS[family][2], DROPS[family][3]
+    for name in wanted:
+        layers = scores[name]["layers"]
+        # Only the routed experts of MoE layers are scored: no dense layer, no shared expert.
+        assert sorted(int(k) for k in layers) == moe_layers, name
+        for vals in layers.values():
+            assert len(vals) == E and all(v == v for v in vals), name
+
+
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
+def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
+    model = tmp_path / family
+    shutil.copytree(fixtures / "models" / family, model)
+    train_small_tokenizer(fixtures, model)
+    spec = write_sweep(tmp_path / "spec", model, criteria=["EAN", "Max-RWN"], ratios=[0.25],
+                       procedures=["one-shot"])
+    results = tmp_path / "results"
+    moelab("sweep", "run", spec, "--results", results)
+    jobs = json.loads((results / "plan.json").read_text())["jobs"]
+    kinds = [j["kind"] for j in jobs]
+    assert (kinds.count("calibrate"), kinds.count("score"), kinds.count("prune"), kinds.count("eval")) == (1, 1, 2, 3)
+    recs = records(results)
+    assert set(recs) == {j["id"] for j in jobs}
+    assert all(r["state"] == "done" and r["exit_code"] == 0 for r in recs.values())
+    metrics = eval_metrics(results)  # the full model and the two pruned ones
+    assert len(metrics) == 3
+    assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
+
+
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
+def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
+                                                                                  tmp_path):
+    """moelab train builds every tensor of the family (MLA, shared experts, correction
+    bias), trains all of them (full fine-tuning) and writes a checkpoint transformers loads."""
+    config = tmp_path / "config.json"
+    shutil.copy(fixtures / "models" / family / "config.json", config)
+    data = tmp_path / "ids.json"
+    data.write_text(json.dumps({"input_ids": [[(3 + 11 * ((i + j) % 7)) % 512 for j in range(16)] for i in range(8)]}))
+    moelab("train", "--model-config", config, "--data", data, "--seq-len", 16, "--steps", 3, "--batch-size", 4,
+           "--lr", 1e-3, "--warmup", 1, "--init-seed", 1, "--out", tmp_path / "model")
+    moelab("train", "--model-config", config, "--steps", 0, "--init-seed", 1, "--out", tmp_path / "init")
+    out = tmp_path / "model"
+    init, trained = load_file(str(tmp_path / "init" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert set(init) == set(trained)
+    shared = [n for n in init if "shared_expert" in n]
+    assert bool(shared) == (family != "olmoe")
+    # Full training moves shared experts and every attention weight too.
+    for name in shared + [n for n in init if "self_attn" in n and n.endswith("proj.weight")]:
+        assert not torch.equal(init[name], trained[name]), name
+    g = torch.Generator().manual_seed(3)
+    ref = {"input_ids": torch.randint(0, 512, (3, 12), generator=g), "lengths": torch.tensor([12, 7, 10])}
+    hf = hf_logits(hf_model(out, trust_remote_code=False), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
+
+
+def test_merged_deepseek_v3_gives_up_groups_and_loads_in_transformers_with_matching_logits(fixtures, moelab,
+                                                                                          tmp_path):
+    """moelab merge on DeepSeek-V3: the correction bias is merged like the router rows, the
+    merged experts belong to no group (n_group = topk_group = 1), and transformers runs the
+    result with moelab's logits."""
+    src = fixtures / "models" / "deepseek_v3"
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
+    moelab("calibrate", src, "--data", data, "--seq-len", 16, "--collect", "dense_outputs", "--out", tmp_path / "s.h5")
+    out = tmp_path / "merged"
+    proc = moelab("merge", src, "--stats", tmp_path / "s.h5", "--ratio", 0.25, "--out", out)
+    assert "grouped routing" in proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["n_routed_experts"], cfg["n_group"], cfg["topk_group"]) == (12, 1, 1)
+    merged = load_file(str(out / "model.safetensors"))
+    assert merged["model.layers.1.mlp.gate.e_score_correction_bias"].shape == (12,)
+    ref = load_file(str(fixtures / "models" / "deepseek_v3.ref.safetensors"))
+    hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
