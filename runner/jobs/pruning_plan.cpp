@@ -203,7 +203,7 @@ PruningPlan load_plan(const std::string& path) {
       LayerPlan lp;
       lp.num_experts = body.at("num_experts").get<int64_t>();
       // Bounded before the drop list below is built from it (fuzzing: a huge count
-      // from a 60-byte file ran out of memory). No MoE has a million experts a layer.
+      // in an 80-byte file ran out of memory). No MoE has a million experts a layer.
       if (lp.num_experts < 0 || lp.num_experts > (int64_t(1) << 20))
         throw InputError(path, "layers." + l + ".num_experts: " + std::to_string(lp.num_experts) +
                                    " is not an expert count (0 to 1048576)");
