@@ -1,6 +1,7 @@
 #include "schedulers/job_graph.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -96,6 +97,27 @@ nlohmann::json job_to_json(const Job& j) {
            {{"ranks", j.resources.ranks}, {"gpus", j.resources.gpus}, {"mem", j.resources.mem}, {"time", j.resources.time}}}};
 }
 
+namespace {
+
+// A job's id names files (jobs/<id>.json, logs/<id>.log) and its output is removed
+// before a retry: both must stay inside the results directory whatever plan.json
+// says. Ids are 16 hex digits; outputs "<kind>/<id>" plus an extension.
+void check_job_paths(const Job& j, const std::string& source) {
+  const bool hex_id = j.id.size() == 16 && std::all_of(j.id.begin(), j.id.end(), [](unsigned char c) {
+                        return std::isdigit(c) || (c >= 'a' && c <= 'f');
+                      });
+  if (!hex_id) throw InputError(source, "malformed job: id \"" + j.id + "\" is not 16 hex digits");
+  const std::string base = j.kind + "/" + j.id;
+  const bool known_kind = j.kind == "calibrate" || j.kind == "score" || j.kind == "prune" || j.kind == "finetune" ||
+                          j.kind == "eval";
+  const std::string ext = j.output.rfind(base, 0) == 0 ? j.output.substr(base.size()) : "/";
+  if (!known_kind || (!ext.empty() && ext != ".h5" && ext != ".json" && ext != ".jsonl"))
+    throw InputError(source, "malformed job " + j.id + ": output \"" + j.output + "\" is not " + base +
+                                 "[.h5|.json|.jsonl] inside the results directory");
+}
+
+}  // namespace
+
 Job job_from_json(const nlohmann::json& j, const std::string& source) {
   try {
     Job out;
@@ -109,6 +131,7 @@ Job job_from_json(const nlohmann::json& j, const std::string& source) {
     const auto& r = j.at("resources");
     out.resources = {r.at("ranks").get<int64_t>(), r.at("gpus").get<int64_t>(), r.at("mem").get<std::string>(),
                      r.at("time").get<std::string>()};
+    check_job_paths(out, source);
     return out;
   } catch (const nlohmann::json::exception& e) {
     throw InputError(source, std::string("malformed job: ") + e.what());

@@ -15,6 +15,24 @@
 namespace moelab::schedulers {
 namespace fs = std::filesystem;
 
+namespace {
+
+const char* const kFolders[] = {"calibrate", "score", "prune", "finetune", "eval", "jobs", "logs"};
+
+// The folders jobs write into, and whose leftovers a retry removes, must be the
+// directory's own: a symbolic link there (planted, or left by a copy) would send
+// outputs and deletions outside the results directory.
+void check_own_folders(const fs::path& root, const std::string& dir) {
+  std::error_code ec;
+  for (const char* sub : kFolders)
+    if (fs::is_symlink(root / sub, ec))
+      throw InputError(dir, std::string("\"") + sub + "\" is a symbolic link; a results directory's folders must be "
+                            "real folders inside it");
+  if (fs::is_symlink(root / ".lock", ec)) throw InputError(dir, "\".lock\" is a symbolic link");
+}
+
+}  // namespace
+
 ResultsDir ResultsDir::prepare(const std::string& dir, const SweepSpec& spec, const JobGraph& graph) {
   const fs::path root = fs::absolute(dir).lexically_normal();
   std::error_code ec;
@@ -26,8 +44,8 @@ ResultsDir ResultsDir::prepare(const std::string& dir, const SweepSpec& spec, co
       throw InputError(dir, "holds the results of sweep \"" + other + "\", not \"" + spec.name +
                                 "\" (give another --results directory)");
   }
-  for (const char* sub : {"calibrate", "score", "prune", "finetune", "eval", "jobs", "logs"})
-    fs::create_directories(root / sub);
+  check_own_folders(root, dir);
+  for (const char* sub : kFolders) fs::create_directories(root / sub);
   std::ifstream in(spec.path, std::ios::binary);
   if (!in) throw InputError(spec.path, "cannot read the sweep spec");
   std::stringstream text;
@@ -47,6 +65,7 @@ ResultsDir ResultsDir::open(const std::string& dir) {
   const fs::path root = fs::absolute(dir).lexically_normal();
   const std::string plan = (root / "plan.json").string();
   if (!fs::exists(plan)) throw InputError(dir, "not a sweep results directory (no plan.json)");
+  check_own_folders(root, dir);
   return read_json_file(plan, "sweep plan", [&](const nlohmann::json& j) {
     ResultsDir r;
     r.path_ = root.string();
@@ -60,7 +79,7 @@ std::string ResultsDir::log_file(const std::string& job_id) const { return "logs
 
 SweepLock::SweepLock(const std::string& dir) {
   const std::string path = (fs::path(dir) / ".lock").string();
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd_ < 0) throw InputError(path, "cannot create the sweep lock");
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd_);

@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libpcre2-dev libicu-dev
+  clang libclang-rt-14-dev   # fuzzing (scripts/fuzz.sh): clang++ and libFuzzer
   slurm-wlm munge
   chromium
   fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs fortunes-zh fortunes-br

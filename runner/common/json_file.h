@@ -23,6 +23,8 @@ auto read_json_file(const std::string& path, const std::string& what, Read&& rea
     throw InputError(path, "malformed " + what + ": " + e.what());
   } catch (const std::invalid_argument&) {
     throw InputError(path, "malformed " + what + ": a layer key is not an integer");
+  } catch (const std::out_of_range&) {  // std::stoll of "99999999999999999999" (fuzzing)
+    throw InputError(path, "malformed " + what + ": a layer key is out of range");
   }
 }
 

@@ -202,6 +202,11 @@ PruningPlan load_plan(const std::string& path) {
     for (const auto& [l, body] : j["layers"].items()) {
       LayerPlan lp;
       lp.num_experts = body.at("num_experts").get<int64_t>();
+      // Bounded before the drop list below is built from it (fuzzing: a huge count
+      // in an 80-byte file ran out of memory). No MoE has a million experts a layer.
+      if (lp.num_experts < 0 || lp.num_experts > (int64_t(1) << 20))
+        throw InputError(path, "layers." + l + ".num_experts: " + std::to_string(lp.num_experts) +
+                                   " is not an expert count (0 to 1048576)");
       lp.keep = body.at("keep").get<std::vector<int64_t>>();
       std::sort(lp.keep.begin(), lp.keep.end());
       std::set<int64_t> keep(lp.keep.begin(), lp.keep.end());
