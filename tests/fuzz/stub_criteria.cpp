@@ -3,9 +3,12 @@
 // have the real names and the same kind of needs, but no scoring code. Linking the
 // real criteria would compile ~25 libtorch-heavy files with clang for a parser that
 // only asks a criterion for its name and its needs.
+#include <regex>
 #include <stdexcept>
 
 #include "criteria/criterion.h"
+#include "criteria/family.h"
+#include "criteria/registry.h"
 
 namespace moelab::criteria {
 namespace {
@@ -25,7 +28,7 @@ class StubCriterion : public Criterion {
   std::vector<std::string> needs_;
 };
 
-std::unique_ptr<Criterion> stub(const char* name, std::vector<std::string> needs) {
+std::unique_ptr<Criterion> stub(const std::string& name, std::vector<std::string> needs) {
   return std::make_unique<StubCriterion>(name, std::move(needs));
 }
 const std::vector<std::string> kStats = {"usage"};
@@ -57,5 +60,28 @@ std::unique_ptr<Criterion> make_router_norm_change() {
   return stub("RouterNormChange", {kNeedsWeights, kNeedsSecondCheckpoint});
 }
 std::unique_ptr<Criterion> make_random_baseline() { return stub("Random", {}); }
+std::unique_ptr<Criterion> make_man() { return stub("MAN", kStats); }
+std::unique_ptr<Criterion> make_msan() { return stub("MSAN", kStats); }
+std::unique_ptr<Criterion> make_aimer() { return stub("AIMER", {kNeedsWeights}); }
+
+// The patterns: the family's real name parser (criteria/family_name.cpp), stand-in criteria.
+CriterionPattern pattern_family() {
+  CriterionPattern c;
+  c.syntax = "Family-a<A>-p<P>-b<B>-<act|out>";
+  c.parse = [](const std::string& name) -> std::unique_ptr<Criterion> {
+    auto m = parse_family_member(name);
+    return m ? stub(m->name(), {"usage", "power_sums"}) : nullptr;
+  };
+  return c;
+}
+CriterionPattern pattern_aimer_per_matrix() {
+  CriterionPattern c;
+  c.syntax = "AIMER-<gate|up|down|mean>";
+  c.parse = [](const std::string& name) -> std::unique_ptr<Criterion> {
+    static const std::regex kName(R"(^aimer-(gate|up|down|mean)$)", std::regex::icase);
+    return std::regex_match(name, kName) ? stub("AIMER-" + name.substr(6), {kNeedsWeights}) : nullptr;
+  };
+  return c;
+}
 
 }  // namespace moelab::criteria
