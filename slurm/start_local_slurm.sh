@@ -57,14 +57,23 @@ fi
 
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
-for _ in $(seq 120); do
-  state=$(sinfo -h -N -o '%T' 2>/dev/null | head -1 || true)
+# Up to 60 s for the node to be idle; each sinfo bounded (it waits on a dead controller), and
+# a controller that died at start (e.g. its port taken) fails at once.
+deadline=$((SECONDS + 60))
+why="the Slurm node did not become idle"
+while [ "$SECONDS" -lt "$deadline" ]; do
+  state=$(timeout 5 sinfo -h -N -o '%T' 2>/dev/null | head -1 || true)
   if [ "$state" = "idle" ]; then
     echo "slurm up: node $HOST ($CPUS CPUs, ${MEM_MB} MB), SLURM_CONF=$SLURM_CONF"
     exit 0
   fi
+  if [ -f "$STATE/slurmctld.pid" ] && ! kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null; then
+    why="slurmctld exited at start"
+    break
+  fi
   sleep 0.5
 done
-echo "error: the Slurm node did not become idle (state: ${state:-none}); logs:" >&2
+pkill -f "slurmd -f $SLURM_CONF" 2>/dev/null || true
+echo "error: $why (state: ${state:-none}); logs:" >&2
 tail -n 20 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true
 exit 1

@@ -23,11 +23,27 @@ pytestmark = pytest.mark.skipif(shutil.which("slurmctld") is None and not os.env
                                 reason="slurm-wlm is not installed (scripts/setup.sh installs it)")
 
 
+def free_port_pair():
+    """Two consecutive free TCP ports below Linux's ephemeral range (32768-60999), so that no
+    outgoing connection takes them between this check and the daemons' start."""
+    import socket
+    for _ in range(200):
+        port = random.randint(12000, 30000)
+        try:
+            for p in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind(("", p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for the local Slurm")
+
+
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """A private Slurm: its own config, state and ports; stopped after the module."""
     state = tmp_path_factory.mktemp("slurm")
-    port = random.randint(20000, 40000)
+    port = free_port_pair()
     env = dict(os.environ, MOELAB_SLURMCTLD_PORT=str(port), MOELAB_SLURMD_PORT=str(port + 1))
     subprocess.run([ROOT / "slurm" / "start_local_slurm.sh", state], check=True, env=env, timeout=120)
     os.environ["SLURM_CONF"] = str(state / "slurm.conf")
