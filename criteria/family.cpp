@@ -9,11 +9,7 @@
 namespace moelab::criteria {
 namespace {
 
-std::string number(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", x);
-  return buf;
-}
+const auto number = family_number;
 
 std::string list(const std::vector<double>& xs) {
   std::string out;

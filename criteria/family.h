@@ -26,6 +26,9 @@ struct FamilyMember {
   std::string name() const;  // canonical, e.g. "Family-a1-p1-b1-out"
 };
 
+// An exponent as member names write it ("%g": 1, 0.5, 1e-05).
+std::string family_number(double x);
+
 // nullopt when `name` is not of the form Family-...; InputError("criterion", ...) when it
 // is but a value is malformed (a or p negative, an unknown vector).
 std::optional<FamilyMember> parse_family_member(const std::string& name);

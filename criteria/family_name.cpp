@@ -11,18 +11,15 @@
 #include "criteria/family.h"
 
 namespace moelab::criteria {
-namespace {
 
-std::string number(double x) {
+std::string family_number(double x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", x);
   return buf;
 }
 
-}  // namespace
-
 std::string FamilyMember::name() const {
-  std::string n = "Family-a" + number(a) + "-p" + number(p) + "-b" + number(b);
+  std::string n = "Family-a" + family_number(a) + "-p" + family_number(p) + "-b" + family_number(b);
   if (p != 0) n += v == 0 ? "-act" : "-out";
   return n;
 }

@@ -3,10 +3,9 @@
 // biases, top-k routing that renormalises only when `norm_topk_prob` is true, and
 // dense MLP layers where `mlp_only_layers` or `decoder_sparse_step` say so
 // (transformers models/qwen3_moe/modeling_qwen3_moe.py, Qwen3MoeDecoderLayer).
-#include <algorithm>
-
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/sparse_layer_map.h"
 
 namespace moelab::models {
 namespace {
@@ -14,22 +13,7 @@ namespace {
 void read_hparams(hf::ModelConfig& c) {
   hf::JsonFields f(c.raw, c.path);
   const std::string key = f.has("num_experts") ? "num_experts" : "num_local_experts";
-  int64_t e = f.positive_int(key);
-  int64_t step = f.opt_int("decoder_sparse_step").value_or(1);
-  if (step <= 0) f.fail("decoder_sparse_step", "must be a positive integer");
-  std::vector<int64_t> mlp_only;
-  if (f.has("mlp_only_layers")) {
-    if (!c.raw["mlp_only_layers"].is_array()) f.fail("mlp_only_layers", "must be a list of layer indices");
-    for (const auto& v : c.raw["mlp_only_layers"]) {
-      if (!v.is_number_integer()) f.fail("mlp_only_layers", "must be a list of layer indices");
-      mlp_only.push_back(v.get<int64_t>());
-    }
-  }
-  c.num_experts_per_layer.assign(c.num_hidden_layers, 0);
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    bool dense = std::find(mlp_only.begin(), mlp_only.end(), l) != mlp_only.end() || (l + 1) % step != 0;
-    c.num_experts_per_layer[l] = dense ? 0 : e;
-  }
+  c.num_experts_per_layer = qwen_moe_layer_experts(f, c, f.positive_int(key));
   c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
   c.moe_intermediate_size = f.positive_int("moe_intermediate_size");
   c.dense_intermediate_size = f.opt_int("intermediate_size").value_or(0);

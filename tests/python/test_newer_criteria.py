@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from test_pruning_plans import assert_transformers_matches_moelab
+from test_report import tau_b as kendall_tau_b
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "debian-moe"
@@ -258,21 +259,6 @@ def test_exponents_outside_the_stored_set_say_what_is_stored_and_how_to_collect_
                       tmp_path / "z.h5", check=False)
         assert proc.returncode != 0 and "--power-exponents" in proc.stderr
         assert not (tmp_path / "z.h5").exists()
-
-
-def kendall_tau_b(x, y):
-    n0 = nc = nd = t1 = t2 = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            n0 += 1
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            t1 += dx == 0
-            t2 += dy == 0
-            if dx and dy:
-                nc += (dx > 0) == (dy > 0)
-                nd += (dx > 0) != (dy > 0)
-    den = math.sqrt((n0 - t1) * (n0 - t2))
-    return (nc - nd) / den if den else float("nan")
 
 
 def dropped(scores, maximum, ratio):
