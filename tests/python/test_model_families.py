@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from conftest import train_small_tokenizer, write_ids_json
 from sweep_fixtures import eval_metrics, records, write_sweep
+from test_prune_roundtrip import _split as split_ref
 
 # family fixture -> (uneven drops, uniform drops, MoE layers, experts per MoE layer)
 DROPS = {
@@ -26,14 +27,6 @@ DROPS = {
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts"}
-
-
-def split_ref(ref):
-    out, start = [], 0
-    for n in ref["lengths"].tolist():
-        out.append(ref["logits"][start:start + n])
-        start += n
-    return out
 
 
 def hf_model(model_dir, trust_remote_code):
