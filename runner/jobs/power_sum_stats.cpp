@@ -3,7 +3,7 @@
 namespace moelab::jobs {
 
 PowerSumCollector::PowerSumCollector(const models::MoeModel& m, std::vector<double> exponents)
-    : exponents_(std::move(exponents)) {
+    : exponents_(std::move(exponents)), exponents_X1_(at::tensor(exponents_, at::kDouble).unsqueeze(1)) {
   const int64_t X = int64_t(exponents_.size());
   for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
     if (m.layers[l].moe) sums_[l] = at::zeros({m.layers[l].moe->num_experts(), 2, X, X}, at::kDouble);
@@ -17,10 +17,10 @@ void PowerSumCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, c
                                out_nD.detach().to(at::kCPU, at::kDouble).norm(2, 1)};
   const int64_t X = int64_t(exponents_.size());
   // [X, n]: g^a and ||v||^p for every exponent (pow(0, 0) = 1).
-  at::Tensor g_pow = at::stack(std::vector<at::Tensor>(X, g_n)).pow(at::tensor(exponents_, at::kDouble).unsqueeze(1));
+  at::Tensor g_pow = at::stack(std::vector<at::Tensor>(X, g_n)).pow(exponents_X1_);
   at::Tensor row = sums_.at(layer)[e];
   for (int v = 0; v < 2; ++v) {
-    at::Tensor n_pow = at::stack(std::vector<at::Tensor>(X, norms[v])).pow(at::tensor(exponents_, at::kDouble).unsqueeze(1));
+    at::Tensor n_pow = at::stack(std::vector<at::Tensor>(X, norms[v])).pow(exponents_X1_);
     row[v] += at::matmul(g_pow, n_pow.t());  // [a, p] = sum_x g^a ||v||^p
   }
 }

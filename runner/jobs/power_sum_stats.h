@@ -33,6 +33,7 @@ class PowerSumCollector : public models::MoeObserver {
 
  private:
   std::vector<double> exponents_;
+  at::Tensor exponents_X1_;  // the same as f64 [X, 1], built once (on_expert runs per expert per batch)
   std::map<int64_t, at::Tensor> sums_;  // decoder layer -> [E, 2, X, X] f64 (CPU)
 };
 
