@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_integer.h"
 #include "criteria/registry.h"
 
 namespace moelab::schedulers {
@@ -129,11 +130,13 @@ Job job_from_json(const nlohmann::json& j, const std::string& source) {
     out.output = j.at("output").get<std::string>();
     out.tags = j.value("tags", std::map<std::string, std::string>{});
     const auto& r = j.at("resources");
-    out.resources = {r.at("ranks").get<int64_t>(), r.at("gpus").get<int64_t>(), r.at("mem").get<std::string>(),
+    out.resources = {json_integer(r.at("ranks"), "resources.ranks"), json_integer(r.at("gpus"), "resources.gpus"), r.at("mem").get<std::string>(),
                      r.at("time").get<std::string>()};
     check_job_paths(out, source);
     return out;
   } catch (const nlohmann::json::exception& e) {
+    throw InputError(source, std::string("malformed job: ") + e.what());
+  } catch (const JsonIntegerError& e) {
     throw InputError(source, std::string("malformed job: ") + e.what());
   }
 }

@@ -59,8 +59,8 @@ JobRecord parse_job_record(const fs::path& p) {
     r.kind = j.at("kind").get<std::string>();
     r.label = j.value("label", "");
     r.state = j.at("state").get<std::string>();
-    r.exit_code = j.value("exit_code", 0);
-    r.attempt = j.value("attempt", int64_t{1});
+    r.exit_code = static_cast<int>(json_integer_or(j, "exit_code", 0));
+    r.attempt = json_integer_or(j, "attempt", 1);
     r.executor = j.value("executor", "");
     r.host = j.value("host", "");
     r.slurm_job = j.value("slurm_job", "");
@@ -103,7 +103,7 @@ std::map<std::string, RunningMarker> read_running_markers(const std::string& res
       RunningMarker m;
       m.id = j.at("id").get<std::string>();
       m.host = j.value("host", "");
-      m.pid = j.value("pid", int64_t{0});
+      m.pid = json_integer_or(j, "pid", 0);
       m.slurm_job = j.value("slurm_job", "");
       m.started = j.value("started", "");
       return m;

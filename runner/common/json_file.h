@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/json_integer.h"
 
 namespace moelab {
 
@@ -20,6 +21,8 @@ auto read_json_file(const std::string& path, const std::string& what, Read&& rea
   try {
     return read(nlohmann::json::parse(in));
   } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, "malformed " + what + ": " + e.what());
+  } catch (const JsonIntegerError& e) {
     throw InputError(path, "malformed " + what + ": " + e.what());
   } catch (const std::invalid_argument&) {
     throw InputError(path, "malformed " + what + ": a layer key is not an integer");

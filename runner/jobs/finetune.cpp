@@ -14,6 +14,7 @@
 #include "cluster/data_parallel.h"
 #include "common/atomic_output.h"
 #include "common/error.h"
+#include "common/json_integer.h"
 #include "common/seeded_shuffle.h"
 #include "common/log.h"
 #include "hf/safetensors.h"
@@ -167,11 +168,17 @@ std::vector<StepRecord> finetune(models::MoeModel& m, cluster::Communicator& com
     if (!in) throw InputError(state_path, "no checkpoint to resume from");
     nlohmann::json st = nlohmann::json::parse(in, nullptr, false);
     if (st.is_discarded() || !st.contains("step")) throw InputError(state_path, "malformed checkpoint state");
-    if (st.value("world_size", 0) != comm.size())
-      throw InputError(state_path, "was written by " + std::to_string(st.value("world_size", 0)) +
+    int64_t written_by = 0, step = 0;
+    try {
+      written_by = json_integer_or(st, "world_size", 0);
+      step = json_integer(st["step"], "step");
+    } catch (const JsonIntegerError& e) {
+      throw InputError(state_path, std::string("malformed checkpoint state: ") + e.what());
+    }
+    if (written_by != comm.size())
+      throw InputError(state_path, "was written by " + std::to_string(written_by) +
                                        " ranks; resume with the same number (" + std::to_string(comm.size()) + " now)");
     if (st.value("params", "") != o.params) throw InputError(state_path, "was written for --params " + st.value("params", ""));
-    const int64_t step = st["step"].get<int64_t>();
     auto file = hf::SafetensorsFile::open(checkpoint_file(o.checkpoint_dir, comm.rank(), step));
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < trainable.size(); ++i) {

@@ -189,7 +189,7 @@ void save_merge_plan(const MergePlan& p, const std::string& path) {
 MergePlan load_merge_plan(const std::string& path) {
   return read_json_file(path, "merge plan", [&](const nlohmann::json& j) {
     MergePlan p;
-    if (j.value("merge_plan_version", 0) != 1) throw InputError(path, "merge_plan_version must be 1");
+    if (json_integer_or(j, "merge_plan_version", 0) != 1) throw InputError(path, "merge_plan_version must be 1");
     p.model = j.value("model", "");
     p.architecture = j.value("architecture", "");
     p.stats = j.value("stats", "");
@@ -199,14 +199,16 @@ MergePlan load_merge_plan(const std::string& path) {
       throw InputError(path, "\"method\" must be hc-smoe or ream, not \"" + p.method + "\"");
     p.router_merge = j.value("router_merge", "avg");
     (void)parse_router_merge(p.router_merge, path);
-    p.experts_per_token = j.value("experts_per_token", int64_t(0));
+    p.experts_per_token = json_integer_or(j, "experts_per_token", 0);
     if (!j.contains("layers") || !j["layers"].is_object()) throw InputError(path, "no \"layers\" object");
     for (const auto& [l, body] : j["layers"].items()) {
       LayerMerge lm;
-      lm.num_experts = body.at("num_experts").get<int64_t>();
-      lm.groups = body.at("groups").get<std::vector<std::vector<int64_t>>>();
+      lm.num_experts = json_integer(body.at("num_experts"), "layers." + l + ".num_experts");
+      const auto& groups = body.at("groups");
+      if (!groups.is_array()) throw JsonIntegerError("field \"layers." + l + ".groups\" must be a list of lists");
+      for (const auto& g : groups) lm.groups.push_back(json_integer_list(g, "layers." + l + ".groups"));
       lm.weights = body.at("weights").get<std::vector<std::vector<double>>>();
-      lm.dominant = body.at("dominant").get<std::vector<int64_t>>();
+      lm.dominant = json_integer_list(body.at("dominant"), "layers." + l + ".dominant");
       p.layers[std::stoll(l)] = std::move(lm);
     }
     return p;

@@ -186,7 +186,7 @@ void save_plan(const PruningPlan& p, const std::string& path) {
 PruningPlan load_plan(const std::string& path) {
   return read_json_file(path, "pruning plan", [&](const nlohmann::json& j) {
     PruningPlan p;
-    if (j.value("plan_version", 0) != 1) throw InputError(path, "plan_version must be 1");
+    if (json_integer_or(j, "plan_version", 0) != 1) throw InputError(path, "plan_version must be 1");
     p.model = j.value("model", "");
     p.architecture = j.value("architecture", "");
     p.criterion = j.value("criterion", "");
@@ -195,19 +195,19 @@ PruningPlan load_plan(const std::string& path) {
     p.scope = j.value("scope", "uniform");
     p.procedure = j.value("procedure", "manual");
     p.scores = j.value("scores", "");
-    p.experts_per_token = j.value("experts_per_token", int64_t(0));
+    p.experts_per_token = json_integer_or(j, "experts_per_token", 0);
     if (j.contains("layer_ratios"))
       for (const auto& [l, r] : j["layer_ratios"].items()) p.layer_ratios[std::stoll(l)] = r.get<double>();
     if (!j.contains("layers") || !j["layers"].is_object()) throw InputError(path, "no \"layers\" object");
     for (const auto& [l, body] : j["layers"].items()) {
       LayerPlan lp;
-      lp.num_experts = body.at("num_experts").get<int64_t>();
+      lp.num_experts = json_integer(body.at("num_experts"), "layers." + l + ".num_experts");
       // Bounded before the drop list below is built from it (fuzzing: a huge count
       // in an 80-byte file ran out of memory). No MoE has a million experts a layer.
       if (lp.num_experts < 0 || lp.num_experts > (int64_t(1) << 20))
         throw InputError(path, "layers." + l + ".num_experts: " + std::to_string(lp.num_experts) +
                                    " is not an expert count (0 to 1048576)");
-      lp.keep = body.at("keep").get<std::vector<int64_t>>();
+      lp.keep = json_integer_list(body.at("keep"), "layers." + l + ".keep");
       std::sort(lp.keep.begin(), lp.keep.end());
       std::set<int64_t> keep(lp.keep.begin(), lp.keep.end());
       for (int64_t e = 0; e < lp.num_experts; ++e)
@@ -217,7 +217,7 @@ PruningPlan load_plan(const std::string& path) {
     if (j.contains("rounds"))
       for (const auto& r : j["rounds"]) {
         std::map<int64_t, std::vector<int64_t>> one;
-        for (const auto& [l, d] : r.items()) one[std::stoll(l)] = d.get<std::vector<int64_t>>();
+        for (const auto& [l, d] : r.items()) one[std::stoll(l)] = json_integer_list(d, "rounds[]." + l);
         p.rounds.push_back(std::move(one));
       }
     return p;
