@@ -18,6 +18,7 @@
 #include "schedulers/job_process.h"
 #include "schedulers/local_executor.h"
 #include "schedulers/orphan_jobs.h"
+#include "schedulers/resource_check.h"
 #include "schedulers/results_dir.h"
 
 namespace moelab::cli {
@@ -54,11 +55,13 @@ void run_sweep_plan(const SweepPlanArgs& a) {
 struct SweepRunArgs {
   std::string spec, results;
   schedulers::LocalOptions opts;
+  bool no_resource_check = false;
 };
 
 void run_sweep_run(const SweepRunArgs& a) {
   const schedulers::SweepSpec spec = schedulers::load_sweep_spec(a.spec);
   const schedulers::JobGraph g = schedulers::build_job_graph(spec);
+  if (!a.no_resource_check) schedulers::refuse_jobs_over_memory(spec, g);
   const std::string results = a.results.empty() ? "results/" + spec.name : a.results;
   std::filesystem::create_directories(results);
   schedulers::SweepLock lock(results);  // one executor per sweep; released even by kill -9
@@ -159,7 +162,9 @@ void add_sweep_command(CLI::App& app) {
       "multi-rank jobs), dependencies first, at most --jobs at once. Outputs, job records and logs go to\n"
       "--results (default results/<sweep name>) with the spec copied in. A finished job is recorded\n"
       "atomically and never run again: after a crash, Ctrl-C or kill -9, run the same command to do only\n"
-      "what is missing. A failed job stops only the jobs that need it; the exit status is nonzero.\n\n"
+      "what is missing. A failed job stops only the jobs that need it; the exit status is nonzero.\n"
+      "Before anything runs, each calibration job's planned memory (moelab plan-resources, summed over its\n"
+      "ranks) is checked against its resources' mem; a job that cannot fit stops the sweep.\n\n"
       "Examples:\n"
       "  moelab sweep run configs/quickstart.yaml\n"
       "  moelab sweep run configs/quickstart.yaml --results runs/q1 --jobs 2 --max-ranks 4\n"
@@ -170,6 +175,8 @@ void add_sweep_command(CLI::App& app) {
   run->add_option("--jobs", r->opts.max_jobs, "jobs running at once")->check(CLI::PositiveNumber);
   run->add_option("--max-ranks", r->opts.max_ranks, "ranks running at once over all jobs (0: no limit)")
       ->check(CLI::NonNegativeNumber);
+  run->add_flag("--no-resource-check", r->no_resource_check,
+                "run even when a calibration job's planned memory (moelab plan-resources) exceeds its mem");
   run->callback([r] { run_sweep_run(*r); });
 
   auto* run_job = cmd->add_subcommand(
