@@ -133,16 +133,25 @@ def test_statistics_grow_with_the_groups(moelab, fixtures):
     assert usage["hdf5_output_bytes"] == L * 16 * E
 
 
-def test_smallest_rank_count_within_a_budget(moelab, fixtures):
-    model = fixtures / "models" / "mixtral"
-    peaks = [plan(moelab, model, "--ranks", p)["peak_per_rank"] for p in (1, 2, 3, 4)]
-    assert peaks[0] > peaks[1]
-    # Just above the two-rank peak: P = 2 (or 3/4 if those tie under it; they are smaller).
-    budget = peaks[1] + 1
-    expected = next(p for p, peak in zip((1, 2, 3, 4), peaks) if peak <= budget)
-    got = plan(moelab, model, "--budget", str(budget))
-    assert got["budget"] == {"bytes": budget, "smallest_ranks": expected}
-    assert "smallest rank count that fits is P = " in moelab("plan-resources", model, "--budget", "8GiB").stdout
+def big_experts_config(fixtures, tmp_path):
+    """A config.json alone (no weights: the planner needs none) of a Mixtral whose
+    experts dominate: 8 layers x 8 experts of 3 x 1024 x 8192."""
+    config = json.loads((fixtures / "models" / "mixtral" / "config.json").read_text())
+    config.update(hidden_size=1024, intermediate_size=8192, num_hidden_layers=8, num_local_experts=8, head_dim=128)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_smallest_rank_count_within_a_budget(moelab, fixtures, tmp_path):
+    model = big_experts_config(fixtures, tmp_path)
+    peaks = {p: plan(moelab, model, "--ranks", p)["peak_per_rank"] for p in range(1, 9)}
+    # The largest rank holds ceil(8 / P) experts per layer: fewer ranks never hold fewer.
+    assert all(peaks[p] >= peaks[p + 1] for p in range(1, 8)) and peaks[1] > peaks[2] > peaks[4] > peaks[8]
+    for budget in (peaks[1], peaks[2] - 1, peaks[3], peaks[8] + 10):
+        expected = min(p for p in peaks if peaks[p] <= budget)
+        assert plan(moelab, model, "--budget", str(budget))["budget"] == {"bytes": budget, "smallest_ranks": expected}
+    out = moelab("plan-resources", model, "--budget", f"{peaks[4] + 2**20}").stdout
+    assert "the smallest rank count that fits is P = 4" in out, out
 
 
 def test_layerwise_is_marked_a_design_estimate(moelab, fixtures):
@@ -160,9 +169,11 @@ def test_layerwise_is_marked_a_design_estimate(moelab, fixtures):
     whole = plan(moelab, model, "--seq-len", 16, "--num-samples", 10, "--ranks", 2)
     assert p["per_rank"][0]["experts"] < whole["per_rank"][0]["experts"]
     # Over a budget the hidden states go to a scratch file.
-    tight = plan(moelab, model, "--layerwise", "--seq-len", 16, "--num-samples", 10, "--budget",
+    tight = plan(moelab, model, "--layerwise", "--seq-len", 16, "--num-samples", 10, "--ranks", 2, "--budget",
                  str(p["peak_per_rank"] - 1))
     assert tight["scratch_file_bytes"] == 10 * 16 * D * 4
+    # A batch in and a batch out stay in memory (8 x 16 tokens).
+    assert [r["hidden_states"] for r in tight["per_rank"]] == [2 * 8 * 16 * D * 4] * 2
 
 
 def peak_rss(cmd, tmp_path, ranks):
@@ -228,7 +239,7 @@ def test_budget_below_every_rank_count_says_how_much(moelab, fixtures):
 
 
 def test_sweep_refuses_a_calibration_that_cannot_fit_its_mem(moelab, fixtures, tmp_path):
-    model = fixtures / "models" / "mixtral"
+    model = (fixtures / "models" / "mixtral").resolve()
     resources = {"calibrate": {"ranks": 2, "mem": "100M", "time": "00:10:00"}}
     spec = write_sweep(tmp_path / "spec", model, resources=resources)
     results = tmp_path / "results"
