@@ -116,7 +116,7 @@ void run_plan(const PlanArgs& a) {
   if (plan.design_estimate)
     std::printf("layer-by-layer figures are a DESIGN ESTIMATE (one decoder layer resident at a time, hidden states "
                 "kept between layers), not yet measured\n");
-  std::printf("\n%-5s %-8s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "experts", "baseline", "shared",
+  std::printf("\n%-5s %-8s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "held", "baseline", "shared",
               "ckpt-pages", "experts", "activation", "statistics", "hidden", "total");
   for (const auto& r : plan.ranks) {
     auto f = [](int64_t b) { return jobs::format_bytes(b); };
@@ -147,8 +147,8 @@ void add_plan_resources_command(CLI::App& app) {
       "  shared       weights every rank holds: embeddings, lm_head, norms, attention, routers, shared\n"
       "               experts and dense MLPs, in the compute dtype\n"
       "  ckpt-pages   checkpoint pages of those weights left mapped when --dtype differs from the file's\n"
-      "  experts      this rank's routed experts (a contiguous block of every MoE layer; the column\n"
-      "               'experts' counts them), plus the one being copied while loading\n"
+      "  experts      this rank's routed experts (a contiguous block of every MoE layer; 'held' counts\n"
+      "               them), plus the one being copied while loading\n"
       "  activation   one forward's working set over batch-size x seq-len tokens: residual stream,\n"
       "               attention (scores included), router, dispatch buffers to and from the experts'\n"
       "               ranks, one expert's intermediates, the logits; with gradients, the backward's too\n"

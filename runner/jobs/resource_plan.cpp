@@ -92,9 +92,15 @@ Shapes shapes_of(const hf::ModelConfig& c, const ResourceQuery& q) {
 // cluster/alltoall_dispatcher.cpp, jobs/stats_collector.cpp). Whole-model mode holds
 // the residual stream throughout; each layer's attention or MoE temporaries come and
 // go, and the logits come after the last layer.
+//
+// The logits ADD to the largest layer's temporaries instead of reusing their memory:
+// measured (bench/plan_vs_measured.py), and what glibc's malloc does: temporaries under
+// its mmap threshold (which rises to 32 MiB after the first large free) come from the
+// heap, which stays resident when they are freed (only its top is trimmed), while the
+// logits, allocated later, are placed anew.
 struct ForwardBytes {
   int64_t residual = 0, attention = 0, moe = 0, logits = 0;
-  int64_t peak() const { return residual + std::max({attention, moe, logits}); }
+  int64_t peak() const { return residual + std::max(attention, moe) + logits; }
 };
 
 ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const ResourceQuery& q) {
@@ -119,10 +125,10 @@ ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Reso
       // Router logits (compute dtype), probabilities and top-k in float32.
       m += N * E * (s + 8);
       // Rows gathered for the experts, the experts' outputs (list and concatenation),
-      // the outputs back on the tokens' rank; under expert parallelism the send and
-      // receive buffers of both exchanges (a balanced router: a rank receives as many
-      // rows as it sends).
-      m += R * D * s * (P > 1 ? 8 : 4);
+      // the outputs back on the tokens' rank; under expert parallelism the received
+      // rows and their regrouped copy, both ways (cluster/alltoall_dispatcher.cpp; a
+      // balanced router: a rank receives as many rows as it sends).
+      m += R * D * s * (P > 1 ? 6 : 4);
       // One expert at a time: gate/up [n, 2F], the activation and its product [n, F],
       // with n its rows (twice the balanced share: random and trained routers are uneven).
       const int64_t n = std::min(N, 2 * ceil_div(R, E));
