@@ -61,7 +61,7 @@ void run_plan(const PlanArgs& a) {
   q.seq_len = a.seq_len;
   q.num_samples = a.num_samples;
   q.layerwise = a.layerwise;
-  const int64_t budget = a.budget.empty() ? 0 : jobs::parse_byte_size(a.budget, "--budget");
+  const int64_t budget = a.budget.empty() ? 0 : jobs::parse_memory_size(a.budget, "--budget");
   q.groups = groups_of(a);
   q.budget = budget;
   const hf::ModelConfig c = models::load_config(a.model_dir);
@@ -176,7 +176,7 @@ void add_plan_resources_command(CLI::App& app) {
   cmd->add_option("--criteria", a->criteria, "criteria to collect statistics for (default: calibrate's default)")
       ->delimiter(',');
   cmd->add_option("--collect", a->collect, "extra statistic groups (as calibrate --collect)")->delimiter(',');
-  cmd->add_option("--budget", a->budget, "memory per rank, e.g. 8GiB, 16G, 512MiB, 1.5GB: prints the smallest P that fits");
+  cmd->add_option("--budget", a->budget, "memory per rank, e.g. 8GiB, 16G, 512M, 1.5G (powers of 1024): prints the smallest P that fits");
   cmd->add_flag("--json", a->json, "print the plan as JSON (bytes)");
   cmd->callback([a] { run_plan(*a); });
 }

@@ -282,19 +282,17 @@ int64_t to_bytes(double v, double scale, const std::string& text, const std::str
 
 }  // namespace
 
-int64_t parse_byte_size(const std::string& text, const std::string& what) {
+int64_t parse_memory_size(const std::string& text, const std::string& what) {
   auto [v, unit] = split_size(text, what);
   std::string u;
   for (char ch : unit) u += char(std::toupper(static_cast<unsigned char>(ch)));
+  if (u.size() >= 2 && u.substr(u.size() - 2) == "IB") u.erase(u.size() - 2);
+  else if (u.size() >= 2 && u.back() == 'B') u.pop_back();
   static const std::vector<std::pair<std::string, double>> kUnits = {
-      {"", 1},         {"B", 1},
-      {"K", 0x1p10},   {"KIB", 0x1p10}, {"KB", 1e3},
-      {"M", 0x1p20},   {"MIB", 0x1p20}, {"MB", 1e6},
-      {"G", 0x1p30},   {"GIB", 0x1p30}, {"GB", 1e9},
-      {"T", 0x1p40},   {"TIB", 0x1p40}, {"TB", 1e12}};
+      {"", 1}, {"B", 1}, {"K", 0x1p10}, {"M", 0x1p20}, {"G", 0x1p30}, {"T", 0x1p40}};
   for (const auto& [name, scale] : kUnits)
     if (u == name) return to_bytes(v, scale, text, what);
-  throw InputError(what, "\"" + text + "\": unknown unit \"" + unit + "\" (B, KiB, MiB, GiB, TiB, K, M, G, T, KB, MB, GB, TB)");
+  throw InputError(what, "\"" + text + "\": unknown unit \"" + unit + "\" (B, K, M, G, T, KiB, MiB, GiB, TiB)");
 }
 
 int64_t slurm_mem_bytes(const std::string& text, const std::string& what) {

@@ -232,6 +232,10 @@ def test_budget_below_every_rank_count_says_how_much(moelab, fixtures):
     for bad in ("8XB", "-1G", "G", "0"):
         line = one_line_error(moelab("plan-resources", model, "--budget", bad, check=False))
         assert line.startswith("error: --budget"), line
+    # Units are powers of 1024, with or without "iB" / "B" (as Slurm and calibrate --memory-budget).
+    big = plan(moelab, model, "--budget", "1.5GB")["budget"]["bytes"]
+    assert big == plan(moelab, model, "--budget", "1.5GiB")["budget"]["bytes"] == 3 * 2**29
+    assert plan(moelab, model, "--budget", "300m")["budget"]["bytes"] == 300 * 2**20
     line = one_line_error(moelab("plan-resources", model, "--dtype", "int8", check=False))
     assert line.startswith("error: --dtype")
     line = one_line_error(moelab("plan-resources", model, "--ranks", "0", check=False))
@@ -255,6 +259,12 @@ def test_sweep_refuses_a_calibration_that_cannot_fit_its_mem(moelab, fixtures, t
     # The opt-out writes the scripts.
     moelab("submit", spec, "--dry-run", "--results", results, "--no-resource-check")
     assert (results / "plan.json").exists()
+    # Slurm reads a mem without a unit as megabytes: 300 MiB is short of two ranks' ~300 MiB.
+    spec = write_sweep(tmp_path / "spec3", model, resources={"calibrate": {"ranks": 2, "mem": str(total // 2**20 - 1)}})
+    line = one_line_error(moelab("submit", spec, "--dry-run", "--results", tmp_path / "results3", check=False))
+    assert f"mem {total // 2**20 - 1} ({total // 2**20 - 1} MiB)" in line, line
+    spec = write_sweep(tmp_path / "spec4", model, resources={"calibrate": {"ranks": 2, "mem": str(total // 2**20 + 1)}})
+    moelab("submit", spec, "--dry-run", "--results", tmp_path / "results4")
     # Enough mem passes the check.
     spec = write_sweep(tmp_path / "spec2", model, resources={"calibrate": {"ranks": 2, "mem": "2G"}})
     moelab("submit", spec, "--dry-run", "--results", tmp_path / "results2")
