@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,7 @@ def main():
                                  "components": {k: v for k, v in est.items() if k not in ("rank", "total")}})
                     print(f"[{name} P={p} rank {r}] planned {est['total'] / 2**20:.0f} MiB, measured "
                           f"{m / 2**20:.0f} MiB", file=sys.stderr)
-            shutil_rm(model)
+            shutil.rmtree(model, ignore_errors=True)  # the next size needs the disk space
     print(f"calibration: {args.num_samples} x {args.seq_len} tokens, batch {args.batch_size}, default criteria, "
           "float32, OMP_NUM_THREADS=1\n")
     print("| model | params | P | rank | planned MiB | measured MiB | planned / measured |")
@@ -113,11 +114,6 @@ def main():
         print(f"\n{len(bad)} row(s) outside 1 +- {args.tolerance}", file=sys.stderr)
         return 1
     return 0
-
-
-def shutil_rm(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

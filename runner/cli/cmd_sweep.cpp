@@ -14,6 +14,7 @@
 #include "common/atomic_output.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/resource_plan.h"
 #include "schedulers/job_graph.h"
 #include "schedulers/job_process.h"
 #include "schedulers/local_executor.h"
@@ -50,6 +51,11 @@ void run_sweep_plan(const SweepPlanArgs& a) {
     std::printf("%-9s %s  %s%s\n", j.kind.c_str(), j.id.c_str(), j.label.c_str(),
                 deps.empty() ? "" : ("  <- " + deps).c_str());
   }
+  // What `sweep run` and `submit` will check (moelab plan-resources).
+  for (const auto& m : schedulers::check_calibration_memory(spec, g))
+    std::printf("memory    %s  planned %s (%d rank(s) x up to %s) against mem %s: %s\n", m.job_id.c_str(),
+                jobs::format_bytes(m.planned).c_str(), m.ranks, jobs::format_bytes(m.per_rank).c_str(),
+                jobs::format_bytes(m.granted).c_str(), m.fits() ? "fits" : "DOES NOT FIT");
 }
 
 struct SweepRunArgs {
@@ -147,7 +153,8 @@ void add_sweep_command(CLI::App& app) {
       "Validate a sweep spec and print its job graph: one calibration per (model, calibration set) shared\n"
       "by every criterion that can use it, one scoring job per calibration, a prune job per grid point,\n"
       "fine-tuning where recovery asks for it, evaluation of every final model and once of the unpruned\n"
-      "one. Job ids are stable hashes of their inputs.\n\n"
+      "one. Job ids are stable hashes of their inputs. Each calibration job's planned memory (moelab\n"
+      "plan-resources, summed over its ranks) is shown against its resources' mem.\n\n"
       "Examples:\n"
       "  moelab sweep plan configs/quickstart.yaml\n"
       "  moelab sweep plan configs/quickstart.yaml --json plan.json");

@@ -43,9 +43,10 @@
 
 namespace moelab::jobs {
 
-// The process baseline (bytes) of one moelab process: measured peak RSS of a
-// calibration on a model of a few kilobytes (bench/plan_vs_measured.py), alone and
-// as one rank under mpirun.
+// The process baseline (bytes): the measured peak RSS of `moelab calibrate` on the
+// 3-layer test fixture (weights under 3 MiB, activations under 2 MiB), as a plain
+// process (P = 1, as sweeps run one-rank jobs) and as a rank under mpirun. libtorch's
+// CPU part alone is ~124 MiB (bench/RESULTS.md, expert parallelism).
 inline constexpr int64_t kProcessBaselineBytes = 145LL << 20;
 inline constexpr int64_t kMpiRankBaselineBytes = 150LL << 20;
 
