@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "schedulers/job_graph.h"
+#include "schedulers/resource_check.h"
 #include "schedulers/results_dir.h"
 #include "schedulers/slurm_executor.h"
 
@@ -14,6 +15,7 @@ namespace {
 struct SubmitArgs {
   std::string spec, results, partition, account, launcher;
   int64_t throttle = -1;
+  bool no_resource_check = false;
   std::vector<std::string> sbatch_args;
   schedulers::SlurmOptions opts;
 };
@@ -21,6 +23,7 @@ struct SubmitArgs {
 void run_submit(SubmitArgs a) {
   const schedulers::SweepSpec spec = schedulers::load_sweep_spec(a.spec);
   const schedulers::JobGraph g = schedulers::build_job_graph(spec);
+  if (!a.no_resource_check) schedulers::refuse_jobs_over_memory(spec, g);
   const std::string results = a.results.empty() ? "results/" + spec.name : a.results;
   a.opts.settings = spec.slurm;
   if (!a.partition.empty()) a.opts.settings.partition = a.partition;
@@ -51,7 +54,8 @@ void add_submit_command(CLI::App& app) {
       "is queued. Tasks are --requeue'able; near the time limit a task tells its job to checkpoint\n"
       "(fine-tuning does) and requeues itself. Returns once submitted; `moelab status` follows the sweep.\n"
       "Jobs already done are never submitted again. After a failure or an scancel, --resume submits only\n"
-      "what is missing (tasks still queued are kept and waited for).\n\n"
+      "what is missing (tasks still queued are kept and waited for). Before that, each calibration job's\n"
+      "planned memory (moelab plan-resources, summed over its ranks) is checked against its mem.\n\n"
       "Examples:\n"
       "  moelab submit configs/quickstart.yaml --dry-run          # write the scripts only\n"
       "  moelab submit configs/paper/table1.yaml --partition gpu --throttle 16 --results runs/t1\n"
@@ -69,6 +73,8 @@ void add_submit_command(CLI::App& app) {
       ->check(CLI::IsMember({"mpirun", "srun"}));
   cmd->add_option("--sbatch-arg", a->sbatch_args, "extra sbatch option for every array (repeatable)");
   cmd->add_option("--template", a->opts.template_file, "batch script template (default: slurm/array_job.sbatch.in)");
+  cmd->add_flag("--no-resource-check", a->no_resource_check,
+                "submit even when a calibration job's planned memory (moelab plan-resources) exceeds its mem");
   cmd->callback([a] { run_submit(*a); });
 }
 

@@ -14,10 +14,12 @@
 #include "common/atomic_output.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/resource_plan.h"
 #include "schedulers/job_graph.h"
 #include "schedulers/job_process.h"
 #include "schedulers/local_executor.h"
 #include "schedulers/orphan_jobs.h"
+#include "schedulers/resource_check.h"
 #include "schedulers/results_dir.h"
 
 namespace moelab::cli {
@@ -49,16 +51,23 @@ void run_sweep_plan(const SweepPlanArgs& a) {
     std::printf("%-9s %s  %s%s\n", j.kind.c_str(), j.id.c_str(), j.label.c_str(),
                 deps.empty() ? "" : ("  <- " + deps).c_str());
   }
+  // What `sweep run` and `submit` will check (moelab plan-resources).
+  for (const auto& m : schedulers::check_calibration_memory(spec, g))
+    std::printf("memory    %s  planned %s (%d rank(s) x up to %s) against mem %s: %s\n", m.job_id.c_str(),
+                jobs::format_bytes(m.planned).c_str(), m.ranks, jobs::format_bytes(m.per_rank).c_str(),
+                jobs::format_bytes(m.granted).c_str(), m.fits() ? "fits" : "DOES NOT FIT");
 }
 
 struct SweepRunArgs {
   std::string spec, results;
   schedulers::LocalOptions opts;
+  bool no_resource_check = false;
 };
 
 void run_sweep_run(const SweepRunArgs& a) {
   const schedulers::SweepSpec spec = schedulers::load_sweep_spec(a.spec);
   const schedulers::JobGraph g = schedulers::build_job_graph(spec);
+  if (!a.no_resource_check) schedulers::refuse_jobs_over_memory(spec, g);
   const std::string results = a.results.empty() ? "results/" + spec.name : a.results;
   std::filesystem::create_directories(results);
   schedulers::SweepLock lock(results);  // one executor per sweep; released even by kill -9
@@ -144,7 +153,8 @@ void add_sweep_command(CLI::App& app) {
       "Validate a sweep spec and print its job graph: one calibration per (model, calibration set) shared\n"
       "by every criterion that can use it, one scoring job per calibration, a prune job per grid point,\n"
       "fine-tuning where recovery asks for it, evaluation of every final model and once of the unpruned\n"
-      "one. Job ids are stable hashes of their inputs.\n\n"
+      "one. Job ids are stable hashes of their inputs. Each calibration job's planned memory (moelab\n"
+      "plan-resources, summed over its ranks) is shown against its resources' mem.\n\n"
       "Examples:\n"
       "  moelab sweep plan configs/quickstart.yaml\n"
       "  moelab sweep plan configs/quickstart.yaml --json plan.json");
@@ -159,7 +169,9 @@ void add_sweep_command(CLI::App& app) {
       "multi-rank jobs), dependencies first, at most --jobs at once. Outputs, job records and logs go to\n"
       "--results (default results/<sweep name>) with the spec copied in. A finished job is recorded\n"
       "atomically and never run again: after a crash, Ctrl-C or kill -9, run the same command to do only\n"
-      "what is missing. A failed job stops only the jobs that need it; the exit status is nonzero.\n\n"
+      "what is missing. A failed job stops only the jobs that need it; the exit status is nonzero.\n"
+      "Before anything runs, each calibration job's planned memory (moelab plan-resources, summed over its\n"
+      "ranks) is checked against its resources' mem; a job that cannot fit stops the sweep.\n\n"
       "Examples:\n"
       "  moelab sweep run configs/quickstart.yaml\n"
       "  moelab sweep run configs/quickstart.yaml --results runs/q1 --jobs 2 --max-ranks 4\n"
@@ -170,6 +182,8 @@ void add_sweep_command(CLI::App& app) {
   run->add_option("--jobs", r->opts.max_jobs, "jobs running at once")->check(CLI::PositiveNumber);
   run->add_option("--max-ranks", r->opts.max_ranks, "ranks running at once over all jobs (0: no limit)")
       ->check(CLI::NonNegativeNumber);
+  run->add_flag("--no-resource-check", r->no_resource_check,
+                "run even when a calibration job's planned memory (moelab plan-resources) exceeds its mem");
   run->callback([r] { run_sweep_run(*r); });
 
   auto* run_job = cmd->add_subcommand(

@@ -12,6 +12,11 @@
 #include "common/error.h"
 #include "common/log.h"
 
+// cmd_plan_resources.cpp (declared here, not in cli/commands.h, which every command includes).
+namespace moelab::cli {
+void add_plan_resources_command(CLI::App& app);
+}
+
 #ifndef MOELAB_VERSION
 #define MOELAB_VERSION "0.1.0"
 #endif
@@ -67,14 +72,23 @@ int main(int argc, char** argv) {
   moelab::cli::add_submit_command(app);
   moelab::cli::add_status_command(app);
   moelab::cli::add_report_command(app);
+  moelab::cli::add_plan_resources_command(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help
   app.add_option("--ranks", ranks,
                  "run on P MPI ranks: relaunches as `mpirun -np P moelab ...` (experts split over ranks, "
                  "batches over ranks, rank 0 writes outputs)");
+  // plan-resources takes --ranks as the rank count it plans for; it never relaunches.
+  std::string command;
+  for (const auto& a : args)
+    if (!app.get_subcommands([&](const CLI::App* s) { return s->get_name() == a; }).empty()) {
+      command = a;
+      break;
+    }
   try {
-    args = moelab::cluster::relaunch_under_mpirun_if_asked(moelab::cli::rewrite_overrides(args));
+    args = moelab::cli::rewrite_overrides(args);
+    if (command != "plan-resources") args = moelab::cluster::relaunch_under_mpirun_if_asked(args);
   } catch (const moelab::InputError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The resource planner's estimate (`moelab plan-resources`) against the measured peak
+resident memory of `moelab calibrate`, per rank, for random Mixtrals of three sizes and
+P = 1 and 2 ranks.
+
+P = 1 runs as a plain process (as `moelab sweep run` runs a one-rank job), P = 2 as
+`mpirun -np 2`; each rank runs under /usr/bin/time, which reports its own peak RSS. The
+planner is given the same batch size, sequence length, sample count and criteria (the
+calibrate default: every statistic group but gradients and NAEE). Prints a Markdown
+table with planned / measured per rank; exits 1 when a ratio is outside 1 +- --tolerance.
+
+  python3 bench/plan_vs_measured.py --moelab build/runner/moelab [--json out.json]
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import torch
+from transformers import MixtralConfig, MixtralForCausalLM
+from transformers import logging as hf_logging
+
+# name -> (hidden, expert intermediate, layers, experts, vocab)
+SIZES = {
+    "S": (256, 1024, 4, 8, 4096),
+    "M": (512, 1536, 4, 8, 8192),
+    "L": (768, 3072, 4, 8, 8192),
+}
+
+
+def make_model(path, hidden, inter, layers, experts, vocab):
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    cfg = MixtralConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                        num_attention_heads=8, num_key_value_heads=4, num_local_experts=experts,
+                        num_experts_per_tok=2, max_position_embeddings=1024)
+    model = MixtralForCausalLM(cfg)
+    model.save_pretrained(path)
+    return sum(p.numel() for p in model.parameters())
+
+
+def measure(moelab, model, data, ranks, calib, tmp):
+    """Peak RSS (bytes) of each rank of `moelab calibrate`."""
+    for f in tmp.glob("rss.*"):
+        f.unlink()
+    timed = ["sh", "-c", f'exec /usr/bin/time -f %M -o {tmp}/rss.${{OMPI_COMM_WORLD_RANK:-0}} "$@"', "sh",
+             moelab, "--log-level", "warn", "calibrate", str(model), "--data", str(data),
+             "--seq-len", str(calib["seq_len"]), "--num-samples", str(calib["num_samples"]),
+             "--batch-size", str(calib["batch_size"]), "--out", str(tmp / "stats.h5"), "--overwrite"]
+    cmd = timed if ranks == 1 else ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks), *timed]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if proc.returncode != 0:
+        sys.exit(f"moelab calibrate failed with {ranks} ranks:\n{proc.stderr}")
+    return [int((tmp / f"rss.{r}").read_text().split()[-1]) * 1024 for r in range(ranks)]
+
+
+def plan(moelab, model, ranks, calib):
+    out = subprocess.run([moelab, "plan-resources", str(model), "--ranks", str(ranks),
+                          "--seq-len", str(calib["seq_len"]), "--num-samples", str(calib["num_samples"]),
+                          "--batch-size", str(calib["batch_size"]), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moelab", required=True)
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--num-samples", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--tolerance", type=float, default=0.15)
+    ap.add_argument("--json", type=pathlib.Path)
+    args = ap.parse_args()
+    calib = {"seq_len": args.seq_len, "num_samples": args.num_samples, "batch_size": args.batch_size}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for name in args.sizes:
+            hidden, inter, layers, experts, vocab = SIZES[name]
+            model = tmp / f"model_{name}"
+            params = make_model(model, hidden, inter, layers, experts, vocab)
+            g = torch.Generator().manual_seed(0)
+            data = tmp / "ids.json"
+            data.write_text(json.dumps({"input_ids": torch.randint(
+                1, vocab, (args.num_samples, args.seq_len), generator=g).tolist()}))
+            for p in args.ranks:
+                planned = plan(args.moelab, model, p, calib)
+                measured = measure(args.moelab, model, data, p, calib, tmp)
+                for r, m in enumerate(measured):
+                    est = planned["per_rank"][r]
+                    rows.append({"model": name, "params": params, "ranks": p, "rank": r, "measured": m,
+                                 "planned": est["total"], "ratio": est["total"] / m,
+                                 "components": {k: v for k, v in est.items() if k not in ("rank", "total")}})
+                    print(f"[{name} P={p} rank {r}] planned {est['total'] / 2**20:.0f} MiB, measured "
+                          f"{m / 2**20:.0f} MiB", file=sys.stderr)
+            shutil.rmtree(model, ignore_errors=True)  # the next size needs the disk space
+    print(f"calibration: {args.num_samples} x {args.seq_len} tokens, batch {args.batch_size}, default criteria, "
+          "float32, OMP_NUM_THREADS=1\n")
+    print("| model | params | P | rank | planned MiB | measured MiB | planned / measured |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['ranks']} | {r['rank']} | "
+              f"{r['planned'] / 2**20:.0f} | {r['measured'] / 2**20:.0f} | {r['ratio']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"calibration": calib, "rows": rows}, indent=2))
+    bad = [r for r in rows if abs(r["ratio"] - 1) > args.tolerance]
+    if bad:
+        print(f"\n{len(bad)} row(s) outside 1 +- {args.tolerance}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+// How much memory one rank of `moelab calibrate` needs, from config.json alone (no
+// weights are read): what `moelab plan-resources` prints and what sweeps check a
+// calibration job's `mem` against before running or submitting it.
+//
+// It lives in jobs/ because it models a job (calibrate: collect_statistics.h) and the
+// schedulers, which link jobs, use it; it needs the config parsing of models/ and the
+// criteria's statistic groups, both below jobs.
+//
+// All figures are BYTES, per rank, of resident memory (what /usr/bin/time -f %M
+// reports as peak RSS), split into components:
+//   baseline      the process itself: libtorch's CPU part, MPI, the program (measured,
+//                 bench/RESULTS.md "Resource planner");
+//   shared        weights every rank holds: embeddings, lm_head, norms, attention,
+//                 routers, shared experts, dense MLP layers, in the compute dtype;
+//   checkpoint    memory-mapped checkpoint pages of those weights that stay resident
+//                 when the compute dtype differs from the file's (a converted copy is
+//                 kept AND the mapped source pages were touched); 0 otherwise (the
+//                 weights are then views of the mapped file);
+//   experts       this rank's routed experts (contiguous block of every MoE layer,
+//                 cluster/expert_placement.h), 3 D F values each, plus the one expert
+//                 being copied while loading;
+//   activations   the working set of one forward over batch_size x seq_len tokens:
+//                 residual stream, attention (q, k, v, scores), router logits and
+//                 probabilities, dispatch buffers (rows sent to and received from the
+//                 experts' ranks), per-expert intermediates, the logits, and what the
+//                 statistic collectors convert to float64; plus, with gradients, what
+//                 autograd keeps for the backward pass and the experts' gradients;
+//   statistics    the statistic groups' sums (results/calibration_stats.h shapes, every
+//                 layer, every expert: sums are all-reduced in place on every rank);
+//   hidden_states layer-by-layer mode only: the hidden states of this rank's
+//                 calibration tokens kept between layers (0 when they go to a scratch
+//                 file).
+// The HDF5 output (written by rank 0) is a disk figure, not part of the peak.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "hf/model_config.h"
+
+namespace moelab::jobs {
+
+// The process baseline (bytes): the measured peak RSS of `moelab calibrate` on the
+// 3-layer test fixture (weights under 3 MiB, activations under 2 MiB), as a plain
+// process (P = 1, as sweeps run one-rank jobs) and as a rank under mpirun. libtorch's
+// CPU part alone is ~124 MiB (bench/RESULTS.md, expert parallelism).
+inline constexpr int64_t kProcessBaselineBytes = 145LL << 20;
+inline constexpr int64_t kMpiRankBaselineBytes = 150LL << 20;
+
+struct ResourceQuery {
+  int ranks = 1;                 // P
+  std::string dtype = "float32"; // compute dtype: float32 | bfloat16 | float16 | float64
+  int64_t batch_size = 8;        // sequences per forward (calibrate --batch-size)
+  int64_t seq_len = 512;         // tokens per sequence
+  int64_t num_samples = 128;     // sequences in the calibration set (0: unknown, "all")
+  std::set<std::string> groups;  // statistic groups (results::stat::k*)
+  bool layerwise = false;        // one decoder layer resident at a time (design estimate)
+  // Layer-by-layer mode: the most bytes per rank for everything; when the in-memory
+  // hidden states would push a rank over it they go to a scratch file. 0: no limit.
+  int64_t budget = 0;
+};
+
+struct RankPlan {
+  int rank = 0;
+  int64_t experts_held = 0;  // routed experts over all MoE layers (layer-by-layer: of the largest layer)
+  int64_t baseline = 0, shared = 0, checkpoint = 0, experts = 0, activations = 0, statistics = 0,
+          hidden_states = 0;
+  int64_t total() const {
+    return baseline + shared + checkpoint + experts + activations + statistics + hidden_states;
+  }
+};
+
+struct ResourcePlan {
+  ResourceQuery query;
+  std::vector<RankPlan> ranks;  // P entries
+  int64_t peak = 0;             // the largest rank total
+  int64_t hdf5_bytes = 0;       // statistics file, uncompressed (large datasets are deflated: an upper bound)
+  int64_t scratch_bytes = 0;    // layer-by-layer: hidden states in a scratch file (all ranks together)
+  int64_t tokens_per_forward = 0;
+  bool design_estimate = false; // layer-by-layer: from the design, not yet measured
+};
+
+// Bytes of one value of a compute dtype; "auto" is float32 (the CPU default).
+// Throws InputError("--dtype", ...) for any other name.
+int64_t dtype_bytes(const std::string& dtype);
+
+// The plan. config: models::load_config (family fields read). Throws InputError
+// ("--ranks", "--batch-size", ...) for values out of range.
+ResourcePlan plan_resources(const hf::ModelConfig& config, const ResourceQuery& query);
+
+// The rank count above which no rank gets smaller: the most routed experts of a layer.
+int max_useful_ranks(const hf::ModelConfig& config);
+
+// The smallest P in [1, max_useful_ranks] whose peak fits `budget` bytes (query.ranks
+// is ignored), or nullopt.
+std::optional<int> smallest_ranks_within(const hf::ModelConfig& config, ResourceQuery query, int64_t budget);
+
+// "8GiB", "8G", "8GB", "512MiB", "1.5G", "4096" (bytes): K, M, G, T, with or without "iB"
+// or "B" after them, are powers of 1024 (as Slurm and calibrate --memory-budget read them).
+// Throws InputError(what, ...).
+int64_t parse_memory_size(const std::string& text, const std::string& what);
+// A Slurm --mem value ("16G", "512M", "4096": no suffix means megabytes, as Slurm reads
+// it; suffixes are powers of 1024). Throws InputError(what, ...).
+int64_t slurm_mem_bytes(const std::string& text, const std::string& what);
+// "1.5 GiB", "312 MiB", "12 KiB", "100 B".
+std::string format_bytes(int64_t bytes);
+
+}  // namespace moelab::jobs
