@@ -23,5 +23,6 @@ void add_submit_command(CLI::App& app);
 void add_status_command(CLI::App& app);
 void add_compress_command(CLI::App& app);
 void add_report_command(CLI::App& app);
+void add_plan_resources_command(CLI::App& app);
 
 }  // namespace moelab::cli

@@ -12,11 +12,6 @@
 #include "common/error.h"
 #include "common/log.h"
 
-// cmd_plan_resources.cpp (declared here, not in cli/commands.h, which every command includes).
-namespace moelab::cli {
-void add_plan_resources_command(CLI::App& app);
-}
-
 #ifndef MOELAB_VERSION
 #define MOELAB_VERSION "0.1.0"
 #endif
