@@ -48,9 +48,10 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                             {"n_group", c.n_group},
                             {"topk_group", c.topk_group},
                             {"routed_scaling_factor", c.routed_scaling_factor},
-                            {"correction_bias", c.router_correction_bias},
-                            {"router_bias", c.router_bias},
-                            {"softmax_over_topk", c.softmax_over_topk}};
+                            {"correction_bias", c.router_correction_bias}};
+  // gpt-oss's router (only for the families that have it: the other families' JSON is unchanged).
+  if (c.router_bias) routing["router_bias"] = true;
+  if (c.softmax_over_topk) routing["softmax_over_topk"] = true;
   nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"},
                               {"qk_norm", c.qk_norm},
                               {"bias", c.attention_bias},
