@@ -111,7 +111,7 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   if (c.topk_method != "greedy")
     route += ", " + c.topk_method + " over " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) +
                " groups";
-  if (c.norm_topk_prob) route += ", top-k renormalised";
+  if (c.norm_topk_prob && !c.softmax_over_topk) route += ", top-k renormalised";  // gpt-oss: its softmax already is
   if (c.routed_scaling_factor != 1.0) {
     char scale[32];
     std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
