@@ -49,7 +49,18 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                             {"topk_group", c.topk_group},
                             {"routed_scaling_factor", c.routed_scaling_factor},
                             {"correction_bias", c.router_correction_bias}};
-  nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"}, {"qk_norm", c.qk_norm}};
+  // gpt-oss's router (only for the families that have it: the other families' JSON is unchanged).
+  if (c.router_bias) routing["router_bias"] = true;
+  if (c.softmax_over_topk) routing["softmax_over_topk"] = true;
+  nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"},
+                              {"qk_norm", c.qk_norm},
+                              {"bias", c.attention_bias},
+                              {"sinks", c.attention_sinks}};
+  nlohmann::json experts = {{"bias", c.expert_bias}, {"activation", c.swiglu_limit ? "clamped_swiglu" : c.hidden_act}};
+  if (c.swiglu_limit) {
+    experts["swiglu_limit"] = *c.swiglu_limit;
+    experts["swiglu_alpha"] = c.swiglu_alpha;
+  }
   if (c.mla)
     attention["mla"] = {{"q_lora_rank", c.mla->q_lora_rank},
                         {"kv_lora_rank", c.mla->kv_lora_rank},
@@ -70,6 +81,7 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                         {"norm_topk_prob", c.norm_topk_prob},
                         {"routing", routing},
                         {"attention", attention},
+                        {"experts", experts},
                         {"shared_expert_intermediate_size", c.shared_expert_intermediate_size},
                         {"vocab_size", c.vocab_size},
                         {"rope", {{"type", c.rope.type}, {"theta", c.rope.theta}, {"factor", c.rope.factor}}},
@@ -93,12 +105,13 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   std::printf("dimensions    hidden %lld, layers %lld, heads %lld (kv %lld, head_dim %lld), vocab %lld\n",
               (long long)c.hidden_size, (long long)c.num_hidden_layers, (long long)c.num_attention_heads,
               (long long)c.num_key_value_heads, (long long)c.head_dim, (long long)c.vocab_size);
-  std::string route = c.scoring_func;
+  std::string route = c.softmax_over_topk ? "softmax over the top-k logits" : c.scoring_func;
+  if (c.router_bias) route += " + router bias";
   if (c.router_correction_bias) route += " + correction bias (choice only)";
   if (c.topk_method != "greedy")
     route += ", " + c.topk_method + " over " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) +
                " groups";
-  if (c.norm_topk_prob) route += ", top-k renormalised";
+  if (c.norm_topk_prob && !c.softmax_over_topk) route += ", top-k renormalised";  // gpt-oss: its softmax already is
   if (c.routed_scaling_factor != 1.0) {
     char scale[32];
     std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
@@ -111,6 +124,9 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                 (long long)c.mla->qk_rope_head_dim, (long long)c.mla->v_head_dim);
   else if (c.qk_norm)
     std::printf("attention     q/k RMSNorm %s\n", c.qk_norm_per_head ? "per head" : "over all heads");
+  else if (c.attention_sinks)
+    std::printf("attention     GQA%s, attention sinks (one learned logit per head)\n",
+                c.attention_bias ? " with q/k/v/o biases" : "");
   if (shared)
     std::printf("shared        an MLP of intermediate size %lld%s beside the routed experts of every MoE layer "
                 "(never pruned)\n",
@@ -118,7 +134,15 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   std::printf("rope          %s, theta %g%s\n", c.rope.type.c_str(), c.rope.theta,
               c.sliding_window ? (", sliding window " + std::to_string(*c.sliding_window)).c_str() : "");
   std::printf("experts       intermediate size %lld, %s parameters each\n", (long long)c.moe_intermediate_size,
-              human(3 * c.hidden_size * c.moe_intermediate_size).c_str());
+              human(3 * c.hidden_size * c.moe_intermediate_size +
+                    (c.expert_bias ? 2 * c.moe_intermediate_size + c.hidden_size : 0))
+                  .c_str());
+  if (c.expert_bias || c.swiglu_limit) {
+    char glu[96] = "";
+    if (c.swiglu_limit)
+      std::snprintf(glu, sizeof glu, "clamped SwiGLU (alpha %g, limit %g)", c.swiglu_alpha, *c.swiglu_limit);
+    std::printf("              %s%s\n", c.expert_bias ? "biases on gate/up and down; " : "", glu);
+  }
   std::printf("\n  layer  type   experts\n");
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     std::string note = !c.is_moe_layer(l) ? "  (dense MLP, never pruned)"

@@ -105,6 +105,23 @@ struct ModelConfig {
   // Router logits computed in float32 whatever the compute dtype (DeepSeek's router
   // casts x and its weight to float32); otherwise in the compute dtype, softmax in float32.
   bool router_fp32 = false;
+  // gpt-oss (transformers models/gpt_oss/modeling_gpt_oss.py; models/gpt_oss.cpp):
+  //   attention_sinks: one learned logit per query head joins each softmax denominator
+  //     (self_attn.sinks [H]; eager_attention_forward), its probability mass dropped;
+  //   router_bias: the router is a Linear with a bias [E] (GptOssTopKRouter);
+  //   softmax_over_topk: top-k of the raw logits first, then a softmax over those k
+  //     (the same gates as a softmax over all E renormalised to the k, up to rounding);
+  //   expert_bias: each expert's gate/up projection has a bias [2F] and its down
+  //     projection one [D] (GptOssExperts);
+  //   swiglu_limit: the experts' activation is the clamped SwiGLU of GptOssExperts._apply_gate,
+  //     gate = min(gate, limit), up = clamp(up, -limit, limit),
+  //     act = (up + 1) * gate * sigmoid(swiglu_alpha * gate); unset: act(gate) * up.
+  bool attention_sinks = false;
+  bool router_bias = false;
+  bool softmax_over_topk = false;
+  bool expert_bias = false;
+  std::optional<double> swiglu_limit;
+  double swiglu_alpha = 1.702;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "float32";
   // NAEE dynamic skipping (Lu et al. 2024; moelab set-skipping): per decoder layer, beta

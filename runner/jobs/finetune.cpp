@@ -137,6 +137,8 @@ void gather_experts_to_all(models::MoeModel& m, cluster::Communicator& comm) {
     at::NoGradGuard no_grad;
     L.moe->gate_up_EFD = comm.all_gather_rows(L.moe->gate_up_EFD.detach().contiguous());
     L.moe->down_EDF = comm.all_gather_rows(L.moe->down_EDF.detach().contiguous());
+    for (at::Tensor* b : {&L.moe->gate_up_bias_EF, &L.moe->down_bias_ED})  // gpt-oss
+      if (b->defined()) *b = comm.all_gather_rows(b->detach().contiguous());
     L.moe->first_local = 0;
   }
 }

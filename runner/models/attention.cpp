@@ -1,5 +1,7 @@
 // Self-attention as transformers computes it: grouped-query attention (Mixtral,
-// Qwen2/3-MoE, OLMoE) and multi-head latent attention (DeepSeek-V2/V3).
+// Qwen2/3-MoE, OLMoE; gpt-oss with sinks) and multi-head latent attention (DeepSeek-V2/V3).
+#include <limits>
+
 #include "models/blocks.h"
 #include "models/rope.h"
 
@@ -60,6 +62,23 @@ at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, cons
   return proj(out, w.wo_DHA, w.bo);
 }
 
+// Attention with sinks (gpt-oss; transformers models/gpt_oss/modeling_gpt_oss.py
+// eager_attention_forward): each head's learned sink logit s_h joins the softmax over the
+// keys and its probability is dropped, p_j = exp(a_j) / (exp(s_h) + sum_i exp(a_i)), so
+// a head may attend to nothing. Written out (scaled_dot_product_attention has no sink);
+// masked keys get -inf, and a row whose keys are all masked attends only to its sink.
+at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& mask_B1TT, const at::Tensor& sinks_H, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
+  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale;  // [B, H, T, T]
+  scores = scores.masked_fill(mask_B1TT.logical_not(), -std::numeric_limits<double>::infinity());
+  at::Tensor sinks = sinks_H.to(scores.scalar_type()).view({1, H, 1, 1}).expand({B, H, T, 1});
+  at::Tensor combined = at::cat({scores, sinks}, -1);
+  combined = combined - std::get<0>(combined.max(-1, /*keepdim=*/true));
+  at::Tensor probs = at::softmax(combined, -1).narrow(-1, 0, T);
+  return at::matmul(probs.to(v.scalar_type()), v);
+}
+
 }  // namespace
 
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
@@ -93,7 +112,9 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
     k = k.repeat_interleave(H / G, 1);
     v = v.repeat_interleave(H / G, 1);
   }
-  at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask_B1TT, 0.0, false, 1.0 / std::sqrt(double(A)));
+  at::Tensor out = w.sinks_H.defined()
+                       ? attention_with_sinks(q, k, v, mask_B1TT, w.sinks_H, 1.0 / std::sqrt(double(A)))
+                       : at::scaled_dot_product_attention(q, k, v, mask_B1TT, 0.0, false, 1.0 / std::sqrt(double(A)));
   out = out.transpose(1, 2).reshape({B, T, H * A});
   return proj(out, w.wo_DHA, w.bo);
 }

@@ -59,7 +59,7 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
   for (const auto& [l, groups] : merges) check_layer(m, l, groups, what);
   for (const auto& [l, groups] : merges) {
     ExpertWeights& w = *m.layers[l].moe;
-    std::vector<at::Tensor> router_rows, gate_up, down, theta, bias;
+    std::vector<at::Tensor> router_rows, gate_up, down, theta, bias, router_bias, gate_up_bias, down_bias;
     std::vector<int64_t> ids;
     for (const auto& g : groups) {
       router_rows.push_back(router == RouterMerge::kDominant ? w.router_ED[g.dominant].clone()
@@ -72,8 +72,18 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
       if (w.correction_bias_E.defined())
         bias.push_back(router == RouterMerge::kDominant ? w.correction_bias_E[g.dominant].clone()
                                                         : weighted_rows(w.correction_bias_E, g));
+      // gpt-oss: the router bias follows the router row; the experts' biases are averaged
+      // like their matrices (the merged expert is the same weighted mean of affine maps).
+      if (w.router_bias_E.defined())
+        router_bias.push_back(router == RouterMerge::kDominant ? w.router_bias_E[g.dominant].clone()
+                                                               : weighted_rows(w.router_bias_E, g));
+      if (w.gate_up_bias_EF.defined()) gate_up_bias.push_back(weighted_rows(w.gate_up_bias_EF, g));
+      if (w.down_bias_ED.defined()) down_bias.push_back(weighted_rows(w.down_bias_ED, g));
       ids.push_back(w.original_ids[g.dominant]);
     }
+    if (w.router_bias_E.defined()) w.router_bias_E = at::stack(router_bias);
+    if (w.gate_up_bias_EF.defined()) w.gate_up_bias_EF = at::stack(gate_up_bias);
+    if (w.down_bias_ED.defined()) w.down_bias_ED = at::stack(down_bias);
     w.router_ED = at::stack(router_rows);
     w.gate_up_EFD = at::stack(gate_up);
     w.down_EDF = at::stack(down);

@@ -72,6 +72,9 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     if (w.theta_ED.defined()) w.theta_ED = w.theta_ED.index_select(0, idx);  // dropped experts' theta rows go
     if (w.correction_bias_E.defined())
       w.correction_bias_E = w.correction_bias_E.index_select(0, idx.to(w.correction_bias_E.device()));
+    // gpt-oss: the router bias and the experts' biases go with their rows.
+    for (at::Tensor* b : {&w.router_bias_E, &w.gate_up_bias_EF, &w.down_bias_ED})
+      if (b->defined()) *b = b->index_select(0, idx);
     w.original_ids = kept_ids;
     c.num_experts_per_layer[l] = int64_t(keep.size());
   }

@@ -12,6 +12,7 @@ const std::vector<FamilySpec>& registry() {
       olmoe_family(),
       deepseek_v3_family(),
       deepseek_v2_family(),
+      gpt_oss_family(),
   };
   return r;
 }

@@ -6,14 +6,19 @@
 // Tensor-name templates use {L} for the layer index and {E} for the expert index.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hf/model_config.h"
 
 namespace moelab::models {
+
+struct ExpertWeights;  // models/moe_model.h
+class TensorTaker;     // models/tensor_taker.h
 
 struct TensorNames {
   std::string embed = "model.embed_tokens.weight";
@@ -55,6 +60,8 @@ struct TensorNames {
   std::string mlp_gate = "model.layers.{L}.mlp.gate_proj.weight";
   std::string mlp_up = "model.layers.{L}.mlp.up_proj.weight";
   std::string mlp_down = "model.layers.{L}.mlp.down_proj.weight";
+  // gpt-oss attention sinks [H] (hf::ModelConfig::attention_sinks).
+  std::string sinks = "model.layers.{L}.self_attn.sinks";
 };
 
 struct FamilySpec {
@@ -70,6 +77,15 @@ struct FamilySpec {
   // several spellings); also the config attribute that the remote code of an unevenly
   // pruned checkpoint sets per layer.
   std::string expert_count_key;
+  // Families whose checkpoints hold the router and routed experts in a layout of their
+  // own (gpt-oss: fused, transposed, interleaved gate/up, biases, MXFP4): reads layer
+  // `layer`'s router and its experts [first, first + count) into `w` (other experts'
+  // tensors checked only) / appends the layer's router and expert tensors to `out` as
+  // transformers names them. nullptr: the generic per-expert and fused layouts.
+  void (*load_experts)(TensorTaker& t, const hf::ModelConfig& config, int64_t layer, int64_t first, int64_t count,
+                       ExpertWeights& w) = nullptr;
+  void (*save_experts)(const ExpertWeights& w, int64_t layer,
+                       std::vector<std::pair<std::string, at::Tensor>>& out) = nullptr;
 };
 
 // The families, one per file; a new family adds its file and one line to the
@@ -80,6 +96,7 @@ FamilySpec qwen2_moe_family();
 FamilySpec olmoe_family();
 FamilySpec deepseek_v3_family();
 FamilySpec deepseek_v2_family();
+FamilySpec gpt_oss_family();
 // What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
 // experts and the multi-head latent attention config.
 void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);

@@ -1,7 +1,6 @@
 // checkpoint directory -> MoeModel. Strict: every tensor the config implies must be
 // present with the expected shape, and every tensor in the files must be used.
 #include <filesystem>
-#include <sstream>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -9,59 +8,23 @@
 #include "hf/json_fields.h"
 #include "models/moe_model.h"
 #include "models/rope.h"
+#include "models/tensor_taker.h"
 
 namespace moelab::models {
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
-
-class TensorTaker {
- public:
-  TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts) : ck_(ck), opts_(opts) {}
-
-  // Checks presence and shape and marks the tensor used, without reading it.
-  void check(const std::string& name, const std::vector<int64_t>& shape) {
-    if (!ck_.has(name)) throw InputError(ck_.dir(), "missing tensor \"" + name + "\"");
-    const auto& info = ck_.info(name);
-    if (info.shape != shape)
-      throw InputError(ck_.file_of(name), "tensor \"" + name + "\" has shape " + shape_str(info.shape) +
-                                              ", but config.json implies " + shape_str(shape));
-    ck_.mark_used(name);
-  }
-
-  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
-    check(name, shape);
-    if (!opts_.weights) return at::Tensor();
-    return ck_.tensor(name).to(opts_.device, opts_.dtype);
-  }
-  at::Tensor take_optional(const std::string& name, std::vector<int64_t> shape) {
-    return ck_.has(name) ? take(name, std::move(shape)) : at::Tensor();
-  }
-  bool has(const std::string& name) const { return ck_.has(name); }
-  bool weights() const { return opts_.weights; }
-  void release(const std::string& name) const { ck_.release(name); }
-  const LoadOptions& options() const { return opts_; }
-
- private:
-  hf::Checkpoint& ck_;
-  const LoadOptions& opts_;
-};
-
 // Reads the router and the experts [first, first + count) of layer l; the other
 // experts' tensors are checked for shape only.
-ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::ModelConfig& c, int64_t l, int64_t first,
+ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::ModelConfig& c, int64_t l, int64_t first,
                            int64_t count) {
+  const TensorNames& n = fam.names;
   const int64_t E = c.num_experts_per_layer[l], D = c.hidden_size, F = c.moe_intermediate_size;
   ExpertWeights w;
   w.first_local = first;
   const std::string fused_gu = tensor_name(n.experts_gate_up_fused, l);
-  if (t.has(fused_gu)) {
+  if (fam.load_experts) {  // a layout of the family's own (gpt-oss)
+    fam.load_experts(t, c, l, first, count, w);
+  } else if (t.has(fused_gu)) {
     w.router_ED = t.take(t.has(tensor_name(n.router, l)) ? tensor_name(n.router, l) : tensor_name(n.router_fused, l),
                          {E, D});
     // Views of the memory-mapped file: only the local experts' pages are touched,
@@ -162,6 +125,7 @@ AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::
     a.q_norm_A = t.take(tensor_name(n.q_norm, l), {c.qk_norm_per_head ? A : HA});
     a.k_norm_A = t.take(tensor_name(n.k_norm, l), {c.qk_norm_per_head ? A : GA});
   }
+  if (c.attention_sinks) a.sinks_H = t.take(tensor_name(n.sinks, l), {H});
   return a;
 }
 
@@ -241,7 +205,7 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
     L.attn = load_attention(t, n, c, l);
     if (c.is_moe_layer(l)) {
       const int64_t E = c.num_experts_per_layer[l];
-      L.moe = load_experts(t, n, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
+      L.moe = load_experts(t, *m.family, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
       if (c.shared_expert_intermediate_size > 0) {  // replicated on every rank, like attention
         const int64_t S = c.shared_expert_intermediate_size;
         SharedExpertWeights sh;

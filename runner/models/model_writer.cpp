@@ -59,16 +59,21 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
     put(bias(n.o_proj), a.bo);
     put(tensor_name(n.q_norm, l), a.q_norm_A);
     put(tensor_name(n.k_norm, l), a.k_norm_A);
+    put(tensor_name(n.sinks, l), a.sinks_H);
     if (L.moe) {
       const ExpertWeights& w = *L.moe;
       if (!w.all_local()) throw InputError(out_dir, "saving needs all experts in one process (no expert parallelism)");
       const int64_t F = w.down_EDF.size(2);
-      out.emplace_back(tensor_name(n.router, l), w.router_ED);
-      put(tensor_name(n.router_correction_bias, l), w.correction_bias_E);
-      for (int64_t e = 0; e < w.num_experts(); ++e) {
-        out.emplace_back(tensor_name(n.expert_gate, l, e), w.gate_up_EFD[e].narrow(0, 0, F));
-        out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
-        out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
+      if (m.family->save_experts) {  // a layout of the family's own (gpt-oss)
+        m.family->save_experts(w, l, out);
+      } else {
+        out.emplace_back(tensor_name(n.router, l), w.router_ED);
+        put(tensor_name(n.router_correction_bias, l), w.correction_bias_E);
+        for (int64_t e = 0; e < w.num_experts(); ++e) {
+          out.emplace_back(tensor_name(n.expert_gate, l, e), w.gate_up_EFD[e].narrow(0, 0, F));
+          out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
+          out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
+        }
       }
       if (w.theta_ED.defined()) out.emplace_back(tensor_name(n.experts_theta, l), w.theta_ED);
       if (L.shared) {
@@ -188,6 +193,9 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
   raw.erase("moelab_compressed_experts");
   if (c.compressed()) raw["moelab_compressed_experts"] = {{"main", c.compressed_main}};
   raw.erase("auto_map");
+  // Weights are written as loaded, dequantised (gpt-oss MXFP4 experts: models/gpt_oss.cpp);
+  // moelab writes no quantised format, so the file's quantization_config no longer applies.
+  raw.erase("quantization_config");
   if (uneven) {
     raw["moelab_num_experts_per_layer"] = counts;
     const std::string& cls = m.family->architectures.at(0);

@@ -22,6 +22,15 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
 
 namespace {
 
+// An expert's activation from its gate and up projections [n, F]: act(gate) * up, or
+// gpt-oss's clamped SwiGLU (hf::ModelConfig::swiglu_limit; GptOssExperts._apply_gate).
+at::Tensor glu(const at::Tensor& gate, const at::Tensor& up, const hf::ModelConfig& c) {
+  if (!c.swiglu_limit) return activation(gate, c.hidden_act) * up;
+  const double limit = *c.swiglu_limit;
+  at::Tensor g = gate.clamp_max(limit);
+  return (up.clamp(-limit, limit) + 1) * (g * at::sigmoid(g * c.swiglu_alpha));
+}
+
 // The local experts on their rows x_MD (grouped as d.rows_per_local_expert):
 // outputs f(x) [M, D] before gating. `observe` gets (local expert, row offset,
 // rows, activation [n, F], output [n, D]).
@@ -35,8 +44,10 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
     const int64_t n = d.rows_per_local_expert[i];
     if (n == 0) continue;
     at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
-    at::Tensor act = activation(gu.narrow(1, 0, F), c.hidden_act) * gu.narrow(1, F, F);
+    if (w.gate_up_bias_EF.defined()) gu = gu + w.gate_up_bias_EF[i];  // gpt-oss
+    at::Tensor act = glu(gu.narrow(1, 0, F), gu.narrow(1, F, F), c);
     at::Tensor y = at::matmul(act, w.down_EDF[i].t());
+    if (w.down_bias_ED.defined()) y = y + w.down_bias_ED[i];
     observe(i, offset, n, act, y);
     outputs.push_back(y);
     offset += n;

@@ -31,6 +31,7 @@ struct AttentionWeights {
   at::Tensor wq_a_RD, q_a_norm_R, bq_a;  // q_a_proj [R, D] (+ bias with attention_bias), q_a_layernorm
   at::Tensor wkv_a_CD, kv_a_norm_C, bkv_a;  // kv_a_proj_with_mqa [C + P, D] (+ bias), kv_a_layernorm [C]
   at::Tensor wkv_b;                         // kv_b_proj [H*(qk_nope + U), C]
+  at::Tensor sinks_H;  // gpt-oss attention sinks [H] (config.attention_sinks); undefined otherwise
 };
 
 // The routed experts of one MoE layer, stacked (experts computed grouped). Under
@@ -43,6 +44,11 @@ struct ExpertWeights {
   at::Tensor correction_bias_E;
   at::Tensor gate_up_EFD;  // [E_local, 2F, D]: gate rows first, then up (transformers 5 layout)
   at::Tensor down_EDF;     // [E_local, D, F]
+  // gpt-oss (config.router_bias, config.expert_bias): the router bias [E] (all experts,
+  // pruned with the router rows) and the local experts' biases, gate_up [E_local, 2F]
+  // (gate entries first, then up, like gate_up_EFD's rows) and down [E_local, D];
+  // undefined otherwise.
+  at::Tensor router_bias_E, gate_up_bias_EF, down_bias_ED;
   // Compressed experts (hf::ModelConfig::compressed_main): one theta row per expert,
   // all E experts on every rank (like the router); undefined when not compressed.
   at::Tensor theta_ED;

@@ -26,6 +26,7 @@ ParamCounts count_params(const hf::ModelConfig& c) {
       p.attention += D * H * A * 2 + D * G * A * 2;
       if (c.attention_bias) p.attention += H * A + 2 * G * A;
       if (c.attention_out_bias) p.attention += D;
+      if (c.attention_sinks) p.attention += H;
       if (c.qk_norm) p.norms += c.qk_norm_per_head ? 2 * A : (H + G) * A;
     }
     p.norms += 2 * D;
@@ -33,9 +34,11 @@ ParamCounts count_params(const hf::ModelConfig& c) {
     if (E > 0) {
       p.routers += E * D;
       if (c.router_correction_bias) p.routers += E;
+      if (c.router_bias) p.routers += E;
       if (c.compressed()) p.routers += E * D;  // theta: one row per expert, used by every token
-      p.routed_experts += E * 3 * D * F;
-      active_experts += k * 3 * D * F;
+      const int64_t bias = c.expert_bias ? 2 * F + D : 0;  // gpt-oss gate_up and down biases
+      p.routed_experts += E * (3 * D * F + bias);
+      active_experts += k * (3 * D * F + bias);
       p.shared_experts += 3 * D * c.shared_expert_intermediate_size + (c.shared_expert_gate ? D : 0);
     } else {
       p.dense_mlp += 3 * D * c.dense_intermediate_size;
@@ -62,13 +65,13 @@ WeightBytes weight_bytes(const MoeModel& m) {
     const auto& a = L.attn;
     for (const auto* t : {&L.attn_norm_D, &L.ffn_norm_D, &a.wq_HAD, &a.wk_GAD, &a.wv_GAD, &a.wo_DHA, &a.bq, &a.bk,
                           &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A, &a.wq_a_RD, &a.q_a_norm_R, &a.bq_a, &a.wkv_a_CD,
-                          &a.kv_a_norm_C, &a.bkv_a, &a.wkv_b})
+                          &a.kv_a_norm_C, &a.bkv_a, &a.wkv_b, &a.sinks_H})
       w.shared += nb(*t);
     if (L.shared)
       w.shared += nb(L.shared->mlp.gate_FD) + nb(L.shared->mlp.up_FD) + nb(L.shared->mlp.down_DF) + nb(L.shared->gate_1D);
     if (L.moe) {
-      w.shared += nb(L.moe->router_ED) + nb(L.moe->theta_ED) + nb(L.moe->correction_bias_E);
-      w.experts += nb(L.moe->gate_up_EFD) + nb(L.moe->down_EDF);
+      w.shared += nb(L.moe->router_ED) + nb(L.moe->theta_ED) + nb(L.moe->correction_bias_E) + nb(L.moe->router_bias_E);
+      w.experts += nb(L.moe->gate_up_EFD) + nb(L.moe->down_EDF) + nb(L.moe->gate_up_bias_EF) + nb(L.moe->down_bias_ED);
     }
     if (L.mlp) w.shared += nb(L.mlp->gate_FD) + nb(L.mlp->up_FD) + nb(L.mlp->down_DF);
   }

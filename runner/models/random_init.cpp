@@ -111,6 +111,11 @@ double initializer_range(const hf::ModelConfig& c) {
 uint64_t tensor_seed(uint64_t seed, int64_t k) { return (splitmix64(seed) + uint64_t(k)) & 0xFFFFFFFFull; }
 
 MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOptions& opts) {
+  // gpt-oss's sinks and biases have no init here yet: refuse rather than build a model
+  // that lacks tensors transformers expects.
+  if (c.attention_sinks || c.expert_bias || c.router_bias)
+    throw InputError(c.path, "building a random " + family_for(c).name +
+                                 " model is not supported (attention sinks and expert biases have no init)");
   MoeModel m;
   m.config = c;
   m.family = &family_for(c);

@@ -10,7 +10,10 @@
 //    (softmax) keeps the groups with the best max score under group_limited_greedy and
 //    scales without renormalising. transformers picks the k with topk(sorted=False); the
 //    set is the same, and moelab orders a token's k slots by descending gate (so slot 0
-//    is the top-1 expert for NAEE skipping and compressed experts).
+//    is the top-1 expert for NAEE skipping and compressed experts). gpt-oss
+//    (GptOssTopKRouter): logits from a router with a bias, top-k of the logits, softmax
+//    over those k (hf::ModelConfig::softmax_over_topk; the same gates as the full softmax
+//    renormalised over the k, computed in transformers' order).
 //
 // 2. NAEE dynamic skipping (Lu et al. 2024; github.com/Lucky-Lance/Expert_Sparsity,
 //    model/modeling_mixtral.py), when the config has a beta for the layer: slot j >= 1
@@ -71,13 +74,21 @@ at::Tensor select_experts(const at::Tensor& scores_NE, const at::Tensor& bias_E,
 Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer) {
   const int64_t K = c.num_experts_per_tok, E = w.num_experts();
   Routing r;
-  at::Tensor logits_NE = c.router_fp32 ? at::linear(x_ND.to(at::kFloat), w.router_ED.to(at::kFloat))
-                                       : at::linear(x_ND, w.router_ED);
+  // gpt-oss's router has a bias (undefined for the other families: no bias).
+  const at::Tensor& b = w.router_bias_E;
+  at::Tensor logits_NE = c.router_fp32 ? at::linear(x_ND.to(at::kFloat), w.router_ED.to(at::kFloat),
+                                                    b.defined() ? b.to(at::kFloat) : b)
+                                       : at::linear(x_ND, w.router_ED, b);
   r.logits_NE = logits_NE.to(x_ND.scalar_type());
   at::Tensor scores_NE = c.scoring_func == "sigmoid" ? at::sigmoid(logits_NE.to(at::kFloat))
                                                      : at::softmax(logits_NE.to(at::kFloat), -1);
   at::Tensor topk_w_NK, topk_ids_NK;
-  if (c.topk_method == "greedy" && !w.correction_bias_E.defined()) {
+  if (c.softmax_over_topk) {
+    // gpt-oss (GptOssTopKRouter): top-k of the logits, then a softmax over those k.
+    at::Tensor top_logits_NK;
+    std::tie(top_logits_NK, topk_ids_NK) = at::topk(logits_NE.to(at::kFloat), K, -1);
+    topk_w_NK = at::softmax(top_logits_NK, -1);
+  } else if (c.topk_method == "greedy" && !w.correction_bias_E.defined()) {
     std::tie(topk_w_NK, topk_ids_NK) = at::topk(scores_NE, K, -1);
   } else {
     topk_ids_NK = select_experts(scores_NE, w.correction_bias_E, c, K);

@@ -1,4 +1,4 @@
-"""Qwen2-MoE, OLMoE, DeepSeek-V3 and DeepSeek-V2 end to end: moelab prune -> transformers
+"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2 and gpt-oss end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -24,9 +24,11 @@ DROPS = {
     "deepseek_v3": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),  # one per group of 4
     "deepseek_v2": (["1:1,5", "2:2"], ["1:0", "2:7"], [1, 2], 8),                  # layer 0 dense
     "deepseek_v2_group": (["1:1,5,6", "2:3"], ["1:0,2,4,6", "2:1,3,5,7"], [1, 2], 8),  # one per group of 2
+    "gpt_oss": (["0:1,5", "3:2"], ["0:3", "1:0", "2:7", "3:4"], [0, 1, 2, 3], 8),  # router and expert biases
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
-             "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts"}
+             "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
+             "gpt_oss": "num_local_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -70,13 +72,18 @@ def shared_block(model, layer):
 def check_survivors(pruned, original, drops, num_experts):
     for layer, dropped in map(parse, drops):
         keep = [e for e in range(num_experts) if e not in dropped]
-        gate, gate0 = pruned.model.layers[layer].mlp.gate, original.model.layers[layer].mlp.gate
+        mlp, mlp0 = pruned.model.layers[layer].mlp, original.model.layers[layer].mlp
+        gate, gate0 = (mlp.router, mlp0.router) if hasattr(mlp0, "router") else (mlp.gate, mlp0.gate)  # gpt-oss: router
         assert torch.equal(gate.weight, gate0.weight[keep])
-        if hasattr(gate0, "e_score_correction_bias"):
-            assert torch.equal(gate.e_score_correction_bias, gate0.e_score_correction_bias[keep])
+        for name in ("e_score_correction_bias", "bias"):  # DeepSeek-V3, gpt-oss
+            if getattr(gate0, name, None) is not None:
+                assert torch.equal(getattr(gate, name), getattr(gate0, name)[keep])
         experts, experts0 = pruned.model.layers[layer].mlp.experts, original.model.layers[layer].mlp.experts
         assert torch.equal(experts.down_proj, experts0.down_proj[keep])
         assert torch.equal(experts.gate_up_proj, experts0.gate_up_proj[keep])
+        for name in ("gate_up_proj_bias", "down_proj_bias"):  # gpt-oss
+            if hasattr(experts0, name):
+                assert torch.equal(getattr(experts, name), getattr(experts0, name)[keep])
         # Shared experts are never pruned: the same weights as before.
         shared, shared0 = shared_block(pruned, layer), shared_block(original, layer)
         if shared0 is not None:
@@ -145,7 +152,8 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
 
 
 @pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
-                                                 ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0])])
+                                                 ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0]),
+                                                 ("gpt_oss", 0, [])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["family"] == family
@@ -184,7 +192,7 @@ def criteria_names(moelab):
 NAEE_UNSUPPORTED = {"deepseek_v3"}
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -212,7 +220,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
             assert len(vals) == E and all(v == v for v in vals), name
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)

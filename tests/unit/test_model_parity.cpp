@@ -108,11 +108,14 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // RoPE, first dense layer, shared expert, sigmoid + correction bias, grouped top-k,
 // routed scaling; deepseek_v3_yarn: rotate-half RoPE, YaRN mscale softmax scale, no
 // q_lora_rank, attention biases, tied embeddings; deepseek_v2: V2-Lite style, greedy
-// softmax; deepseek_v2_group: group_limited_greedy, q_lora_rank, fused layout.
+// softmax; deepseek_v2_group: group_limited_greedy, q_lora_rank, fused layout; gpt_oss:
+// attention sinks, q/k/v/o biases, sliding window on layer_types' layers, YaRN, router
+// bias with softmax over the top-k, expert biases, clamped SwiGLU.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
                                            "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip",
-                                           "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group"));
+                                           "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group",
+                                           "gpt_oss"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
