@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "hf/checkpoint.h"
 #include "hf/json_fields.h"
+#include "models/layer_loader.h"
 #include "models/moe_model.h"
 #include "models/rope.h"
 
@@ -23,7 +24,10 @@ std::string shape_str(at::IntArrayRef s) {
 
 class TensorTaker {
  public:
-  TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts) : ck_(ck), opts_(opts) {}
+  // owned: every tensor taken is copied out of the mapping and its pages dropped
+  // (load_layer: freeing the layer must free its memory, and a view would keep the
+  // mapping's pages resident).
+  TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts, bool owned = false) : ck_(ck), opts_(opts), owned_(owned) {}
 
   // Checks presence and shape and marks the tensor used, without reading it.
   void check(const std::string& name, const std::vector<int64_t>& shape) {
@@ -35,11 +39,24 @@ class TensorTaker {
     ck_.mark_used(name);
   }
 
-  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+  // view: never copied here, even when owned (the caller keeps a copy of a part).
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape, bool view = false) {
     check(name, shape);
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    taken_elements_ += n;
     if (!opts_.weights) return at::Tensor();
-    return ck_.tensor(name).to(opts_.device, opts_.dtype);
+    at::Tensor x = ck_.tensor(name).to(opts_.device, opts_.dtype);
+    if (owned_ && !view && x.is_cpu()) {
+      x = x.clone();
+      ck_.release(name);
+    }
+    return x;
   }
+  // Elements of the tensors taken so far (checked-only tensors not counted); loaders
+  // that keep a part of a taken tensor correct it with uncount().
+  int64_t taken_elements() const { return taken_elements_; }
+  void uncount(int64_t elements) { taken_elements_ -= elements; }
   at::Tensor take_optional(const std::string& name, std::vector<int64_t> shape) {
     return ck_.has(name) ? take(name, std::move(shape)) : at::Tensor();
   }
@@ -51,6 +68,8 @@ class TensorTaker {
  private:
   hf::Checkpoint& ck_;
   const LoadOptions& opts_;
+  bool owned_ = false;
+  int64_t taken_elements_ = 0;
 };
 
 // Reads the router and the experts [first, first + count) of layer l; the other
@@ -67,7 +86,8 @@ ExpertWeights load_experts(TensorTaker& t, const TensorNames& n, const hf::Model
     // Views of the memory-mapped file: only the local experts' pages are touched,
     // and dropped once copied.
     auto local = [&](const std::string& name, std::vector<int64_t> shape) {
-      at::Tensor x = t.take(name, std::move(shape));
+      t.uncount((E - count) * shape[1] * shape[2]);  // only `count` experts are kept
+      at::Tensor x = t.take(name, std::move(shape), /*view=*/true);
       if (!x.defined()) return x;
       x = x.narrow(0, first, count).clone();
       t.release(name);
@@ -165,6 +185,35 @@ AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::
   return a;
 }
 
+// Decoder layer l: norms, attention, and the MoE block (this process's experts under
+// `dispatcher`, shared experts) or the dense MLP.
+LayerWeights load_layer_weights(TensorTaker& t, const TensorNames& n, const hf::ModelConfig& c, int64_t l,
+                                const ExpertDispatcher& dispatcher) {
+  const int64_t D = c.hidden_size;
+  LayerWeights L;
+  L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
+  L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
+  L.attn = load_attention(t, n, c, l);
+  if (c.is_moe_layer(l)) {
+    const int64_t E = c.num_experts_per_layer[l];
+    L.moe = load_experts(t, n, c, l, dispatcher.first_local_expert(l, E), dispatcher.num_local_experts(l, E));
+    if (c.shared_expert_intermediate_size > 0) {  // replicated on every rank, like attention
+      const int64_t S = c.shared_expert_intermediate_size;
+      SharedExpertWeights sh;
+      sh.mlp = DenseMlpWeights{t.take(tensor_name(n.shared_gate, l), {S, D}), t.take(tensor_name(n.shared_up, l), {S, D}),
+                               t.take(tensor_name(n.shared_down, l), {D, S})};
+      if (c.shared_expert_gate) sh.gate_1D = t.take(tensor_name(n.shared_expert_gate, l), {1, D});
+      L.shared = std::move(sh);
+    }
+  } else {
+    const int64_t F = c.dense_intermediate_size;
+    if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));
+    L.mlp = DenseMlpWeights{t.take(tensor_name(n.mlp_gate, l), {F, D}), t.take(tensor_name(n.mlp_up, l), {F, D}),
+                            t.take(tensor_name(n.mlp_down, l), {D, F})};
+  }
+  return L;
+}
+
 }  // namespace
 
 hf::ModelConfig load_config(const std::string& dir) {
@@ -234,30 +283,7 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   } else {
     m.lm_head_VD = t.take(n.lm_head, {V, D});
   }
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    LayerWeights L;
-    L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
-    L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
-    L.attn = load_attention(t, n, c, l);
-    if (c.is_moe_layer(l)) {
-      const int64_t E = c.num_experts_per_layer[l];
-      L.moe = load_experts(t, n, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
-      if (c.shared_expert_intermediate_size > 0) {  // replicated on every rank, like attention
-        const int64_t S = c.shared_expert_intermediate_size;
-        SharedExpertWeights sh;
-        sh.mlp = DenseMlpWeights{t.take(tensor_name(n.shared_gate, l), {S, D}), t.take(tensor_name(n.shared_up, l), {S, D}),
-                                 t.take(tensor_name(n.shared_down, l), {D, S})};
-        if (c.shared_expert_gate) sh.gate_1D = t.take(tensor_name(n.shared_expert_gate, l), {1, D});
-        L.shared = std::move(sh);
-      }
-    } else {
-      const int64_t F = c.dense_intermediate_size;
-      if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));
-      L.mlp = DenseMlpWeights{t.take(tensor_name(n.mlp_gate, l), {F, D}), t.take(tensor_name(n.mlp_up, l), {F, D}),
-                              t.take(tensor_name(n.mlp_down, l), {D, F})};
-    }
-    m.layers.push_back(std::move(L));
-  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) m.layers.push_back(load_layer_weights(t, n, c, l, *m.dispatcher));
   std::vector<std::string> extra;
   for (const auto& name : ck.unused())
     if (name.find("rotary_emb.inv_freq") == std::string::npos) extra.push_back(name);
@@ -270,6 +296,50 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   m.rope_attention_scaling = scaling;
   spdlog::debug("loaded {} ({} layers) from {}", c.architecture, c.num_hidden_layers, dir);
   return m;
+}
+
+MoeModel load_model_shell(const std::string& dir, const LoadOptions& opts) {
+  LoadOptions check_only = opts;
+  check_only.weights = false;
+  MoeModel m = load_model(dir, check_only);  // validates every tensor, reads none
+  const auto meta = at::TensorOptions().dtype(opts.dtype).device(at::kMeta);
+  const int64_t D = m.config.hidden_size, F = m.config.moe_intermediate_size;
+  for (int64_t l = 0; l < int64_t(m.layers.size()); ++l) {
+    auto& moe = m.layers[l].moe;
+    if (!moe) continue;
+    const int64_t E = int64_t(moe->original_ids.size()), count = m.dispatcher->num_local_experts(l, E);
+    moe->router_ED = at::empty({E, D}, meta);
+    moe->gate_up_EFD = at::empty({count, 2 * F, D}, meta);
+    moe->down_EDF = at::empty({count, D, F}, meta);
+  }
+  return m;
+}
+
+void load_layer(MoeModel& m, const std::string& dir, int64_t l, const LoadOptions& opts) {
+  hf::Checkpoint ck(dir);
+  LoadOptions o = opts;
+  o.weights = true;
+  TensorTaker t(ck, o, /*owned=*/true);
+  m.layers.at(l) = load_layer_weights(t, m.family->names, m.config, l, *m.dispatcher);
+}  // the mapping goes with ck: nothing of the file stays resident
+
+int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t l) {
+  hf::Checkpoint ck(dir);
+  LoadOptions o;
+  o.weights = false;
+  TensorTaker t(ck, o);
+  load_layer_weights(t, m.family->names, m.config, l, *m.dispatcher);
+  return t.taken_elements() * int64_t(at::elementSize(m.dtype));
+}
+
+at::Tensor embed_from_checkpoint(const MoeModel& m, const std::string& dir, const at::Tensor& input_ids_BT) {
+  hf::Checkpoint ck(dir);
+  const std::string& name = m.family->names.embed;
+  // Rows gathered from the mapping, then converted: the same values as converting
+  // the whole matrix first (load_model), without holding it.
+  at::Tensor h = at::embedding(ck.tensor(name), input_ids_BT.cpu()).to(m.dtype);
+  ck.release(name);
+  return h;
 }
 
 }  // namespace moelab::models

@@ -1,0 +1,59 @@
+#include "jobs/memory_budget.h"
+
+#include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+#include "common/error.h"
+
+namespace moelab::jobs {
+
+int64_t parse_byte_size(const std::string& flag, const std::string& text) {
+  const std::string bad = "\"" + text + "\" is not a size (e.g. 512M, 2G, 64MiB, or bytes)";
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw InputError(flag, bad);
+  }
+  std::string unit = text.substr(used);
+  for (auto& ch : unit) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  double scale = 1;
+  if (!unit.empty() && std::string("KMGT").find(unit[0]) != std::string::npos) {
+    scale = std::pow(1024.0, double(std::string("KMGT").find(unit[0]) + 1));
+    unit = unit.substr(1);
+    if (unit == "IB" || unit == "B") unit.clear();
+  } else if (unit == "B") {
+    unit.clear();
+  }
+  if (!unit.empty() || !std::isfinite(value)) throw InputError(flag, bad);
+  const double bytes = value * scale;
+  if (!(bytes >= 1) || bytes > 9.0e18) throw InputError(flag, "\"" + text + "\" must be a positive size");
+  return int64_t(bytes);
+}
+
+int64_t peak_resident_bytes() {
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  return int64_t(u.ru_maxrss) * 1024;
+}
+
+void return_free_memory() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
+
+std::string mib(int64_t bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / 1048576.0);
+  return buf;
+}
+
+}  // namespace moelab::jobs

@@ -1,0 +1,26 @@
+// Memory sizes given on the command line and the process's resident memory, for
+// `moelab calibrate --layerwise --memory-budget`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moelab::jobs {
+
+// "512M", "1.5G", "64MiB", "10000000" -> bytes. Suffixes K, M, G, T are powers of 1024
+// (an optional "iB" or "B" after them is accepted). Throws InputError(flag, ...) for
+// anything else or for a size <= 0.
+int64_t parse_byte_size(const std::string& flag, const std::string& text);
+
+// The process's peak resident set size so far, in bytes (getrusage ru_maxrss; Linux
+// reports it in KiB).
+int64_t peak_resident_bytes();
+
+// Hands freed heap memory back to the system (glibc malloc_trim; a no-op elsewhere),
+// so that a freed layer leaves the resident set.
+void return_free_memory();
+
+// Bytes as MiB with one decimal, for logs and messages.
+std::string mib(int64_t bytes);
+
+}  // namespace moelab::jobs
