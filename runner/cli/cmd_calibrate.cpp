@@ -126,8 +126,9 @@ void run_calibrate(const CalibrateArgs& a) {
   }
   comm->barrier();
   const int64_t peak = jobs::peak_resident_bytes();
-  spdlog::info("peak resident memory: {} ({} above the {} at start{})", jobs::mib(peak), jobs::mib(peak - baseline),
-               jobs::mib(baseline), lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "");
+  spdlog::info("peak resident memory: {} ({} above the {} at start{}; getrusage ru_maxrss {})", jobs::mib(peak),
+               jobs::mib(peak - baseline), jobs::mib(baseline),
+               lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "", jobs::mib(jobs::rusage_peak_bytes()));
   if (lw.memory_budget && peak - baseline > lw.memory_budget)
     spdlog::warn("peak resident memory exceeded --memory-budget by {}", jobs::mib(peak - baseline - lw.memory_budget));
 }
@@ -197,9 +198,10 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_flag("--layerwise", a->layerwise,
                 "one decoder layer at a time (see above); not with gradients, naee, act_outliers");
   cmd->add_option("--memory-budget", a->memory_budget,
-                  "with --layerwise: resident memory (RSS) each process may add above its own size when calibrate "
-                  "starts (libtorch, MPI and the arguments: about 120 MB on CPU, logged at the end with the peak); "
-                  "it must hold the largest layer's weights (this rank's share, compute dtype), the hidden states "
+                  "with --layerwise: resident memory (RSS, VmHWM) each process may add above its own size when "
+                  "calibrate starts (libtorch, MPI and the arguments: about 120 MB on CPU, logged at the end with the "
+                  "peak). It counts everything the run adds: the code libtorch pages in as its kernels first run "
+                  "(about 20 MB on CPU, whatever the model), the largest layer's weights (this rank's share, compute dtype), the hidden states "
                   "of the rank's calibration tokens (kept in memory when they fit in half of what that layer leaves, "
                   "else in a scratch file) and one batch's working memory. Sizes like 512M, 8G (powers of 1024). "
                   "Host memory only: on a GPU the layer's weights and one batch live on the device")

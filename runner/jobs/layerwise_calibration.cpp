@@ -32,14 +32,14 @@ struct Step {
 }  // namespace
 
 void check_layerwise_groups(const std::set<std::string>& groups) {
-  static const std::pair<const char*, const char*> kWhole[] = {
+  const std::pair<std::string, const char*> kWhole[] = {
       {results::stat::kGradients, "needs a backward pass through the whole model"},
       {results::stat::kNaee, "re-runs the whole model per candidate subset"},
       {results::stat::kActOutliers, "needs a second whole-model pass with thresholds from the first"},
   };
   for (const auto& [group, why] : kWhole)
     if (groups.count(group))
-      throw InputError("--layerwise", std::string("statistic group \"") + group + "\" " + why +
+      throw InputError("--layerwise", "statistic group \"" + group + "\" " + why +
                                           "; collect it without --layerwise");
 }
 

@@ -39,6 +39,21 @@ int64_t parse_byte_size(const std::string& flag, const std::string& text) {
 }
 
 int64_t peak_resident_bytes() {
+  // VmHWM: the peak of this process image. ru_maxrss also holds the parent's size
+  // at fork (Linux keeps the larger across exec), so a moelab started from a big
+  // process (pytest with torch loaded) would report that instead.
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long long kib = -1;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %lld kB", &kib) == 1) break;
+    std::fclose(f);
+    if (kib >= 0) return int64_t(kib) * 1024;
+  }
+  return rusage_peak_bytes();
+}
+
+int64_t rusage_peak_bytes() {
   struct rusage u {};
   ::getrusage(RUSAGE_SELF, &u);
   return int64_t(u.ru_maxrss) * 1024;

@@ -12,9 +12,12 @@ namespace moelab::jobs {
 // anything else or for a size <= 0.
 int64_t parse_byte_size(const std::string& flag, const std::string& text);
 
-// The process's peak resident set size so far, in bytes (getrusage ru_maxrss; Linux
-// reports it in KiB).
+// The process's peak resident set size so far, in bytes: VmHWM of /proc/self/status
+// (Linux), else getrusage's ru_maxrss.
 int64_t peak_resident_bytes();
+// getrusage(RUSAGE_SELF) ru_maxrss in bytes (Linux reports KiB). Includes the size the
+// process had before exec (its parent's, at fork) when that was larger.
+int64_t rusage_peak_bytes();
 
 // Hands freed heap memory back to the system (glibc malloc_trim; a no-op elsewhere),
 // so that a freed layer leaves the resident set.

@@ -53,8 +53,6 @@ def assert_same_file(a_path, b_path):
     with h5py.File(a_path) as a, h5py.File(b_path) as b:
         assert set(a.attrs) == set(b.attrs)
         for k in a.attrs:
-            if k == "calibration":  # names the data file, which is the same
-                continue
             assert np.array_equal(np.asarray(a.attrs[k]), np.asarray(b.attrs[k])), k
         assert set(a) == set(b) and len(a) > 0
         for g in a:
@@ -151,12 +149,13 @@ def test_budget_without_layerwise_is_refused(fixtures, moelab, tmp_path):
 
 
 def make_big_mixtral(path):
-    """A random Mixtral of about 40 MiB of fp32 weights, 12 layers of about 3.3 MiB."""
+    """A random Mixtral of about 165 MiB of fp32 weights in 80 layers of about 2 MiB: the
+    budget must hold one layer (and libtorch's fixed costs), not the model."""
     from transformers import MixtralConfig, MixtralForCausalLM
     from transformers import logging as hf_logging
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)
-    cfg = MixtralConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=12,
+    cfg = MixtralConfig(vocab_size=256, hidden_size=128, intermediate_size=160, num_hidden_layers=80,
                         num_attention_heads=4, num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2,
                         max_position_embeddings=256, tie_word_embeddings=False)
     model = MixtralForCausalLM(cfg)
@@ -164,33 +163,33 @@ def make_big_mixtral(path):
     return sum(p.numel() for p in model.parameters()) * 4
 
 
-def run_measured(moelab_bin, args):
-    """Runs moelab; returns (returncode, stderr, the child's peak RSS in bytes from wait4)."""
-    with open(os.devnull, "w") as out, subprocess.Popen([moelab_bin, *map(str, args)], stdout=out,
-                                                         stderr=subprocess.PIPE, text=True) as p:
-        err = p.stderr.read()
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, err, usage.ru_maxrss * 1024
+def run_measured(moelab_bin, args, tmp_path):
+    """Runs moelab under /usr/bin/time; returns (returncode, stderr, peak RSS in bytes).
+    /usr/bin/time is a small process that forks moelab itself: the kernel's ru_maxrss of
+    a child forked straight from pytest would start at pytest's own size."""
+    rss = tmp_path / "rss.txt"
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss, moelab_bin, *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stderr, int(rss.read_text().split()[-1]) * 1024
 
 
+@pytest.mark.skipif(not pathlib.Path("/usr/bin/time").exists(), reason="needs /usr/bin/time")
 def test_peak_memory_stays_under_a_budget_four_times_below_the_weights(moelab_bin, tmp_path):
     weights = make_big_mixtral(tmp_path / "big")
-    budget = 10 * MIB
+    budget = 40 * MIB  # what the run may add above the process's size at start (libtorch, ~120 MB)
     assert weights >= 4 * budget
     data = token_file(tmp_path / "cal.json", n=8, vocab=256, seq_len=32)
     common = ["calibrate", tmp_path / "big", "--data", data, "--seq-len", 32, "--num-samples", 0, "--criteria",
               "EAN,REAP", "--batch-size", 4]
     peaks = {}
-    for mode, extra in [("whole", []), ("layers", ["--layerwise", "--memory-budget", "10M"])]:
-        rc, err, peak = run_measured(moelab_bin, common + ["--out", tmp_path / f"{mode}.h5", *extra])
+    for mode, extra in [("whole", []), ("layers", ["--layerwise", "--memory-budget", "40M"])]:
+        rc, err, peak = run_measured(moelab_bin, common + ["--out", tmp_path / f"{mode}.h5", *extra], tmp_path)
         assert rc == 0, err
         # The budget counts from the process's size when calibrate starts, which moelab logs.
         m = re.search(r"peak resident memory: ([\d.]+) MiB \(([-\d.]+) MiB above the ([\d.]+) MiB at start", err)
         assert m, err
-        start = float(m[3]) * MIB
-        assert abs(float(m[1]) * MIB - peak) < 1 * MIB  # the log agrees with the kernel's figure
-        peaks[mode] = peak - start
-    assert peaks["whole"] > budget  # the whole model does not fit ...
+        assert abs(float(m[1]) * MIB - peak) < 4 * MIB  # moelab's figure is the kernel's (less its exit)
+        peaks[mode] = peak - float(m[3]) * MIB
+    assert peaks["whole"] > weights > budget  # the whole model does not fit ...
     assert peaks["layers"] <= budget, f"{peaks['layers'] / MIB:.1f} MiB above the start"  # ... layer by layer does
     assert_same_file(tmp_path / "whole.h5", tmp_path / "layers.h5")
