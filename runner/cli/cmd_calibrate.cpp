@@ -201,10 +201,11 @@ void add_calibrate_command(CLI::App& app) {
                   "with --layerwise: resident memory (RSS, VmHWM) each process may add above its own size when "
                   "calibrate starts (libtorch, MPI and the arguments: about 120 MB on CPU, logged at the end with the "
                   "peak). It counts everything the run adds: the code libtorch pages in as its kernels first run "
-                  "(about 20 MB on CPU, whatever the model), the largest layer's weights (this rank's share, compute dtype), the hidden states "
-                  "of the rank's calibration tokens (kept in memory when they fit in half of what that layer leaves, "
-                  "else in a scratch file) and one batch's working memory. Sizes like 512M, 8G (powers of 1024). "
-                  "Host memory only: on a GPU the layer's weights and one batch live on the device")
+                  "(about 20 MB on CPU, whatever the model), the largest layer's weights (this rank's share, "
+                  "compute dtype), the hidden states of the rank's calibration tokens (kept in memory when they fit "
+                  "in half of what that layer leaves, else in a scratch file) and one batch's working memory. "
+                  "Sizes like 512M, 8G (powers of 1024). Host memory only: on a GPU the layer's weights and one "
+                  "batch live on the device")
       ->needs(cmd->get_option("--layerwise"));
   cmd->add_option("--scratch-dir", a->scratch_dir,
                   "with --layerwise: directory of the hidden-states scratch file (default: that of --out); the file "

@@ -60,6 +60,7 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
                                                        const CalibrationSet& set, const std::set<std::string>& groups,
                                                        const CollectOptions& opts, const LayerwiseOptions& lw) {
   check_layerwise_groups(groups);
+  map_large_blocks();
   at::NoGradGuard no_grad;
   const auto& c = m.config;
   const int64_t largest_layer = check_layer_budget(m, dir, lw.memory_budget);

@@ -59,6 +59,16 @@ int64_t rusage_peak_bytes() {
   return int64_t(u.ru_maxrss) * 1024;
 }
 
+void map_large_blocks() {
+#if defined(__GLIBC__)
+  // Setting the threshold turns off glibc's dynamic one, which rises to the size of
+  // the largest block freed (up to 32 MiB) and then serves such blocks from the heap,
+  // where a freed layer's tensors stay resident: measured 168 -> 114 MiB above start
+  // for a 53 MiB layer (bench/layerwise_memory.py).
+  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
+}
+
 void return_free_memory() {
 #if defined(__GLIBC__)
   ::malloc_trim(0);

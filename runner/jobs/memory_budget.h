@@ -19,6 +19,11 @@ int64_t peak_resident_bytes();
 // process had before exec (its parent's, at fork) when that was larger.
 int64_t rusage_peak_bytes();
 
+// Makes every allocation of 128 KiB or more its own mapping, unmapped when freed
+// (glibc mallopt M_MMAP_THRESHOLD; a no-op elsewhere), so that layers loaded one
+// after the other do not pile up in the heap.
+void map_large_blocks();
+
 // Hands freed heap memory back to the system (glibc malloc_trim; a no-op elsewhere),
 // so that a freed layer leaves the resident set.
 void return_free_memory();
