@@ -15,6 +15,10 @@
 #include "cluster/data_parallel.h"
 #include "jobs/calibration_data.h"
 #include "jobs/collect_statistics.h"
+#include "jobs/layerwise_calibration.h"
+#include "jobs/memory_budget.h"
+#include "models/layer_loader.h"
+#include "cluster/alltoall_dispatcher.h"
 #include "results/stats_file.h"
 
 namespace moelab::cli {
@@ -29,6 +33,8 @@ struct CalibrateArgs {
   bool overwrite = false;
   jobs::NaeeOptions naee;
   std::vector<double> power_exponents = results::default_power_exponents();
+  bool layerwise = false;
+  std::string memory_budget, scratch_dir;
 };
 
 // The exponents of power_sums: 1 to 8 distinct values >= 0, in the order given.
@@ -43,10 +49,15 @@ void check_power_exponents(const std::vector<double>& x) {
 }
 
 void run_calibrate(const CalibrateArgs& a) {
+  // What the process holds before calibrating (libtorch, MPI, arguments): the
+  // memory budget counts from here.
+  const int64_t baseline = jobs::peak_resident_bytes();
   auto comm = cluster::world(a.comm);
   if (std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
+  // The default set leaves out what needs the whole model when going layer by layer.
+  if (a.layerwise && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
   std::string known;
   for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
   for (const auto& g : a.collect) {
@@ -57,6 +68,13 @@ void run_calibrate(const CalibrateArgs& a) {
   }
   if (!(a.naee.ratio >= 0 && a.naee.ratio < 1)) throw InputError("--naee-ratio", "must be in [0, 1)");
   check_power_exponents(a.power_exponents);
+  jobs::LayerwiseOptions lw;
+  if (a.layerwise) {
+    jobs::check_layerwise_groups(groups);
+    if (!a.memory_budget.empty()) lw.memory_budget = jobs::parse_byte_size("--memory-budget", a.memory_budget);
+    lw.scratch_dir = !a.scratch_dir.empty() ? a.scratch_dir
+                                            : std::filesystem::absolute(a.out).parent_path().string();
+  }
   // Family members named here get their exponents.
   const std::vector<double> exponents = criteria::power_exponents_for(a.criteria, a.power_exponents);
   check_power_exponents(exponents);
@@ -68,9 +86,16 @@ void run_calibrate(const CalibrateArgs& a) {
   for (const auto& s : set.sequences) targets += std::max<int64_t>(int64_t(s.size()) - 1, 0);
   if (gradients && targets == 0)  // checked before loading the model
     throw InputError(spec.files[0], "gradients need sequences of at least 2 tokens (no next-token targets)");
-  models::MoeModel m = comm->size() > 1
-                           ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
-                           : models::load_model(a.model.model_dir, a.model.load_options());
+  models::LoadOptions load = a.model.load_options();
+  models::MoeModel m;
+  if (a.layerwise) {  // a shell: every layer is read when its turn comes
+    if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
+    m = models::load_model_shell(a.model.model_dir, load);
+    jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
+  } else {
+    m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load)
+                         : models::load_model(a.model.model_dir, load);
+  }
   for (const auto& s : set.sequences)
     for (int64_t id : s)
       if (id >= m.config.vocab_size)
@@ -85,7 +110,9 @@ void run_calibrate(const CalibrateArgs& a) {
   opts.batch_size = a.batch_size;
   opts.naee = a.naee;
   opts.power_exponents = exponents;
-  results::CalibrationStats st = jobs::collect_statistics(m, *comm, set, groups, opts);
+  results::CalibrationStats st =
+      a.layerwise ? jobs::collect_statistics_layerwise(m, a.model.model_dir, load, *comm, set, groups, opts, lw)
+                  : jobs::collect_statistics(m, *comm, set, groups, opts);
   st.model = a.model.model_dir;
   st.calibration = set.description;
 #ifdef MOELAB_VERSION
@@ -98,6 +125,12 @@ void run_calibrate(const CalibrateArgs& a) {
     spdlog::info("wrote {}", a.out);
   }
   comm->barrier();
+  const int64_t peak = jobs::peak_resident_bytes();
+  spdlog::info("peak resident memory: {} ({} above the {} at start{}; getrusage ru_maxrss {})", jobs::mib(peak),
+               jobs::mib(peak - baseline), jobs::mib(baseline),
+               lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "", jobs::mib(jobs::rusage_peak_bytes()));
+  if (lw.memory_budget && peak - baseline > lw.memory_budget)
+    spdlog::warn("peak resident memory exceeded --memory-budget by {}", jobs::mib(peak - baseline - lw.memory_budget));
 }
 
 }  // namespace
@@ -114,14 +147,19 @@ void add_calibrate_command(CLI::App& app) {
       "all-reduced; the file does not depend on the rank count.\n"
       "Gradient criteria (EGS, EGE, EGO, EGN) add a backward pass of the mean next-token loss; NAEE adds\n"
       "a dense observation (every expert on every token) and, above --naee-budget subsets, one more pass\n"
-      "per dropped expert.\n\n"
+      "per dropped expert.\n"
+      "--layerwise streams one decoder layer at a time from the safetensors (under mpirun, each rank only\n"
+      "its own experts): the model is never held whole, and the statistics are the same, bit for bit. It\n"
+      "refuses the groups that need the whole model: gradients (EGS, EGE, EGO, EGN), naee (NAEE) and\n"
+      "act_outliers (EAO), which its default set leaves out.\n\n"
       "Examples:\n"
       "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
       "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5\n"
       "  moelab calibrate models/tiny --data c4.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5\n"
       "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5\n"
       "  moelab calibrate models/tiny --data c4.jsonl --criteria Family-a2-p3-b1-out --power-exponents 0,1,2,3 "
-      "--out stats.h5");
+      "--out stats.h5\n"
+      "  moelab calibrate models/big --data c4.jsonl --criteria EAN,REAP --layerwise --memory-budget 8G --out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
@@ -157,6 +195,22 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
       ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  cmd->add_flag("--layerwise", a->layerwise,
+                "one decoder layer at a time (see above); not with gradients, naee, act_outliers");
+  cmd->add_option("--memory-budget", a->memory_budget,
+                  "with --layerwise: resident memory (RSS, VmHWM) each process may add above its own size when "
+                  "calibrate starts (libtorch, MPI and the arguments: about 120 MB on CPU, logged at the end with the "
+                  "peak). It counts everything the run adds: the code libtorch pages in as its kernels first run "
+                  "(about 20 MB on CPU, whatever the model), the largest layer's weights (this rank's share, "
+                  "compute dtype), the hidden states of the rank's calibration tokens (kept in memory when they fit "
+                  "in half of what that layer leaves, else in a scratch file) and one batch's working memory. "
+                  "Sizes like 512M, 8G (powers of 1024). Host memory only: on a GPU the layer's weights and one "
+                  "batch live on the device")
+      ->needs(cmd->get_option("--layerwise"));
+  cmd->add_option("--scratch-dir", a->scratch_dir,
+                  "with --layerwise: directory of the hidden-states scratch file (default: that of --out); the file "
+                  "has no name (unlinked on creation) and goes with the process")
+      ->needs(cmd->get_option("--layerwise"));
   cmd->callback([a] {
     auto comm = cluster::world(a->comm);
     cluster::run_or_abort(*comm, [&] { run_calibrate(*a); });

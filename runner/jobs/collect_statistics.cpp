@@ -99,6 +99,12 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
     powers->fill(st.layers);
     st.power_exponents = opts.power_exponents;
   }
+  fill_model_metadata(st, m, comm, set);
+  return st;
+}
+
+void fill_model_metadata(results::CalibrationStats& st, const models::MoeModel& m, cluster::Communicator& comm,
+                         const CalibrationSet& set) {
   st.architecture = m.config.architecture;
   st.num_sequences = int64_t(set.sequences.size());
   st.num_tokens = set.num_tokens;
@@ -107,7 +113,6 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
   st.world_size = comm.size();
   st.norm_topk_prob = m.config.norm_topk_prob;
   st.experts_per_token = m.config.num_experts_per_tok;
-  return st;
 }
 
 }  // namespace moelab::jobs

@@ -32,4 +32,9 @@ results::CalibrationStats collect_statistics(models::MoeModel& model, cluster::C
                                              const CalibrationSet& set, const std::set<std::string>& groups,
                                              const CollectOptions& opts);
 
+// The model-derived metadata of `st` (architecture, sizes, world size, router
+// normalisation, sequence and token counts); shared with the layer-by-layer pass.
+void fill_model_metadata(results::CalibrationStats& st, const models::MoeModel& m, cluster::Communicator& comm,
+                         const CalibrationSet& set);
+
 }  // namespace moelab::jobs

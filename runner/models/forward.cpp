@@ -5,6 +5,7 @@
 // experts (Qwen2-MoE, DeepSeek) are added after the routed output is observed.
 #include "common/error.h"
 #include "models/blocks.h"
+#include "models/layer_forward.h"
 #include "models/rope.h"
 
 namespace moelab::models {
@@ -24,56 +25,79 @@ at::Tensor build_mask(const std::vector<int64_t>& lengths, int64_t T, std::optio
 
 }  // namespace
 
+BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths) {
+  const auto& c = m.config;
+  BatchContext ctx;
+  ctx.B = input_ids_BT.size(0);
+  ctx.T = input_ids_BT.size(1);
+  const int64_t B = ctx.B, T = ctx.T;
+  for (int64_t len : lengths) TORCH_CHECK(len >= 1 && len <= T, "sequence lengths must be in [1, T]");
+  // valid_N: flat indices of the non-padding positions, in batch order.
+  std::vector<int64_t> valid;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
+  ctx.valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
+  auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
+  ctx.cos_TA = cos_TA;
+  ctx.sin_TA = sin_TA;
+  ctx.full_mask = build_mask(lengths, T, std::nullopt, m.device);
+  ctx.window_mask = c.sliding_window ? build_mask(lengths, T, c.sliding_window, m.device) : ctx.full_mask;
+  return ctx;
+}
+
+at::Tensor valid_token_ids(const at::Tensor& input_ids_BT, const BatchContext& ctx) {
+  return input_ids_BT.to(ctx.valid_N.device()).reshape(-1).index_select(0, ctx.valid_N).cpu();
+}
+
+at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64_t l, const at::Tensor& h_BTD,
+                                 const BatchContext& ctx, MoeObserver* observer) {
+  const auto& c = m.config;
+  const int64_t B = ctx.B, T = ctx.T, D = c.hidden_size;
+  const at::Tensor& mask = c.uses_sliding_window(l) ? ctx.window_mask : ctx.full_mask;
+  at::Tensor h = h_BTD + attention_forward(L.attn, c, rms_norm(h_BTD, L.attn_norm_D, c.rms_norm_eps), ctx.cos_TA,
+                                           ctx.sin_TA, mask);
+  at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, ctx.valid_N);
+  at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
+  if (observer && L.moe)
+    observer->on_moe_output(l, h.detach().reshape({B * T, D}).index_select(0, ctx.valid_N), y_ND.detach());
+  if (L.shared) y_ND = y_ND + shared_expert_forward(*L.shared, c, x_ND);  // never routed, never observed
+  return h.reshape({B * T, D}).index_add(0, ctx.valid_N, y_ND).reshape({B, T, D});
+}
+
+at::Tensor serve_layer_experts(const MoeModel& m, const LayerWeights& L, int64_t l, MoeObserver* observer) {
+  at::Tensor none = at::empty({0, m.config.hidden_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
+  at::Tensor y = moe_forward(*L.moe, m.config, none, l, *m.dispatcher, observer);
+  if (observer) observer->on_moe_output(l, none, y.detach());
+  return y;
+}
+
 at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
                    MoeObserver* observer) {
   const auto& c = m.config;
   TORCH_CHECK(input_ids_BT.dim() == 2, "input_ids must be [B, T]");
-  const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1), D = c.hidden_size;
+  const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1);
   TORCH_CHECK(int64_t(lengths.size()) == B, "one length per sequence");
   if (B == 0) {
     // No tokens of our own: serve our experts to the other ranks, layer by layer.
     // When gradients are recorded, the (empty) result still depends on every layer's
     // output, so that backward runs this rank's share of every layer's exchanges.
-    at::Tensor none = at::empty({0, D}, at::TensorOptions().dtype(m.dtype).device(m.device));
     if (observer) observer->on_batch(at::empty({0}, at::kLong));
     at::Tensor anchor;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       if (!m.layers[l].moe) continue;
-      at::Tensor y = moe_forward(*m.layers[l].moe, c, none, l, *m.dispatcher, observer);
-      if (observer) observer->on_moe_output(l, none, y.detach());
+      at::Tensor y = serve_layer_experts(m, m.layers[l], l, observer);
       if (y.requires_grad()) anchor = anchor.defined() ? anchor + y.sum() : y.sum();
     }
-    at::Tensor logits = at::empty({0, T, c.vocab_size}, none.options());
+    at::Tensor logits = at::empty({0, T, c.vocab_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
     return anchor.defined() ? logits + anchor : logits;
   }
-  for (int64_t len : lengths) TORCH_CHECK(len >= 1 && len <= T, "sequence lengths must be in [1, T]");
   at::Tensor ids = input_ids_BT.to(m.device);
   if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab_size))
     throw InputError("input_ids", "token id out of range [0, " + std::to_string(c.vocab_size) + ")");
-
-  // valid_N: flat indices of the non-padding positions, in batch order.
-  std::vector<int64_t> valid;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
-  at::Tensor valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
-
-  if (observer) observer->on_batch(ids.reshape(-1).index_select(0, valid_N).cpu());
+  const BatchContext ctx = batch_context(m, ids, lengths);
+  if (observer) observer->on_batch(valid_token_ids(ids, ctx));
   at::Tensor h = at::embedding(m.embed_VD, ids);  // [B, T, D]
-  auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
-  at::Tensor full_mask = build_mask(lengths, T, std::nullopt, m.device);
-  at::Tensor window_mask = c.sliding_window ? build_mask(lengths, T, c.sliding_window, m.device) : full_mask;
-
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& L = m.layers[l];
-    const at::Tensor& mask = c.uses_sliding_window(l) ? window_mask : full_mask;
-    h = h + attention_forward(L.attn, c, rms_norm(h, L.attn_norm_D, c.rms_norm_eps), cos_TA, sin_TA, mask);
-    at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, valid_N);
-    at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
-    if (observer && L.moe)
-      observer->on_moe_output(l, h.detach().reshape({B * T, D}).index_select(0, valid_N), y_ND.detach());
-    if (L.shared) y_ND = y_ND + shared_expert_forward(*L.shared, c, x_ND);  // never routed, never observed
-    h = h.reshape({B * T, D}).index_add(0, valid_N, y_ND).reshape({B, T, D});
-  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) h = decoder_layer_forward(m, m.layers[l], l, h, ctx, observer);
   h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);
   return at::linear(h, m.lm_head_VD);
 }

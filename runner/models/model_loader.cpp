@@ -1,11 +1,13 @@
 // checkpoint directory -> MoeModel. Strict: every tensor the config implies must be
 // present with the expected shape, and every tensor in the files must be used.
 #include <filesystem>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "hf/checkpoint.h"
 #include "hf/json_fields.h"
+#include "models/layer_loader.h"
 #include "models/moe_model.h"
 #include "models/rope.h"
 #include "models/tensor_taker.h"
@@ -30,7 +32,8 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
     // Views of the memory-mapped file: only the local experts' pages are touched,
     // and dropped once copied.
     auto local = [&](const std::string& name, std::vector<int64_t> shape) {
-      at::Tensor x = t.take(name, std::move(shape));
+      t.uncount((E - count) * shape[1] * shape[2]);  // only `count` experts are kept
+      at::Tensor x = t.take(name, std::move(shape), /*view=*/true);
       if (!x.defined()) return x;
       x = x.narrow(0, first, count).clone();
       t.release(name);
@@ -129,6 +132,36 @@ AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::
   return a;
 }
 
+// Decoder layer l: norms, attention, and the MoE block (this process's experts under
+// `dispatcher`, shared experts) or the dense MLP.
+LayerWeights load_layer_weights(TensorTaker& t, const FamilySpec& fam, const hf::ModelConfig& c, int64_t l,
+                                const ExpertDispatcher& dispatcher) {
+  const TensorNames& n = fam.names;
+  const int64_t D = c.hidden_size;
+  LayerWeights L;
+  L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
+  L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
+  L.attn = load_attention(t, n, c, l);
+  if (c.is_moe_layer(l)) {
+    const int64_t E = c.num_experts_per_layer[l];
+    L.moe = load_experts(t, fam, c, l, dispatcher.first_local_expert(l, E), dispatcher.num_local_experts(l, E));
+    if (c.shared_expert_intermediate_size > 0) {  // replicated on every rank, like attention
+      const int64_t S = c.shared_expert_intermediate_size;
+      SharedExpertWeights sh;
+      sh.mlp = DenseMlpWeights{t.take(tensor_name(n.shared_gate, l), {S, D}), t.take(tensor_name(n.shared_up, l), {S, D}),
+                               t.take(tensor_name(n.shared_down, l), {D, S})};
+      if (c.shared_expert_gate) sh.gate_1D = t.take(tensor_name(n.shared_expert_gate, l), {1, D});
+      L.shared = std::move(sh);
+    }
+  } else {
+    const int64_t F = c.dense_intermediate_size;
+    if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));
+    L.mlp = DenseMlpWeights{t.take(tensor_name(n.mlp_gate, l), {F, D}), t.take(tensor_name(n.mlp_up, l), {F, D}),
+                            t.take(tensor_name(n.mlp_down, l), {D, F})};
+  }
+  return L;
+}
+
 }  // namespace
 
 hf::ModelConfig load_config(const std::string& dir) {
@@ -198,30 +231,7 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   } else {
     m.lm_head_VD = t.take(n.lm_head, {V, D});
   }
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    LayerWeights L;
-    L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
-    L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
-    L.attn = load_attention(t, n, c, l);
-    if (c.is_moe_layer(l)) {
-      const int64_t E = c.num_experts_per_layer[l];
-      L.moe = load_experts(t, *m.family, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));
-      if (c.shared_expert_intermediate_size > 0) {  // replicated on every rank, like attention
-        const int64_t S = c.shared_expert_intermediate_size;
-        SharedExpertWeights sh;
-        sh.mlp = DenseMlpWeights{t.take(tensor_name(n.shared_gate, l), {S, D}), t.take(tensor_name(n.shared_up, l), {S, D}),
-                                 t.take(tensor_name(n.shared_down, l), {D, S})};
-        if (c.shared_expert_gate) sh.gate_1D = t.take(tensor_name(n.shared_expert_gate, l), {1, D});
-        L.shared = std::move(sh);
-      }
-    } else {
-      const int64_t F = c.dense_intermediate_size;
-      if (F <= 0) throw InputError(c.path, "field \"intermediate_size\" is needed for dense layer " + std::to_string(l));
-      L.mlp = DenseMlpWeights{t.take(tensor_name(n.mlp_gate, l), {F, D}), t.take(tensor_name(n.mlp_up, l), {F, D}),
-                              t.take(tensor_name(n.mlp_down, l), {D, F})};
-    }
-    m.layers.push_back(std::move(L));
-  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) m.layers.push_back(load_layer_weights(t, *m.family, c, l, *m.dispatcher));
   std::vector<std::string> extra;
   for (const auto& name : ck.unused())
     if (name.find("rotary_emb.inv_freq") == std::string::npos) extra.push_back(name);
@@ -234,6 +244,50 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   m.rope_attention_scaling = scaling;
   spdlog::debug("loaded {} ({} layers) from {}", c.architecture, c.num_hidden_layers, dir);
   return m;
+}
+
+MoeModel load_model_shell(const std::string& dir, const LoadOptions& opts) {
+  LoadOptions check_only = opts;
+  check_only.weights = false;
+  MoeModel m = load_model(dir, check_only);  // validates every tensor, reads none
+  const auto meta = at::TensorOptions().dtype(opts.dtype).device(at::kMeta);
+  const int64_t D = m.config.hidden_size, F = m.config.moe_intermediate_size;
+  for (int64_t l = 0; l < int64_t(m.layers.size()); ++l) {
+    auto& moe = m.layers[l].moe;
+    if (!moe) continue;
+    const int64_t E = int64_t(moe->original_ids.size()), count = m.dispatcher->num_local_experts(l, E);
+    moe->router_ED = at::empty({E, D}, meta);
+    moe->gate_up_EFD = at::empty({count, 2 * F, D}, meta);
+    moe->down_EDF = at::empty({count, D, F}, meta);
+  }
+  return m;
+}
+
+void load_layer(MoeModel& m, const std::string& dir, int64_t l, const LoadOptions& opts) {
+  hf::Checkpoint ck(dir);
+  LoadOptions o = opts;
+  o.weights = true;
+  TensorTaker t(ck, o, /*owned=*/true);
+  m.layers.at(l) = load_layer_weights(t, *m.family, m.config, l, *m.dispatcher);
+}  // the mapping goes with ck: nothing of the file stays resident
+
+int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t l) {
+  hf::Checkpoint ck(dir);
+  LoadOptions o;
+  o.weights = false;
+  TensorTaker t(ck, o);
+  load_layer_weights(t, *m.family, m.config, l, *m.dispatcher);
+  return t.taken_elements() * int64_t(at::elementSize(m.dtype));
+}
+
+at::Tensor embed_from_checkpoint(const MoeModel& m, const std::string& dir, const at::Tensor& input_ids_BT) {
+  hf::Checkpoint ck(dir);
+  const std::string& name = m.family->names.embed;
+  // Rows gathered from the mapping, then converted: the same values as converting
+  // the whole matrix first (load_model), without holding it.
+  at::Tensor h = at::embedding(ck.tensor(name), input_ids_BT.cpu()).to(m.dtype);
+  ck.release(name);
+  return h;
 }
 
 }  // namespace moelab::models

@@ -16,7 +16,10 @@ namespace moelab::models {
 
 class TensorTaker {
  public:
-  TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts) : ck_(ck), opts_(opts) {}
+  // owned: every tensor taken is copied out of the mapping and its pages dropped
+  // (load_layer: freeing the layer must free its memory, and a view would keep the
+  // mapping's pages resident).
+  TensorTaker(hf::Checkpoint& ck, const LoadOptions& opts, bool owned = false) : ck_(ck), opts_(opts), owned_(owned) {}
 
   // Checks presence and shape and marks the tensor used, without reading it.
   void check(const std::string& name, const std::vector<int64_t>& shape) {
@@ -29,17 +32,34 @@ class TensorTaker {
   }
 
   // The tensor in the compute dtype and device (undefined without weights).
-  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+  // view: never copied here, even when owned (the caller keeps a copy of a part).
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape, bool view = false) {
     check(name, shape);
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    taken_elements_ += n;
     if (!opts_.weights) return at::Tensor();
-    return ck_.tensor(name).to(opts_.device, opts_.dtype);
+    at::Tensor x = ck_.tensor(name).to(opts_.device, opts_.dtype);
+    if (owned_ && !view && x.is_cpu()) {
+      x = x.clone();
+      ck_.release(name);
+    }
+    return x;
   }
-  // The tensor as stored: CPU, file dtype, a view of the mapping (undefined without weights).
+  // The tensor as stored: CPU, file dtype, a view of the mapping (undefined without
+  // weights). Counted in taken_elements() as stored elements (MXFP4 blocks: bytes).
   at::Tensor take_stored(const std::string& name, std::vector<int64_t> shape) {
     check(name, shape);
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    taken_elements_ += n;
     if (!opts_.weights) return at::Tensor();
     return ck_.tensor(name);
   }
+  // Elements of the tensors taken so far (checked-only tensors not counted); loaders
+  // that keep a part of a taken tensor correct it with uncount().
+  int64_t taken_elements() const { return taken_elements_; }
+  void uncount(int64_t elements) { taken_elements_ -= elements; }
   at::Tensor take_optional(const std::string& name, std::vector<int64_t> shape) {
     return ck_.has(name) ? take(name, std::move(shape)) : at::Tensor();
   }
@@ -60,6 +80,8 @@ class TensorTaker {
  private:
   hf::Checkpoint& ck_;
   const LoadOptions& opts_;
+  bool owned_ = false;
+  int64_t taken_elements_ = 0;
 };
 
 }  // namespace moelab::models

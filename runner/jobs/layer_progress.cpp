@@ -1,0 +1,42 @@
+#include "jobs/layer_progress.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/log.h"
+
+namespace moelab::jobs {
+
+LayerProgress::LayerProgress(int64_t layers, int64_t batches, double interval_s)
+    : layers_(layers), batches_(std::max<int64_t>(batches, 1)), interval_s_(interval_s), start_(Clock::now()),
+      last_log_(start_) {}
+
+std::string LayerProgress::line(int64_t layer, int64_t layers, int64_t batch, int64_t batches, double fraction,
+                                double tokens_per_s, double eta_s) {
+  constexpr int kWidth = 20;
+  const int filled = std::clamp(int(std::lround(fraction * kWidth)), 0, kWidth);
+  const int64_t eta = std::isfinite(eta_s) ? int64_t(std::lround(std::max(eta_s, 0.0))) : -1;
+  char eta_text[32] = "?";
+  if (eta >= 0) std::snprintf(eta_text, sizeof eta_text, "%lld:%02lld", (long long)(eta / 60), (long long)(eta % 60));
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "layer %lld/%lld batch %lld/%lld [%s%s] %3d%% %.0f tok/s ETA %s", (long long)layer + 1,
+                (long long)layers, (long long)batch + 1, (long long)batches, std::string(filled, '#').c_str(),
+                std::string(kWidth - filled, '.').c_str(), int(std::lround(fraction * 100)), tokens_per_s, eta_text);
+  return buf;
+}
+
+void LayerProgress::batch_done(int64_t layer, int64_t batch, int64_t tokens) {
+  tokens_ += tokens;
+  const auto now = Clock::now();
+  const bool last = batch + 1 == batches_;
+  if (!last && std::chrono::duration<double>(now - last_log_).count() < interval_s_) return;
+  last_log_ = now;
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  const double fraction = double(layer * batches_ + batch + 1) / double(layers_ * batches_);
+  const double rate = elapsed > 0 ? double(tokens_) / elapsed : 0;
+  const double eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : NAN;
+  spdlog::info("{}", line(layer, layers_, batch, batches_, fraction, rate, eta));
+}
+
+}  // namespace moelab::jobs

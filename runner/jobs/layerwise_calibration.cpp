@@ -1,0 +1,157 @@
+#include "jobs/layerwise_calibration.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <memory>
+
+#include "cluster/data_parallel.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "jobs/dense_output_stats.h"
+#include "jobs/gate_ratio_stats.h"
+#include "jobs/layer_progress.h"
+#include "jobs/layer_states.h"
+#include "jobs/memory_budget.h"
+#include "jobs/observer_fanout.h"
+#include "jobs/power_sum_stats.h"
+#include "jobs/stats_collector.h"
+#include "models/layer_forward.h"
+#include "models/layer_loader.h"
+
+namespace moelab::jobs {
+namespace {
+
+// One step of this rank's batches (cluster::for_each_batch): B = 0 when the rank has
+// no batch in that step and only serves its experts.
+struct Step {
+  at::Tensor ids_BT;
+  std::vector<int64_t> lengths;
+  int64_t tokens = 0;
+};
+
+}  // namespace
+
+void check_layerwise_groups(const std::set<std::string>& groups) {
+  const std::pair<std::string, const char*> kWhole[] = {
+      {results::stat::kGradients, "needs a backward pass through the whole model"},
+      {results::stat::kNaee, "re-runs the whole model per candidate subset"},
+      {results::stat::kActOutliers, "needs a second whole-model pass with thresholds from the first"},
+  };
+  for (const auto& [group, why] : kWhole)
+    if (groups.count(group))
+      throw InputError("--layerwise", "statistic group \"" + group + "\" " + why +
+                                          "; collect it without --layerwise");
+}
+
+int64_t check_layer_budget(const models::MoeModel& shell, const std::string& dir, int64_t budget) {
+  int64_t largest = 0;
+  for (int64_t l = 0; l < shell.config.num_hidden_layers; ++l) {
+    const int64_t bytes = models::layer_weight_bytes(shell, dir, l);
+    if (budget > 0 && bytes > budget)
+      throw InputError("--memory-budget", "layer " + std::to_string(l) + " needs " + mib(bytes) +
+                                              " for its weights on this rank, more than the budget of " + mib(budget));
+    largest = std::max(largest, bytes);
+  }
+  return largest;
+}
+
+results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, const std::string& dir,
+                                                       const models::LoadOptions& load, cluster::Communicator& comm,
+                                                       const CalibrationSet& set, const std::set<std::string>& groups,
+                                                       const CollectOptions& opts, const LayerwiseOptions& lw) {
+  check_layerwise_groups(groups);
+  map_large_blocks();
+  at::NoGradGuard no_grad;
+  const auto& c = m.config;
+  const int64_t largest_layer = check_layer_budget(m, dir, lw.memory_budget);
+
+  // The same collectors as collect_statistics, built from the shell (shapes only).
+  StatsCollector collector(m, groups);
+  std::vector<models::MoeObserver*> observers = {&collector};
+  std::unique_ptr<DenseOutputCollector> dense;
+  std::unique_ptr<GateRatioCollector> ratios;
+  std::unique_ptr<PowerSumCollector> powers;
+  if (groups.count(results::stat::kDenseOutputs)) {
+    dense = std::make_unique<DenseOutputCollector>(m);
+    observers.push_back(dense.get());
+  }
+  if (groups.count(results::stat::kGateRatios)) {
+    ratios = std::make_unique<GateRatioCollector>(m);
+    observers.push_back(ratios.get());
+  }
+  if (groups.count(results::stat::kPowerSums)) {
+    powers = std::make_unique<PowerSumCollector>(m, opts.power_exponents);
+    observers.push_back(powers.get());
+  }
+  ObserverFanOut observer(observers);
+
+  // This rank's steps, in the whole-model pass's order.
+  std::vector<Step> steps;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<size_t> slot_of_step;
+  cluster::DataParallelOptions dp;
+  dp.batch_size = opts.batch_size;
+  cluster::for_each_batch(comm, set.sequences, dp,
+                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>&) {
+                            Step s{ids, lengths, 0};
+                            for (int64_t n : lengths) s.tokens += n;
+                            slot_of_step.push_back(shapes.size());
+                            if (ids.size(0) > 0) shapes.push_back({ids.size(0), ids.size(1), c.hidden_size});
+                            steps.push_back(std::move(s));
+                          });
+
+  // Hidden states: in memory when they take at most half of what the largest layer
+  // leaves of the budget (the other half is the batches' working memory).
+  int64_t state_bytes = 0;
+  for (const auto& s : shapes) state_bytes += s[0] * s[1] * s[2] * int64_t(at::elementSize(m.dtype));
+  const bool in_memory = lw.memory_budget == 0 || state_bytes <= (lw.memory_budget - largest_layer) / 2;
+  LayerStates states(shapes, m.dtype, in_memory, lw.scratch_dir);
+  spdlog::info("layer by layer: {} layers, largest {} of weights on this rank; hidden states {} {}",
+               c.num_hidden_layers, mib(largest_layer), mib(state_bytes),
+               in_memory ? "in memory" : "in a scratch file in " + lw.scratch_dir);
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].ids_BT.size(0) > 0) states.put(slot_of_step[i], models::embed_from_checkpoint(m, dir, steps[i].ids_BT));
+
+  // One layer at a time. Everything the pass needs between layers is the layer
+  // reached, `states` and the collectors' sums: what a resumable run would save.
+  LayerProgress progress(c.num_hidden_layers, int64_t(steps.size()));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const models::LayerWeights shell_layer = m.layers[l];
+    models::load_layer(m, dir, l, load);
+    const models::LayerWeights& L = m.layers[l];
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const Step& s = steps[i];
+      if (s.ids_BT.size(0) == 0) {
+        if (L.moe) {
+          observer.on_batch(at::empty({0}, at::kLong));
+          models::serve_layer_experts(m, L, l, &observer);
+        }
+      } else {
+        const at::Tensor ids = s.ids_BT.to(m.device);
+        const models::BatchContext ctx = models::batch_context(m, ids, s.lengths);
+        observer.on_batch(models::valid_token_ids(ids, ctx));
+        at::Tensor h = states.get(slot_of_step[i]).to(m.device);
+        states.put(slot_of_step[i], models::decoder_layer_forward(m, L, l, h, ctx, &observer));
+      }
+      progress.batch_done(l, int64_t(i), s.tokens);
+    }
+    m.layers[l] = shell_layer;  // frees the layer's weights
+    return_free_memory();
+  }
+
+  collector.all_reduce(comm);
+  if (dense) dense->all_reduce(comm);
+  if (ratios) ratios->all_reduce(comm);
+  if (powers) powers->all_reduce(comm);
+  results::CalibrationStats st = collector.take();
+  if (dense) dense->fill(st.layers);
+  if (ratios) ratios->fill(st.layers);
+  if (powers) {
+    powers->fill(st.layers);
+    st.power_exponents = opts.power_exponents;
+  }
+  fill_model_metadata(st, m, comm, set);
+  return st;
+}
+
+}  // namespace moelab::jobs

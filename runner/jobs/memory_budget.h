@@ -1,0 +1,34 @@
+// Memory sizes given on the command line and the process's resident memory, for
+// `moelab calibrate --layerwise --memory-budget`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moelab::jobs {
+
+// "512M", "1.5G", "64MiB", "10000000" -> bytes. Suffixes K, M, G, T are powers of 1024
+// (an optional "iB" or "B" after them is accepted). Throws InputError(flag, ...) for
+// anything else or for a size <= 0.
+int64_t parse_byte_size(const std::string& flag, const std::string& text);
+
+// The process's peak resident set size so far, in bytes: VmHWM of /proc/self/status
+// (Linux), else getrusage's ru_maxrss.
+int64_t peak_resident_bytes();
+// getrusage(RUSAGE_SELF) ru_maxrss in bytes (Linux reports KiB). Includes the size the
+// process had before exec (its parent's, at fork) when that was larger.
+int64_t rusage_peak_bytes();
+
+// Makes every allocation of 128 KiB or more its own mapping, unmapped when freed
+// (glibc mallopt M_MMAP_THRESHOLD; a no-op elsewhere), so that layers loaded one
+// after the other do not pile up in the heap.
+void map_large_blocks();
+
+// Hands freed heap memory back to the system (glibc malloc_trim; a no-op elsewhere),
+// so that a freed layer leaves the resident set.
+void return_free_memory();
+
+// Bytes as MiB with one decimal, for logs and messages.
+std::string mib(int64_t bytes);
+
+}  // namespace moelab::jobs

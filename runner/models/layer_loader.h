@@ -1,0 +1,37 @@
+// Loading a model one decoder layer at a time (moelab calibrate --layerwise): a
+// "shell" that holds everything but the weights, then each layer's weights on
+// demand, read from the memory-mapped safetensors and owned by the process (the
+// file's pages are dropped once copied), so that freeing the layer frees its memory.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "models/moe_model.h"
+
+namespace moelab::models {
+
+// The whole checkpoint is validated as load_model does (every tensor present, with
+// its shape; none left over), but no weight is read: embeddings, final norm and
+// lm_head stay undefined; each layer's LayerWeights says what the layer is (moe /
+// shared / mlp set as load_model sets them) and its MoE part carries the router
+// [E, D], gate_up [E_local, 2F, D] and down [E_local, D, F] as meta tensors (shapes
+// only, no memory), first_local and original_ids, so that statistic collectors can be
+// built from the shell. RoPE tables are set. opts.weights is ignored.
+MoeModel load_model_shell(const std::string& dir, const LoadOptions& opts);
+
+// Reads layer `layer`'s weights (this rank's experts only, under the shell's
+// dispatcher) into m.layers[layer], replacing the shell's placeholders. Every
+// tensor is a copy in opts.dtype on opts.device.
+void load_layer(MoeModel& m, const std::string& dir, int64_t layer, const LoadOptions& opts);
+
+// Bytes that layer `layer`'s weights take in this process (its share of the routed
+// experts under the model's dispatcher) in the compute dtype: what load_layer adds.
+int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t layer);
+
+// The embeddings of a batch: input_ids [B, T] int64 -> [B, T, D] in m.dtype on the
+// CPU, read from the mapped embedding rows (the matrix itself is never copied whole).
+at::Tensor embed_from_checkpoint(const MoeModel& m, const std::string& dir, const at::Tensor& input_ids_BT);
+
+}  // namespace moelab::models
