@@ -35,6 +35,8 @@ struct CalibrateArgs {
   std::vector<double> power_exponents = results::default_power_exponents();
   bool layerwise = false;
   std::string memory_budget, scratch_dir;
+  int64_t checkpoint_every = 0;
+  std::string checkpoint_dir;
 };
 
 // The exponents of power_sums: 1 to 8 distinct values >= 0, in the order given.
@@ -57,7 +59,8 @@ void run_calibrate(const CalibrateArgs& a) {
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   // The default set leaves out what needs the whole model when going layer by layer.
-  if (a.layerwise && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
+  // (and so does a resumable pass: a second pass is not checkpointed).
+  if ((a.layerwise || a.checkpoint_every > 0) && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
   std::string known;
   for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
   for (const auto& g : a.collect) {
@@ -75,6 +78,12 @@ void run_calibrate(const CalibrateArgs& a) {
     lw.scratch_dir = !a.scratch_dir.empty() ? a.scratch_dir
                                             : std::filesystem::absolute(a.out).parent_path().string();
   }
+  if (a.checkpoint_every > 0) {
+    if (a.layerwise)
+      throw InputError("--checkpoint-every", "is not implemented with --layerwise yet (checkpoints are per batch "
+                                             "of the whole-model pass)");
+    jobs::check_resumable_groups(groups);
+  }
   // Family members named here get their exponents.
   const std::vector<double> exponents = criteria::power_exponents_for(a.criteria, a.power_exponents);
   check_power_exponents(exponents);
@@ -87,6 +96,20 @@ void run_calibrate(const CalibrateArgs& a) {
   if (gradients && targets == 0)  // checked before loading the model
     throw InputError(spec.files[0], "gradients need sequences of at least 2 tokens (no next-token targets)");
   models::LoadOptions load = a.model.load_options();
+  std::string list;
+  for (const auto& g : groups) list += (list.empty() ? "" : ", ") + g;
+  jobs::CollectOptions opts;
+  if (a.checkpoint_every > 0) {
+    opts.checkpoint.every = a.checkpoint_every;
+    opts.checkpoint.dir = a.checkpoint_dir.empty() ? a.out + ".ckpt" : a.checkpoint_dir;
+    // What the sums depend on besides the ranks (checked on their own): the token ids,
+    // the model, the compute dtype, the batches and the groups.
+    std::string settings = std::filesystem::absolute(a.model.model_dir).lexically_normal().string() + "|" +
+                           std::string(c10::toString(load.dtype)) + "|batch " + std::to_string(a.batch_size) + "|" + list;
+    for (double x : exponents) settings += "|" + std::to_string(x);
+    opts.checkpoint.fingerprint = jobs::calibration_fingerprint(set.sequences, settings);
+  }
+  jobs::CalibrationCheckpoint(opts.checkpoint, *comm).check();  // refused before any work or log line
   models::MoeModel m;
   if (a.layerwise) {  // a shell: every layer is read when its turn comes
     if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
@@ -101,12 +124,8 @@ void run_calibrate(const CalibrateArgs& a) {
       if (id >= m.config.vocab_size)
         throw InputError(spec.files[0], "token id " + std::to_string(id) + " is outside the model's vocabulary (" +
                                             std::to_string(m.config.vocab_size) + ")");
-  std::string list;
-  for (const auto& g : groups) list += (list.empty() ? "" : ", ") + g;
   spdlog::info("calibrating on {} sequences, {} tokens, {} rank(s); collecting {}", set.sequences.size(),
                set.num_tokens, comm->size(), list);
-
-  jobs::CollectOptions opts;
   opts.batch_size = a.batch_size;
   opts.naee = a.naee;
   opts.power_exponents = exponents;
@@ -125,6 +144,7 @@ void run_calibrate(const CalibrateArgs& a) {
     spdlog::info("wrote {}", a.out);
   }
   comm->barrier();
+  jobs::CalibrationCheckpoint(opts.checkpoint, *comm).remove();  // the output holds it all now
   const int64_t peak = jobs::peak_resident_bytes();
   spdlog::info("peak resident memory: {} ({} above the {} at start{}; getrusage ru_maxrss {})", jobs::mib(peak),
                jobs::mib(peak - baseline), jobs::mib(baseline),
@@ -211,6 +231,16 @@ void add_calibrate_command(CLI::App& app) {
                   "with --layerwise: directory of the hidden-states scratch file (default: that of --out); the file "
                   "has no name (unlinked on creation) and goes with the process")
       ->needs(cmd->get_option("--layerwise"));
+  cmd->add_option("--checkpoint-every", a->checkpoint_every,
+                  "save the running sums every N steps (a step: one batch on every rank) so that the same command, "
+                  "run again after kill -9, a time limit or a preemption, continues from the last save and writes "
+                  "the same file, bit for bit, as an uninterrupted run (0: off). Not with gradients, naee, "
+                  "act_outliers (which the default set then leaves out) or --layerwise")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--checkpoint-dir", a->checkpoint_dir,
+                  "with --checkpoint-every: where the checkpoints go (default: <--out>.ckpt); removed once --out is "
+                  "written")
+      ->needs(cmd->get_option("--checkpoint-every"));
   cmd->callback([a] {
     auto comm = cluster::world(a->comm);
     cluster::run_or_abort(*comm, [&] { run_calibrate(*a); });

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "criteria/registry.h"
+#include "jobs/memory_budget.h"
 #include "jobs/resource_plan.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
@@ -61,7 +62,7 @@ void run_plan(const PlanArgs& a) {
   q.seq_len = a.seq_len;
   q.num_samples = a.num_samples;
   q.layerwise = a.layerwise;
-  const int64_t budget = a.budget.empty() ? 0 : jobs::parse_memory_size(a.budget, "--budget");
+  const int64_t budget = a.budget.empty() ? 0 : jobs::parse_byte_size("--budget", a.budget);
   q.groups = groups_of(a);
   q.budget = budget;
   const hf::ModelConfig c = models::load_config(a.model_dir);

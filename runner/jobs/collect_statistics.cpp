@@ -57,8 +57,22 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
   cluster::DataParallelOptions dp;
   dp.batch_size = opts.batch_size;
   int64_t done = 0;
+  // Resuming: the sums of the steps already done come from the checkpoint; those
+  // steps are skipped on every rank alike (no forward, so no collective either).
+  StateTensors state;
+  collector.append_state(state);
+  if (dense) dense->append_state(state);
+  if (ratios) ratios->append_state(state);
+  if (powers) powers->append_state(state);
+  CalibrationCheckpoint checkpoint(opts.checkpoint, comm);
+  if (checkpoint.enabled()) check_resumable_groups(groups);
+  const int64_t start_step = checkpoint.restore(state);
+  const int64_t num_batches = (int64_t(set.sequences.size()) + opts.batch_size - 1) / opts.batch_size;
+  const int64_t total_steps = (num_batches + comm.size() - 1) / comm.size();
+  int64_t step = 0;
   cluster::for_each_batch(comm, set.sequences, dp,
                           [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>& idx) {
+                            if (step++ < start_step) return;
                             if (gradients) {
                               at::Tensor logits = models::forward(m, ids, lengths, &observer);
                               backward_next_token_loss(logits, ids, lengths, 1.0 / double(targets));
@@ -68,6 +82,7 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
                             }
                             for (size_t i = 0; i < idx.size(); ++i)
                               if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm.rank());
+                            checkpoint.maybe_save(step, total_steps, state);
                           });
   collector.all_reduce(comm);
   if (dense) dense->all_reduce(comm);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cluster/communicator.h"
+#include "jobs/calibration_checkpoint.h"
 #include "jobs/calibration_data.h"
 #include "jobs/naee_search.h"
 #include "models/moe_model.h"
@@ -21,6 +22,8 @@ struct CollectOptions {
   NaeeOptions naee;
   // The a and p of the power_sums group (results::default_power_exponents() by default).
   std::vector<double> power_exponents = results::default_power_exponents();
+  // Resumable pass (whole-model pass only; groups checked by check_resumable_groups).
+  CheckpointOptions checkpoint;
 };
 
 // Collective. `groups`: results::stat::k* names (unknown names are ignored by the

@@ -15,6 +15,10 @@ void DenseOutputCollector::on_all_expert_outputs(int64_t layer, const at::Tensor
   sum_ED_.at(layer) += at::sum(out_NED.detach(), {0}, false, at::kDouble).cpu();
 }
 
+void DenseOutputCollector::append_state(StateTensors& out) {
+  for (auto& [l, t] : sum_ED_) out.emplace_back("dense_out_sum_ED.layer" + std::to_string(l), &t);
+}
+
 void DenseOutputCollector::all_reduce(cluster::Communicator& comm) {
   for (auto& [l, t] : sum_ED_) comm.all_reduce_sum(t);
 }

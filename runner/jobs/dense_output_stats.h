@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cluster/communicator.h"
+#include "jobs/calibration_checkpoint.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -27,6 +28,8 @@ class DenseOutputCollector : public models::MoeObserver {
   void on_all_expert_outputs(int64_t layer, const at::Tensor& router_logits_NE, const at::Tensor& out_NED) override;
 
   // Sums over ranks (collective); call once, after the pass.
+  // The running sums (before all_reduce), named, for calibration checkpoints.
+  void append_state(StateTensors& out);
   void all_reduce(cluster::Communicator& comm);
   // Sets dense_out_sum_ED [E, D] float64 of each MoE layer's statistics (matched by layer).
   void fill(std::vector<results::LayerStats>& layers) const;

@@ -24,6 +24,10 @@ void GateRatioCollector::on_routing(int64_t layer, const at::Tensor& logits_NE, 
   hist_B_.at(layer) += at::bincount(bin_N.cpu(), {}, B);
 }
 
+void GateRatioCollector::append_state(StateTensors& out) {
+  for (auto& [l, t] : hist_B_) out.emplace_back("gate_ratio_hist_B.layer" + std::to_string(l), &t);
+}
+
 void GateRatioCollector::all_reduce(cluster::Communicator& comm) {
   for (auto& [l, t] : hist_B_) comm.all_reduce_sum(t);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cluster/communicator.h"
+#include "jobs/calibration_checkpoint.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -28,6 +29,8 @@ class GateRatioCollector : public models::MoeObserver {
                   const at::Tensor& topk_w_NK) override;
 
   // Sums over ranks (collective); call once, after the pass.
+  // The running sums (before all_reduce), named, for calibration checkpoints.
+  void append_state(StateTensors& out);
   void all_reduce(cluster::Communicator& comm);
   // Sets gate_ratio_hist_B [kGateRatioBins] int64 of each MoE layer's statistics.
   void fill(std::vector<results::LayerStats>& layers) const;

@@ -25,6 +25,10 @@ void PowerSumCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, c
   }
 }
 
+void PowerSumCollector::append_state(StateTensors& out) {
+  for (auto& [l, t] : sums_) out.emplace_back("power_sum_EVXX.layer" + std::to_string(l), &t);
+}
+
 void PowerSumCollector::all_reduce(cluster::Communicator& comm) {
   for (auto& [l, t] : sums_) comm.all_reduce_sum(t);
 }

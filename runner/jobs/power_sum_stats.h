@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cluster/communicator.h"
+#include "jobs/calibration_checkpoint.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -27,6 +28,8 @@ class PowerSumCollector : public models::MoeObserver {
                  const at::Tensor& out_nD, const at::Tensor& gate_n) override;
 
   // Sums over ranks (collective); call once, after the pass.
+  // The running sums (before all_reduce), named, for calibration checkpoints.
+  void append_state(StateTensors& out);
   void all_reduce(cluster::Communicator& comm);
   // Sets power_sum_EVXX of each MoE layer's statistics.
   void fill(std::vector<results::LayerStats>& layers) const;

@@ -282,19 +282,6 @@ int64_t to_bytes(double v, double scale, const std::string& text, const std::str
 
 }  // namespace
 
-int64_t parse_memory_size(const std::string& text, const std::string& what) {
-  auto [v, unit] = split_size(text, what);
-  std::string u;
-  for (char ch : unit) u += char(std::toupper(static_cast<unsigned char>(ch)));
-  if (u.size() >= 2 && u.substr(u.size() - 2) == "IB") u.erase(u.size() - 2);
-  else if (u.size() >= 2 && u.back() == 'B') u.pop_back();
-  static const std::vector<std::pair<std::string, double>> kUnits = {
-      {"", 1}, {"B", 1}, {"K", 0x1p10}, {"M", 0x1p20}, {"G", 0x1p30}, {"T", 0x1p40}};
-  for (const auto& [name, scale] : kUnits)
-    if (u == name) return to_bytes(v, scale, text, what);
-  throw InputError(what, "\"" + text + "\": unknown unit \"" + unit + "\" (B, K, M, G, T, KiB, MiB, GiB, TiB)");
-}
-
 int64_t slurm_mem_bytes(const std::string& text, const std::string& what) {
   auto [v, unit] = split_size(text, what);
   // sbatch --mem: "Default units are megabytes. Different units can be specified using

@@ -98,10 +98,7 @@ int max_useful_ranks(const hf::ModelConfig& config);
 // is ignored), or nullopt.
 std::optional<int> smallest_ranks_within(const hf::ModelConfig& config, ResourceQuery query, int64_t budget);
 
-// "8GiB", "8G", "8GB", "512MiB", "1.5G", "4096" (bytes): K, M, G, T, with or without "iB"
-// or "B" after them, are powers of 1024 (as Slurm and calibrate --memory-budget read them).
-// Throws InputError(what, ...).
-int64_t parse_memory_size(const std::string& text, const std::string& what);
+// (Sizes on the command line, e.g. --budget: jobs::parse_byte_size in jobs/memory_budget.h.)
 // A Slurm --mem value ("16G", "512M", "4096": no suffix means megabytes, as Slurm reads
 // it; suffixes are powers of 1024). Throws InputError(what, ...).
 int64_t slurm_mem_bytes(const std::string& text, const std::string& what);

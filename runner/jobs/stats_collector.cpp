@@ -37,6 +37,22 @@ StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> 
   }
 }
 
+void StatsCollector::append_state(StateTensors& out) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto& s = layers_[i];
+    const std::string p = "stats.layer" + std::to_string(s.layer) + ".";
+    const std::pair<const char*, at::Tensor*> fields[] = {
+        {"tokens_E", &s.tokens_E},           {"gate_sum_E", &s.gate_sum_E},
+        {"act_norm_sum_E", &s.act_norm_sum_E}, {"act_norm_sq_sum_E", &s.act_norm_sq_sum_E},
+        {"out_norm_sum_E", &s.out_norm_sum_E}, {"gate_out_norm_sum_E", &s.gate_out_norm_sum_E},
+        {"coactivation_EE", &s.coactivation_EE}, {"act_sum_EF", &s.act_sum_EF},
+        {"act_sq_sum_EF", &s.act_sq_sum_EF},   {"easyep_sum_E", &s.easyep_sum_E}};
+    for (const auto& [name, t] : fields)
+      if (t->defined()) out.emplace_back(p + name, t);
+    if (i < seen_EV_.size()) out.emplace_back(p + "seen_EV", &seen_EV_[i]);
+  }
+}
+
 void StatsCollector::on_batch(const at::Tensor& token_ids_N) { batch_ids_N_ = token_ids_N.to(at::kLong).cpu(); }
 
 void StatsCollector::start_outlier_pass() {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cluster/communicator.h"
+#include "jobs/calibration_checkpoint.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -34,6 +35,8 @@ class StatsCollector : public models::MoeObserver {
   bool needs_outlier_pass() const { return has(results::stat::kActOutliers); }
   void start_outlier_pass();
   void all_reduce_outliers(cluster::Communicator& comm);
+  // The running sums (before all_reduce), named, for calibration checkpoints.
+  void append_state(StateTensors& out);
   // The statistics (after all_reduce). Metadata fields are left to the caller.
   results::CalibrationStats take();
 

@@ -1,0 +1,136 @@
+#include "jobs/calibration_checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/json_file.h"
+#include "common/log.h"
+#include "hf/safetensors.h"
+#include "results/calibration_stats.h"
+
+namespace moelab::jobs {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kManifest = "checkpoint.json";
+
+struct Manifest {
+  int64_t steps_done = 0, world_size = 0;
+  std::string fingerprint;
+};
+
+Manifest read_manifest(const std::string& path) {
+  return read_json_file(path, "calibration checkpoint", [](const nlohmann::json& j) {
+    if (json_integer_or(j, "version", 0) != 1) throw JsonIntegerError("field \"version\" must be 1");
+    Manifest m;
+    m.steps_done = json_integer(j.at("steps_done"), "steps_done");
+    m.world_size = json_integer(j.at("world_size"), "world_size");
+    m.fingerprint = j.at("fingerprint").get<std::string>();
+    return m;
+  });
+}
+
+}  // namespace
+
+CalibrationCheckpoint::CalibrationCheckpoint(CheckpointOptions opts, cluster::Communicator& comm)
+    : opts_(std::move(opts)), comm_(comm) {}
+
+std::string CalibrationCheckpoint::rank_file(int rank, int64_t step) const {
+  return (fs::path(opts_.dir) / ("rank" + std::to_string(rank) + ".step" + std::to_string(step) + ".safetensors"))
+      .string();
+}
+
+int64_t CalibrationCheckpoint::check() const {
+  if (!enabled()) return 0;
+  const std::string manifest = (fs::path(opts_.dir) / kManifest).string();
+  if (!fs::exists(manifest)) return 0;
+  const Manifest m = read_manifest(manifest);
+  if (m.fingerprint != opts_.fingerprint)
+    throw InputError(opts_.dir, "holds a calibration checkpoint of other arguments or data (fingerprint " +
+                                    m.fingerprint + ", this run " + opts_.fingerprint +
+                                    "); delete it or give another --checkpoint-dir");
+  if (m.world_size != comm_.size())
+    throw InputError(opts_.dir, "the checkpoint was written by " + std::to_string(m.world_size) +
+                                    " rank(s); resume with the same number (" + std::to_string(comm_.size()) + " now)");
+  return m.steps_done;
+}
+
+int64_t CalibrationCheckpoint::restore(const StateTensors& state) {
+  const int64_t steps_done = check();
+  if (steps_done == 0) return 0;
+  const std::string file = rank_file(comm_.rank(), steps_done);
+  auto st = hf::SafetensorsFile::open(file);
+  for (const auto& [name, t] : state) {
+    if (!st->contains(name)) throw InputError(file, "no tensor \"" + name + "\" (written by another moelab?)");
+    at::Tensor saved = st->tensor(name);
+    if (saved.sizes() != t->sizes())
+      throw InputError(file, "tensor \"" + name + "\" has another shape than this run's statistics");
+    t->copy_(saved);
+  }
+  if (st->tensors().size() != state.size())
+    throw InputError(file, "holds " + std::to_string(st->tensors().size()) + " tensors, this run keeps " +
+                               std::to_string(state.size()));
+  saved_step_ = steps_done;
+  spdlog::info("resuming calibration after step {} from {}", steps_done, opts_.dir);
+  return steps_done;
+}
+
+void CalibrationCheckpoint::maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state) {
+  if (!enabled() || steps_done % opts_.every != 0 || steps_done >= total_steps || steps_done == saved_step_) return;
+  fs::create_directories(opts_.dir);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, t] : state) tensors.emplace_back(name, *t);
+  hf::write_safetensors(rank_file(comm_.rank(), steps_done), tensors);
+  comm_.barrier();  // every rank's file is complete before the manifest names it
+  if (comm_.rank() == 0) {
+    nlohmann::json j = {{"version", 1},
+                        {"steps_done", steps_done},
+                        {"world_size", comm_.size()},
+                        {"fingerprint", opts_.fingerprint}};
+    write_file_atomic(fs::path(opts_.dir) / kManifest, j.dump(1) + "\n");
+  }
+  comm_.barrier();  // the manifest names the new files before the old ones go
+  if (saved_step_ >= 0) fs::remove(rank_file(comm_.rank(), saved_step_));
+  saved_step_ = steps_done;
+  spdlog::debug("calibration checkpoint after step {} of {}", steps_done, total_steps);
+}
+
+void CalibrationCheckpoint::remove() {
+  if (!enabled()) return;
+  comm_.barrier();
+  if (comm_.rank() == 0) fs::remove_all(opts_.dir);
+}
+
+void check_resumable_groups(const std::set<std::string>& groups) {
+  for (const auto& g : {results::stat::kGradients, results::stat::kNaee, results::stat::kActOutliers})
+    if (groups.count(g))
+      throw InputError("--checkpoint-every", "statistic group \"" + g +
+                                                 "\" is not a running sum of one pass and cannot be checkpointed; "
+                                                 "collect it without --checkpoint-every");
+}
+
+std::string calibration_fingerprint(const std::vector<std::vector<int64_t>>& sequences, const std::string& settings) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a offset basis
+  auto mix = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const auto& s : sequences) {
+    const int64_t n = int64_t(s.size());
+    mix(&n, sizeof n);
+    mix(s.data(), s.size() * sizeof(int64_t));
+  }
+  mix(settings.data(), settings.size());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace moelab::jobs
