@@ -4,7 +4,7 @@ one run on the same models, data and machine (issue: benchmarks).
 
 Measures, for each model (the embedded default `models/debian-moe` and a larger random
 Mixtral, hidden 1024, 8 experts, that stresses matmuls):
- 1. calibration: `moelab calibrate --collect usage,act_norms,out_norms` against
+ 1. calibration: `moelab calibrate --criteria EAN,REAP` (usage, act_norms, out_norms) against
     bench/hf_hooks_calibrate.py (--mode routed, and --mode all-experts: REAP's observer),
     tokens/s end to end (process start to exit) and for the pass alone, peak RSS
     (/usr/bin/time), and that the six statistics agree (max relative difference);
@@ -163,7 +163,7 @@ def main():
         row = {"tokens": tokens}
         out = tmp / "moelab.h5"
         wall, rss, _, err = timed([moelab, "calibrate", model, "--data", data, "--seq-len", cal["seq_len"],
-                                   "--num-samples", 0, "--collect", "usage,act_norms,out_norms", "--batch-size",
+                                   "--num-samples", 0, "--criteria", "EAN,REAP", "--batch-size",
                                    cal["batch"], "--out", out, "--overwrite"], threads, tmp)
         row["moelab"] = {"wall_s": wall, "pass_s": log_seconds(err, "calibrating on", "wrote"), "rss_mib": rss[0]}
         for mode in ("routed", "all-experts"):
@@ -207,7 +207,7 @@ def main():
     for label, ranks, thr in (("1 rank x 2 threads", 1, 2), ("1 rank x 1 thread", 1, 1), ("2 ranks x 1 thread", 2, 1)):
         out = tmp / "scale.h5"
         wall, rss, _, err = timed([moelab, "calibrate", large, "--data", data, "--seq-len", cal["seq_len"],
-                                   "--num-samples", 0, "--collect", "usage,act_norms,out_norms", "--batch-size",
+                                   "--num-samples", 0, "--criteria", "EAN,REAP", "--batch-size",
                                    cal["batch"], "--out", out, "--overwrite"], thr, tmp, ranks=ranks)
         results["scaling"][label] = {"wall_s": wall, "pass_s": log_seconds(err, "calibrating on", "wrote"),
                                      "rss_mib": rss}
