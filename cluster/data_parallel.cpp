@@ -7,12 +7,17 @@
 
 namespace moelab::cluster {
 
+int64_t num_steps(const Communicator& comm, int64_t num_sequences, const DataParallelOptions& opts) {
+  const int64_t num_batches = (num_sequences + opts.batch_size - 1) / opts.batch_size;
+  return (num_batches + comm.size() - 1) / comm.size();
+}
+
 void for_each_batch(Communicator& comm, const std::vector<std::vector<int64_t>>& seqs, const DataParallelOptions& opts,
                     const std::function<void(const at::Tensor&, const std::vector<int64_t>&,
                                              const std::vector<int64_t>&)>& fn) {
   const int64_t P = comm.size(), me = comm.rank();
   const int64_t num_batches = (int64_t(seqs.size()) + opts.batch_size - 1) / opts.batch_size;
-  const int64_t steps = (num_batches + P - 1) / P;
+  const int64_t steps = num_steps(comm, int64_t(seqs.size()), opts);
   for (int64_t step = 0; step < steps; ++step) {
     const int64_t b = step * P + me;
     std::vector<int64_t> idx, lengths;

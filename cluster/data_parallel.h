@@ -15,6 +15,9 @@ struct DataParallelOptions {
   int64_t batch_size = 8;  // sequences per forward
 };
 
+// The number of steps for_each_batch makes (the same on every rank).
+int64_t num_steps(const Communicator& comm, int64_t num_sequences, const DataParallelOptions& opts);
+
 // This rank's batches, step by step: fn(ids [B, T] int64 CPU right-padded, lengths
 // [B], sequence indices [B]). Every rank makes the same number of calls (steps); a
 // rank without a batch in a step gets B = 0 and must still run the model (collectives).

@@ -78,12 +78,7 @@ void run_calibrate(const CalibrateArgs& a) {
     lw.scratch_dir = !a.scratch_dir.empty() ? a.scratch_dir
                                             : std::filesystem::absolute(a.out).parent_path().string();
   }
-  if (a.checkpoint_every > 0) {
-    if (a.layerwise)
-      throw InputError("--checkpoint-every", "is not implemented with --layerwise yet (checkpoints are per batch "
-                                             "of the whole-model pass)");
-    jobs::check_resumable_groups(groups);
-  }
+  if (a.checkpoint_every > 0) jobs::check_resumable_groups(groups);
   // Family members named here get their exponents.
   const std::vector<double> exponents = criteria::power_exponents_for(a.criteria, a.power_exponents);
   check_power_exponents(exponents);
@@ -102,10 +97,12 @@ void run_calibrate(const CalibrateArgs& a) {
   if (a.checkpoint_every > 0) {
     opts.checkpoint.every = a.checkpoint_every;
     opts.checkpoint.dir = a.checkpoint_dir.empty() ? a.out + ".ckpt" : a.checkpoint_dir;
+    opts.checkpoint.unit = a.layerwise ? "layer" : "step";
     // What the sums depend on besides the ranks (checked on their own): the token ids,
     // the model, the compute dtype, the batches and the groups.
     std::string settings = std::filesystem::absolute(a.model.model_dir).lexically_normal().string() + "|" +
-                           std::string(c10::toString(load.dtype)) + "|batch " + std::to_string(a.batch_size) + "|" + list;
+                           std::string(c10::toString(load.dtype)) + "|batch " + std::to_string(a.batch_size) + "|" + list +
+                           (a.layerwise ? "|layerwise" : "");
     for (double x : exponents) settings += "|" + std::to_string(x);
     opts.checkpoint.fingerprint = jobs::calibration_fingerprint(set.sequences, settings);
   }
@@ -171,7 +168,10 @@ void add_calibrate_command(CLI::App& app) {
       "--layerwise streams one decoder layer at a time from the safetensors (under mpirun, each rank only\n"
       "its own experts): the model is never held whole, and the statistics are the same, bit for bit. It\n"
       "refuses the groups that need the whole model: gradients (EGS, EGE, EGO, EGN), naee (NAEE) and\n"
-      "act_outliers (EAO), which its default set leaves out.\n\n"
+      "act_outliers (EAO), which its default set leaves out.\n"
+      "--checkpoint-every N makes the run resumable: run the same command again after a kill, a time limit\n"
+      "or a Slurm preemption and it continues from the last checkpoint (every N batches, or N layers with\n"
+      "--layerwise) to the same file, bit for bit.\n\n"
       "Examples:\n"
       "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
       "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5\n"
@@ -179,7 +179,8 @@ void add_calibrate_command(CLI::App& app) {
       "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5\n"
       "  moelab calibrate models/tiny --data c4.jsonl --criteria Family-a2-p3-b1-out --power-exponents 0,1,2,3 "
       "--out stats.h5\n"
-      "  moelab calibrate models/big --data c4.jsonl --criteria EAN,REAP --layerwise --memory-budget 8G --out stats.h5");
+      "  moelab calibrate models/big --data c4.jsonl --criteria EAN,REAP --layerwise --memory-budget 8G --out stats.h5\n"
+      "  moelab calibrate models/big --data c4.jsonl --criteria EAN,REAP --layerwise --checkpoint-every 4 --out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
@@ -232,10 +233,11 @@ void add_calibrate_command(CLI::App& app) {
                   "has no name (unlinked on creation) and goes with the process")
       ->needs(cmd->get_option("--layerwise"));
   cmd->add_option("--checkpoint-every", a->checkpoint_every,
-                  "save the running sums every N steps (a step: one batch on every rank) so that the same command, "
+                  "save the running sums every N steps (a step: one batch on every rank; with --layerwise: one "
+                  "decoder layer, and each rank's hidden states are saved too) so that the same command, "
                   "run again after kill -9, a time limit or a preemption, continues from the last save and writes "
-                  "the same file, bit for bit, as an uninterrupted run (0: off). Not with gradients, naee, "
-                  "act_outliers (which the default set then leaves out) or --layerwise")
+                  "the same file, bit for bit, as an uninterrupted run (0: off). Not with gradients, naee or "
+                  "act_outliers (which the default set then leaves out)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--checkpoint-dir", a->checkpoint_dir,
                   "with --checkpoint-every: where the checkpoints go (default: <--out>.ckpt); removed once --out is "

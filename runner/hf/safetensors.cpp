@@ -171,17 +171,18 @@ void SafetensorsFile::release(const std::string& name) const {
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata, std::optional<at::ScalarType> dtype) {
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSource>& tensors,
+                                const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    const at::ScalarType type = dtype.value_or(t.scalar_type());
-    const uint64_t nbytes = uint64_t(t.numel()) * at::elementSize(type);
-    header[name] = {{"dtype", dtype_to_safetensors(type)},
-                    {"shape", t.sizes().vec()},
-                    {"data_offsets", {offset, offset + nbytes}}};
+  for (const auto& t : tensors) {
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) numel *= uint64_t(d);
+    const uint64_t nbytes = numel * at::elementSize(t.dtype);
+    header[t.name] = {{"dtype", dtype_to_safetensors(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
   std::string json = header.dump();
@@ -189,15 +190,26 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   while ((json.size() % 8) != 0) json.push_back(' ');
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t((uint64_t(json.size()) >> (8 * i)) & 0xff);
-  // Streamed one tensor at a time: at most one converted copy in memory.
   AtomicFile out(path);
   out.write(len, 8);
   out.write(json.data(), json.size());
-  for (const auto& [name, t] : tensors) {
-    at::Tensor c = t.detach().to(at::kCPU, dtype.value_or(t.scalar_type())).contiguous();
+  for (const auto& t : tensors) {
+    at::Tensor c = t.produce().detach().to(at::kCPU, t.dtype).contiguous();
+    TORCH_CHECK(c.sizes() == at::IntArrayRef(t.shape), "write_safetensors_streamed: ", t.name,
+                " was produced with another shape than declared");
     out.write(c.data_ptr(), c.numel() * c.element_size());
   }
   out.commit();
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata, std::optional<at::ScalarType> dtype) {
+  // Streamed one tensor at a time: at most one converted copy in memory.
+  std::vector<TensorSource> sources;
+  sources.reserve(tensors.size());
+  for (const auto& [name, t] : tensors)
+    sources.push_back({name, dtype.value_or(t.scalar_type()), t.sizes().vec(), [&t = t] { return t; }});
+  write_safetensors_streamed(path, sources, metadata);
 }
 
 }  // namespace moelab::hf

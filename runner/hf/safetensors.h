@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,6 +65,20 @@ class SafetensorsFile {
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {},
                        std::optional<at::ScalarType> dtype = std::nullopt);
+
+// One tensor of a streamed write: its header entry up front, its data produced only
+// when its turn comes (so that tensors too large to hold together are written one at
+// a time). produce() must return `shape` in any dtype (converted to `dtype`).
+struct TensorSource {
+  std::string name;
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+  std::function<at::Tensor()> produce;
+};
+
+// As write_safetensors, from sources: at most one produced tensor is held at a time.
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSource>& tensors,
+                                const std::map<std::string, std::string>& metadata = {});
 
 // "F32" <-> at::kFloat, etc. Throws InputError(file, ...) for unknown dtype strings.
 at::ScalarType dtype_from_safetensors(const std::string& s, const std::string& file, const std::string& tensor);

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "common/atomic_output.h"
 #include "common/error.h"
@@ -62,32 +61,49 @@ int64_t CalibrationCheckpoint::check() const {
   return m.steps_done;
 }
 
-int64_t CalibrationCheckpoint::restore(const StateTensors& state) {
+int64_t CalibrationCheckpoint::restore(const StateTensors& state, const StreamedState* streamed) {
   const int64_t steps_done = check();
   if (steps_done == 0) return 0;
   const std::string file = rank_file(comm_.rank(), steps_done);
   auto st = hf::SafetensorsFile::open(file);
-  for (const auto& [name, t] : state) {
+  auto saved = [&](const std::string& name, at::IntArrayRef shape) {
     if (!st->contains(name)) throw InputError(file, "no tensor \"" + name + "\" (written by another moelab?)");
-    at::Tensor saved = st->tensor(name);
-    if (saved.sizes() != t->sizes())
-      throw InputError(file, "tensor \"" + name + "\" has another shape than this run's statistics");
-    t->copy_(saved);
+    at::Tensor t = st->tensor(name);
+    if (t.sizes() != shape) throw InputError(file, "tensor \"" + name + "\" has another shape than this run's");
+    return t;
+  };
+  for (const auto& [name, t] : state) t->copy_(saved(name, t->sizes()));
+  size_t expected = state.size();
+  if (streamed) {
+    expected += streamed->names.size();
+    for (size_t i = 0; i < streamed->names.size(); ++i) {
+      const std::string& name = streamed->names[i];
+      at::Tensor t = saved(name, streamed->shapes[i]);
+      if (t.scalar_type() != streamed->dtype)
+        throw InputError(file, "tensor \"" + name + "\" has another dtype than this run's");
+      streamed->put(i, t.clone());
+      st->release(name);  // one tensor's pages resident at a time
+    }
   }
-  if (st->tensors().size() != state.size())
+  if (st->tensors().size() != expected)
     throw InputError(file, "holds " + std::to_string(st->tensors().size()) + " tensors, this run keeps " +
-                               std::to_string(state.size()));
+                               std::to_string(expected));
   saved_step_ = steps_done;
-  spdlog::info("resuming calibration after step {} from {}", steps_done, opts_.dir);
+  spdlog::info("resuming calibration after {} {} from {}", opts_.unit, steps_done, opts_.dir);
   return steps_done;
 }
 
-void CalibrationCheckpoint::maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state) {
+void CalibrationCheckpoint::maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state,
+                                       const StreamedState* streamed) {
   if (!enabled() || steps_done % opts_.every != 0 || steps_done >= total_steps || steps_done == saved_step_) return;
   fs::create_directories(opts_.dir);
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& [name, t] : state) tensors.emplace_back(name, *t);
-  hf::write_safetensors(rank_file(comm_.rank(), steps_done), tensors);
+  std::vector<hf::TensorSource> tensors;
+  for (const auto& [name, t] : state)
+    tensors.push_back({name, t->scalar_type(), t->sizes().vec(), [t = t] { return *t; }});
+  if (streamed)
+    for (size_t i = 0; i < streamed->names.size(); ++i)
+      tensors.push_back({streamed->names[i], streamed->dtype, streamed->shapes[i], [streamed, i] { return streamed->get(i); }});
+  hf::write_safetensors_streamed(rank_file(comm_.rank(), steps_done), tensors);
   comm_.barrier();  // every rank's file is complete before the manifest names it
   if (comm_.rank() == 0) {
     nlohmann::json j = {{"version", 1},
@@ -99,7 +115,7 @@ void CalibrationCheckpoint::maybe_save(int64_t steps_done, int64_t total_steps, 
   comm_.barrier();  // the manifest names the new files before the old ones go
   if (saved_step_ >= 0) fs::remove(rank_file(comm_.rank(), saved_step_));
   saved_step_ = steps_done;
-  spdlog::debug("calibration checkpoint after step {} of {}", steps_done, total_steps);
+  spdlog::info("calibration checkpoint after {} {} of {} in {}", opts_.unit, steps_done, total_steps, opts_.dir);
 }
 
 void CalibrationCheckpoint::remove() {

@@ -5,7 +5,9 @@
 // int64 as stored) and the remaining batches run in the same order, so the statistics
 // file equals that of an uninterrupted run, bit for bit.
 //
-// A step is one batch on every rank (cluster::for_each_batch). On disk, in `dir`:
+// A step is one batch on every rank (cluster::for_each_batch), or one decoder layer of
+// the layer-by-layer pass, which also saves its hidden states (StreamedState). On
+// disk, in `dir`:
 //   rank<R>.step<S>.safetensors   rank R's sums after S steps (not yet all-reduced)
 //   checkpoint.json               {"version": 1, "steps_done": S, "world_size": P,
 //                                  "fingerprint": "..."}: the last complete checkpoint
@@ -17,6 +19,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <utility>
@@ -29,10 +32,21 @@ namespace moelab::jobs {
 // The named accumulators of a pass (each collector lists its own; names are unique).
 using StateTensors = std::vector<std::pair<std::string, at::Tensor*>>;
 
+// State too large to hold twice (the layer-by-layer pass's hidden states, maybe in a
+// scratch file): saved and restored one tensor at a time through get/put.
+struct StreamedState {
+  std::vector<std::string> names;
+  std::vector<std::vector<int64_t>> shapes;
+  at::ScalarType dtype = at::kFloat;
+  std::function<at::Tensor(size_t)> get;              // tensor i (shape i, dtype)
+  std::function<void(size_t, const at::Tensor&)> put;  // restores tensor i
+};
+
 struct CheckpointOptions {
-  int64_t every = 0;        // steps between checkpoints; 0: off
-  std::string dir;          // where checkpoints go
-  std::string fingerprint;  // what the run depends on; a checkpoint of another is refused
+  int64_t every = 0;         // steps between checkpoints; 0: off
+  std::string dir;           // where checkpoints go
+  std::string fingerprint;   // what the run depends on; a checkpoint of another is refused
+  std::string unit = "step";  // what a step is, for the log ("step", "layer")
 };
 
 class CalibrationCheckpoint {
@@ -42,13 +56,14 @@ class CalibrationCheckpoint {
   // Loads the last checkpoint into `state` and returns the steps it covers (0 when
   // there is none). Throws InputError(dir, ...) for a checkpoint written for other
   // arguments, by another number of ranks, or with missing or mismatched tensors.
-  int64_t restore(const StateTensors& state);
+  int64_t restore(const StateTensors& state, const StreamedState* streamed = nullptr);
   // The same checks as restore() without loading (so that a refusal comes before any
   // work): returns the steps the checkpoint covers, 0 when there is none.
   int64_t check() const;
   // Collective. Saves after `steps_done` steps when that is a multiple of `every` and
   // short of `total_steps` (the end needs none: the output is written then).
-  void maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state);
+  void maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state,
+                  const StreamedState* streamed = nullptr);
   // Collective: deletes the checkpoint files (call once the output is written).
   void remove();
 

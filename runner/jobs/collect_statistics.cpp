@@ -5,12 +5,10 @@
 #include "cluster/data_parallel.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "jobs/dense_output_stats.h"
+#include "jobs/collector_set.h"
 #include "jobs/expert_gradients.h"
-#include "jobs/gate_ratio_stats.h"
+#include "jobs/layer_progress.h"
 #include "jobs/observer_fanout.h"
-#include "jobs/power_sum_stats.h"
-#include "jobs/stats_collector.h"
 #include "models/next_token_loss.h"
 
 namespace moelab::jobs {
@@ -26,52 +24,32 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
 
   // One pass collects every statistic: forward with the collectors attached, plus a
   // backward of the mean next-token loss when gradients are wanted.
-  StatsCollector collector(m, groups);
+  CollectorSet collectors(m, groups, opts.power_exponents);
+  std::vector<models::MoeObserver*> observers = collectors.observers();
   std::unique_ptr<NaeeSearch> naee;
-  std::vector<models::MoeObserver*> observers = {&collector};
   if (groups.count(results::stat::kNaee)) {
     naee = std::make_unique<NaeeSearch>(m, opts.naee);
     observers.push_back(naee.get());
     spdlog::info("NAEE: dropping {:.0f}% of each layer's experts; {} pass(es) of dense observation",
                  100 * opts.naee.ratio, naee->passes_needed());
   }
-  // Merging's mean expert outputs (a dense observation) and skipping's gate ratios.
-  std::unique_ptr<DenseOutputCollector> dense;
-  std::unique_ptr<GateRatioCollector> ratios;
-  if (groups.count(results::stat::kDenseOutputs)) {
-    dense = std::make_unique<DenseOutputCollector>(m);
-    observers.push_back(dense.get());
+  if (groups.count(results::stat::kDenseOutputs))
     spdlog::info("dense_outputs: every expert runs on every token (dense observation)");
-  }
-  if (groups.count(results::stat::kGateRatios)) {
-    ratios = std::make_unique<GateRatioCollector>(m);
-    observers.push_back(ratios.get());
-  }
-  std::unique_ptr<PowerSumCollector> powers;
-  if (groups.count(results::stat::kPowerSums)) {
-    powers = std::make_unique<PowerSumCollector>(m, opts.power_exponents);
-    observers.push_back(powers.get());
-  }
   ObserverFanOut observer(observers);
   if (gradients) enable_expert_gradients(m);
   cluster::DataParallelOptions dp;
   dp.batch_size = opts.batch_size;
-  int64_t done = 0;
   // Resuming: the sums of the steps already done come from the checkpoint; those
   // steps are skipped on every rank alike (no forward, so no collective either).
-  StateTensors state;
-  collector.append_state(state);
-  if (dense) dense->append_state(state);
-  if (ratios) ratios->append_state(state);
-  if (powers) powers->append_state(state);
+  const StateTensors state = collectors.state();
   CalibrationCheckpoint checkpoint(opts.checkpoint, comm);
   if (checkpoint.enabled()) check_resumable_groups(groups);
   const int64_t start_step = checkpoint.restore(state);
-  const int64_t num_batches = (int64_t(set.sequences.size()) + opts.batch_size - 1) / opts.batch_size;
-  const int64_t total_steps = (num_batches + comm.size() - 1) / comm.size();
+  const int64_t total_steps = cluster::num_steps(comm, int64_t(set.sequences.size()), dp);
+  LayerProgress progress(0, total_steps);
   int64_t step = 0;
   cluster::for_each_batch(comm, set.sequences, dp,
-                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>& idx) {
+                          [&](const at::Tensor& ids, const std::vector<int64_t>& lengths, const std::vector<int64_t>&) {
                             if (step++ < start_step) return;
                             if (gradients) {
                               at::Tensor logits = models::forward(m, ids, lengths, &observer);
@@ -80,16 +58,15 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
                               at::NoGradGuard no_grad;
                               models::forward(m, ids, lengths, &observer);
                             }
-                            for (size_t i = 0; i < idx.size(); ++i)
-                              if (++done % 64 == 0) spdlog::info("{} sequences done on rank {}", done, comm.rank());
+                            int64_t tokens = 0;
+                            for (int64_t n : lengths) tokens += n;
+                            progress.batch_done(0, step - 1, tokens);
                             checkpoint.maybe_save(step, total_steps, state);
                           });
-  collector.all_reduce(comm);
-  if (dense) dense->all_reduce(comm);
-  if (ratios) ratios->all_reduce(comm);
-  if (powers) powers->all_reduce(comm);
+  collectors.all_reduce(comm);
   if (naee) naee->finish_pass(comm);
   at::NoGradGuard no_grad;  // later passes only observe
+  StatsCollector& collector = collectors.stats();
   if (collector.needs_outlier_pass()) {  // EAO: thresholds from pass 1, counts in pass 2
     spdlog::info("second pass: activation outliers (mean +- 3 std per channel)");
     collector.start_outlier_pass();
@@ -102,18 +79,12 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
     naee->finish_pass(comm);
   }
 
-  results::CalibrationStats st = collector.take();
+  results::CalibrationStats st = collectors.take();
   if (gradients) {
     collect_gradient_stats(m, comm, st.layers);
     disable_expert_gradients(m);
   }
   if (naee) naee->fill(st.layers);
-  if (dense) dense->fill(st.layers);
-  if (ratios) ratios->fill(st.layers);
-  if (powers) {
-    powers->fill(st.layers);
-    st.power_exponents = opts.power_exponents;
-  }
   fill_model_metadata(st, m, comm, set);
   return st;
 }

@@ -19,23 +19,30 @@ std::string LayerProgress::line(int64_t layer, int64_t layers, int64_t batch, in
   const int64_t eta = std::isfinite(eta_s) ? int64_t(std::lround(std::max(eta_s, 0.0))) : -1;
   char eta_text[32] = "?";
   if (eta >= 0) std::snprintf(eta_text, sizeof eta_text, "%lld:%02lld", (long long)(eta / 60), (long long)(eta % 60));
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "layer %lld/%lld batch %lld/%lld [%s%s] %3d%% %.0f tok/s ETA %s", (long long)layer + 1,
-                (long long)layers, (long long)batch + 1, (long long)batches, std::string(filled, '#').c_str(),
-                std::string(kWidth - filled, '.').c_str(), int(std::lround(fraction * 100)), tokens_per_s, eta_text);
+  char where[64] = "";
+  if (layers > 0) std::snprintf(where, sizeof where, "layer %lld/%lld ", (long long)layer + 1, (long long)layers);
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%sbatch %lld/%lld [%s%s] %3d%% %.0f tok/s ETA %s", where, (long long)batch + 1,
+                (long long)batches, std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+                int(std::lround(fraction * 100)), tokens_per_s, eta_text);
   return buf;
 }
 
 void LayerProgress::batch_done(int64_t layer, int64_t batch, int64_t tokens) {
+  const double fraction =
+      double(layer * batches_ + batch + 1) / double(std::max<int64_t>(layers_, 1) * batches_);
+  if (start_fraction_ < 0) {  // the first batch of this run: count rate and ETA from its start
+    start_fraction_ = double(layer * batches_ + batch) / double(std::max<int64_t>(layers_, 1) * batches_);
+  }
   tokens_ += tokens;
   const auto now = Clock::now();
   const bool last = batch + 1 == batches_;
   if (!last && std::chrono::duration<double>(now - last_log_).count() < interval_s_) return;
   last_log_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double fraction = double(layer * batches_ + batch + 1) / double(layers_ * batches_);
   const double rate = elapsed > 0 ? double(tokens_) / elapsed : 0;
-  const double eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : NAN;
+  const double progressed = fraction - start_fraction_;
+  const double eta = progressed > 0 ? elapsed * (1 - fraction) / progressed : NAN;
   spdlog::info("{}", line(layer, layers_, batch, batches_, fraction, rate, eta));
 }
 

@@ -7,14 +7,11 @@
 #include "cluster/data_parallel.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "jobs/dense_output_stats.h"
-#include "jobs/gate_ratio_stats.h"
+#include "jobs/collector_set.h"
 #include "jobs/layer_progress.h"
 #include "jobs/layer_states.h"
 #include "jobs/memory_budget.h"
 #include "jobs/observer_fanout.h"
-#include "jobs/power_sum_stats.h"
-#include "jobs/stats_collector.h"
 #include "models/layer_forward.h"
 #include "models/layer_loader.h"
 
@@ -66,24 +63,8 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
   const int64_t largest_layer = check_layer_budget(m, dir, lw.memory_budget);
 
   // The same collectors as collect_statistics, built from the shell (shapes only).
-  StatsCollector collector(m, groups);
-  std::vector<models::MoeObserver*> observers = {&collector};
-  std::unique_ptr<DenseOutputCollector> dense;
-  std::unique_ptr<GateRatioCollector> ratios;
-  std::unique_ptr<PowerSumCollector> powers;
-  if (groups.count(results::stat::kDenseOutputs)) {
-    dense = std::make_unique<DenseOutputCollector>(m);
-    observers.push_back(dense.get());
-  }
-  if (groups.count(results::stat::kGateRatios)) {
-    ratios = std::make_unique<GateRatioCollector>(m);
-    observers.push_back(ratios.get());
-  }
-  if (groups.count(results::stat::kPowerSums)) {
-    powers = std::make_unique<PowerSumCollector>(m, opts.power_exponents);
-    observers.push_back(powers.get());
-  }
-  ObserverFanOut observer(observers);
+  CollectorSet collectors(m, groups, opts.power_exponents);
+  ObserverFanOut observer(collectors.observers());
 
   // This rank's steps, in the whole-model pass's order.
   std::vector<Step> steps;
@@ -109,13 +90,25 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
   spdlog::info("layer by layer: {} layers, largest {} of weights on this rank; hidden states {} {}",
                c.num_hidden_layers, mib(largest_layer), mib(state_bytes),
                in_memory ? "in memory" : "in a scratch file in " + lw.scratch_dir);
-  for (size_t i = 0; i < steps.size(); ++i)
-    if (steps[i].ids_BT.size(0) > 0) states.put(slot_of_step[i], models::embed_from_checkpoint(m, dir, steps[i].ids_BT));
 
-  // One layer at a time. Everything the pass needs between layers is the layer
-  // reached, `states` and the collectors' sums: what a resumable run would save.
+  // Everything the pass needs between layers is the layer reached, `states` and the
+  // collectors' sums: a checkpoint after layer l holds exactly those.
+  const StateTensors sums = collectors.state();
+  StreamedState hidden;
+  hidden.dtype = m.dtype;
+  hidden.shapes = shapes;
+  for (size_t i = 0; i < shapes.size(); ++i) hidden.names.push_back("hidden_states." + std::to_string(i));
+  hidden.get = [&](size_t i) { return states.get(i); };
+  hidden.put = [&](size_t i, const at::Tensor& h) { states.put(i, h); };
+  CalibrationCheckpoint checkpoint(opts.checkpoint, comm);
+  const int64_t layers_done = checkpoint.restore(sums, &hidden);
+  if (layers_done == 0)
+    for (size_t i = 0; i < steps.size(); ++i)
+      if (steps[i].ids_BT.size(0) > 0)
+        states.put(slot_of_step[i], models::embed_from_checkpoint(m, dir, steps[i].ids_BT));
+
   LayerProgress progress(c.num_hidden_layers, int64_t(steps.size()));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  for (int64_t l = layers_done; l < c.num_hidden_layers; ++l) {
     const models::LayerWeights shell_layer = m.layers[l];
     models::load_layer(m, dir, l, load);
     const models::LayerWeights& L = m.layers[l];
@@ -137,19 +130,11 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
     }
     m.layers[l] = shell_layer;  // frees the layer's weights
     return_free_memory();
+    checkpoint.maybe_save(l + 1, c.num_hidden_layers, sums, &hidden);
   }
 
-  collector.all_reduce(comm);
-  if (dense) dense->all_reduce(comm);
-  if (ratios) ratios->all_reduce(comm);
-  if (powers) powers->all_reduce(comm);
-  results::CalibrationStats st = collector.take();
-  if (dense) dense->fill(st.layers);
-  if (ratios) ratios->fill(st.layers);
-  if (powers) {
-    powers->fill(st.layers);
-    st.power_exponents = opts.power_exponents;
-  }
+  collectors.all_reduce(comm);
+  results::CalibrationStats st = collectors.take();
   fill_model_metadata(st, m, comm, set);
   return st;
 }

@@ -11,6 +11,11 @@
 // token_ids, act_moments, hidden_change, dense_outputs, gate_ratios, power_sums);
 // gradients (a backward through the whole model), naee (re-runs of the whole model)
 // and act_outliers (a second whole pass with thresholds from the first) are refused.
+//
+// Resumable (opts.checkpoint, unit "layer"): after every `every` layers, each rank
+// saves its running sums and its hidden states (one tensor per batch, streamed, so a
+// scratch-file run stays within its budget); a run started again continues with the
+// next layer.
 #pragma once
 
 #include <set>

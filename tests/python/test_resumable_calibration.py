@@ -1,6 +1,8 @@
 """Resumable calibration (calibrate --checkpoint-every): kill -9 at several points, run the
 same command again each time, and the statistics file equals that of an uninterrupted run,
-bit for bit (every dataset and attribute, read with h5py); under 1 and 2 ranks."""
+bit for bit (every dataset and attribute, read with h5py); under 1 and 2 ranks, for the
+whole-model pass (a step: one batch on every rank) and the layer-by-layer pass (a step: one
+decoder layer, with the hidden states in memory or in a scratch file)."""
 import json
 import os
 import pathlib
@@ -15,6 +17,12 @@ import pytest
 # Every group whose state is a running sum of one pass (the others are refused).
 GROUPS = "usage,act_norms,out_norms,coactivation,token_ids,act_moments,hidden_change,power_sums,gate_ratios,dense_outputs"
 N_SEQ, SEQ_LEN, BATCH = 48, 32, 2
+LAYERS = 12
+# The model's largest layer holds 1.8 MiB of weights; its hidden states take 576 KiB, more
+# than half of what that layer leaves of 2 MiB, so they go to a scratch file.
+SCRATCH_BUDGET = "2M"
+MODES = {"whole": [], "layerwise": ["--layerwise"],
+         "layerwise-scratch": ["--layerwise", "--memory-budget", SCRATCH_BUDGET]}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +31,7 @@ def model(tmp_path_factory):
     import torch
     from transformers import MixtralConfig, MixtralForCausalLM
     torch.manual_seed(0)
-    cfg = MixtralConfig(vocab_size=512, hidden_size=96, intermediate_size=192, num_hidden_layers=12,
+    cfg = MixtralConfig(vocab_size=512, hidden_size=96, intermediate_size=192, num_hidden_layers=LAYERS,
                         num_attention_heads=4, num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2,
                         max_position_embeddings=256)
     path = tmp_path_factory.mktemp("resumable") / "mixtral"
@@ -92,22 +100,31 @@ def kill_after(cmd, ckpt, step, timeout=300):
     return steps_done(ckpt)
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_killed_three_times_then_resumed_equals_an_uninterrupted_run(ranks, moelab, moelab_bin, model, data, tmp_path):
+@pytest.mark.parametrize("ranks,mode", [(1, "whole"), (2, "whole"), (1, "layerwise"), (2, "layerwise"),
+                                        (1, "layerwise-scratch")])
+def test_killed_three_times_then_resumed_equals_an_uninterrupted_run(ranks, mode, moelab, moelab_bin, model, data,
+                                                                    tmp_path):
+    # The reference is the uninterrupted whole-model pass in every mode: the layer-by-layer
+    # pass gives the same file, bit for bit.
     want = tmp_path / "uninterrupted.h5"
     moelab(*args(model, data, want, ranks))
     out, ckpt = tmp_path / "s.h5", tmp_path / "s.h5.ckpt"
-    total = -(-N_SEQ // BATCH) // ranks  # steps: one batch on every rank
-    rng = np.random.default_rng(ranks)
+    extra = [*MODES[mode], "--checkpoint-every", 1]
+    # Steps: one batch on every rank, or one layer.
+    total = LAYERS if mode != "whole" else -(-N_SEQ // BATCH) // ranks
+    rng = np.random.default_rng(ranks + 10 * len(mode))
     points = sorted(rng.choice(np.arange(2, total - 2), size=3, replace=False))
-    cmd = [moelab_bin, *map(str, args(model, data, out, ranks, "--checkpoint-every", 1))]
+    cmd = [moelab_bin, *map(str, args(model, data, out, ranks, *extra))]
     last = 0
     for k in points:
         reached = kill_after(cmd, ckpt, max(int(k), last + 1))
         assert reached >= last + 1 and not out.exists()  # nothing written half
         last = reached
-    proc = moelab(*args(model, data, out, ranks, "--checkpoint-every", 1))
-    assert f"resuming calibration after step {last} " in proc.stderr
+    proc = moelab(*args(model, data, out, ranks, *extra))
+    unit = "step" if mode == "whole" else "layer"
+    assert f"resuming calibration after {unit} {last} " in proc.stderr
+    if mode == "layerwise-scratch":
+        assert "hidden states 0.6 MiB in a scratch file" in proc.stderr, proc.stderr
     assert_same_file(out, want)
     assert not ckpt.exists()  # removed once the output is written
 
@@ -141,10 +158,24 @@ def test_a_checkpoint_of_other_arguments_or_rank_count_is_refused(moelab, moelab
     moelab(*args(model, data, out, 1, "--checkpoint-every", 1))  # the same arguments still resume
 
 
+def test_a_whole_model_checkpoint_is_not_taken_for_a_layerwise_one(moelab, moelab_bin, model, data, tmp_path):
+    out, ckpt = tmp_path / "s.h5", tmp_path / "s.h5.ckpt"
+    kill_after([moelab_bin, *map(str, args(model, data, out, 1, "--checkpoint-every", 1))], ckpt, 2)
+    line = one_line_error(moelab(*args(model, data, out, 1, "--layerwise", "--checkpoint-every", 1), check=False))
+    assert line.startswith(f"error: {ckpt}: holds a calibration checkpoint of other arguments"), line
+    # The memory budget is not part of it: a layerwise run resumes under another budget.
+    out2, ckpt2 = tmp_path / "l.h5", tmp_path / "l.h5.ckpt"
+    kill_after([moelab_bin, *map(str, args(model, data, out2, 1, "--layerwise", "--checkpoint-every", 2))], ckpt2, 4)
+    proc = moelab(*args(model, data, out2, 1, "--layerwise", "--memory-budget", SCRATCH_BUDGET,
+                        "--checkpoint-every", 2))
+    assert "resuming calibration after layer" in proc.stderr and "in a scratch file" in proc.stderr
+    moelab(*args(model, data, tmp_path / "w.h5", 1))
+    assert_same_file(out2, tmp_path / "w.h5")
+
+
 def test_groups_that_are_not_one_pass_sums_are_refused(moelab, model, data, tmp_path):
     for extra, want in [(["--collect", "gradients"], 'statistic group "gradients"'),
-                        (["--criteria", "EAO"], 'statistic group "act_outliers"'),
-                        (["--layerwise"], "not implemented with --layerwise")]:
+                        (["--criteria", "EAO"], 'statistic group "act_outliers"')]:
         line = one_line_error(moelab("calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0,
                                      "--checkpoint-every", 1, *extra, "--out", tmp_path / "x.h5", check=False))
         assert line.startswith("error: --checkpoint-every: ") and want in line, line

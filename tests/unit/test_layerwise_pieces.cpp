@@ -63,3 +63,8 @@ TEST(LayerProgress, LineShowsBarRateAndEta) {
   EXPECT_EQ(moelab::jobs::LayerProgress::line(0, 1, 0, 1, 1.0, 0, 3725),
             "layer 1/1 batch 1/1 [####################] 100% 0 tok/s ETA 62:05");
 }
+
+TEST(LayerProgress, WholeModelLineLeavesTheLayerOut) {
+  EXPECT_EQ(moelab::jobs::LayerProgress::line(0, 0, 6, 20, 0.35, 8123.4, 41),
+            "batch 7/20 [#######.............]  35% 8123 tok/s ETA 0:41");
+}
