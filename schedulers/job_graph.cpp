@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/json_integer.h"
 #include "criteria/registry.h"
+#include "jobs/calibration_checkpoint.h"
 
 namespace moelab::schedulers {
 namespace {
@@ -85,6 +86,14 @@ std::vector<std::string> data_args(const CalibrationSpecEntry& c) {
 }
 
 }  // namespace
+
+int64_t calibration_checkpoint_every(const CalibrationSpecEntry& c, int64_t ranks) {
+  if (c.checkpoint_every) return *c.checkpoint_every;
+  if (c.num_samples == 0) return 8;  // all of the data: its size is not known here
+  // calibrate's default batch of 8 sequences, one batch per rank per step.
+  const int64_t steps = ((c.num_samples + 7) / 8 + ranks - 1) / std::max<int64_t>(ranks, 1);
+  return std::max<int64_t>(1, steps / 10);
+}
 
 nlohmann::json job_to_json(const Job& j) {
   return {{"id", j.id},
@@ -201,7 +210,14 @@ JobGraph build_job_graph(const SweepSpec& s) {
     j.label = "calibrate " + key.second + " for " + list;
     j.args = {"calibrate", key.first};
     for (const auto& a : data_args(s.calibration_set(key.second))) j.args.push_back(a);
-    j.args.insert(j.args.end(), {"--criteria", list, "--out", "{out}/calibrate/{id}.h5", "--overwrite"});
+    j.args.insert(j.args.end(), {"--criteria", list});
+    const int64_t every = calibration_checkpoint_every(s.calibration_set(key.second), s.resources_for("calibrate").ranks);
+    // Resumable: a requeued Slurm task (time limit, preemption) continues from the last
+    // checkpoint, which lies beside the output and survives the output's removal.
+    if (every > 0 && jobs::unresumable_group(criteria::stat_groups_needed({crits.begin(), crits.end()})).empty())
+      j.args.insert(j.args.end(), {"--checkpoint-every", std::to_string(every), "--checkpoint-dir",
+                                   "{out}/calibrate/{id}.h5.ckpt"});
+    j.args.insert(j.args.end(), {"--out", "{out}/calibrate/{id}.h5", "--overwrite"});
     j.output = "calibrate/{id}.h5";
     calibrate_job[key] = b.add(std::move(j));
   }

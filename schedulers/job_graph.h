@@ -42,6 +42,10 @@ struct JobGraph {
 
 JobGraph build_job_graph(const SweepSpec& spec);
 
+// Batches between the checkpoints of a calibration job of set `c` on `ranks` ranks:
+// the set's checkpoint_every, else about ten per job (8 when num_samples is 0: all).
+int64_t calibration_checkpoint_every(const CalibrationSpecEntry& c, int64_t ranks);
+
 // A job as JSON (plan.json, Slurm job lists) and back; `source` names the file in errors.
 nlohmann::json job_to_json(const Job& j);
 Job job_from_json(const nlohmann::json& j, const std::string& source);

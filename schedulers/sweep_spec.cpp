@@ -284,6 +284,13 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (size_t i = 0; i < cal.size(); ++i) {
       const std::string k = "calibration[" + std::to_string(i) + "]";
       CalibrationSpecEntry c;
+      if (!cal[i].IsMap()) r.fail(k, "expected a map {name, data, seq_len, num_samples, seed, checkpoint_every}");
+      for (const auto& kv : cal[i]) {
+        const std::string key = kv.first.as<std::string>();
+        if (key != "name" && key != "data" && key != "seq_len" && key != "num_samples" && key != "seed" &&
+            key != "checkpoint_every")
+          r.fail(k + "." + key, "unknown key (name, data, seq_len, num_samples, seed, checkpoint_every)");
+      }
       c.name = cal[i]["name"] ? r.as<std::string>(cal[i]["name"], k + ".name") : "cal" + std::to_string(i);
       c.data = r.list<std::string>(cal[i]["data"], k + ".data");
       if (c.data.empty()) r.fail(k + ".data", "give the calibration files");
@@ -293,6 +300,10 @@ SweepSpec parse_sweep_spec(const std::string& path) {
       if (cal[i]["seed"]) c.seed = r.as<uint64_t>(cal[i]["seed"], k + ".seed");
       if (c.seq_len <= 0) r.fail(k + ".seq_len", "must be positive");
       if (c.num_samples < 0) r.fail(k + ".num_samples", "must be >= 0 (0: all)");
+      if (cal[i]["checkpoint_every"]) {
+        c.checkpoint_every = r.as<int64_t>(cal[i]["checkpoint_every"], k + ".checkpoint_every");
+        if (c.checkpoint_every < 0) r.fail(k + ".checkpoint_every", "must be >= 0 (0: off)");
+      }
       for (const auto& other : s.calibration)
         if (other.name == c.name) r.fail(k + ".name", "\"" + c.name + "\" is used twice");
       s.calibration.push_back(std::move(c));

@@ -4,6 +4,7 @@
 //   model: models/tiny                  # or a list
 //   calibration:                        # one or more calibration sets
 //     - {name: c4, data: [data/c4.jsonl], seq_len: 512, num_samples: 64, seed: 0}
+//       # checkpoint_every: 8           # batches between calibration checkpoints (0: off)
 //   criteria: [EAN, Max-RWN, {name: REAP, direction: min}]   # Min-X by default
 //   ratios: [0.25, 0.5]                 # or {from: 0.125, to: 0.5, step: 0.125}
 //   procedures: [one-shot, iterative]   # one-shot | iterative | lottery
@@ -38,6 +39,11 @@ struct CalibrationSpecEntry {
   std::string name;
   std::vector<std::string> data;
   int64_t seq_len = 512, num_samples = 128;
+  // Calibration jobs save their sums every this many batches (calibrate
+  // --checkpoint-every) so that a requeued Slurm task continues where it stopped.
+  // Unset: about ten checkpoints per job; 0: off. Jobs collecting gradients, naee or
+  // act_outliers are never checkpointed (not one-pass sums).
+  std::optional<int64_t> checkpoint_every;
   uint64_t seed = 0;
 };
 

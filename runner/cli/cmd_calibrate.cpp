@@ -3,6 +3,7 @@
 // parallelism, batches by data parallelism), all-reduced, and written by rank 0 to
 // one HDF5 file (results/stats_schema.md).
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 
 #include "cli/commands.h"
@@ -126,9 +127,17 @@ void run_calibrate(const CalibrateArgs& a) {
   opts.batch_size = a.batch_size;
   opts.naee = a.naee;
   opts.power_exponents = exponents;
-  results::CalibrationStats st =
-      a.layerwise ? jobs::collect_statistics_layerwise(m, a.model.model_dir, load, *comm, set, groups, opts, lw)
-                  : jobs::collect_statistics(m, *comm, set, groups, opts);
+  results::CalibrationStats st;
+  try {
+    st = a.layerwise ? jobs::collect_statistics_layerwise(m, a.model.model_dir, load, *comm, set, groups, opts, lw)
+                     : jobs::collect_statistics(m, *comm, set, groups, opts);
+  } catch (const jobs::CalibrationInterrupted& e) {
+    // SIGUSR1 (a batch job near its time limit): the checkpoint is saved; exit 75 so
+    // that the caller (the sweep's batch script) requeues the same command.
+    spdlog::warn("{} in {}; run the same command again to continue", e.what(), opts.checkpoint.dir);
+    comm->barrier();
+    std::exit(jobs::kExitResumable);
+  }
   st.model = a.model.model_dir;
   st.calibration = set.description;
 #ifdef MOELAB_VERSION

@@ -6,6 +6,7 @@
 #include "cli/model_options.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/stop_signal.h"
 
 namespace moelab::cli {
 
@@ -87,7 +88,7 @@ void TrainingArgs::train_and_write(models::MoeModel& m, cluster::Communicator& c
       // (EX_TEMPFAIL) so that the caller knows to run it again with --resume.
       spdlog::warn("{} in {}; run again with --resume (or --auto-resume) to continue", e.what(), opts.checkpoint_dir);
       comm.barrier();
-      std::exit(75);
+      std::exit(jobs::kExitResumable);
     }
   }
   jobs::gather_experts_to_all(m, comm);

@@ -39,7 +39,7 @@ Manifest read_manifest(const std::string& path) {
 }  // namespace
 
 CalibrationCheckpoint::CalibrationCheckpoint(CheckpointOptions opts, cluster::Communicator& comm)
-    : opts_(std::move(opts)), comm_(comm) {}
+    : opts_(std::move(opts)), comm_(comm), stop_(opts_.every > 0) {}
 
 std::string CalibrationCheckpoint::rank_file(int rank, int64_t step) const {
   return (fs::path(opts_.dir) / ("rank" + std::to_string(rank) + ".step" + std::to_string(step) + ".safetensors"))
@@ -95,7 +95,17 @@ int64_t CalibrationCheckpoint::restore(const StateTensors& state, const Streamed
 
 void CalibrationCheckpoint::maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state,
                                        const StreamedState* streamed) {
-  if (!enabled() || steps_done % opts_.every != 0 || steps_done >= total_steps || steps_done == saved_step_) return;
+  if (!enabled() || steps_done >= total_steps) return;
+  at::Tensor stop = at::tensor({stop_.requested() ? 1.0 : 0.0}, at::kDouble);
+  comm_.all_reduce_sum(stop);  // every rank stops at the same step
+  const bool stopping = stop.item<double>() > 0;
+  if (!stopping && (steps_done % opts_.every != 0 || steps_done == saved_step_)) return;
+  if (steps_done != saved_step_) save(steps_done, total_steps, state, streamed);
+  if (stopping) throw CalibrationInterrupted(opts_.unit, steps_done);
+}
+
+void CalibrationCheckpoint::save(int64_t steps_done, int64_t total_steps, const StateTensors& state,
+                                 const StreamedState* streamed) {
   fs::create_directories(opts_.dir);
   std::vector<hf::TensorSource> tensors;
   for (const auto& [name, t] : state)
@@ -124,12 +134,18 @@ void CalibrationCheckpoint::remove() {
   if (comm_.rank() == 0) fs::remove_all(opts_.dir);
 }
 
-void check_resumable_groups(const std::set<std::string>& groups) {
+std::string unresumable_group(const std::set<std::string>& groups) {
   for (const auto& g : {results::stat::kGradients, results::stat::kNaee, results::stat::kActOutliers})
-    if (groups.count(g))
-      throw InputError("--checkpoint-every", "statistic group \"" + g +
-                                                 "\" is not a running sum of one pass and cannot be checkpointed; "
-                                                 "collect it without --checkpoint-every");
+    if (groups.count(g)) return g;
+  return "";
+}
+
+void check_resumable_groups(const std::set<std::string>& groups) {
+  const std::string g = unresumable_group(groups);
+  if (!g.empty())
+    throw InputError("--checkpoint-every", "statistic group \"" + g +
+                                               "\" is not a running sum of one pass and cannot be checkpointed; "
+                                               "collect it without --checkpoint-every");
 }
 
 std::string calibration_fingerprint(const std::vector<std::vector<int64_t>>& sequences, const std::string& settings) {

@@ -11,6 +11,10 @@
 //   rank<R>.step<S>.safetensors   rank R's sums after S steps (not yet all-reduced)
 //   checkpoint.json               {"version": 1, "steps_done": S, "world_size": P,
 //                                  "fingerprint": "..."}: the last complete checkpoint
+// SIGUSR1 (Slurm's "time is nearly up", see jobs/stop_signal.h) while checkpointing:
+// the ranks agree at the next step (a one-number all-reduce per step), save there and
+// throw CalibrationInterrupted; the command exits with kExitResumable (75).
+//
 // Saving: every rank writes its file (temp name + rename), all ranks meet, rank 0
 // replaces checkpoint.json, all ranks meet, then each deletes its older files. A kill
 // at any moment leaves checkpoint.json naming files that exist.
@@ -21,11 +25,13 @@
 #include <cstdint>
 #include <functional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "cluster/communicator.h"
+#include "jobs/stop_signal.h"
 
 namespace moelab::jobs {
 
@@ -49,6 +55,14 @@ struct CheckpointOptions {
   std::string unit = "step";  // what a step is, for the log ("step", "layer")
 };
 
+// Thrown (on every rank alike) by maybe_save after SIGUSR1, once the checkpoint is saved.
+struct CalibrationInterrupted : std::runtime_error {
+  CalibrationInterrupted(const std::string& unit, int64_t steps)
+      : std::runtime_error("stopped by a signal after " + unit + " " + std::to_string(steps) + "; checkpoint saved"),
+        steps(steps) {}
+  int64_t steps;
+};
+
 class CalibrationCheckpoint {
  public:
   CalibrationCheckpoint(CheckpointOptions opts, cluster::Communicator& comm);
@@ -61,7 +75,8 @@ class CalibrationCheckpoint {
   // work): returns the steps the checkpoint covers, 0 when there is none.
   int64_t check() const;
   // Collective. Saves after `steps_done` steps when that is a multiple of `every` and
-  // short of `total_steps` (the end needs none: the output is written then).
+  // short of `total_steps` (the end needs none: the output is written then), or when a
+  // rank got SIGUSR1: then saves and throws CalibrationInterrupted.
   void maybe_save(int64_t steps_done, int64_t total_steps, const StateTensors& state,
                   const StreamedState* streamed = nullptr);
   // Collective: deletes the checkpoint files (call once the output is written).
@@ -69,15 +84,19 @@ class CalibrationCheckpoint {
 
  private:
   std::string rank_file(int rank, int64_t step) const;
+  void save(int64_t steps_done, int64_t total_steps, const StateTensors& state, const StreamedState* streamed);
   CheckpointOptions opts_;
   cluster::Communicator& comm_;
   int64_t saved_step_ = -1;
+  StopOnSignal stop_;
 };
 
 // Throws InputError("--checkpoint-every", ...) naming the first group whose state is
 // not a running sum of one pass: gradients (model gradients), naee (its subset search)
 // and act_outliers (a second pass).
 void check_resumable_groups(const std::set<std::string>& groups);
+// The first such group of `groups`, "" when every one can be checkpointed.
+std::string unresumable_group(const std::set<std::string>& groups);
 
 // "sequences, batch size, ranks, ..." -> a short stable digest (FNV-1a, 64 bits, hex)
 // of the token ids and the given settings, for CheckpointOptions::fingerprint.

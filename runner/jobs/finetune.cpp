@@ -3,7 +3,6 @@
 #include <torch/optim/adamw.h>
 
 #include <chrono>
-#include <csignal>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +17,7 @@
 #include "common/seeded_shuffle.h"
 #include "common/log.h"
 #include "hf/safetensors.h"
+#include "jobs/stop_signal.h"
 #include "models/next_token_loss.h"
 
 namespace moelab::jobs {
@@ -46,25 +46,6 @@ std::vector<int64_t> batch_of_step(int64_t n, int64_t batch, uint64_t seed, int6
 std::string checkpoint_file(const std::string& dir, int rank, int64_t step) {
   return dir + "/rank" + std::to_string(rank) + ".step" + std::to_string(step) + ".safetensors";
 }
-
-// SIGUSR1 -> a flag read at step boundaries (installed only while a run can checkpoint).
-volatile std::sig_atomic_t g_stop_requested = 0;
-void request_stop(int) { g_stop_requested = 1; }
-
-class StopOnSignal {
- public:
-  explicit StopOnSignal(bool active) : active_(active) {
-    if (active_) previous_ = std::signal(SIGUSR1, request_stop);
-  }
-  ~StopOnSignal() {
-    if (active_) std::signal(SIGUSR1, previous_);
-  }
-  bool requested() const { return active_ && g_stop_requested != 0; }
-
- private:
-  bool active_;
-  void (*previous_)(int) = SIG_DFL;
-};
 
 }  // namespace
 

@@ -2,7 +2,7 @@
 started by slurm/start_local_slurm.sh): a submitted sweep ends with the results the local
 executor gives; an scancel'ed task and `submit --resume` complete the sweep; a request Slurm
 would reject fails before anything is queued; --dry-run writes scripts only; USR1 near the
-time limit makes fine-tuning checkpoint, requeue and resume."""
+time limit makes fine-tuning and calibration checkpoint, requeue and resume."""
 import json
 import math
 import os
@@ -225,6 +225,51 @@ def test_usr1_near_the_time_limit_checkpoints_requeues_and_resumes(slurm, model,
     a = load_file(str(tmp_path / "r" / ft["output"] / "model.safetensors"))
     b = load_file(str(tmp_path / "local" / ft["output"] / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_usr1_stops_a_calibration_which_requeues_and_ends_with_the_uninterrupted_statistics(
+        slurm, model, moelab, tmp_path):
+    """A calibration task near its time limit (USR1 sent by hand, as Slurm's --signal does):
+    both ranks stop at the same batch, save their sums, the task requeues itself, and the
+    second attempt continues from that batch to the statistics file of an uninterrupted run,
+    bit for bit."""
+    import h5py
+    import numpy as np
+    spec = write_sweep(tmp_path, model, criteria=["EAN", "REAP"], ratios=[0.5], procedures=["one-shot"], eval={},
+                       calibration=[{"name": "c", "data": ["cal.json"], "seq_len": 16, "num_samples": 0,
+                                     "checkpoint_every": 1}])
+    cal = json.loads((tmp_path / "cal.json").read_text())["input_ids"]
+    (tmp_path / "cal.json").write_text(json.dumps({"input_ids": cal * 120}))  # 960 sequences: 60 steps
+    moelab("submit", spec, "--results", tmp_path / "r")
+    job = next(j for j in plan(tmp_path / "r")["jobs"] if j["kind"] == "calibrate")
+    assert "--checkpoint-every" in job["args"]
+    sub = next(json.loads(l) for l in (tmp_path / "r" / "slurm" / "submissions.jsonl").read_text().splitlines()
+               if json.loads(l)["stage"] == "calibrate")
+    task = sub["array_job"] + "_0"
+    manifest = tmp_path / "r" / (job["output"] + ".ckpt") / "checkpoint.json"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (queue().get(task) == "RUNNING" and manifest.exists()):
+        time.sleep(0.02)
+    assert manifest.exists(), "the calibration task never reached its first checkpoint"
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and queue().get(task) != "PENDING":
+        time.sleep(0.1)
+    time.sleep(3)  # see the fine-tuning test: not in the same second as the revocation
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
+    wait_for_empty_queue()
+    rec = records(tmp_path / "r")[job["id"]]
+    assert rec["state"] == "done" and rec["attempt"] == 2, rec
+    log = (tmp_path / "r" / rec["log"]).read_text()
+    assert "stopped by a signal after step" in log and "resuming calibration after step" in log, log[-3000:]
+    assert not manifest.parent.exists()  # removed once the statistics are written
+    moelab("sweep", "run", spec, "--results", tmp_path / "local")
+    with h5py.File(tmp_path / "r" / job["output"]) as a, h5py.File(tmp_path / "local" / job["output"]) as b:
+        names = []
+        b.visit(names.append)
+        for n in names:
+            if isinstance(b[n], h5py.Dataset):
+                assert np.array_equal(a[n][()], b[n][()]), n
 
 
 def test_srun_launcher_runs_multi_rank_jobs_as_one_mpi_job(slurm, model, moelab, moelab_bin, tmp_path):

@@ -78,6 +78,10 @@ def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moel
     ({"device": "tpu"}, "device", "not cpu or cuda"),
     ({"lottery": {"start_tokens": 0}}, "lottery.start_tokens", "positive"),
     ({"lottery": {"budget": 1}}, "lottery.budget", "unknown key"),
+    ({"calibration": [{"name": "c", "data": ["cal.json"], "checkpoint_every": -1}]},
+     "calibration[0].checkpoint_every", ">= 0"),
+    ({"calibration": [{"name": "c", "data": ["cal.json"], "chekpoint_every": 4}]},
+     "calibration[0].chekpoint_every", "unknown key"),
     # Hostile strings that would reach batch scripts or paths.
     ({"name": "x\nrm -rf /tmp/victim"}, "name", "not a plain name"),
     ({"name": "../../escape"}, "name", "not a plain name"),
@@ -93,6 +97,42 @@ def test_bad_specs_fail_before_anything_runs_naming_the_key(over, key, words, fi
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert f"sweep.yaml: {key}:" in proc.stderr and words in proc.stderr, proc.stderr
+
+
+def arg(job, name):
+    return job["args"][job["args"].index(name) + 1] if name in job["args"] else None
+
+
+@pytest.mark.parametrize("samples,ranks,every,want", [
+    (0, 2, None, "8"),         # all of the data: size unknown, every 8 batches
+    (640, 2, None, "4"),       # 80 batches on 2 ranks: 40 steps, about ten checkpoints
+    (640, 1, None, "8"),
+    (16, 1, None, "1"),        # 2 steps: never less than 1
+    (640, 2, 5, "5"),          # the spec's own
+    (640, 2, 0, None),         # 0: off
+])
+def test_calibration_jobs_are_resumable_with_their_checkpoint_beside_the_output(samples, ranks, every, want,
+                                                                              fixtures, moelab, tmp_path):
+    cal = {"name": "c", "data": ["cal.json"], "seq_len": SEQ_LEN, "num_samples": samples}
+    if every is not None:
+        cal["checkpoint_every"] = every
+    g = plan(moelab, write_spec(tmp_path, fixtures, calibration=[cal],
+                                resources={"calibrate": {"ranks": ranks, "mem": "8G", "time": "00:30:00"}}))
+    job = next(j for j in g["jobs"] if j["kind"] == "calibrate")
+    assert arg(job, "--checkpoint-every") == want
+    if want:
+        assert arg(job, "--checkpoint-dir") == "{out}/" + job["output"] + ".ckpt"
+
+
+def test_calibrations_of_multi_pass_statistics_are_not_checkpointed(fixtures, moelab, tmp_path):
+    # EGS needs a backward pass, EAO a second pass: one-pass sums only are checkpointed.
+    g = plan(moelab, write_spec(tmp_path, fixtures, criteria=["EAN", "EGS", "EAO"], procedures=["one-shot"],
+                                recovery=["none"], exclude=[]))
+    jobs = [j for j in g["jobs"] if j["kind"] == "calibrate"]
+    assert len(jobs) == 1 and "--checkpoint-every" not in jobs[0]["args"]
+    g = plan(moelab, write_spec(tmp_path, fixtures, criteria=["EAN", "REAP"], procedures=["one-shot"],
+                                recovery=["none"], exclude=[]))
+    assert "--checkpoint-every" in next(j for j in g["jobs"] if j["kind"] == "calibrate")["args"]
 
 
 def test_kshot_and_sft_recovery_share_the_pruned_models(fixtures, moelab, tmp_path):
