@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
 """The resource planner's estimate (`moelab plan-resources`) against the measured peak
 resident memory of `moelab calibrate`, per rank, for random Mixtrals of three sizes and
-P = 1 and 2 ranks.
+P = 1 and 2 ranks, in three modes:
+
+  whole      `calibrate` (the whole model resident);
+  layerwise  `calibrate --layerwise` (one decoder layer at a time, hidden states in memory);
+  scratch    `calibrate --layerwise --memory-budget B` with B = the largest layer's weights on
+             a rank plus that rank's hidden states: they exceed half of what the layer leaves
+             of B, so they go to a scratch file (--scratch-dir: the temporary directory).
 
 P = 1 runs as a plain process (as `moelab sweep run` runs a one-rank job), P = 2 as
 `mpirun -np 2`; each rank runs under /usr/bin/time, which reports its own peak RSS. The
-planner is given the same batch size, sequence length, sample count and criteria (the
-calibrate default: every statistic group but gradients and NAEE). Prints a Markdown
-table with planned / measured per rank; exits 1 when a ratio is outside 1 +- --tolerance.
+planner is given the same batch size, sequence length, sample count, criteria (the
+calibrate default: every statistic group but gradients and NAEE, and act_outliers
+layer by layer) and mode (--layerwise, --memory-budget). Prints a Markdown table with
+planned / measured per rank; exits 1 when a ratio is outside 1 +- --tolerance.
 
-  python3 bench/plan_vs_measured.py --moelab build/runner/moelab [--json out.json]
+  python3 bench/plan_vs_measured.py --moelab build/runner/moelab [--modes whole layerwise scratch] [--json out.json]
 """
 import argparse
 import json
@@ -30,6 +37,7 @@ SIZES = {
     "M": (512, 1536, 4, 8, 8192),
     "L": (768, 3072, 4, 8, 8192),
 }
+MODES = ["whole", "layerwise", "scratch"]
 
 
 def make_model(path, hidden, inter, layers, experts, vocab):
@@ -43,25 +51,49 @@ def make_model(path, hidden, inter, layers, experts, vocab):
     return sum(p.numel() for p in model.parameters())
 
 
-def measure(moelab, model, data, ranks, calib, tmp):
-    """Peak RSS (bytes) of each rank of `moelab calibrate`."""
+def mode_args(mode, budget, tmp):
+    """calibrate's / plan-resources' arguments for a mode (budget: bytes, scratch only)."""
+    if mode == "whole":
+        return []
+    if mode == "layerwise":
+        return ["--layerwise"]
+    return ["--layerwise", "--memory-budget", str(budget)]
+
+
+def scratch_budget(hidden, inter, experts, ranks, in_memory_plan):
+    """A --memory-budget that sends every rank's hidden states to the scratch file: the
+    largest layer's weights on the rank plus its hidden states (calibrate keeps them in
+    memory only up to half of what the layer leaves). Layer weights of these Mixtrals:
+    q, o [D, D], k, v [D / 2, D] (4 of 8 heads), router [E, D], 2 norms, the rank's
+    experts 3 D F each (the most of any rank: ceil(E / P))."""
+    D, F, E = hidden, inter, experts
+    layer = 4 * (3 * D * D + E * D + 2 * D + -(-E // ranks) * 3 * D * F)
+    return layer + min(r["hidden_states"] for r in in_memory_plan["per_rank"])
+
+
+def measure(moelab, model, data, ranks, calib, tmp, extra=()):
+    """Peak RSS (bytes) of each rank of `moelab calibrate`, and whether it put the hidden
+    states in a scratch file (its log says so)."""
     for f in tmp.glob("rss.*"):
         f.unlink()
     timed = ["sh", "-c", f'exec /usr/bin/time -f %M -o {tmp}/rss.${{OMPI_COMM_WORLD_RANK:-0}} "$@"', "sh",
-             moelab, "--log-level", "warn", "calibrate", str(model), "--data", str(data),
+             moelab, "--log-level", "info", "calibrate", str(model), "--data", str(data),
              "--seq-len", str(calib["seq_len"]), "--num-samples", str(calib["num_samples"]),
-             "--batch-size", str(calib["batch_size"]), "--out", str(tmp / "stats.h5"), "--overwrite"]
+             "--batch-size", str(calib["batch_size"]), "--out", str(tmp / "stats.h5"), "--overwrite", *extra]
+    if "--memory-budget" in extra:
+        timed += ["--scratch-dir", str(tmp)]
     cmd = timed if ranks == 1 else ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks), *timed]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     if proc.returncode != 0:
         sys.exit(f"moelab calibrate failed with {ranks} ranks:\n{proc.stderr}")
-    return [int((tmp / f"rss.{r}").read_text().split()[-1]) * 1024 for r in range(ranks)]
+    return ([int((tmp / f"rss.{r}").read_text().split()[-1]) * 1024 for r in range(ranks)],
+            "hidden states" in proc.stderr and "in a scratch file" in proc.stderr)
 
 
-def plan(moelab, model, ranks, calib):
+def plan(moelab, model, ranks, calib, extra=()):
     out = subprocess.run([moelab, "plan-resources", str(model), "--ranks", str(ranks),
                           "--seq-len", str(calib["seq_len"]), "--num-samples", str(calib["num_samples"]),
-                          "--batch-size", str(calib["batch_size"]), "--json"],
+                          "--batch-size", str(calib["batch_size"]), *extra, "--json"],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -71,6 +103,7 @@ def main():
     ap.add_argument("--moelab", required=True)
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--num-samples", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -89,23 +122,37 @@ def main():
             data = tmp / "ids.json"
             data.write_text(json.dumps({"input_ids": torch.randint(
                 1, vocab, (args.num_samples, args.seq_len), generator=g).tolist()}))
-            for p in args.ranks:
-                planned = plan(args.moelab, model, p, calib)
-                measured = measure(args.moelab, model, data, p, calib, tmp)
-                for r, m in enumerate(measured):
-                    est = planned["per_rank"][r]
-                    rows.append({"model": name, "params": params, "ranks": p, "rank": r, "measured": m,
-                                 "planned": est["total"], "ratio": est["total"] / m,
-                                 "components": {k: v for k, v in est.items() if k not in ("rank", "total")}})
-                    print(f"[{name} P={p} rank {r}] planned {est['total'] / 2**20:.0f} MiB, measured "
-                          f"{m / 2**20:.0f} MiB", file=sys.stderr)
+            for mode in args.modes:
+                for p in args.ranks:
+                    budget = None
+                    if mode == "scratch":
+                        budget = scratch_budget(hidden, inter, experts, p, plan(args.moelab, model, p, calib,
+                                                                                 ["--layerwise"]))
+                    extra = mode_args(mode, budget, tmp)
+                    planned = plan(args.moelab, model, p, calib, extra)
+                    if mode == "scratch" and not planned["scratch_file_bytes"]:
+                        sys.exit(f"plan-resources does not put the hidden states in a scratch file for {extra}")
+                    measured, scratch = measure(args.moelab, model, data, p, calib, tmp, extra)
+                    if scratch != (mode == "scratch"):
+                        sys.exit(f"calibrate {' '.join(extra)} {'did' if scratch else 'did not'} use a scratch file")
+                    for r, m in enumerate(measured):
+                        est = planned["per_rank"][r]
+                        rows.append({"model": name, "params": params, "mode": mode, "memory_budget": budget,
+                                     "ranks": p, "rank": r, "measured": m, "planned": est["total"],
+                                     "ratio": est["total"] / m,
+                                     "components": {k: v for k, v in est.items() if k not in ("rank", "total")}})
+                        print(f"[{name} {mode} P={p} rank {r}] planned {est['total'] / 2**20:.0f} MiB, measured "
+                              f"{m / 2**20:.0f} MiB ({est['total'] / m:.3f}) "
+                              f"{ {k: round(v / 2**20, 1) for k, v in est.items() if k not in ('rank', 'experts_held', 'scratch')} }",
+                              file=sys.stderr)
             shutil.rmtree(model, ignore_errors=True)  # the next size needs the disk space
     print(f"calibration: {args.num_samples} x {args.seq_len} tokens, batch {args.batch_size}, default criteria, "
           "float32, OMP_NUM_THREADS=1\n")
-    print("| model | params | P | rank | planned MiB | measured MiB | planned / measured |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | params | mode | --memory-budget | P | rank | planned MiB | measured MiB | planned / measured |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['ranks']} | {r['rank']} | "
+        budget = f"{r['memory_budget'] / 2**20:.1f} MiB" if r["memory_budget"] else "-"
+        print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {budget} | {r['ranks']} | {r['rank']} | "
               f"{r['planned'] / 2**20:.0f} | {r['measured'] / 2**20:.0f} | {r['ratio']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps({"calibration": calib, "rows": rows}, indent=2))

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "criteria/registry.h"
+#include "jobs/layerwise_calibration.h"
 #include "jobs/memory_budget.h"
 #include "jobs/resource_plan.h"
 #include "models/moe_model.h"
@@ -19,7 +20,7 @@ namespace moelab::cli {
 namespace {
 
 struct PlanArgs {
-  std::string model_dir, dtype = "auto", budget;
+  std::string model_dir, dtype = "auto", budget, memory_budget;
   int ranks = 1;
   int64_t batch_size = 8, seq_len = 512, num_samples = 128;
   std::vector<std::string> criteria, collect;
@@ -27,9 +28,11 @@ struct PlanArgs {
 };
 
 // The statistic groups calibrate would collect for these --criteria / --collect
-// (cmd_calibrate.cpp does the same).
+// (cmd_calibrate.cpp does the same: layer by layer, the default set leaves out
+// act_outliers, and groups that need the whole model are refused).
 std::set<std::string> groups_of(const PlanArgs& a) {
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
+  if (a.layerwise && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
   const auto& all = results::all_stat_groups();
   for (const auto& g : a.collect) {
     if (std::find(all.begin(), all.end(), g) == all.end())
@@ -37,12 +40,15 @@ std::set<std::string> groups_of(const PlanArgs& a) {
     groups.insert(g);
   }
   groups.insert(results::stat::kUsage);
+  if (a.layerwise) jobs::check_layerwise_groups(groups);
   return groups;
 }
 
 nlohmann::json rank_json(const jobs::RankPlan& r) {
   return {{"rank", r.rank},
           {"experts_held", r.experts_held},
+          {"layer_bytes", r.layer_bytes},
+          {"scratch", r.scratch},
           {"baseline", r.baseline},
           {"shared_weights", r.shared},
           {"checkpoint_pages", r.checkpoint},
@@ -65,6 +71,10 @@ void run_plan(const PlanArgs& a) {
   const int64_t budget = a.budget.empty() ? 0 : jobs::parse_byte_size("--budget", a.budget);
   q.groups = groups_of(a);
   q.budget = budget;
+  if (!a.memory_budget.empty()) {
+    if (!a.layerwise) throw InputError("--memory-budget", "needs --layerwise (as calibrate's)");
+    q.memory_budget = jobs::parse_byte_size("--memory-budget", a.memory_budget);
+  }
   const hf::ModelConfig c = models::load_config(a.model_dir);
   const jobs::ResourcePlan plan = jobs::plan_resources(c, q);
   std::optional<int> fits;
@@ -90,7 +100,6 @@ void run_plan(const PlanArgs& a) {
     nlohmann::json j = {{"model", a.model_dir},
                         {"architecture", c.architecture},
                         {"mode", q.layerwise ? "layerwise" : "whole"},
-                        {"design_estimate", plan.design_estimate},
                         {"ranks", q.ranks},
                         {"dtype", q.dtype == "auto" ? "float32" : q.dtype},
                         {"batch_size", q.batch_size},
@@ -103,6 +112,7 @@ void run_plan(const PlanArgs& a) {
                         {"hdf5_output_bytes", plan.hdf5_bytes},
                         {"scratch_file_bytes", plan.scratch_bytes}};
     if (budget > 0) j["budget"] = {{"bytes", budget}, {"smallest_ranks", *fits}};
+    if (q.layerwise) j["memory_budget"] = jobs::layerwise_memory_budget(q);
     std::cout << j.dump(1) << "\n";
     return;
   }
@@ -114,9 +124,12 @@ void run_plan(const PlanArgs& a) {
               static_cast<long long>(std::min(q.batch_size, q.num_samples > 0 ? q.num_samples : q.batch_size)),
               static_cast<long long>(q.seq_len),
               q.num_samples > 0 ? std::to_string(q.num_samples).c_str() : "all", groups.c_str());
-  if (plan.design_estimate)
-    std::printf("layer-by-layer figures are a DESIGN ESTIMATE (one decoder layer resident at a time, hidden states "
-                "kept between layers), not yet measured\n");
+  if (q.layerwise) {
+    const int64_t mb = jobs::layerwise_memory_budget(q);
+    std::printf("layer by layer: one decoder layer's weights resident at a time (shared and experts: the largest "
+                "layer on the rank), no embedding or lm_head; calibrate --memory-budget %s\n",
+                mb > 0 ? jobs::format_bytes(mb).c_str() : "none (hidden states in memory)");
+  }
   std::printf("\n%-5s %-8s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "held", "baseline", "shared",
               "ckpt-pages", "experts", "activation", "statistics", "hidden", "total");
   for (const auto& r : plan.ranks) {
@@ -128,7 +141,7 @@ void run_plan(const PlanArgs& a) {
   std::printf("\npeak per rank: %s; HDF5 output (rank 0 writes): at most %s", jobs::format_bytes(plan.peak).c_str(),
               jobs::format_bytes(plan.hdf5_bytes).c_str());
   if (plan.scratch_bytes > 0)
-    std::printf("; hidden states in a scratch file: %s", jobs::format_bytes(plan.scratch_bytes).c_str());
+    std::printf("; hidden states in a scratch file (--scratch-dir): %s", jobs::format_bytes(plan.scratch_bytes).c_str());
   std::printf("\n");
   if (budget > 0)
     std::printf("budget %s (%s per rank): the smallest rank count that fits is P = %d\n", a.budget.c_str(),
@@ -154,11 +167,15 @@ void add_plan_resources_command(CLI::App& app) {
       "               attention (scores included), router, dispatch buffers to and from the experts'\n"
       "               ranks, one expert's intermediates, the logits; with gradients, the backward's too\n"
       "  statistics   the statistic sums of every layer and expert (all-reduced in place on each rank)\n"
-      "  hidden       --layerwise: hidden states of this rank's calibration tokens between layers\n"
+      "  hidden       --layerwise: hidden states of this rank's calibration tokens between layers (one\n"
+      "               batch when they go to a scratch file)\n"
       "  HDF5 output  the statistics file rank 0 writes (uncompressed size: an upper bound)\n"
-      "--layerwise estimates layer-by-layer calibration by its design (one decoder layer's weights\n"
-      "resident, the embedding and lm_head, the hidden states of all tokens kept in memory, or in a\n"
-      "scratch file when they would exceed --budget); the output marks it as a design estimate.\n\n"
+      "--layerwise plans `calibrate --layerwise [--memory-budget SIZE]`: shared and experts are then the\n"
+      "largest decoder layer's weights on the rank (the embedding and lm_head are never held),\n"
+      "activation is one batch through one layer, and the hidden states stay in memory unless they\n"
+      "exceed half of what that layer leaves of --memory-budget (then a scratch file holds them), as\n"
+      "calibrate decides; with --budget and no --memory-budget, calibrate is taken to get the budget\n"
+      "less the baseline. Both modes are within 15% of the measured peak RSS (bench/RESULTS.md).\n\n"
       "Examples:\n"
       "  moelab plan-resources models/debian-moe --ranks 2\n"
       "  moelab plan-resources mixtral-8x7b --ranks 8 --dtype bfloat16 --seq-len 2048 --budget 64GiB\n"
@@ -167,7 +184,10 @@ void add_plan_resources_command(CLI::App& app) {
   cmd->add_option("model", a->model_dir, "model directory (only its config.json is read)")->required();
   cmd->add_option("--ranks", a->ranks, "ranks P the calibration would run on (this command itself runs on one)")
       ->check(CLI::Range(1, 4096));
-  cmd->add_flag("--layerwise", a->layerwise, "layer-by-layer calibration (a design estimate)");
+  cmd->add_flag("--layerwise", a->layerwise, "layer-by-layer calibration (calibrate --layerwise)");
+  cmd->add_option("--memory-budget", a->memory_budget,
+                  "with --layerwise: calibrate's --memory-budget (e.g. 8G), which decides whether the hidden "
+                  "states go to a scratch file");
   cmd->add_option("--dtype", a->dtype, "compute dtype: auto (float32), float32, bfloat16, float16, float64");
   cmd->add_option("--batch-size", a->batch_size, "sequences per forward (calibrate's --batch-size)")
       ->check(CLI::PositiveNumber);

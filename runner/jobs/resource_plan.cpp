@@ -151,6 +151,61 @@ ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Reso
 
 int64_t expert_params(const hf::ModelConfig& c) { return 3 * c.hidden_size * c.moe_intermediate_size; }
 
+// One batch through one decoder layer, layer by layer (models::decoder_layer_forward,
+// moe_block.cpp, cluster/alltoall_dispatcher.cpp, the collectors' on_* calls). There
+// every block of 128 KiB or more is its own mapping, unmapped when freed
+// (jobs::map_large_blocks), so what counts is the most that is alive AT ONCE, not the
+// sum of every temporary as in the whole-model pass (forward_bytes): the residual
+// stream plus the largest of these moments (measured: bench/plan_vs_measured.py):
+//   attention   as forward_bytes (projections, scores, masks);
+//   expert      the rows on this rank's experts x_MD and the outputs so far [R', D],
+//               the largest expert's gate/up [n, 2F] and activation [n, F], and either
+//               the activation's function before the product [n, F] or the
+//               collectors' float64 copy of the activation and its square (2 [n, F]);
+//   combine     x_MD, the outputs, the outputs on the tokens' rank (under expert
+//               parallelism also their reordered copy) and the collectors' float64
+//               copy [R, D];
+//   observed    after the block: the routed output and the hidden states before it
+//               [N, D] with hidden_change's float64 copies (before, after, sum);
+//   dense       dense observation (dense_outputs): [N, E, D] rows out, back and viewed;
+//   mlp         a dense MLP's or the shared experts' gate, up and products [N, F'].
+// R' = the rows a rank receives (as many as it sends: a balanced router), n = twice the
+// balanced share of one expert of all the ranks' rows (as forward_bytes: random and
+// trained routers are uneven; measured 1.3-1.9x), the router's logits and
+// probabilities alive throughout.
+int64_t layer_forward_bytes(const hf::ModelConfig& c, const Shapes& x, const ResourceQuery& q, int64_t residual,
+                            int64_t attention) {
+  auto has = [&](const std::string& k) { return q.groups.count(k) != 0; };
+  const int64_t s = x.s, N = x.N, D = x.D, F = x.F;
+  const int P = q.ranks;
+  // Ranks with a batch in a step (the others only serve their experts).
+  const int64_t batches = q.num_samples > 0 ? ceil_div(q.num_samples, q.batch_size) : P;
+  const int64_t active = std::max<int64_t>(1, std::min<int64_t>(P, batches));
+  const bool act_f64 = has(stat::kActNorms) || has(stat::kActMoments) || has(stat::kPowerSums);
+  const bool out_f64 = has(stat::kOutNorms) || has(stat::kPowerSums);
+  int64_t most = attention;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const int64_t E = c.num_experts_per_layer[l];
+    if (E == 0) {
+      most = std::max(most, N * D * s + 4 * N * c.dense_intermediate_size * s);
+      continue;
+    }
+    const int64_t R = N * std::min(x.K, E);
+    const int64_t R_in = ceil_div(active * R, P);                   // rows this rank's experts receive
+    const int64_t n = std::min(active * N, 2 * ceil_div(active * R, E));  // rows of the largest expert
+    const int64_t router = N * E * (s + 8);
+    const int64_t expert = 2 * R_in * D * s + 3 * n * F * s + (act_f64 ? 2 * n * F * 8 : n * F * s);
+    const int64_t combine = (P > 1 ? 3 * R_in + R : 3 * R_in) * D * s + (out_f64 ? R * D * 8 : 0);
+    int64_t moe = std::max(expert, combine);
+    if (has(stat::kHiddenChange)) moe = std::max(moe, 2 * N * D * s + 3 * N * D * 8);
+    if (has(stat::kDenseOutputs)) moe = std::max(moe, 2 * R_in * D * s + 3 * N * E * D * s);
+    if (c.shared_expert_intermediate_size > 0)
+      moe = std::max(moe, N * D * s + 4 * N * c.shared_expert_intermediate_size * s);
+    most = std::max(most, router + moe);
+  }
+  return residual + most;
+}
+
 }  // namespace
 
 int64_t dtype_bytes(const std::string& dtype) {
@@ -166,32 +221,33 @@ int max_useful_ranks(const hf::ModelConfig& c) {
   return int(std::min<int64_t>(e, 4096));
 }
 
+int64_t layerwise_memory_budget(const ResourceQuery& q) {
+  if (q.memory_budget > 0) return q.memory_budget;
+  if (q.budget <= 0) return 0;
+  // calibrate counts its budget from its own size at start: the process baseline.
+  return std::max<int64_t>(1, q.budget - (q.ranks > 1 ? kMpiRankBaselineBytes : kProcessBaselineBytes));
+}
+
 ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
   if (q.ranks < 1 || q.ranks > 4096) throw InputError("--ranks", "must be in [1, 4096]");
   if (q.batch_size < 1) throw InputError("--batch-size", "must be positive");
   if (q.seq_len < 1) throw InputError("--seq-len", "must be positive");
   if (q.num_samples < 0) throw InputError("--num-samples", "must be >= 0 (0: all)");
+  if (q.memory_budget < 0) throw InputError("--memory-budget", "must be positive");
   const Shapes x = shapes_of(c, q);
   const int64_t s = x.s;
   const int P = q.ranks;
   ResourcePlan plan;
   plan.query = q;
   plan.tokens_per_forward = x.N;
-  plan.design_estimate = q.layerwise;
 
   const models::ParamCounts params = models::count_params(c);
   const int64_t file_s = c.torch_dtype == "float32" || c.torch_dtype == "bfloat16" || c.torch_dtype == "float16" ||
                                  c.torch_dtype == "float64"
                              ? dtype_bytes(c.torch_dtype)
                              : s;
-  // Whole model: every non-expert weight; layer by layer: embedding, lm_head, final
-  // norm and the largest decoder layer's non-expert weights.
-  int64_t shared_params = params.total - params.routed_experts;
-  if (q.layerwise) {
-    int64_t largest = 0;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) largest = std::max(largest, layer_shared_params(c, l));
-    shared_params = params.embedding + params.lm_head + c.hidden_size + largest;
-  }
+  // Whole model: every non-expert weight.
+  const int64_t shared_params = params.total - params.routed_experts;
   const ForwardBytes fwd = forward_bytes(c, x, q);
   int64_t stats = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -207,44 +263,70 @@ ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
     RankPlan rp;
     rp.rank = r;
     rp.baseline = P > 1 ? kMpiRankBaselineBytes : kProcessBaselineBytes;
-    rp.shared = shared_params * s;
-    rp.checkpoint = file_s != s ? shared_params * file_s : 0;
-    int64_t held = 0, largest = 0;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      const int64_t n = place.count(c.num_experts_per_layer[l], r);
-      held += n;
-      largest = std::max(largest, n);
-    }
-    rp.experts_held = q.layerwise ? largest : held;
-    // model_loader.cpp copies one expert at a time into the stacked tensors.
-    rp.experts = (rp.experts_held + (rp.experts_held > 0 ? 1 : 0)) * expert_params(c) * s;
-    rp.activations = q.layerwise ? fwd.residual + std::max(fwd.attention, fwd.moe) : fwd.peak();
-    if (gradients) {
-      // Autograd keeps every layer's activations for the backward pass, the logits'
-      // log-softmax and gradient, and one gradient per local expert weight
-      // (jobs/expert_gradients.cpp).
-      rp.activations += c.num_hidden_layers * (fwd.residual + fwd.attention + fwd.moe) + 2 * fwd.logits +
-                        held * expert_params(c) * s;
-    }
     rp.statistics = stats;
+    if (q.layerwise) {
+      // One decoder layer at a time (models/layer_loader.h load_layer): its non-expert
+      // weights and this rank's experts, copied out of the mapping in the compute
+      // dtype; the largest such layer on this rank is the peak.
+      int64_t best = -1;
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+        const int64_t shared_l = layer_shared_params(c, l), held_l = place.count(c.num_experts_per_layer[l], r);
+        const int64_t bytes = (shared_l + held_l * expert_params(c)) * s;
+        if (bytes > best) {
+          best = bytes;
+          rp.shared = shared_l * s;
+          rp.experts_held = held_l;
+          rp.experts = held_l * expert_params(c) * s;
+        }
+      }
+      rp.layer_bytes = rp.shared + rp.experts;
+      // The largest of: one batch through one layer (no logits); loading a layer's
+      // expert: its three matrices cloned out of the mapping while their mapped pages
+      // are resident; and, before the first layer (no layer held then: counted here
+      // less the layer), one batch's embeddings (models::embed_from_checkpoint): the
+      // mapped pages of its rows (a page at least each, at most the whole matrix), the
+      // gathered rows and their conversion to the compute dtype.
+      const int64_t load = rp.experts_held > 0 ? expert_params(c) * (s + file_s) : 0;
+      const int64_t row = x.D * file_s;
+      const int64_t embed = std::min(std::min(x.V, x.N) * std::max<int64_t>(row, 4096), x.V * row) + x.N * row +
+                            (file_s != s ? x.N * x.D * s : 0);
+      rp.activations = std::max({layer_forward_bytes(c, x, q, fwd.residual, fwd.attention), load,
+                                 embed - rp.layer_bytes});
+    } else {
+      int64_t held = 0;
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l) held += place.count(c.num_experts_per_layer[l], r);
+      rp.experts_held = held;
+      rp.shared = shared_params * s;
+      rp.checkpoint = file_s != s ? shared_params * file_s : 0;
+      // model_loader.cpp copies one expert at a time into the stacked tensors.
+      rp.experts = (held + (held > 0 ? 1 : 0)) * expert_params(c) * s;
+      rp.activations = fwd.peak();
+      if (gradients) {
+        // Autograd keeps every layer's activations for the backward pass, the logits'
+        // log-softmax and gradient, and one gradient per local expert weight
+        // (jobs/expert_gradients.cpp).
+        rp.activations += c.num_hidden_layers * (fwd.residual + fwd.attention + fwd.moe) + 2 * fwd.logits +
+                          held * expert_params(c) * s;
+      }
+    }
     plan.ranks.push_back(rp);
   }
   if (q.layerwise) {
-    // Hidden states of every calibration token between layers; each rank keeps its own
-    // sequences (batches are spread over ranks: cluster/data_parallel.h).
+    // Hidden states of this rank's calibration sequences between layers: batch b runs
+    // on rank b % P (cluster/data_parallel.h), each [B, T, D] in the compute dtype.
+    // calibrate keeps them in memory when they take at most half of what the largest
+    // layer leaves of --memory-budget; else they are in a scratch file, and only the
+    // batch read back from it is resident (its output is the forward's residual).
     const int64_t samples = q.num_samples > 0 ? q.num_samples : q.batch_size * P;
+    const int64_t memory_budget = layerwise_memory_budget(q);
     for (auto& rp : plan.ranks) {
-      int64_t mine = 0;  // batch b runs on rank b % P
+      int64_t mine = 0;
       for (int64_t first = int64_t(rp.rank) * q.batch_size; first < samples; first += int64_t(P) * q.batch_size)
         mine += std::min(q.batch_size, samples - first);
-      rp.hidden_states = mine * q.seq_len * x.D * s;
-    }
-    int64_t worst = 0;
-    for (const auto& rp : plan.ranks) worst = std::max(worst, rp.total());
-    if (q.budget > 0 && worst > q.budget) {
-      // Over the budget: hidden states go to a scratch file; a batch in and one out stay.
-      plan.scratch_bytes = samples * q.seq_len * x.D * s;
-      for (auto& rp : plan.ranks) rp.hidden_states = 2 * x.N * x.D * s;
+      const int64_t state_bytes = mine * q.seq_len * x.D * s;
+      rp.scratch = memory_budget > 0 && state_bytes > (memory_budget - rp.layer_bytes) / 2;
+      rp.hidden_states = rp.scratch ? std::min(mine, x.B) * q.seq_len * x.D * s : state_bytes;
+      if (rp.scratch) plan.scratch_bytes += state_bytes;
     }
   }
   for (const auto& rp : plan.ranks) plan.peak = std::max(plan.peak, rp.total());

@@ -28,8 +28,15 @@
 //   statistics    the statistic groups' sums (results/calibration_stats.h shapes, every
 //                 layer, every expert: sums are all-reduced in place on every rank);
 //   hidden_states layer-by-layer mode only: the hidden states of this rank's
-//                 calibration tokens kept between layers (0 when they go to a scratch
-//                 file).
+//                 calibration tokens kept between layers, or, when they go to a scratch
+//                 file, the one batch read back from it.
+// Layer by layer (jobs/layerwise_calibration.cpp), "shared" and "experts" are ONE
+// decoder layer's weights on this rank (the largest), copied out of the mapping
+// (checkpoint = 0: the mapped pages are dropped); the embedding and lm_head are never
+// held (a batch's embedding rows are gathered from the mapping, and no logits are
+// computed); "activations" is the largest of one batch's forward through one layer
+// (no logits), the copy of one expert while a layer loads, and (less the layer, which
+// is not held yet then) one batch's embedding rows gathered before the first layer.
 // The HDF5 output (written by rank 0) is a disk figure, not part of the peak.
 #pragma once
 
@@ -57,15 +64,27 @@ struct ResourceQuery {
   int64_t seq_len = 512;         // tokens per sequence
   int64_t num_samples = 128;     // sequences in the calibration set (0: unknown, "all")
   std::set<std::string> groups;  // statistic groups (results::stat::k*)
-  bool layerwise = false;        // one decoder layer resident at a time (design estimate)
-  // Layer-by-layer mode: the most bytes per rank for everything; when the in-memory
-  // hidden states would push a rank over it they go to a scratch file. 0: no limit.
+  bool layerwise = false;        // one decoder layer resident at a time (calibrate --layerwise)
+  // Layer-by-layer mode: calibrate's --memory-budget (bytes a rank may add above its
+  // size at start; 0: none). A rank's hidden states go to a scratch file when they
+  // exceed half of what its largest layer leaves of it, as calibrate decides
+  // (jobs/layerwise_calibration.cpp).
+  int64_t memory_budget = 0;
+  // The most bytes per rank for everything (plan-resources --budget). Layer by layer
+  // without a memory_budget, calibrate is taken to be given --memory-budget = budget
+  // minus the process baseline. 0: no limit.
   int64_t budget = 0;
 };
+
+// Layer by layer: the --memory-budget calibrate is run with for a query (memory_budget,
+// else budget minus the rank's process baseline, else 0).
+int64_t layerwise_memory_budget(const ResourceQuery& query);
 
 struct RankPlan {
   int rank = 0;
   int64_t experts_held = 0;  // routed experts over all MoE layers (layer-by-layer: of the largest layer)
+  int64_t layer_bytes = 0;   // layer-by-layer: the largest layer's weights on this rank (shared + experts)
+  bool scratch = false;      // layer-by-layer: this rank's hidden states go to a scratch file
   int64_t baseline = 0, shared = 0, checkpoint = 0, experts = 0, activations = 0, statistics = 0,
           hidden_states = 0;
   int64_t total() const {
@@ -80,7 +99,6 @@ struct ResourcePlan {
   int64_t hdf5_bytes = 0;       // statistics file, uncompressed (large datasets are deflated: an upper bound)
   int64_t scratch_bytes = 0;    // layer-by-layer: hidden states in a scratch file (all ranks together)
   int64_t tokens_per_forward = 0;
-  bool design_estimate = false; // layer-by-layer: from the design, not yet measured
 };
 
 // Bytes of one value of a compute dtype; "auto" is float32 (the CPU default).

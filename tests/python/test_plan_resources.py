@@ -154,26 +154,144 @@ def test_smallest_rank_count_within_a_budget(moelab, fixtures, tmp_path):
     assert "the smallest rank count that fits is P = 4" in out, out
 
 
-def test_layerwise_is_marked_a_design_estimate(moelab, fixtures):
+def layer_tensor_bytes(model_dir, layer, ranks):
+    """(bytes of decoder layer `layer`'s tensors but the routed experts, [bytes of rank r's
+    experts of that layer]), from the safetensors headers (checkpoint_bytes' placement)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    E = config["num_local_experts"]
+    owner = [next(r for r in range(ranks) if r * E // ranks <= e < (r + 1) * E // ranks) for e in range(E)]
+    shared, per_rank = 0, [0] * ranks
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as st:
+            for name in st.keys():
+                if not name.startswith(f"model.layers.{layer}."):
+                    continue
+                t = st.get_slice(name)
+                numel = 1
+                for d in t.get_shape():
+                    numel *= d
+                m = re.search(r"\.experts\.(\d+)\.", name)
+                if m:
+                    per_rank[owner[int(m.group(1))]] += numel * ELEMENT_BYTES[t.get_dtype()]
+                else:
+                    shared += numel * ELEMENT_BYTES[t.get_dtype()]
+    return shared, per_rank
+
+
+def test_layerwise_plan_by_hand(moelab, fixtures):
+    """Every layer-by-layer component of the mixtral fixture (D 64, F 96, 4 heads / 2 KV
+    heads of 16, 8 experts, top-2), P = 2, 10 sequences of 16 in batches of 8, computed
+    here from jobs/resource_plan.cpp's description."""
     model = fixtures / "models" / "mixtral"
     config = json.loads((model / "config.json").read_text())
-    E, D, V = config["num_local_experts"], config["hidden_size"], config["vocab_size"]
+    E, D, F, V = (config[k] for k in ("num_local_experts", "hidden_size", "intermediate_size", "vocab_size"))
+    H, G, A = config["num_attention_heads"], config["num_key_value_heads"], D // config["num_attention_heads"]
     out = moelab("plan-resources", model, "--layerwise", "--seq-len", 16, "--num-samples", 10).stdout
-    assert "DESIGN ESTIMATE" in out
+    assert "DESIGN ESTIMATE" not in out and "layer by layer" in out
     p = plan(moelab, model, "--layerwise", "--seq-len", 16, "--num-samples", 10, "--ranks", 2)
-    assert p["design_estimate"] and p["mode"] == "layerwise"
-    # One layer's experts (E / 2 each); hidden states of its own sequences: batches of 8,
-    # batch b on rank b % 2: rank 0 holds 8 sequences, rank 1 holds 2.
-    assert [r["experts_held"] for r in p["per_rank"]] == [E // 2, E - E // 2]
+    assert p["mode"] == "layerwise" and "design_estimate" not in p
+    # The default groups, less act_outliers (calibrate leaves it out layer by layer).
+    groups = ["act_moments", "act_norms", "coactivation", "hidden_change", "out_norms", "power_sums", "token_ids",
+              "usage"]
+    assert p["statistic_groups"] == groups
+    shared, experts = layer_tensor_bytes(model, 0, 2)
+    B, T, s = 8, 16, 4
+    N = B * T
+    # One batch through one layer: the residual stream (h, its norm, x_ND, h + y) and the
+    # largest moment: attention, or the largest expert's rows with the float64 copies.
+    residual = 4 * N * D * s
+    attention = 2 * N * (H * A + 2 * (G + H) * A) * s + N * (H * A + D) * s + B * H * T * T * s + 2 * B * T * T
+    R = N * 2
+    R_in = R  # both ranks have a batch: each receives as many rows as it sends
+    n = min(2 * N, 2 * (2 * R // E))  # twice the balanced share of the two ranks' rows
+    expert = 2 * R_in * D * s + 3 * n * F * s + 2 * n * F * 8
+    combine = (3 * R_in + R) * D * s + R * D * 8
+    hidden_change = 2 * N * D * s + 3 * N * D * 8
+    router = N * E * (s + 8)
+    activations = residual + max(attention, router + max(expert, combine, hidden_change))
+    assert activations == residual + router + expert == 618496  # the expert moment, here
+    for r, got in enumerate(p["per_rank"]):
+        # One layer's weights (the three are alike): the embedding and lm_head never.
+        assert got["shared_weights"] == shared and got["experts"] == experts[r], r
+        assert got["layer_bytes"] == shared + experts[r] and got["experts_held"] == E // 2
+        assert got["checkpoint_pages"] == 0 and got["baseline"] == 150 * 2**20
+        assert got["activations"] == activations, r
+    # Hidden states of its own sequences: batch b on rank b % 2: rank 0 holds 8, rank 1 holds 2.
     assert [r["hidden_states"] for r in p["per_rank"]] == [8 * 16 * D * 4, 2 * 16 * D * 4]
+    assert p["scratch_file_bytes"] == 0 and not any(r["scratch"] for r in p["per_rank"])
     whole = plan(moelab, model, "--seq-len", 16, "--num-samples", 10, "--ranks", 2)
     assert p["per_rank"][0]["experts"] < whole["per_rank"][0]["experts"]
-    # Over a budget the hidden states go to a scratch file.
-    tight = plan(moelab, model, "--layerwise", "--seq-len", 16, "--num-samples", 10, "--ranks", 2, "--budget",
-                 str(p["peak_per_rank"] - 1))
-    assert tight["scratch_file_bytes"] == 10 * 16 * D * 4
-    # A batch in and a batch out stay in memory (8 x 16 tokens).
-    assert [r["hidden_states"] for r in tight["per_rank"]] == [2 * 8 * 16 * D * 4] * 2
+
+
+def test_layerwise_embedding_rows_before_the_first_layer(moelab, fixtures, tmp_path):
+    """A vocabulary far larger than a layer, batches of many short sequences: the peak is
+    before the first layer, gathering one batch's embedding rows from the mapped matrix
+    (a 4 KiB page per row of 64 float32, at most the whole matrix, plus the gathered rows).
+    Config alone: no weights are read."""
+    config = json.loads((fixtures / "models" / "mixtral" / "config.json").read_text())
+    config["vocab_size"] = 200000
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    D = config["hidden_size"]
+    args = ["--layerwise", "--batch-size", 512, "--seq-len", 8, "--num-samples", 512]
+    r = plan(moelab, tmp_path, *args)["per_rank"][0]
+    N = 512 * 8
+    embed = min(N * 4096, 200000 * D * 4) + N * D * 4
+    assert r["activations"] == embed - r["layer_bytes"]
+    assert r["total"] == r["baseline"] + r["statistics"] + r["hidden_states"] + embed
+    # A longer sequence: the attention scores dominate again.
+    r = plan(moelab, tmp_path, "--layerwise", "--batch-size", 8, "--seq-len", 512, "--num-samples", 8)["per_rank"][0]
+    assert r["activations"] > 8 * 4 * 512 * 512 * 4
+
+
+def test_layerwise_scratch_file_as_calibrate_decides(moelab, fixtures):
+    """In memory when the hidden states take at most half of what the largest layer leaves
+    of --memory-budget: at layer + 2 x states they stay, a byte less sends them to the
+    scratch file, where only the batch read back is resident."""
+    model = fixtures / "models" / "mixtral"
+    D = json.loads((model / "config.json").read_text())["hidden_size"]
+    args = ["--layerwise", "--seq-len", 16, "--num-samples", 10, "--ranks", 2]
+    p = plan(moelab, model, *args)
+    layer = p["per_rank"][0]["layer_bytes"]
+    states = [8 * 16 * D * 4, 2 * 16 * D * 4]
+    fits = plan(moelab, model, *args, "--memory-budget", layer + 2 * states[0])
+    assert fits["memory_budget"] == layer + 2 * states[0]
+    assert [r["scratch"] for r in fits["per_rank"]] == [False, False] and fits["scratch_file_bytes"] == 0
+    tight = plan(moelab, model, *args, "--memory-budget", layer + 2 * states[0] - 1)
+    assert [r["scratch"] for r in tight["per_rank"]] == [True, False]  # each rank decides for its own states
+    assert tight["scratch_file_bytes"] == states[0]
+    assert [r["hidden_states"] for r in tight["per_rank"]] == [8 * 16 * D * 4, states[1]]
+    both = plan(moelab, model, *args, "--memory-budget", layer + 2 * states[1] - 1)
+    assert both["scratch_file_bytes"] == sum(states) and [r["hidden_states"] for r in both["per_rank"]] == [
+        8 * 16 * D * 4, 2 * 16 * D * 4]  # one batch each: 8 and 2 sequences
+    assert both["peak_per_rank"] == p["peak_per_rank"]  # rank 0 held one batch all along
+    # --budget alone: calibrate is taken to get the budget less the process baseline.
+    budget = 151 * 2**20
+    by_budget = plan(moelab, model, *args, "--budget", budget)
+    assert by_budget["memory_budget"] == budget - 150 * 2**20
+    assert by_budget["per_rank"] == plan(moelab, model, *args, "--memory-budget", budget - 150 * 2**20)["per_rank"]
+    assert plan(moelab, model, "--layerwise", "--budget", "1G")["memory_budget"] == 2**30 - 145 * 2**20
+    line = one_line_error(moelab("plan-resources", model, "--memory-budget", "1G", check=False))
+    assert "--memory-budget" in line and "--layerwise" in line, line
+    line = one_line_error(moelab("plan-resources", model, "--layerwise", "--collect", "gradients", check=False))
+    assert "--layerwise" in line and "gradients" in line, line
+
+
+def test_layerwise_scratch_decision_matches_calibrate(moelab, fixtures, tmp_path):
+    """The planner's largest layer is calibrate's, to the byte: at the boundary budget
+    calibrate keeps the hidden states in memory, a byte below it writes them out."""
+    model = fixtures / "models" / "mixtral"
+    D = json.loads((model / "config.json").read_text())["hidden_size"]
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j) % 300 for j in range(32)] for i in range(16)]}))
+    args = ["--layerwise", "--seq-len", 32, "--num-samples", 16]
+    layer = plan(moelab, model, *args)["per_rank"][0]["layer_bytes"]
+    boundary = layer + 2 * 16 * 32 * D * 4
+    for budget, scratch in ((boundary, False), (boundary - 1, True)):
+        assert bool(plan(moelab, model, *args, "--memory-budget", budget)["scratch_file_bytes"]) == scratch
+        log = moelab("--log-level", "info", "calibrate", model, "--data", ids, "--seq-len", 32, "--num-samples", 16,
+                     "--layerwise", "--memory-budget", budget, "--scratch-dir", tmp_path, "--out",
+                     tmp_path / "s.h5", "--overwrite").stderr
+        assert ("in a scratch file" in log) == scratch and ("in memory" in log) == (not scratch), log
 
 
 def peak_rss(cmd, tmp_path, ranks):
@@ -197,6 +315,30 @@ def test_estimate_is_near_the_measured_peak_rss(moelab_bin, moelab, fixtures, tm
     measured = peak_rss([moelab_bin, "--log-level", "warn", "calibrate", str(model), "--data", str(ids),
                          "--seq-len", "32", "--num-samples", "16", "--out", str(tmp_path / "s.h5")], tmp_path, ranks)
     planned = plan(moelab, model, "--ranks", ranks, "--seq-len", 32, "--num-samples", 16)
+    for r, m in enumerate(measured):
+        assert 0.75 < planned["per_rank"][r]["total"] / m < 1.25, (r, planned["per_rank"][r], m)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("scratch", [False, True])
+def test_layerwise_estimate_is_near_the_measured_peak_rss(moelab_bin, moelab, fixtures, tmp_path, ranks, scratch):
+    """`calibrate --layerwise`, hidden states in memory or (with a --memory-budget below
+    the layer plus twice the states) in a scratch file. As the whole-model test, the
+    tiny fixture is ~all process baseline: the 15% of the issue is checked on models of
+    0.1-1 GB by bench/plan_vs_measured.py (bench/RESULTS.md)."""
+    if not pathlib.Path("/usr/bin/time").exists():
+        pytest.skip("/usr/bin/time is not installed")
+    model = fixtures / "models" / "mixtral"
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"input_ids": [[1 + (i * 13 + j) % 200 for j in range(32)] for i in range(16)]}))
+    args = ["--seq-len", "32", "--num-samples", "16", "--layerwise"]
+    if scratch:  # the layer plus the states of one rank's batches: over half of what the layer leaves
+        layer = plan(moelab, model, "--ranks", ranks, *args)["per_rank"][0]["layer_bytes"]
+        args += ["--memory-budget", str(layer + 16 // ranks * 32 * 64 * 4)]
+    planned = plan(moelab, model, "--ranks", ranks, *args)
+    assert all(r["scratch"] == scratch for r in planned["per_rank"])
+    measured = peak_rss([moelab_bin, "--log-level", "warn", "calibrate", str(model), "--data", str(ids), *args,
+                         "--scratch-dir", str(tmp_path), "--out", str(tmp_path / "s.h5")], tmp_path, ranks)
     for r, m in enumerate(measured):
         assert 0.75 < planned["per_rank"][r]["total"] / m < 1.25, (r, planned["per_rank"][r], m)
 

@@ -136,6 +136,40 @@ def test_checkpointing_every_few_steps_changes_nothing(moelab, model, data, tmp_
     assert not (tmp_path / "ck").exists()
 
 
+@pytest.mark.parametrize("ranks,mode", [(1, "whole"), (2, "whole"), (2, "layerwise")])
+def test_usr1_stops_at_the_next_step_saves_and_exits_75_then_resumes(ranks, mode, moelab, moelab_bin, model,
+                                                                    tmp_path):
+    """Slurm's "time is nearly up" (USR1, forwarded by mpirun to every rank): the ranks agree on
+    the next step, save there although no periodic checkpoint is due, and exit 75 (EX_TEMPFAIL);
+    the same command then continues to the uninterrupted file."""
+    rng = np.random.default_rng(7)
+    data = tmp_path / "long.json"  # 960 sequences: long enough to be caught in the pass
+    data.write_text(json.dumps({"input_ids": rng.integers(1, 512, size=(960, SEQ_LEN)).tolist()}))
+    want = tmp_path / "want.h5"
+    moelab(*args(model, data, want, ranks))
+    out, ckpt = tmp_path / "s.h5", tmp_path / "s.h5.ckpt"
+    extra = [*MODES[mode], "--checkpoint-every", 100000]
+    proc = subprocess.Popen([moelab_bin, *map(str, args(model, data, out, ranks, *extra))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    marker = "layer 2/" if mode == "layerwise" else "batch "  # in the pass, past its start
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if marker in line:
+            break
+    os.kill(proc.pid, signal.SIGUSR1)  # moelab itself, or mpirun, which passes it on
+    seen += proc.stderr.read()
+    assert proc.wait(timeout=120) == 75, seen
+    assert "stopped by a signal after" in seen and "run the same command again" in seen, seen
+    reached = steps_done(ckpt)
+    assert reached > 0 and not out.exists()
+    done = moelab(*args(model, data, out, ranks, *extra))
+    unit = "step" if mode == "whole" else "layer"
+    assert f"resuming calibration after {unit} {reached} " in done.stderr
+    assert_same_file(out, want)
+    assert not ckpt.exists()
+
+
 def one_line_error(proc):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()

@@ -71,6 +71,24 @@ def wait_for_empty_queue(timeout=300):
     raise AssertionError(f"Slurm queue not empty after {timeout} s: {queue()}")
 
 
+def usr1_once_checkpointed(task, checkpoint):
+    """Sends USR1 to the batch script of `task` (what --signal=B:USR1@N does near the time
+    limit) once it runs and `checkpoint` exists, then waits for the requeue."""
+    deadline = time.time() + 180
+    while time.time() < deadline and not (queue().get(task) == "RUNNING" and checkpoint.exists()):
+        time.sleep(0.02)
+    assert checkpoint.exists(), f"task {task} never reached its first checkpoint"
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
+    # Slurm holds a requeued task back for a while (BeginTime); let it start sooner. Not at
+    # once: slurmd refuses a launch whose credential dates from the same second as the
+    # revocation of the previous attempt's ("Job credential revoked"), and the task is lost.
+    deadline = time.time() + 60
+    while time.time() < deadline and queue().get(task) != "PENDING":
+        time.sleep(0.1)
+    time.sleep(3)
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
+
+
 def status(moelab, results):
     return json.loads(moelab("status", results, "--json").stdout)
 
@@ -200,20 +218,7 @@ def test_usr1_near_the_time_limit_checkpoints_requeues_and_resumes(slurm, model,
     sub = next(json.loads(l) for l in (tmp_path / "r" / "slurm" / "submissions.jsonl").read_text().splitlines()
                if json.loads(l)["stage"] == "finetune")
     task = sub["array_job"] + "_0"
-    state = tmp_path / "r" / (ft["output"] + ".ckpt") / "state.json"
-    deadline = time.time() + 180
-    while time.time() < deadline and not (queue().get(task) == "RUNNING" and state.exists()):
-        time.sleep(0.02)
-    assert state.exists(), "the fine-tuning task never reached its first checkpoint"
-    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
-    # Slurm holds a requeued task back for a while (BeginTime); let it start sooner. Not at
-    # once: slurmd refuses a launch whose credential dates from the same second as the
-    # revocation of the previous attempt's ("Job credential revoked"), and the task is lost.
-    deadline = time.time() + 60
-    while time.time() < deadline and queue().get(task) != "PENDING":
-        time.sleep(0.1)
-    time.sleep(3)
-    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
+    usr1_once_checkpointed(task, tmp_path / "r" / (ft["output"] + ".ckpt") / "state.json")
     wait_for_empty_queue()
     rec = records(tmp_path / "r")[ft["id"]]
     assert rec["state"] == "done" and rec["attempt"] == 2, rec
@@ -247,16 +252,7 @@ def test_usr1_stops_a_calibration_which_requeues_and_ends_with_the_uninterrupted
                if json.loads(l)["stage"] == "calibrate")
     task = sub["array_job"] + "_0"
     manifest = tmp_path / "r" / (job["output"] + ".ckpt") / "checkpoint.json"
-    deadline = time.time() + 180
-    while time.time() < deadline and not (queue().get(task) == "RUNNING" and manifest.exists()):
-        time.sleep(0.02)
-    assert manifest.exists(), "the calibration task never reached its first checkpoint"
-    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and queue().get(task) != "PENDING":
-        time.sleep(0.1)
-    time.sleep(3)  # see the fine-tuning test: not in the same second as the revocation
-    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
+    usr1_once_checkpointed(task, manifest)
     wait_for_empty_queue()
     rec = records(tmp_path / "r")[job["id"]]
     assert rec["state"] == "done" and rec["attempt"] == 2, rec
