@@ -211,10 +211,22 @@ JobGraph build_job_graph(const SweepSpec& s) {
     j.args = {"calibrate", key.first};
     for (const auto& a : data_args(s.calibration_set(key.second))) j.args.push_back(a);
     j.args.insert(j.args.end(), {"--criteria", list});
-    const int64_t every = calibration_checkpoint_every(s.calibration_set(key.second), s.resources_for("calibrate").ranks);
+    const CalibrationSpecEntry& cal = s.calibration_set(key.second);
+    // Groups that are not one-pass sums can be neither checkpointed nor collected layer
+    // by layer.
+    const std::string multi_pass = jobs::unresumable_group(criteria::stat_groups_needed({crits.begin(), crits.end()}));
+    if (cal.layerwise) {
+      if (!multi_pass.empty())
+        throw InputError(s.path, "calibration set \"" + cal.name + "\" is layerwise, but criteria " + list +
+                                     " need statistic group \"" + multi_pass +
+                                     "\", which needs the whole model: calibrate them with another set");
+      j.args.push_back("--layerwise");
+      if (!cal.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cal.memory_budget});
+    }
+    const int64_t every = calibration_checkpoint_every(cal, s.resources_for("calibrate").ranks);
     // Resumable: a requeued Slurm task (time limit, preemption) continues from the last
     // checkpoint, which lies beside the output and survives the output's removal.
-    if (every > 0 && jobs::unresumable_group(criteria::stat_groups_needed({crits.begin(), crits.end()})).empty())
+    if (every > 0 && multi_pass.empty())
       j.args.insert(j.args.end(), {"--checkpoint-every", std::to_string(every), "--checkpoint-dir",
                                    "{out}/calibrate/{id}.h5.ckpt"});
     j.args.insert(j.args.end(), {"--out", "{out}/calibrate/{id}.h5", "--overwrite"});

@@ -1,7 +1,10 @@
 #include "schedulers/resource_check.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "criteria/registry.h"
+#include "jobs/memory_budget.h"
 #include "jobs/resource_plan.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
@@ -44,6 +47,8 @@ std::vector<MemoryCheck> check_calibration_memory(const SweepSpec& spec, const J
     if (auto v = arg_value(j, "--batch-size"); !v.empty()) q.batch_size = std::stoll(v);
     q.groups = criteria::stat_groups_needed(split_commas(arg_value(j, "--criteria")));
     q.groups.insert(results::stat::kUsage);
+    q.layerwise = std::find(j.args.begin(), j.args.end(), "--layerwise") != j.args.end();
+    if (auto v = arg_value(j, "--memory-budget"); !v.empty()) q.memory_budget = jobs::parse_byte_size("memory_budget", v);
     MemoryCheck m;
     m.job_id = j.id;
     m.label = j.label;
@@ -52,6 +57,11 @@ std::vector<MemoryCheck> check_calibration_memory(const SweepSpec& spec, const J
     m.per_rank = plan.peak;
     for (const auto& r : plan.ranks) m.planned += r.total();
     m.granted = jobs::slurm_mem_bytes(j.resources.mem, spec.path + ": resources.calibrate.mem");
+    m.layerwise = q.layerwise;
+    if (!q.layerwise) {  // what layer by layer would need instead, for the advice
+      q.layerwise = true;
+      for (const auto& r : jobs::plan_resources(c, q).ranks) m.planned_layerwise += r.total();
+    }
     out.push_back(m);
   }
   return out;
@@ -65,8 +75,12 @@ void refuse_jobs_over_memory(const SweepSpec& spec, const JobGraph& graph) {
                                     " (" + std::to_string(m.ranks) + " rank(s) x up to " +
                                     jobs::format_bytes(m.per_rank) + ", moelab plan-resources " + j.args[1] +
                                     " --ranks " + std::to_string(m.ranks) + "), more than resources.calibrate.mem " +
-                                    j.resources.mem + " (" + jobs::format_bytes(m.granted) +
-                                    "): raise mem, or pass --no-resource-check");
+                                    j.resources.mem + " (" + jobs::format_bytes(m.granted) + "): raise mem" +
+                                    (!m.layerwise && m.planned_layerwise <= m.granted
+                                         ? ", calibrate layer by layer (calibration set's layerwise: true; about " +
+                                               jobs::format_bytes(m.planned_layerwise) + ")"
+                                         : "") +
+                                    ", or pass --no-resource-check");
   }
 }
 

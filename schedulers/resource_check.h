@@ -19,6 +19,8 @@ struct MemoryCheck {
   int64_t planned = 0;   // every rank's planned peak, summed
   int64_t granted = 0;   // resources.calibrate.mem
   int ranks = 1;
+  bool layerwise = false;         // the job calibrates layer by layer
+  int64_t planned_layerwise = 0;  // whole-model jobs: every rank's peak if it went layer by layer
   bool fits() const { return planned <= granted; }
 };
 

@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "criteria/registry.h"
+#include "jobs/memory_budget.h"
 
 namespace moelab::schedulers {
 namespace {
@@ -75,6 +76,7 @@ class Reader {
   template <typename T>
   static std::string kind() {
     if constexpr (std::is_same_v<T, std::string>) return "a string";
+    if constexpr (std::is_same_v<T, bool>) return "true or false";
     if constexpr (std::is_floating_point_v<T>) return "a number";
     return "an integer";
   }
@@ -284,12 +286,13 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (size_t i = 0; i < cal.size(); ++i) {
       const std::string k = "calibration[" + std::to_string(i) + "]";
       CalibrationSpecEntry c;
-      if (!cal[i].IsMap()) r.fail(k, "expected a map {name, data, seq_len, num_samples, seed, checkpoint_every}");
+      const char* keys = "name, data, seq_len, num_samples, seed, checkpoint_every, layerwise, memory_budget";
+      if (!cal[i].IsMap()) r.fail(k, std::string("expected a map {") + keys + "}");
       for (const auto& kv : cal[i]) {
         const std::string key = kv.first.as<std::string>();
         if (key != "name" && key != "data" && key != "seq_len" && key != "num_samples" && key != "seed" &&
-            key != "checkpoint_every")
-          r.fail(k + "." + key, "unknown key (name, data, seq_len, num_samples, seed, checkpoint_every)");
+            key != "checkpoint_every" && key != "layerwise" && key != "memory_budget")
+          r.fail(k + "." + key, std::string("unknown key (") + keys + ")");
       }
       c.name = cal[i]["name"] ? r.as<std::string>(cal[i]["name"], k + ".name") : "cal" + std::to_string(i);
       c.data = r.list<std::string>(cal[i]["data"], k + ".data");
@@ -303,6 +306,16 @@ SweepSpec parse_sweep_spec(const std::string& path) {
       if (cal[i]["checkpoint_every"]) {
         c.checkpoint_every = r.as<int64_t>(cal[i]["checkpoint_every"], k + ".checkpoint_every");
         if (c.checkpoint_every < 0) r.fail(k + ".checkpoint_every", "must be >= 0 (0: off)");
+      }
+      if (cal[i]["layerwise"]) c.layerwise = r.as<bool>(cal[i]["layerwise"], k + ".layerwise");
+      if (cal[i]["memory_budget"]) {
+        c.memory_budget = r.as<std::string>(cal[i]["memory_budget"], k + ".memory_budget");
+        if (!c.layerwise) r.fail(k + ".memory_budget", "needs layerwise: true");
+        try {
+          jobs::parse_byte_size("memory_budget", c.memory_budget);
+        } catch (const InputError&) {
+          r.fail(k + ".memory_budget", "\"" + c.memory_budget + "\" is not a size like 512M or 8G");
+        }
       }
       for (const auto& other : s.calibration)
         if (other.name == c.name) r.fail(k + ".name", "\"" + c.name + "\" is used twice");

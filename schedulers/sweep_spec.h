@@ -5,6 +5,8 @@
 //   calibration:                        # one or more calibration sets
 //     - {name: c4, data: [data/c4.jsonl], seq_len: 512, num_samples: 64, seed: 0}
 //       # checkpoint_every: 8           # batches between calibration checkpoints (0: off)
+//       # layerwise: true               # one decoder layer at a time (models bigger than mem)
+//       # memory_budget: 8G             # with layerwise: calibrate --memory-budget
 //   criteria: [EAN, Max-RWN, {name: REAP, direction: min}]   # Min-X by default
 //   ratios: [0.25, 0.5]                 # or {from: 0.125, to: 0.5, step: 0.125}
 //   procedures: [one-shot, iterative]   # one-shot | iterative | lottery
@@ -44,6 +46,11 @@ struct CalibrationSpecEntry {
   // Unset: about ten checkpoints per job; 0: off. Jobs collecting gradients, naee or
   // act_outliers are never checkpointed (not one-pass sums).
   std::optional<int64_t> checkpoint_every;
+  // Calibrate one decoder layer at a time (calibrate --layerwise [--memory-budget]):
+  // for models whose weights do not fit resources.calibrate.mem; memory_budget as
+  // calibrate takes it ("8G"), "" for none. Not for gradients, naee, act_outliers.
+  bool layerwise = false;
+  std::string memory_budget;
   uint64_t seed = 0;
 };
 

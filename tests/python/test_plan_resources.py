@@ -412,3 +412,45 @@ def test_sweep_refuses_a_calibration_that_cannot_fit_its_mem(moelab, fixtures, t
     # Enough mem passes the check.
     spec = write_sweep(tmp_path / "spec2", model, resources={"calibrate": {"ranks": 2, "mem": "2G"}})
     moelab("submit", spec, "--dry-run", "--results", tmp_path / "results2")
+
+
+def big_config_only(fixtures, path):
+    """config.json alone of a Mixtral of 8 layers, hidden 1024, 8 experts of 3584: 2.8 GB of
+    routed experts in float32, 0.35 GB a layer (the planner needs no weights)."""
+    config = json.loads((fixtures / "models" / "mixtral" / "config.json").read_text())
+    config.update(hidden_size=1024, intermediate_size=3584, num_hidden_layers=8, num_local_experts=8)
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_sweep_advises_and_plans_layer_by_layer_calibration(moelab, fixtures, tmp_path):
+    model = big_config_only(fixtures, tmp_path / "big")
+    resources = {"calibrate": {"ranks": 1, "mem": "2G", "time": "00:10:00"}}
+    spec = write_sweep(tmp_path / "spec", model, resources=resources)
+    line = one_line_error(moelab("sweep", "run", spec, "--results", tmp_path / "r", check=False))
+    # The whole model does not fit 2G; layer by layer would, and the line says so with the figure.
+    lw = plan(moelab, model, "--layerwise", "--seq-len", 16, "--num-samples", 0, "--criteria", "EAN")
+    total = sum(r["total"] for r in lw["per_rank"])
+    assert "calibrate layer by layer (calibration set's layerwise: true; about" in line, line
+    assert f"about {total / 2**20:.0f} MiB)" in line or f"about {total / 2**30:.2f} GiB)" in line, line
+    cal = [{"name": "c", "data": ["cal.json"], "seq_len": 16, "num_samples": 0, "layerwise": True,
+            "memory_budget": "1G"}]
+    spec = write_sweep(tmp_path / "spec2", model, resources=resources, calibration=cal)
+    out = moelab("sweep", "plan", spec, "--json", "-").stdout
+    job = next(j for j in json.loads(out)["jobs"] if j["kind"] == "calibrate")
+    i = job["args"].index("--layerwise")
+    assert job["args"][i + 1: i + 3] == ["--memory-budget", "1G"]
+    assert re.search(r"memory +\S+ +planned .* against mem 2\.00 GiB: fits", moelab("sweep", "plan", spec).stdout)
+    # Layer by layer refuses what needs the whole model, at planning time, naming the set.
+    spec = write_sweep(tmp_path / "spec3", model, resources=resources, calibration=cal, criteria=["EAN", "EGS"],
+                       procedures=["one-shot"])
+    line = one_line_error(moelab("sweep", "plan", spec, check=False))
+    assert line.startswith(f"error: {spec}: calibration set \"c\" is layerwise, but criteria EAN,EGS need "
+                           "statistic group \"gradients\""), line
+    for bad, words in [({"memory_budget": "lots"}, "memory_budget: \"lots\" is not a size"),
+                       ({"layerwise": "yes please"}, "layerwise: expected true or false"),
+                       ({"layerwise": False, "memory_budget": "1G"}, "memory_budget: needs layerwise: true")]:
+        spec = write_sweep(tmp_path / "spec4", model, resources=resources, calibration=[{**cal[0], **bad}])
+        line = one_line_error(moelab("sweep", "plan", spec, check=False))
+        assert f"calibration[0].{words}" in line, line
