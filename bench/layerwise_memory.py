@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Peak resident memory of `moelab calibrate`, whole model against --layerwise with a
-memory budget, on a random Mixtral whose weights are many times the budget.
+memory budget (and the same, resumable: a checkpoint after every layer, hidden states
+included), on a random Mixtral whose weights are many times the budget.
 
 Both runs use the same model, data and machine, one after the other; each run's peak
 RSS comes from the kernel (/usr/bin/time %M), its size at start (what
 the budget counts from) from moelab's last log line. Writes a Markdown table to stdout
-(and --json for the numbers); the two statistics files are checked to be equal.
+(and --json for the numbers); the statistics files are checked to be equal.
 
   python3 bench/layerwise_memory.py --moelab build/runner/moelab [--budget 128M]
 """
@@ -87,8 +88,11 @@ def main():
         rows = [("whole model", "-", run(args.moelab, common + ["--out", tmp / "whole.h5"], tmp)),
                 ("--layerwise", args.budget,
                  run(args.moelab, common + ["--out", tmp / "layers.h5", "--layerwise", "--memory-budget",
-                                            args.budget], tmp))]
-        equal = same_stats(tmp / "whole.h5", tmp / "layers.h5")
+                                            args.budget], tmp)),
+                ("--layerwise --checkpoint-every 1", args.budget,
+                 run(args.moelab, common + ["--out", tmp / "resumable.h5", "--layerwise", "--memory-budget",
+                                            args.budget, "--checkpoint-every", 1], tmp))]
+        equal = same_stats(tmp / "whole.h5", tmp / "layers.h5") and same_stats(tmp / "whole.h5", tmp / "resumable.h5")
     print(f"model: {params / 1e6:.1f}M parameters, fp32 weights {params * 4 / 2**20:.0f} MiB; "
           f"{args.sequences} x {args.seq_len} tokens, batches of {args.batch_size}; statistics bit-identical: {equal}\n")
     print("| mode | budget | peak RSS (MiB) | at start (MiB) | above start (MiB) | hidden states | wall (s) |")

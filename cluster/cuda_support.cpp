@@ -58,4 +58,15 @@ std::shared_ptr<Communicator> make_nccl_communicator(std::shared_ptr<Communicato
   return std::shared_ptr<Communicator>(make(&mpi));
 }
 
+int64_t cuda_peak_allocated_bytes(int device) {
+  if (!plugin().handle) return 0;
+  auto peak = reinterpret_cast<int64_t (*)(int)>(::dlsym(plugin().handle, "moelab_cuda_peak_allocated"));
+  return peak ? peak(device) : 0;
+}
+
+void cuda_empty_cache() {
+  if (!plugin().handle) return;
+  if (auto empty = reinterpret_cast<void (*)()>(::dlsym(plugin().handle, "moelab_cuda_empty_cache"))) empty();
+}
+
 }  // namespace moelab::cluster

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "cluster/communicator.h"
+#include "cluster/cuda_support.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "criteria/family.h"
@@ -157,6 +158,13 @@ void run_calibrate(const CalibrateArgs& a) {
                lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "", jobs::mib(jobs::rusage_peak_bytes()));
   if (lw.memory_budget && peak - baseline > lw.memory_budget)
     spdlog::warn("peak resident memory exceeded --memory-budget by {}", jobs::mib(peak - baseline - lw.memory_budget));
+  if (m.device.is_cuda()) {  // on a GPU the budget holds for the device too (one layer and one batch there)
+    const int64_t device_peak = cluster::cuda_peak_allocated_bytes(m.device.index() < 0 ? 0 : m.device.index());
+    spdlog::info("peak device memory: {} allocated{}", jobs::mib(device_peak),
+                 lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "");
+    if (lw.memory_budget && device_peak > lw.memory_budget)
+      spdlog::warn("peak device memory exceeded --memory-budget by {}", jobs::mib(device_peak - lw.memory_budget));
+  }
 }
 
 }  // namespace
@@ -234,8 +242,10 @@ void add_calibrate_command(CLI::App& app) {
                   "(about 20 MB on CPU, whatever the model), the largest layer's weights (this rank's share, "
                   "compute dtype), the hidden states of the rank's calibration tokens (kept in memory when they fit "
                   "in half of what that layer leaves, else in a scratch file) and one batch's working memory. "
-                  "Sizes like 512M, 8G (powers of 1024). Host memory only: on a GPU the layer's weights and one "
-                  "batch live on the device")
+                  "Sizes like 512M, 8G (powers of 1024). On a GPU (--device cuda) the layer's weights and one "
+                  "batch live on the device, the hidden states on the host: the budget holds for each (a layer "
+                  "larger than it is refused; the device's allocator peak is logged at the end, and its cache "
+                  "emptied after each layer)")
       ->needs(cmd->get_option("--layerwise"));
   cmd->add_option("--scratch-dir", a->scratch_dir,
                   "with --layerwise: directory of the hidden-states scratch file (default: that of --out); the file "

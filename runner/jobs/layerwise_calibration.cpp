@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "cluster/cuda_support.h"
 #include "cluster/data_parallel.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -130,6 +131,7 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
     }
     m.layers[l] = shell_layer;  // frees the layer's weights
     return_free_memory();
+    if (m.device.is_cuda()) cluster::cuda_empty_cache();  // the device holds one layer at a time too
     checkpoint.maybe_save(l + 1, c.num_hidden_layers, sums, &hidden);
   }
 

@@ -46,3 +46,19 @@ def test_log_level_error_silences_info_and_warnings(fixtures, moelab, tmp_path):
     assert proc.stderr == ""
     proc = moelab("prune", fixtures / "models" / "mixtral", "--drop", "0:1", "--out", tmp_path / "p")
     assert "wrote" in proc.stderr
+
+
+def test_the_cuda_plugin_exports_what_the_binary_looks_up(moelab_bin):
+    """The entry points cluster/cuda_support.cpp finds with dlsym (NCCL, the device memory
+    peak and cache release of --layerwise on a GPU); checked on the symbol table, since a
+    machine without a GPU cannot run them."""
+    import pathlib
+    import shutil
+    import subprocess
+    plugin = pathlib.Path(moelab_bin).parent / "libmoelab_cuda.so"
+    if not plugin.exists() or shutil.which("nm") is None:
+        pytest.skip("this build has no CUDA plugin")
+    symbols = subprocess.run(["nm", "-D", "--defined-only", plugin], capture_output=True, text=True,
+                             check=True).stdout
+    for name in ("moelab_make_nccl_communicator", "moelab_cuda_peak_allocated", "moelab_cuda_empty_cache"):
+        assert f" T {name}\n" in symbols, name
