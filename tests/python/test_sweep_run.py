@@ -191,3 +191,23 @@ def test_a_results_path_that_a_batch_script_would_have_to_quote_is_refused(model
     r = moelab("submit", spec, "--results", hostile, "--dry-run", check=False)
     assert r.returncode == 2 and "a batch script would need to quote" in r.stderr and r.stderr.count("\n") == 1
     assert not list(tmp_path.rglob("*.sbatch")) and not (tmp_path / "pwned").exists()
+
+
+def test_a_layerwise_calibration_set_gives_the_whole_model_statistics(model, moelab, tmp_path):
+    import h5py
+    import numpy as np
+    common = dict(criteria=["EAN", "REAP"], ratios=[0.5], procedures=["one-shot"], eval={})
+    cal = {"name": "c", "data": ["cal.json"], "seq_len": 16, "num_samples": 0}
+    whole = write_sweep(tmp_path / "w", model, calibration=[cal], **common)
+    layers = write_sweep(tmp_path / "l", model, calibration=[{**cal, "layerwise": True, "memory_budget": "64M"}],
+                         **common)
+    moelab("sweep", "run", whole, "--results", tmp_path / "rw")
+    moelab("sweep", "run", layers, "--results", tmp_path / "rl")
+    jw = next(j for j in plan(tmp_path / "rw")["jobs"] if j["kind"] == "calibrate")
+    jl = next(j for j in plan(tmp_path / "rl")["jobs"] if j["kind"] == "calibrate")
+    assert "--layerwise" in jl["args"] and "--layerwise" not in jw["args"]
+    assert "layer by layer: " in (tmp_path / "rl" / "logs" / f"{jl['id']}.log").read_text()
+    with h5py.File(tmp_path / "rw" / jw["output"]) as a, h5py.File(tmp_path / "rl" / jl["output"]) as b:
+        names = []
+        a.visit(names.append)
+        assert names and all(np.array_equal(a[n][()], b[n][()]) for n in names if isinstance(a[n], h5py.Dataset))
