@@ -17,6 +17,8 @@ Every run gets the same threads (OMP_NUM_THREADS=2 unless stated). Writes a Mark
 to stdout, the numbers to --json and a plot to --plot.
 
   python3 bench/vs_transformers.py --moelab build/runner/moelab [--quick] [--json out.json] [--plot out.png]
+  python3 bench/vs_transformers.py --moelab build/runner/moelab --default-only --repeat 3   (the default
+      model's rows only; each calibration run 3 times, alternating tools, medians reported)
 """
 import argparse
 import json
@@ -136,6 +138,10 @@ def main():
                     help="moelab_bench_expert_matmul (default: next to --moelab, ../bench/)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the machine")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--default-only", action="store_true",
+                    help="the default model's calibration and evaluation only (no larger model, matmul or scaling runs)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="calibration runs per tool, alternating moelab and the scripts; medians are reported")
     ap.add_argument("--json", type=pathlib.Path)
     ap.add_argument("--plot", type=pathlib.Path)
     args = ap.parse_args()
@@ -148,13 +154,15 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="moelab-vs-hf-"))
     default_model = ROOT / "models" / "debian-moe"
     large = tmp / "large-mixtral"
-    n_params = make_large_model(large, sizes["layers"], sizes["hidden"], sizes["inter"],
-                                default_model / "tokenizer.json")
+    n_params = 0 if args.default_only else make_large_model(large, sizes["layers"], sizes["hidden"], sizes["inter"],
+                                                            default_model / "tokenizer.json")
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": threads,
                            "loadavg_at_start": os.getloadavg()[0]},
                "large_model": {**sizes, "experts": 8, "top_k": 2, "params": n_params}, "calibration": {},
                "eval": {}, "matmul": None, "scaling": {}}
     models = {"debian-moe (default)": default_model, "random Mixtral d1024": large}
+    if args.default_only:
+        del models["random Mixtral d1024"]
 
     for name, model in models.items():
         data = tmp / "cal.json"
@@ -162,18 +170,28 @@ def main():
         tokens = cal["n"] * cal["seq_len"]
         row = {"tokens": tokens}
         out = tmp / "moelab.h5"
-        wall, rss, _, err = timed([moelab, "calibrate", model, "--data", data, "--seq-len", cal["seq_len"],
-                                   "--num-samples", 0, "--criteria", "EAN,REAP", "--batch-size",
-                                   cal["batch"], "--out", out, "--overwrite"], threads, tmp)
-        row["moelab"] = {"wall_s": wall, "pass_s": log_seconds(err, "calibrating on", "wrote"), "rss_mib": rss[0]}
-        for mode in ("routed", "all-experts"):
-            hf_out = tmp / f"hf-{mode}.h5"
-            wall, rss, so, _ = timed([sys.executable, HERE / "hf_hooks_calibrate.py", model, "--data", data,
-                                      "--batch-size", cal["batch"], "--mode", mode, "--out", hf_out], threads, tmp)
-            info = json.loads(so.strip().splitlines()[-1])
-            row[f"hf_{mode}"] = {"wall_s": wall, "pass_s": info["pass_s"], "rss_mib": rss[0],
-                                 "experts_implementation": info["experts_implementation"],
-                                 "max_rel_diff_vs_moelab": compare_stats(out, hf_out)}
+        runs = {"moelab": []}
+        for _ in range(max(args.repeat, 1)):  # alternating, so that load drifts hit every tool alike
+            wall, rss, _, err = timed([moelab, "calibrate", model, "--data", data, "--seq-len", cal["seq_len"],
+                                       "--num-samples", 0, "--criteria", "EAN,REAP", "--batch-size",
+                                       cal["batch"], "--out", out, "--overwrite"], threads, tmp)
+            runs["moelab"].append({"wall_s": wall, "pass_s": log_seconds(err, "calibrating on", "wrote"),
+                                   "rss_mib": rss[0]})
+            for mode in ("routed", "all-experts"):
+                hf_out = tmp / f"hf-{mode}.h5"
+                wall, rss, so, _ = timed([sys.executable, HERE / "hf_hooks_calibrate.py", model, "--data", data,
+                                          "--batch-size", cal["batch"], "--mode", mode, "--out", hf_out], threads, tmp)
+                info = json.loads(so.strip().splitlines()[-1])
+                runs.setdefault(f"hf_{mode}", []).append(
+                    {"wall_s": wall, "pass_s": info["pass_s"], "rss_mib": rss[0],
+                     "experts_implementation": info["experts_implementation"],
+                     "max_rel_diff_vs_moelab": compare_stats(out, hf_out)})
+        for tool, rs in runs.items():  # medians of the timings, the largest RSS and difference
+            row[tool] = dict(rs[0], wall_s=float(np.median([r["wall_s"] for r in rs])),
+                             pass_s=float(np.median([r["pass_s"] for r in rs])),
+                             rss_mib=max(r["rss_mib"] for r in rs), runs=len(rs))
+            if "max_rel_diff_vs_moelab" in rs[0]:
+                row[tool]["max_rel_diff_vs_moelab"] = max(r["max_rel_diff_vs_moelab"] for r in rs)
         results["calibration"][name] = row
         print(f"calibration {name}: {json.dumps(row)}", file=sys.stderr)
 
@@ -197,14 +215,16 @@ def main():
                              "scored_tokens": n}}
         print(f"eval {name}: {json.dumps(results['eval'][name])}", file=sys.stderr)
 
-    if mm_bench.exists():
+    if mm_bench.exists() and not args.default_only:
         shape = ["--tokens", cal["batch"] * cal["seq_len"], "--hidden", sizes["hidden"], "--intermediate",
                  sizes["inter"], "--experts", 8, "--top-k", 2]
         _, _, so, _ = timed([mm_bench, *shape], threads, tmp)
         results["matmul"] = json.loads(so.strip().splitlines()[-1])
 
     data = tmp / "cal.json"
-    for label, ranks, thr in (("1 rank x 2 threads", 1, 2), ("1 rank x 1 thread", 1, 1), ("2 ranks x 1 thread", 2, 1)):
+    scaling = () if args.default_only else (("1 rank x 2 threads", 1, 2), ("1 rank x 1 thread", 1, 1),
+                                            ("2 ranks x 1 thread", 2, 1))
+    for label, ranks, thr in scaling:
         out = tmp / "scale.h5"
         wall, rss, _, err = timed([moelab, "calibrate", large, "--data", data, "--seq-len", cal["seq_len"],
                                    "--num-samples", 0, "--criteria", "EAN,REAP", "--batch-size",
@@ -251,7 +271,9 @@ def report(r, cal):
                   f"K={mm['top_k']}, {mm['threads']} threads; rows per expert {mm['rows_per_expert_min']}.."
                   f"{mm['rows_per_expert_max']}): moe_forward {mm['moe_forward_gflops']:.1f} GFLOP/s, at::mm on the "
                   f"same FLOPs {mm['mm_peak_gflops']:.1f} GFLOP/s: **{100 * mm['fraction_of_peak']:.0f}% of peak**."]
-    lines += ["", "| expert parallelism (larger model) | pass tok/s | end-to-end tok/s | peak RSS MiB per rank |", "|---|---|---|---|"]
+    if r["scaling"]:
+        lines += ["", "| expert parallelism (larger model) | pass tok/s | end-to-end tok/s | peak RSS MiB per rank |",
+                  "|---|---|---|---|"]
     t = cal["n"] * cal["seq_len"]
     for label, s in r["scaling"].items():
         lines.append(f"| {label} | {t / s['pass_s']:.0f} | {t / s['wall_s']:.0f} | "

@@ -115,6 +115,7 @@ void run_calibrate(const CalibrateArgs& a) {
     m = models::load_model_shell(a.model.model_dir, load);
     jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
   } else {
+    jobs::reuse_freed_blocks();
     m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load)
                          : models::load_model(a.model.model_dir, load);
   }

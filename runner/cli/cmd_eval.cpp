@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "jobs/efficiency.h"
+#include "jobs/memory_budget.h"
 #include "jobs/multiple_choice.h"
 #include "jobs/perplexity.h"
 #include "results/result_records.h"
@@ -279,6 +280,7 @@ void run_eval(const EvalArgs& a) {
     check_vocab(mc_plans.back().requests, config.vocab_size, tok_path);
   }
 
+  jobs::reuse_freed_blocks();
   models::MoeModel m = P > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                              : models::load_model(a.model.model_dir, a.model.load_options());
   Output out;

@@ -56,7 +56,7 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
                               backward_next_token_loss(logits, ids, lengths, 1.0 / double(targets));
                             } else {
                               at::NoGradGuard no_grad;
-                              models::forward(m, ids, lengths, &observer);
+                              models::observe_forward(m, ids, lengths, observer);  // no logits needed
                             }
                             int64_t tokens = 0;
                             for (int64_t n : lengths) tokens += n;

@@ -69,6 +69,13 @@ void map_large_blocks() {
 #endif
 }
 
+void reuse_freed_blocks() {
+#if defined(__GLIBC__)
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
+}
+
 void return_free_memory() {
 #if defined(__GLIBC__)
   ::malloc_trim(0);

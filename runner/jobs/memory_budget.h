@@ -24,6 +24,14 @@ int64_t rusage_peak_bytes();
 // after the other do not pile up in the heap.
 void map_large_blocks();
 
+// The opposite, for the whole-model passes (calibrate, eval): blocks up to 32 MiB come
+// from the heap and up to 64 MiB of freed heap stay for reuse (glibc's M_MMAP_THRESHOLD
+// and M_TRIM_THRESHOLD fixed at the values its dynamic threshold reaches only after
+// the first large free), so that each batch's large short-lived tensors do not fault
+// in fresh pages: the default model's calibration pass 0.64 -> 0.58 s, peak RSS
+// +10 MiB (2 cores, 2026-12-01). A no-op elsewhere.
+void reuse_freed_blocks();
+
 // Hands freed heap memory back to the system (glibc malloc_trim; a no-op elsewhere),
 // so that a freed layer leaves the resident set.
 void return_free_memory();

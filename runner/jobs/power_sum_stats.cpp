@@ -11,25 +11,39 @@ PowerSumCollector::PowerSumCollector(const models::MoeModel& m, std::vector<doub
 
 void PowerSumCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, const at::Tensor& act_nF,
                                   const at::Tensor& out_nD, const at::Tensor& gate_n) {
-  if (act_nF.size(0) == 0) return;
-  const at::Tensor g_n = gate_n.detach().to(at::kCPU, at::kDouble);
-  const at::Tensor norms[2] = {act_nF.detach().to(at::kCPU, at::kDouble).norm(2, 1),
-                               out_nD.detach().to(at::kCPU, at::kDouble).norm(2, 1)};
-  const int64_t X = int64_t(exponents_.size());
-  // [X, n]: g^a and ||v||^p for every exponent (pow(0, 0) = 1).
-  at::Tensor g_pow = at::stack(std::vector<at::Tensor>(X, g_n)).pow(exponents_X1_);
-  at::Tensor row = sums_.at(layer)[e];
-  for (int v = 0; v < 2; ++v) {
-    at::Tensor n_pow = at::stack(std::vector<at::Tensor>(X, norms[v])).pow(exponents_X1_);
-    row[v] += at::matmul(g_pow, n_pow.t());  // [a, p] = sum_x g^a ||v||^p
+  if (rows_.layer() != layer) flush();
+  rows_.add(layer, e, act_nF, out_nD, gate_n, /*keep_act_norm=*/true);
+}
+
+void PowerSumCollector::on_combine(int64_t, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                   const at::Tensor&) {
+  flush();
+}
+
+// For every row: g^a ||v||^p for every (a, p), in float64, added to its expert's
+// [a, p] sums (index_add_ over the rows' expert ids).
+void PowerSumCollector::flush() {
+  if (!rows_.empty()) {
+    const at::Tensor expert_M = rows_.expert_ids();
+    const at::Tensor norms[2] = {rows_.act_norms(), rows_.out_norms()};
+    // [M, X, 1]: g^a for every exponent (pow(0, 0) = 1); [M, 1, X]: ||v||^p.
+    const at::Tensor g_pow = rows_.gates().unsqueeze(0).pow(exponents_X1_).t().unsqueeze(2);
+    at::Tensor sums = sums_.at(rows_.layer());
+    for (int v = 0; v < 2; ++v) {
+      at::Tensor n_pow = norms[v].unsqueeze(0).pow(exponents_X1_).t().unsqueeze(1);
+      sums.select(1, v).index_add_(0, expert_M, g_pow * n_pow);  // [e, a, p] += g^a ||v||^p
+    }
   }
+  rows_.clear();
 }
 
 void PowerSumCollector::append_state(StateTensors& out) {
+  flush();
   for (auto& [l, t] : sums_) out.emplace_back("power_sum_EVXX.layer" + std::to_string(l), &t);
 }
 
 void PowerSumCollector::all_reduce(cluster::Communicator& comm) {
+  flush();
   for (auto& [l, t] : sums_) comm.all_reduce_sum(t);
 }
 

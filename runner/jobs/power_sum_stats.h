@@ -14,6 +14,7 @@
 
 #include "cluster/communicator.h"
 #include "jobs/calibration_checkpoint.h"
+#include "jobs/layer_expert_rows.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -24,8 +25,12 @@ class PowerSumCollector : public models::MoeObserver {
   // `exponents`: the a and p values (each >= 0, at most 8 of them).
   PowerSumCollector(const models::MoeModel& model, std::vector<double> exponents);
 
+  // on_expert keeps the layer's per-expert tensors; on_combine (once all of the layer's
+  // experts have run) reduces them for all experts at once.
   void on_expert(int64_t layer, int64_t expert, const at::Tensor& tag_n, const at::Tensor& act_nF,
                  const at::Tensor& out_nD, const at::Tensor& gate_n) override;
+  void on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R, const at::Tensor& gate_R,
+                  const at::Tensor& out_RD) override;
 
   // Sums over ranks (collective); call once, after the pass.
   // The running sums (before all_reduce), named, for calibration checkpoints.
@@ -36,8 +41,10 @@ class PowerSumCollector : public models::MoeObserver {
 
  private:
   std::vector<double> exponents_;
-  at::Tensor exponents_X1_;  // the same as f64 [X, 1], built once (on_expert runs per expert per batch)
+  at::Tensor exponents_X1_;  // the same as f64 [X, 1], built once
   std::map<int64_t, at::Tensor> sums_;  // decoder layer -> [E, 2, X, X] f64 (CPU)
+  LayerExpertRows rows_;  // the current layer's rows until on_combine
+  void flush();
 };
 
 }  // namespace moelab::jobs

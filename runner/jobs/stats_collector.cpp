@@ -38,6 +38,7 @@ StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> 
 }
 
 void StatsCollector::append_state(StateTensors& out) {
+  flush_experts();
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto& s = layers_[i];
     const std::string p = "stats.layer" + std::to_string(s.layer) + ".";
@@ -97,30 +98,47 @@ void StatsCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, cons
                                const at::Tensor& out_nD, const at::Tensor& gate_n) {
   const size_t slot = slot_of_layer_.at(layer);
   auto& s = layers_[slot];
-  at::Tensor act = act_nF.detach().to(at::kCPU, at::kDouble);
   if (outlier_pass_) {
+    at::Tensor act = act_nF.detach().to(at::kCPU, at::kDouble);
     at::Tensor out = (act < lo_EF_[slot][e]).logical_or(act > hi_EF_[slot][e]);
     s.act_outliers_E[e] += out.sum();
     return;
   }
-  if (has(results::stat::kActNorms)) {
-    at::Tensor sq = act.pow(2).sum(1);
-    s.act_norm_sum_E[e] += sq.sqrt().sum();
-    s.act_norm_sq_sum_E[e] += sq.sum();
-  }
-  if (has(results::stat::kOutNorms)) {
-    at::Tensor on = out_nD.detach().to(at::kCPU, at::kDouble).norm(2, 1);
-    s.out_norm_sum_E[e] += on.sum();
-    s.gate_out_norm_sum_E[e] += (gate_n.detach().to(at::kCPU, at::kDouble) * on).sum();
+  if (has(results::stat::kActNorms) || has(results::stat::kOutNorms)) {
+    if (rows_.layer() != layer) flush_experts();
+    rows_.add(layer, e, act_nF, out_nD, gate_n, has(results::stat::kActNorms));
   }
   if (has(results::stat::kActMoments)) {
+    at::Tensor act = act_nF.detach().to(at::kCPU, at::kDouble);
     s.act_sum_EF[e] += act.sum(0);
     s.act_sq_sum_EF[e] += act.pow(2).sum(0);
   }
 }
 
+// Per row: ||a|| and ||f|| in float64 (each element squared and summed in float64, as
+// the statistics are defined), then summed per expert with index_add_ over the rows'
+// expert ids.
+void StatsCollector::flush_experts() {
+  if (!rows_.empty()) {
+    auto& s = layers_[slot_of_layer_.at(rows_.layer())];
+    const at::Tensor expert_M = rows_.expert_ids();
+    if (has(results::stat::kActNorms)) {
+      const at::Tensor norm_M = rows_.act_norms();
+      s.act_norm_sum_E.index_add_(0, expert_M, norm_M);
+      s.act_norm_sq_sum_E.index_add_(0, expert_M, norm_M * norm_M);
+    }
+    if (has(results::stat::kOutNorms)) {
+      const at::Tensor norm_M = rows_.out_norms();
+      s.out_norm_sum_E.index_add_(0, expert_M, norm_M);
+      s.gate_out_norm_sum_E.index_add_(0, expert_M, rows_.gates() * norm_M);
+    }
+  }
+  rows_.clear();
+}
+
 void StatsCollector::on_combine(int64_t layer, const at::Tensor& expert_R, const at::Tensor& token_R,
                                 const at::Tensor& gate_R, const at::Tensor& out_RD) {
+  flush_experts();  // this layer's experts have all run
   if (outlier_pass_ || !has(results::stat::kHiddenChange)) return;
   at::Tensor norm_R = out_RD.to(at::kCPU, at::kDouble).norm(2, 1);
   pending_[layer] = {expert_R.cpu(), token_R.cpu(), gate_R.to(at::kCPU, at::kDouble) * norm_R};
@@ -148,6 +166,7 @@ void StatsCollector::on_moe_output(int64_t layer, const at::Tensor& h_in_ND, con
 }
 
 void StatsCollector::all_reduce(cluster::Communicator& comm) {
+  flush_experts();
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto& s = layers_[i];
     for (at::Tensor* t : {&s.tokens_E, &s.gate_sum_E, &s.act_norm_sum_E, &s.act_norm_sq_sum_E, &s.out_norm_sum_E,
@@ -167,6 +186,7 @@ void StatsCollector::all_reduce(cluster::Communicator& comm) {
 }
 
 results::CalibrationStats StatsCollector::take() {
+  flush_experts();
   results::CalibrationStats st;
   st.collected = groups_;
   st.layers = std::move(layers_);

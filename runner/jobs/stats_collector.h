@@ -7,9 +7,11 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cluster/communicator.h"
 #include "jobs/calibration_checkpoint.h"
+#include "jobs/layer_expert_rows.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -53,6 +55,10 @@ class StatsCollector : public models::MoeObserver {
     at::Tensor expert_R, token_R, gate_norm_R;
   };
   std::map<int64_t, PendingRows> pending_;
+  // act_norms / out_norms: the current layer's routed rows until on_combine, then
+  // summed for all experts at once (a few ops per layer instead of a dozen per expert).
+  LayerExpertRows rows_;
+  void flush_experts();
   bool outlier_pass_ = false;
   std::vector<at::Tensor> lo_EF_, hi_EF_;  // mean -+ 3 std per layer (outlier pass)
   int64_t vocab_ = 0;

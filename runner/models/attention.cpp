@@ -1,6 +1,7 @@
 // Self-attention as transformers computes it: grouped-query attention (Mixtral,
 // Qwen2/3-MoE, OLMoE; gpt-oss with sinks) and multi-head latent attention (DeepSeek-V2/V3).
 #include <limits>
+#include <optional>
 
 #include "models/blocks.h"
 #include "models/rope.h"
@@ -14,6 +15,11 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 namespace {
+
+// An undefined mask is no mask (scaled_dot_product_attention then runs is_causal).
+std::optional<at::Tensor> optional_mask(const at::Tensor& mask) {
+  return mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
+}
 
 at::Tensor proj(const at::Tensor& x, const at::Tensor& wt, const at::Tensor& b) {
   return b.defined() ? at::linear(x, wt, b) : at::linear(x, wt);
@@ -57,7 +63,8 @@ at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, cons
   at::Tensor k = at::cat({kv.narrow(-1, 0, O), k_rot.expand({B, H, T, P})}, -1);
   at::Tensor v = kv.narrow(-1, O, U);
   q = at::cat({q_pass, q_rot}, -1);
-  at::Tensor out = at::scaled_dot_product_attention(q, k, v.contiguous(), mask_B1TT, 0.0, false, a.softmax_scale);
+  at::Tensor out = at::scaled_dot_product_attention(q, k, v.contiguous(), optional_mask(mask_B1TT), 0.0, !mask_B1TT.defined(),
+                                                    a.softmax_scale);
   out = out.transpose(1, 2).reshape({B, T, H * U});
   return proj(out, w.wo_DHA, w.bo);
 }
@@ -71,7 +78,11 @@ at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const 
                                 const at::Tensor& mask_B1TT, const at::Tensor& sinks_H, double scale) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
   at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale;  // [B, H, T, T]
-  scores = scores.masked_fill(mask_B1TT.logical_not(), -std::numeric_limits<double>::infinity());
+  // Undefined mask: causal (no sequence padded).
+  const at::Tensor allowed = mask_B1TT.defined()
+                                 ? mask_B1TT
+                                 : at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(q.device())).tril();
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
   at::Tensor sinks = sinks_H.to(scores.scalar_type()).view({1, H, 1, 1}).expand({B, H, T, 1});
   at::Tensor combined = at::cat({scores, sinks}, -1);
   combined = combined - std::get<0>(combined.max(-1, /*keepdim=*/true));
@@ -114,7 +125,8 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
   }
   at::Tensor out = w.sinks_H.defined()
                        ? attention_with_sinks(q, k, v, mask_B1TT, w.sinks_H, 1.0 / std::sqrt(double(A)))
-                       : at::scaled_dot_product_attention(q, k, v, mask_B1TT, 0.0, false, 1.0 / std::sqrt(double(A)));
+                       : at::scaled_dot_product_attention(q, k, v, optional_mask(mask_B1TT), 0.0, !mask_B1TT.defined(),
+                                                          1.0 / std::sqrt(double(A)));
   out = out.transpose(1, 2).reshape({B, T, H * A});
   return proj(out, w.wo_DHA, w.bo);
 }

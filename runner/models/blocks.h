@@ -17,7 +17,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // The config's hidden_act (silu, gelu, gelu_pytorch_tanh, relu).
 at::Tensor activation(const at::Tensor& x, const std::string& name);
 
-// Self-attention of one layer. x [B, T, D]; mask [B, 1, T, T] bool (true = attend).
+// Self-attention of one layer. x [B, T, D]; mask [B, 1, T, T] bool (true = attend), or
+// undefined for plain causal attention.
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT);
 

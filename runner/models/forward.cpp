@@ -40,7 +40,11 @@ BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, co
   auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
   ctx.cos_TA = cos_TA;
   ctx.sin_TA = sin_TA;
-  ctx.full_mask = build_mask(lengths, T, std::nullopt, m.device);
+  // No padding: plain causal attention needs no mask (undefined: attention_forward
+  // asks scaled_dot_product_attention for is_causal, which skips the masked blocks).
+  bool padded = false;
+  for (int64_t len : lengths) padded = padded || len != T;
+  if (padded) ctx.full_mask = build_mask(lengths, T, std::nullopt, m.device);
   ctx.window_mask = c.sliding_window ? build_mask(lengths, T, c.sliding_window, m.device) : ctx.full_mask;
   return ctx;
 }
@@ -56,11 +60,18 @@ at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64
   const at::Tensor& mask = c.uses_sliding_window(l) ? ctx.window_mask : ctx.full_mask;
   at::Tensor h = h_BTD + attention_forward(L.attn, c, rms_norm(h_BTD, L.attn_norm_D, c.rms_norm_eps), ctx.cos_TA,
                                            ctx.sin_TA, mask);
-  at::Tensor x_ND = rms_norm(h, L.ffn_norm_D, c.rms_norm_eps).reshape({B * T, D}).index_select(0, ctx.valid_N);
+  // Without padding every position is valid: plain views and adds instead of
+  // gathering and scattering the rows (the same values).
+  const bool all_valid = ctx.valid_N.size(0) == B * T;
+  const auto valid_rows = [&](const at::Tensor& t_BTD) {
+    at::Tensor flat = t_BTD.reshape({B * T, D});
+    return all_valid ? flat : flat.index_select(0, ctx.valid_N);
+  };
+  at::Tensor x_ND = valid_rows(rms_norm(h, L.ffn_norm_D, c.rms_norm_eps));
   at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
-  if (observer && L.moe)
-    observer->on_moe_output(l, h.detach().reshape({B * T, D}).index_select(0, ctx.valid_N), y_ND.detach());
+  if (observer && L.moe) observer->on_moe_output(l, valid_rows(h.detach()), y_ND.detach());
   if (L.shared) y_ND = y_ND + shared_expert_forward(*L.shared, c, x_ND);  // never routed, never observed
+  if (all_valid) return h + y_ND.reshape({B, T, D});
   return h.reshape({B * T, D}).index_add(0, ctx.valid_N, y_ND).reshape({B, T, D});
 }
 
@@ -71,8 +82,11 @@ at::Tensor serve_layer_experts(const MoeModel& m, const LayerWeights& L, int64_t
   return y;
 }
 
-at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
-                   MoeObserver* observer) {
+namespace {
+
+// Embedding and every decoder layer (observed); the last layer's output [B, T, D].
+at::Tensor decoder_forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
+                           MoeObserver* observer) {
   const auto& c = m.config;
   TORCH_CHECK(input_ids_BT.dim() == 2, "input_ids must be [B, T]");
   const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1);
@@ -88,8 +102,8 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
       at::Tensor y = serve_layer_experts(m, m.layers[l], l, observer);
       if (y.requires_grad()) anchor = anchor.defined() ? anchor + y.sum() : y.sum();
     }
-    at::Tensor logits = at::empty({0, T, c.vocab_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
-    return anchor.defined() ? logits + anchor : logits;
+    at::Tensor h = at::empty({0, T, c.hidden_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
+    return anchor.defined() ? h + anchor : h;
   }
   at::Tensor ids = input_ids_BT.to(m.device);
   if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab_size))
@@ -98,8 +112,26 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
   if (observer) observer->on_batch(valid_token_ids(ids, ctx));
   at::Tensor h = at::embedding(m.embed_VD, ids);  // [B, T, D]
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) h = decoder_layer_forward(m, m.layers[l], l, h, ctx, observer);
+  return h;
+}
+
+}  // namespace
+
+at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
+                   MoeObserver* observer) {
+  const auto& c = m.config;
+  at::Tensor h = decoder_forward(m, input_ids_BT, lengths, observer);
+  if (h.size(0) == 0) {  // serving experts only: empty logits (still tied to the exchanges)
+    at::Tensor logits = at::empty({0, h.size(1), c.vocab_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
+    return h.requires_grad() ? logits + h.sum() : logits;
+  }
   h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);
   return at::linear(h, m.lm_head_VD);
+}
+
+void observe_forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
+                     MoeObserver& observer) {
+  decoder_forward(m, input_ids_BT, lengths, &observer);
 }
 
 }  // namespace moelab::models

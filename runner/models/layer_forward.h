@@ -18,7 +18,8 @@ struct BatchContext {
   int64_t B = 0, T = 0;
   at::Tensor valid_N;                // flat indices of the non-padding positions [N] int64
   at::Tensor cos_TA, sin_TA;         // RoPE tables (compute dtype)
-  at::Tensor full_mask, window_mask;  // [B, 1, T, T] bool
+  at::Tensor full_mask, window_mask;  // [B, 1, T, T] bool; full_mask undefined when no
+                                      // sequence is padded (causal attention, is_causal)
 };
 
 // Checks the batch (as forward() does; B >= 1) and builds its context on the model's device.

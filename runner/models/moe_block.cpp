@@ -34,10 +34,43 @@ at::Tensor glu(const at::Tensor& gate, const at::Tensor& up, const hf::ModelConf
 // The local experts on their rows x_MD (grouped as d.rows_per_local_expert):
 // outputs f(x) [M, D] before gating. `observe` gets (local expert, row offset,
 // rows, activation [n, F], output [n, D]).
+//
+// Outside autograd the outputs are written into one [M, D] tensor (each expert's
+// rows, in order; no concatenation), the activation function runs in place on the
+// gate half of the gate/up product, and an observer's per-expert outputs are
+// consecutive rows of one storage (jobs/stats_collector.cpp reduces them for all
+// experts at once). The arithmetic is the same (same kernels, same order).
 template <typename Observe>
 at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& c, const DispatchedTokens& d,
                                  const at::Tensor& x_MD, Observe&& observe) {
   const int64_t F = w.down_EDF.size(2);
+  if (!at::GradMode::is_enabled()) {
+    const int64_t M = d.num_expert_rows(), D = w.down_EDF.size(1);
+    if (M == 0) return x_MD * 0;
+    at::Tensor y_MD = at::empty({M, D}, x_MD.options());
+    const bool silu_glu = !c.swiglu_limit && c.hidden_act == "silu";
+    int64_t offset = 0;
+    for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
+      const int64_t n = d.rows_per_local_expert[i];
+      if (n == 0) continue;
+      at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
+      if (w.gate_up_bias_EF.defined()) gu.add_(w.gate_up_bias_EF[i]);  // gpt-oss
+      at::Tensor act;
+      if (silu_glu) {  // silu in place on the gate half, then one product
+        at::Tensor gate = gu.narrow(1, 0, F);
+        at::silu_(gate);
+        act = gate * gu.narrow(1, F, F);
+      } else {
+        act = glu(gu.narrow(1, 0, F), gu.narrow(1, F, F), c);
+      }
+      at::Tensor y = y_MD.narrow(0, offset, n);
+      at::mm_out(y, act, w.down_EDF[i].t());
+      if (w.down_bias_ED.defined()) y.add_(w.down_bias_ED[i]);
+      observe(i, offset, n, act, y);
+      offset += n;
+    }
+    return y_MD;
+  }
   std::vector<at::Tensor> outputs;
   int64_t offset = 0;
   for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {

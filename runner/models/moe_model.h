@@ -162,6 +162,13 @@ class MoeObserver {
 at::Tensor forward(const MoeModel& model, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
                    MoeObserver* observer = nullptr);
 
+// The same pass for an observer only (calibration statistics without gradients): every
+// layer runs and is observed exactly as in forward(), but the final norm and lm_head
+// [B, T, V] are not computed (on a small model with a large vocabulary they are a
+// fifth of the FLOPs and the largest allocation of the pass). B may be 0 as above.
+void observe_forward(const MoeModel& model, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,
+                     MoeObserver& observer);
+
 // Parameter counts (elements). Active = per-token parameters: everything except
 // the routed experts, plus k routed experts of each MoE layer (k_m with compressed
 // experts, whose theta vectors [E, D] are counted with the routers).
