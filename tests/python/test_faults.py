@@ -29,8 +29,14 @@ def file_size_limit(nbytes):
 
 
 def run_limited(moelab_bin, nbytes, *args):
+    # The limit is for moelab's outputs. mpirun's PMIx server keeps its job data in
+    # shared-memory segment files (the "dstore") that grow with the job's command lines
+    # and paths: under a limit of a few hundred KiB mpirun itself hit it once (SIGXFSZ,
+    # "PMIX ERROR: OUT-OF-RESOURCE") and then waited forever for its dead rank. PMIx's
+    # hash store keeps that data in memory instead.
+    env = dict(os.environ, PMIX_MCA_gds="hash")
     return subprocess.run([moelab_bin, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          preexec_fn=file_size_limit(nbytes))
+                          preexec_fn=file_size_limit(nbytes), env=env)
 
 
 def token_file(path, n=8):
