@@ -21,7 +21,8 @@ const char* kStyle = R"(<style>
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 80em;
        color: #222; background: #fff; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
-table.report { border-collapse: collapse; margin: 0 0 2em; font-size: 0.85em; }
+div.table-scroll { overflow-x: auto; max-width: 100%; margin: 0 0 2em; }
+table.report { border-collapse: collapse; margin: 0; font-size: 0.85em; }
 p.caption { font-size: 0.85em; max-width: 70em; margin: 1.5em 0 0.4em; }
 table.report th, table.report td { padding: 0.2em 0.6em; text-align: right; white-space: nowrap; }
 table.report td.label { text-align: left; }

@@ -214,9 +214,11 @@ std::string latex_document(const std::string& title, const std::vector<Table>& t
 
 std::string to_html_table(const Table& t) {
   const bool groups = has_groups(t);
-  // The caption as a paragraph above the table (a <caption> is as narrow as its table).
+  // The caption as a paragraph above the table (a <caption> is as narrow as its table);
+  // the table in a box that scrolls sideways, so that a table wider than the page (20+
+  // columns) keeps every column readable instead of running off the page's right edge.
   std::string s = "<p class=\"caption\" id=\"table-" + html_escape(t.id) + "\"><b>" + html_escape(t.title) + ".</b> " +
-                  html_escape(t.caption) + "</p>\n<table class=\"report\" data-id=\"" + html_escape(t.id) +
+                  html_escape(t.caption) + "</p>\n<div class=\"table-scroll\">\n<table class=\"report\" data-id=\"" + html_escape(t.id) +
                   "\">\n<thead>\n<tr>";
   const std::string span = groups ? " rowspan=\"2\"" : "";
   for (const auto& h : t.row_headers) s += "<th" + span + ">" + html_escape(h) + "</th>";
@@ -248,7 +250,7 @@ std::string to_html_table(const Table& t) {
     }
     s += "</tr>\n";
   }
-  s += "</tbody>\n</table>\n";
+  s += "</tbody>\n</table>\n</div>\n";
   return s;
 }
 

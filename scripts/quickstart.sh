@@ -3,13 +3,18 @@
 # text Debian ships; configs/default_model): set up, build, inspect it, run it, remove
 # experts, check that transformers loads the pruned checkpoint with the same logits, and
 # run the quickstart sweep (criteria x ratios x procedures) with the local executor.
+#
+# Never pipe a command into something that may stop reading early (`| head`): with
+# pipefail the writer's SIGPIPE (exit 141) ends the script, depending on timing.
+# MOELAB_QUICKSTART_OUT moves the outputs (default build/quickstart; the CI test uses its
+# own folder); everything else runs as a user runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 MOELAB=build/runner/moelab
 MODEL=models/debian-moe   # the shipped default: 4 layers x 8 experts, trained on 10 Debian text domains
-OUT=build/quickstart
+OUT=${MOELAB_QUICKSTART_OUT:-build/quickstart}
 echo; echo "== moelab inspect $MODEL"
 $MOELAB inspect "$MODEL"
 echo; echo "== moelab forward: next-token predictions"
@@ -20,7 +25,8 @@ $MOELAB inspect "$OUT/pruned" | sed -n '/layer  type/,/^$/p'
 echo "== transformers loads the pruned checkpoint; logits compared with moelab's"
 python3 scripts/compare_with_transformers.py "$MOELAB" "$OUT/pruned"
 echo; echo "== moelab sweep plan: the quickstart grid (criteria x ratios x procedures) as a job graph"
-$MOELAB sweep plan configs/quickstart.yaml | head -1
+plan=$($MOELAB sweep plan configs/quickstart.yaml)
+echo "${plan%%$'\n'*}"   # its first line: the job count
 echo; echo "== moelab sweep run: the grid on this machine (2-rank calibration and evaluation)"
 $MOELAB sweep run configs/quickstart.yaml --results "$OUT/results"
 $MOELAB status "$OUT/results"

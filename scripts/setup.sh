@@ -19,13 +19,17 @@ DEB_PACKAGES=(
 PY_PACKAGES=(
   torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 tokenizers==0.23.3
   h5py==3.16.0 matplotlib==3.11.2 pytest==9.2.0 numpy
+  lm-eval==0.4.13   # the reference for evaluation rules (tests compare against its own functions)
 )
 
 log() { echo "[setup] $*"; }
 
 missing_debs=()
 for p in "${DEB_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_debs+=("$p")
+  # no `| grep -q`: grep stops reading at the first match and, under pipefail, the
+  # writer's SIGPIPE would count an installed package as missing
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == *"install ok installed"* ]] || missing_debs+=("$p")
 done
 if ((${#missing_debs[@]})); then
   log "installing Debian packages: ${missing_debs[*]}"

@@ -62,7 +62,7 @@ slurmd -f "$SLURM_CONF"
 deadline=$((SECONDS + 60))
 why="the Slurm node did not become idle"
 while [ "$SECONDS" -lt "$deadline" ]; do
-  state=$(timeout 5 sinfo -h -N -o '%T' 2>/dev/null | head -1 || true)
+  state=$(timeout 5 sinfo -h -N -o '%T' 2>/dev/null | sed -n 1p || true)
   if [ "$state" = "idle" ]; then
     echo "slurm up: node $HOST ($CPUS CPUs, ${MEM_MB} MB), SLURM_CONF=$SLURM_CONF"
     exit 0

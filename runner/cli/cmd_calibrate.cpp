@@ -191,14 +191,14 @@ void add_calibrate_command(CLI::App& app) {
       "or a Slurm preemption and it continues from the last checkpoint (every N batches, or N layers with\n"
       "--layerwise) to the same file, bit for bit.\n\n"
       "Examples:\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --seq-len 2048 --num-samples 256 --out stats.h5\n"
-      "  moelab --ranks 4 calibrate models/tiny --data corpus.txt --criteria EAN,REAP --out stats.h5\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria Family-a2-p3-b1-out --power-exponents 0,1,2,3 "
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --seq-len 256 --num-samples 64 --out stats.h5\n"
+      "  moelab --ranks 2 calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EAN,REAP --out stats.h5\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EGE,NAEE --naee-ratio 0.25 --out stats.h5\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EUF --collect dense_outputs,gate_ratios --out stats.h5\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria Family-a2-p3-b1-out --power-exponents 0,1,2,3 "
       "--out stats.h5\n"
-      "  moelab calibrate models/big --data c4.jsonl --criteria EAN,REAP --layerwise --memory-budget 8G --out stats.h5\n"
-      "  moelab calibrate models/big --data c4.jsonl --criteria EAN,REAP --layerwise --checkpoint-every 4 --out stats.h5");
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EAN,REAP --layerwise --memory-budget 8G --out stats.h5\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EAN,REAP --layerwise --checkpoint-every 4 --out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")

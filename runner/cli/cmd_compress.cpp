@@ -59,8 +59,8 @@ void add_compress_command(CLI::App& app) {
       "moelab_compressed_experts {\"main\": k_m} and the weights model.layers.{L}.mlp.experts.theta;\n"
       "transformers ignores both and would run the uncompressed model.\n\n"
       "Examples:\n"
-      "  moelab compress models/mixtral --main 1 --out compressed/\n"
-      "  moelab finetune compressed/ --sft task.jsonl --params compressed --steps 100 --out tuned/");
+      "  moelab compress models/debian-moe --main 1 --out compressed/\n"
+      "  moelab finetune compressed/ --sft configs/tasks/debian_moe_en.jsonl --params compressed --steps 100 --out tuned/");
   auto a = std::make_shared<CompressArgs>();
   cmd->add_option("model", a->model_dir, "Hugging Face model directory (config.json + *.safetensors)")
       ->required()

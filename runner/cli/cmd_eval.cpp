@@ -38,6 +38,8 @@ struct EvalArgs {
   std::vector<std::string> data, tasks;
   std::string tokenizer, text_field = "text", results, per_item, comm = "auto";
   int64_t max_length = 0, stride = 0, num_fewshot = 0, batch_size = 8;
+  std::string windows = "guide";  // guide | lm-eval
+  bool add_bos_token = false;     // --windows lm-eval: lm-eval's add_bos_token
   uint64_t fewshot_seed = 1234;
   bool efficiency = false, overwrite = false;
   jobs::EfficiencySpec bench;
@@ -90,6 +92,8 @@ jobs::McFormat read_task_format(const std::string& task_path) {
     if (!kv.second.IsScalar()) throw InputError(yaml.string(), "key \"" + key + "\" must be a string");
     *it->second = kv.second.as<std::string>();
   }
+  if (!f.prompt_template.empty())
+    jobs::check_prompt_template(f.prompt_template, yaml.string() + ": key \"prompt_template\"");
   if (!f.fewshot_file.empty() && fs::path(f.fewshot_file).is_relative())
     f.fewshot_file = (yaml.parent_path() / f.fewshot_file).string();
   return f;
@@ -106,6 +110,8 @@ void check_vocab(const std::vector<jobs::ScoredSequence>& seqs, int64_t vocab, c
 json ppl_metrics(const jobs::TextTotals& t) {
   return {{"perplexity", t.perplexity()},
           {"bits_per_byte", t.bits_per_byte()},
+          {"byte_perplexity", t.byte_perplexity()},
+          {"word_perplexity", t.word_perplexity()},
           {"nll_per_token", t.tokens > 0 ? t.nll / double(t.tokens) : NAN},
           {"nll_sum", t.nll}};
 }
@@ -134,7 +140,9 @@ void add_perplexity(const EvalArgs& a, const models::MoeModel& m, const jobs::Pe
     r.metrics = ppl_metrics(totals);
     r.n_items = totals.docs;
     r.n_tokens = totals.tokens;
-    r.settings.update({{"max_length", plan.max_length}, {"stride", plan.stride}, {"text_field", a.text_field}});
+    r.settings.update({{"max_length", plan.max_length}, {"text_field", a.text_field}, {"windows", a.windows}});
+    if (plan.rule.lm_eval_rolling) r.settings["add_bos_token"] = plan.rule.add_special_tokens;
+    else r.settings["stride"] = plan.stride;
     json files = json::array();
     for (size_t f = 0; f < plan.files.size(); ++f) {
       if (plan.files[f].domain != domain) continue;
@@ -235,8 +243,15 @@ void run_eval(const EvalArgs& a) {
   if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
     throw InputError(a.per_item, "output already exists (pass --overwrite to replace it)");
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
+  // The default context is the model's, as lm-eval's HF backend takes it (2048 when the
+  // config does not say).
   const int64_t model_context = config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
-  const int64_t max_length = a.max_length > 0 ? a.max_length : std::min<int64_t>(2048, model_context);
+  const int64_t max_length = a.max_length > 0 ? a.max_length : model_context;
+  if (a.windows == "lm-eval" && a.stride > 0)
+    throw InputError("--stride", "has no meaning with --windows lm-eval (its windows are disjoint)");
+  if (a.add_bos_token && a.windows != "lm-eval")
+    throw InputError("--add-bos-token", "only with --windows lm-eval (the guide's windows keep the tokenizer's own "
+                                        "special tokens)");
   const int64_t stride = a.stride > 0 ? a.stride : std::max<int64_t>(1, max_length / 2);
   if (config.max_position_embeddings > 0 && max_length > config.max_position_embeddings)
     spdlog::warn("--max-length {} is beyond the model's max_position_embeddings {}", max_length,
@@ -262,18 +277,25 @@ void run_eval(const EvalArgs& a) {
   const std::string tok_path = a.tokenizer.empty() ? a.model.model_dir : a.tokenizer;
   if (!files.empty() || !tasks.empty()) tok = Tokenizer::from_file(tok_path);
 
+  // The token lm-eval puts before a context-free request (its prefix_token_id): BOS, else EOS.
+  std::optional<int64_t> prefix_token;
+  for (const char* key : {"bos_token_id", "eos_token_id"})
+    if (!prefix_token && config.raw.contains(key) && config.raw[key].is_number_integer())
+      prefix_token = config.raw[key].get<int64_t>();
   std::optional<jobs::PerplexityPlan> ppl_plan;
   if (!files.empty()) {
-    ppl_plan = jobs::plan_perplexity(files, docs, *tok, max_length, stride);
+    jobs::WindowRule rule;
+    rule.lm_eval_rolling = a.windows == "lm-eval";
+    rule.prefix_token = prefix_token.value_or(-1);
+    rule.add_special_tokens = a.add_bos_token;
+    ppl_plan = jobs::plan_perplexity(files, docs, *tok, max_length, stride, rule);
     check_vocab(ppl_plan->windows, config.vocab_size, tok_path);
   }
   jobs::McSettings mc;
   mc.num_fewshot = a.num_fewshot;
   mc.fewshot_seed = a.fewshot_seed;
   mc.max_length = max_length;
-  for (const char* key : {"bos_token_id", "eos_token_id"})
-    if (!mc.prefix_token && config.raw.contains(key) && config.raw[key].is_number_integer())
-      mc.prefix_token = config.raw[key].get<int64_t>();
+  mc.prefix_token = prefix_token;
   std::vector<jobs::McPlan> mc_plans;
   for (const auto& t : tasks) {
     mc_plans.push_back(jobs::plan_mc(t, mc, *tok));
@@ -285,8 +307,9 @@ void run_eval(const EvalArgs& a) {
                              : models::load_model(a.model.model_dir, a.model.load_options());
   Output out;
   if (ppl_plan) {
-    spdlog::info("perplexity: {} file(s), {} document(s), {} window(s) of <= {} tokens, stride {}", files.size(),
-                 ppl_plan->docs.size(), ppl_plan->windows.size(), max_length, stride);
+    spdlog::info("perplexity: {} file(s), {} document(s), {} window(s) of <= {} tokens, {}", files.size(),
+                 ppl_plan->docs.size(), ppl_plan->windows.size(), max_length,
+                 ppl_plan->rule.lm_eval_rolling ? "lm-eval's rolling windows" : "stride " + std::to_string(stride));
     auto scores = jobs::score_sequences(m, *comm, ppl_plan->windows, a.batch_size);
     add_perplexity(a, m, *ppl_plan, jobs::summarize_perplexity(*ppl_plan, scores), P, out);
   }
@@ -330,16 +353,20 @@ void add_eval_command(CLI::App& app) {
       "--results (format: results/results_format.md).\n\n"
       "Perplexity: .txt = one document, .jsonl = one document per line (--text-field); windows of\n"
       "--max-length tokens every --stride tokens within a document, each scoring the tokens the previous\n"
-      "window did not (the Hugging Face sliding-window rule). bits_per_byte = NLL / ln 2 / UTF-8 bytes.\n"
+      "window did not (the Hugging Face sliding-window rule); --windows lm-eval: lm-evaluation-harness's\n"
+      "loglikelihood_rolling (disjoint windows, every token scored, the first after BOS/EOS).\n"
+      "bits_per_byte = NLL / ln 2 / UTF-8 bytes; byte_perplexity and word_perplexity as lm-eval's.\n"
       "Tasks: JSONL items {\"query\", \"choices\", \"gold\"} with an optional YAML of the same stem beside\n"
       "(format: configs/tasks/README.md); --num-fewshot shots drawn with --fewshot-seed.\n"
       "Under mpirun (or --ranks P) experts and sequences are spread over ranks; results do not\n"
       "depend on the rank count.\n\n"
       "Examples:\n"
-      "  moelab eval models/tiny --data wiki:wiki.test.txt --data code.jsonl --results results.jsonl\n"
-      "  moelab eval models/tiny --task configs/tasks/tiny_arith.jsonl --num-fewshot 3 --per-item items.jsonl\n"
+      "  moelab eval models/debian-moe --data en:models/debian-moe/corpus/en.test.jsonl --data models/debian-moe/corpus/code.test.jsonl --results results.jsonl\n"
+      "  moelab eval models/debian-moe --task configs/tasks/debian_moe_en.jsonl --num-fewshot 3 --per-item items.jsonl\n"
+      "  moelab prune models/debian-moe --drop 0:1,5 --out pruned/\n"
       "  moelab eval pruned/ --efficiency --results results.jsonl\n"
-      "  moelab --ranks 4 eval models/tiny --data wiki.txt --max-length 2048 --stride 512 --results r.jsonl");
+      "  moelab eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --windows lm-eval --max-length 256\n"
+      "  moelab --ranks 2 eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --max-length 256 --stride 128 --results r.jsonl");
   auto a = std::make_shared<EvalArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data, "[DOMAIN:]FILE: text for perplexity (.txt, .jsonl); domain defaults to the "
@@ -349,10 +376,18 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its folder (default: the model directory)");
   cmd->add_option("--text-field", a->text_field, "JSONL field holding a document's text");
   cmd->add_option("--max-length", a->max_length,
-                  "tokens per window / longest context (default: min(2048, max_position_embeddings))")
+                  "tokens per window / longest context (default: the model's max_position_embeddings, else 2048, "
+                  "as lm-eval)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--stride", a->stride, "perplexity window stride in tokens (default: max-length / 2)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--windows", a->windows,
+                  "perplexity windows: guide (the transformers perplexity guide's sliding windows) or lm-eval "
+                  "(lm-evaluation-harness's loglikelihood_rolling: disjoint windows, every token scored)")
+      ->check(CLI::IsMember({"guide", "lm-eval"}));
+  cmd->add_flag("--add-bos-token", a->add_bos_token,
+                "--windows lm-eval: tokenize documents with the tokenizer's special tokens, as lm-eval's "
+                "add_bos_token=True does (a second start token on tokenizers that add one)");
   cmd->add_option("--num-fewshot", a->num_fewshot, "few-shot examples per item")->check(CLI::NonNegativeNumber);
   cmd->add_option("--fewshot-seed", a->fewshot_seed, "seed for drawing the few-shot examples");
   cmd->add_option("--bench-seq-len", a->bench.seq_len, "--efficiency: tokens per timed sequence")

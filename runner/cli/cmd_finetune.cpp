@@ -52,9 +52,10 @@ void add_finetune_command(CLI::App& app) {
       "gradients equal one rank's. --checkpoint-dir/--checkpoint-every save weights and optimizer state;\n"
       "--resume continues a stopped run exactly. The loss curve goes to the log and to --log-file.\n\n"
       "Examples:\n"
-      "  moelab finetune pruned/ --data c4.jsonl --seq-len 512 --steps 200 --lr 1e-5 --out tuned/\n"
-      "  moelab --ranks 2 finetune pruned/ --sft task.jsonl --params router --steps 50 --out tuned/\n"
-      "  moelab finetune pruned/ --data c4.jsonl --steps 1000 --checkpoint-dir ck/ --checkpoint-every 100 --resume --out tuned/");
+      "  moelab prune models/debian-moe --drop 0:1,5 --out pruned/\n"
+      "  moelab finetune pruned/ --data models/debian-moe/corpus/en.calibration.jsonl --seq-len 256 --steps 200 --lr 1e-5 --out tuned/\n"
+      "  moelab --ranks 2 finetune pruned/ --sft configs/tasks/debian_moe_en.jsonl --params router --steps 50 --out tuned/\n"
+      "  moelab finetune pruned/ --data models/debian-moe/corpus/en.calibration.jsonl --steps 1000 --checkpoint-dir ck/ --checkpoint-every 100 --resume --out tuned/");
   auto a = std::make_shared<FinetuneArgs>();
   a->model.add_to(cmd);
   a->train.add_to(cmd);

@@ -149,10 +149,11 @@ void add_forward_command(CLI::App& app) {
       "topk_ids.<layer> [tokens, k] int64 and topk_weights.<layer> [tokens, k] over the batch's tokens\n"
       "in order.\n\n"
       "Examples:\n"
-      "  moelab forward models/tiny --text 'The capital of France is' --top 5\n"
-      "  moelab forward models/tiny --ids-json ids.json --out logits.safetensors --routing\n"
-      "  (ids.json: {\"input_ids\": [[1, 2, 3], [4, 5]]})\n"
-      "  mpirun -np 4 moelab forward models/tiny --ids-json ids.json --out logits.safetensors\n"
+      "  moelab forward models/debian-moe --text 'The quick brown fox' --top 5\n"
+      "  moelab tokenize --tokenizer models/debian-moe --input README.md --output ids.json\n"
+      "  moelab forward models/debian-moe --ids-json ids.json --out logits.safetensors --routing\n"
+      "  (ids.json: {\"input_ids\": [[1, 2, 3], [4, 5]]} or tokenize's {\"ids\": [...]})\n"
+      "  mpirun -np 4 moelab forward models/debian-moe --ids-json ids.json --out logits.safetensors\n"
       "  (expert parallel: each rank holds 1/4 of every layer's experts and runs 1/4 of the batches;\n"
       "   rank 0 writes the output)");
   auto a = std::make_shared<ForwardArgs>();

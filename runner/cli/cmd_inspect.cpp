@@ -170,7 +170,7 @@ void add_inspect_command(CLI::App& app) {
       "Checks that every tensor the config implies is present with the right shape (reads no weights,\n"
       "so it is fast on checkpoints of any size). Active parameters per token count k routed experts\n"
       "per MoE layer plus everything that is not a routed expert.\n\n"
-      "Example:\n  moelab inspect models/tiny-mixtral\n  moelab inspect models/tiny-mixtral --json | jq .params");
+      "Examples:\n  moelab inspect models/debian-moe\n  moelab inspect models/debian-moe --json | jq .params");
   auto mo = std::make_shared<ModelOptions>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("model", mo->model_dir, "Hugging Face model directory (config.json + *.safetensors)")

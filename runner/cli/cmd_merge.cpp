@@ -95,12 +95,12 @@ void add_merge_command(CLI::App& app) {
       "Plan (JSON, runner/jobs/merge_plan.h): per layer the groups of original expert ids, their weights\n"
       "and dominant experts; --plan-out writes it, --plan applies a saved one.\n\n"
       "Examples:\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect dense_outputs --out stats.h5\n"
-      "  moelab merge models/tiny --stats stats.h5 --ratio 0.5 --plan-out merge.json --out merged/\n"
-      "  moelab merge models/tiny --stats stats.h5 --ratio 0.25 --router-merge dominant --out merged/\n"
-      "  moelab merge models/tiny --plan merge.json --out merged/\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria REAP --collect dense_outputs --out stats.h5\n"
-      "  moelab merge models/tiny --stats stats.h5 --ratio 0.25 --method ream --out merged/");
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EUF --collect dense_outputs --out stats.h5\n"
+      "  moelab merge models/debian-moe --stats stats.h5 --ratio 0.5 --plan-out merge.json --out merged/\n"
+      "  moelab merge models/debian-moe --stats stats.h5 --ratio 0.25 --router-merge dominant --out merged/\n"
+      "  moelab merge models/debian-moe --plan merge.json --out merged/\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria REAP --collect dense_outputs --out stats.h5\n"
+      "  moelab merge models/debian-moe --stats stats.h5 --ratio 0.25 --method ream --out merged/");
   auto a = std::make_shared<MergeArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--stats", a->stats, "HDF5 statistics from moelab calibrate with dense_outputs (and usage)");

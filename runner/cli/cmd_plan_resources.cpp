@@ -178,8 +178,9 @@ void add_plan_resources_command(CLI::App& app) {
       "less the baseline. Both modes are within 15% of the measured peak RSS (bench/RESULTS.md).\n\n"
       "Examples:\n"
       "  moelab plan-resources models/debian-moe --ranks 2\n"
-      "  moelab plan-resources mixtral-8x7b --ranks 8 --dtype bfloat16 --seq-len 2048 --budget 64GiB\n"
-      "  moelab plan-resources mixtral-8x7b --ranks 4 --layerwise --criteria EAN,REAP --json");
+      "  moelab plan-resources configs/shapes/mixtral-8x7b --ranks 8 --dtype bfloat16 --seq-len 2048 --budget 64GiB\n"
+      "  moelab plan-resources configs/shapes/mixtral-8x7b --ranks 4 --layerwise --criteria EAN,REAP --json\n"
+      "  (configs/shapes/: config.json alone of real models, for planning before a download)");
   auto a = std::make_shared<PlanArgs>();
   cmd->add_option("model", a->model_dir, "model directory (only its config.json is read)")->required();
   cmd->add_option("--ranks", a->ranks, "ranks P the calibration would run on (this command itself runs on one)")

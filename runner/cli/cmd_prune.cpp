@@ -157,10 +157,12 @@ void add_prune_command(CLI::App& app) {
       "moelab_num_experts_per_layer and points auto_map at a small modeling_moelab.py, so load it with\n"
       "AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True).\n\n"
       "Examples:\n"
-      "  moelab prune models/tiny --drop 0:1,5 --drop 1:2 --out pruned/\n"
-      "  moelab prune models/tiny --scores scores.json --criterion EAN --ratio 0.5 --plan-out plan.json --out pruned/\n"
-      "  moelab prune models/tiny --procedure iterative --criterion EAN --ratio 0.25 --data c4.jsonl --out pruned/\n"
-      "  moelab prune models/tiny --plan plan.json --out pruned/");
+      "  moelab prune models/debian-moe --drop 0:1,5 --drop 1:2 --out pruned/\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EAN --out stats.h5\n"
+      "  moelab score --stats stats.h5 --model models/debian-moe --criteria EAN --out scores.json\n"
+      "  moelab prune models/debian-moe --scores scores.json --criterion EAN --ratio 0.5 --plan-out plan.json --out pruned/\n"
+      "  moelab prune models/debian-moe --procedure iterative --criterion EAN --ratio 0.25 --data models/debian-moe/corpus/en.calibration.jsonl --out pruned/\n"
+      "  moelab prune models/debian-moe --plan plan.json --out pruned/");
   auto a = std::make_shared<PruneArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--drop", a->drops, "LAYER:EXPERT[,EXPERT...] to remove (repeatable)");

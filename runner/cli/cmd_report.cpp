@@ -47,9 +47,11 @@ void add_report_command(CLI::App& app) {
       "Written to RESULTS_DIR/report/ (or --out) under a temporary name, then renamed; a report built\n"
       "from a copy of the results directory elsewhere is the same.\n\n"
       "Examples:\n"
+      "  moelab sweep run configs/quickstart.yaml --results results/quickstart\n"
       "  moelab report results/quickstart\n"
-      "  moelab report results/table1 --out paper/tables --format tex,csv\n"
-      "  moelab report results/c4 --compare results/wiki --out reports/c4-vs-wiki");
+      "  moelab report results/quickstart --out paper/tables --format tex,csv\n"
+      "  moelab sweep run configs/newer_criteria.yaml --results results/newer\n"
+      "  moelab report results/quickstart --compare results/newer --out reports/quickstart-vs-newer");
   auto a = std::make_shared<ReportArgs>();
   cmd->add_option("results", a->results, "a sweep's results directory")->required();
   cmd->add_option("--out", a->out, "report folder (default: RESULTS_DIR/report; replaced if it holds a report)");

@@ -159,9 +159,10 @@ void add_score_command(CLI::App& app) {
       "the experts each would drop at --ratio, per MoE layer and overall (printed; CSV with --out).\n\n"
       "Examples:\n"
       "  moelab score --list\n"
-      "  moelab score --stats stats.h5 --model models/tiny --criteria EAN,REAP,RWN --out scores.json\n"
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --collect power_sums --out stats.h5\n"
+      "  moelab score --stats stats.h5 --model models/debian-moe --criteria EAN,REAP,RWN --out scores.json\n"
       "  moelab score --stats stats.h5 --criteria Family-a0-p2-b1-act,Family-a2-p1-b0.5-out --out scores.json\n"
-      "  moelab score --agreement stats.h5 Min-EAN Min-REAP Min-MAN Max-AIMER --model models/tiny --ratio 0.5 "
+      "  moelab score --agreement stats.h5 Min-EAN Min-REAP Min-MAN Max-AIMER --model models/debian-moe --ratio 0.5 "
       "--out agreement.csv");
   auto a = std::make_shared<ScoreArgs>();
   cmd->add_option("--stats", a->stats, "HDF5 statistics from moelab calibrate");

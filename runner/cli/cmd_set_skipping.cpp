@@ -75,10 +75,10 @@ void add_set_skipping_command(CLI::App& app) {
       "`moelab forward` logs the share of expert rows skipped; `moelab eval --efficiency` reports it\n"
       "with the expert FLOPs per token that really ran.\n\n"
       "Examples:\n"
-      "  moelab calibrate models/tiny --data c4.jsonl --criteria EUF --collect gate_ratios --out stats.h5\n"
-      "  moelab set-skipping models/tiny --stats stats.h5 --out skipping/\n"
-      "  moelab set-skipping models/tiny --beta 0.3 --gates keep --out skipping/\n"
-      "  moelab eval skipping/ --data wiki.txt --efficiency");
+      "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EUF --collect gate_ratios --out stats.h5\n"
+      "  moelab set-skipping models/debian-moe --stats stats.h5 --out skipping/\n"
+      "  moelab set-skipping models/debian-moe --beta 0.3 --gates keep --out skipping/\n"
+      "  moelab eval skipping/ --data models/debian-moe/corpus/en.test.jsonl --efficiency");
   auto a = std::make_shared<SkipArgs>();
   cmd->add_option("model", a->model_dir, "Hugging Face model directory (config.json + *.safetensors)")
       ->required()

@@ -52,6 +52,7 @@ void add_status_command(CLI::App& app) {
       "then the running and failed jobs with their logs. Reads the results directory's job records and,\n"
       "for a submitted sweep, Slurm's queue (one squeue call).\n\n"
       "Examples:\n"
+      "  moelab sweep run configs/quickstart.yaml --results results/quickstart\n"
       "  moelab status results/quickstart\n"
       "  moelab status results/quickstart --all --json");
   auto a = std::make_shared<StatusArgs>();

@@ -59,8 +59,8 @@ void add_submit_command(CLI::App& app) {
       "planned memory (moelab plan-resources, summed over its ranks) is checked against its mem.\n\n"
       "Examples:\n"
       "  moelab submit configs/quickstart.yaml --dry-run          # write the scripts only\n"
-      "  moelab submit configs/paper/table1.yaml --partition gpu --throttle 16 --results runs/t1\n"
-      "  moelab submit configs/paper/table1.yaml --results runs/t1 --resume");
+      "  moelab submit configs/paper/mixtral-8x7b-tables1-2.yaml --partition gpu --throttle 16 --results runs/t1\n"
+      "  moelab submit configs/paper/mixtral-8x7b-tables1-2.yaml --results runs/t1 --resume");
   auto a = std::make_shared<SubmitArgs>();
   cmd->add_option("spec", a->spec, "sweep spec (YAML)")->required();
   cmd->add_option("--results", a->results, "results directory (default: results/<sweep name>)");

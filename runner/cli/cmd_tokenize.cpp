@@ -85,9 +85,9 @@ void add_tokenize_command(CLI::App& app) {
       "unless --no-special-tokens is given. truncation/padding settings in the file are ignored.\n"
       "Writes {\"ids\": [...]} as JSON; a tokenizer.json this tool cannot reproduce exactly\n"
       "(WordPiece, Unigram, unknown normalizers...) is an error naming the field.\n\n"
-      "Example:\n"
-      "  moelab tokenize --tokenizer models/tiny-mixtral --input notes.txt --output ids.json\n"
-      "  cat notes.txt | moelab tokenize --tokenizer qwen/tokenizer.json --input - --output - "
+      "Examples:\n"
+      "  moelab tokenize --tokenizer models/debian-moe --input README.md --output ids.json\n"
+      "  cat README.md | moelab tokenize --tokenizer models/debian-moe/tokenizer.json --input - --output - "
       "--no-special-tokens");
   auto o = std::make_shared<TokenizeOptions>();
   cmd->add_option("--tokenizer", o->tokenizer,

@@ -120,10 +120,13 @@ void add_train_command(CLI::App& app) {
       "model.safetensors and the files of --tokenizer (a tokenizer.json or a directory holding one;\n"
       "default: the config's directory when it has a tokenizer.json).\n\n"
       "Examples:\n"
-      "  moelab train --model-config tiny.json --tokenizer tok/ --data corpus.txt --seq-len 256 --steps 2000 \\\n"
-      "      --batch-size 32 --lr 1e-3 --warmup 100 --init-seed 1 --out tiny-moe/\n"
-      "  moelab --ranks 2 train --model-config tiny.json --data ids.json --steps 100 --lr 3e-3 --out tiny-moe/\n"
-      "  moelab train --model-config tiny.json --steps 0 --out init/      # the initial weights only");
+      "  moelab train --model-config configs/default_model/model_config.json --tokenizer models/debian-moe \\\n"
+      "      --data models/debian-moe/corpus/en.calibration.jsonl --seq-len 256 --steps 2000 --batch-size 32 --lr 1e-3 --warmup 100 --init-seed 1 --out tiny-moe/\n"
+      "  moelab tokenize --tokenizer models/debian-moe --input README.md --output ids.json\n"
+      "  moelab --ranks 2 train --model-config configs/default_model/model_config.json --tokenizer models/debian-moe --data ids.json "
+      "--steps 100 --lr 3e-3 --out tiny-moe/\n"
+      "  moelab train --model-config configs/default_model/model_config.json --tokenizer models/debian-moe --steps 0 --out init/"
+      "      # the initial weights only");
   auto a = std::make_shared<TrainArgs>();
   a->train.opts.lr = 1e-3;  // from scratch: a pretraining-sized step, not finetune's 1e-5
   cmd->add_option("--model-config", a->model_config,

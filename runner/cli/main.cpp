@@ -19,16 +19,19 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "moelab: which experts of a Mixture-of-Experts model can you remove, and what does it cost?\n\n"
-      "Loads Hugging Face MoE checkpoints (Mixtral, Qwen3-MoE), inspects them, runs them, and removes\n"
-      "experts, writing checkpoints that transformers loads. Every subcommand has its own --help.\n\n"
-      "Examples:\n"
-      "  moelab inspect models/tiny-mixtral\n"
-      "  moelab forward models/tiny-mixtral --text 'Hello world' --top 5\n"
-      "  moelab prune models/tiny-mixtral --drop 0:1,5 --drop 1:2 --out pruned/\n"
-      "  moelab tokenize --tokenizer models/tiny-mixtral --input notes.txt --output ids.json\n"
-      "  moelab --ranks 4 forward models/tiny-mixtral --ids-json ids.json --out logits.safetensors\n\n"
-      "Options can come from a YAML file (--config run.yaml) and from key=value overrides:\n"
-      "  moelab prune --config run.yaml out=pruned/",
+      "Loads Hugging Face MoE checkpoints (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2/V3, gpt-oss),\n"
+      "runs them as transformers does (expert parallel over MPI ranks), collects calibration statistics,\n"
+      "scores experts with many criteria, removes, merges or compresses experts, fine-tunes, evaluates, and\n"
+      "runs whole grids of such jobs (sweeps) here or on Slurm. Every subcommand has its own --help.\n\n"
+      "Examples (on the shipped default model, from the repository's root):\n"
+      "  moelab inspect models/debian-moe\n"
+      "  moelab forward models/debian-moe --text 'The quick brown fox' --top 5\n"
+      "  moelab prune models/debian-moe --drop 0:1,5 --drop 1:2 --out pruned/\n"
+      "  moelab tokenize --tokenizer models/debian-moe --input README.md --output ids.json\n"
+      "  moelab --ranks 2 forward models/debian-moe --ids-json ids.json --out logits.safetensors\n"
+      "  moelab sweep run configs/quickstart.yaml --results results/quickstart && moelab report results/quickstart\n\n"
+      "Options can come from a YAML file (--config FILE) and from key=value overrides:\n"
+      "  moelab prune --config configs/options/prune.yaml out=pruned/",
       "moelab"};
   app.set_version_flag("--version", MOELAB_VERSION);
   app.require_subcommand(1);

@@ -28,6 +28,11 @@ std::string LayerProgress::line(int64_t layer, int64_t layers, int64_t batch, in
   return buf;
 }
 
+double LayerProgress::tokens_per_s(double elapsed_s) const {
+  if (elapsed_s <= 0) return 0;
+  return double(tokens_) / double(std::max<int64_t>(layers_, 1)) / elapsed_s;
+}
+
 void LayerProgress::batch_done(int64_t layer, int64_t batch, int64_t tokens) {
   const double fraction =
       double(layer * batches_ + batch + 1) / double(std::max<int64_t>(layers_, 1) * batches_);
@@ -40,7 +45,7 @@ void LayerProgress::batch_done(int64_t layer, int64_t batch, int64_t tokens) {
   if (!last && std::chrono::duration<double>(now - last_log_).count() < interval_s_) return;
   last_log_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double rate = elapsed > 0 ? double(tokens_) / elapsed : 0;
+  const double rate = tokens_per_s(elapsed);
   const double progressed = fraction - start_fraction_;
   const double eta = progressed > 0 ? elapsed * (1 - fraction) / progressed : NAN;
   spdlog::info("{}", line(layer, layers_, batch, batches_, fraction, rate, eta));

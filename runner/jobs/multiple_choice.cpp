@@ -1,5 +1,6 @@
 #include "jobs/multiple_choice.h"
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/file_text.h"
+#include "common/python_text.h"
 #include "common/seeded_shuffle.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,12 +21,6 @@ int64_t code_points(const std::string& s) {
   int64_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
-}
-
-// Python's str.isspace() for one code point.
-bool is_python_space(uint32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 // Byte length of `s` without its trailing whitespace (Python's len(s.rstrip()) in bytes).
@@ -69,6 +65,29 @@ std::string fill_template(const std::string& tpl, const nlohmann::json& item, co
   }
   return out;
 }
+
+}  // namespace
+
+void check_prompt_template(const std::string& tpl, const std::string& where) {
+  // "{{" + optional spaces + an identifier (dots allowed: Jinja's doc.field) + spaces + "}}"
+  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; };
+  for (size_t open = tpl.find("{{"); open != std::string::npos; open = tpl.find("{{", open + 2)) {
+    size_t i = open + 2;
+    while (i < tpl.size() && tpl[i] == ' ') ++i;
+    const size_t name_start = i;
+    while (i < tpl.size() && ident(tpl[i])) ++i;
+    const size_t name_end = i;
+    while (i < tpl.size() && tpl[i] == ' ') ++i;
+    if (name_end > name_start && tpl.compare(i, 2, "}}") == 0) {
+      const std::string name = tpl.substr(name_start, name_end - name_start);
+      throw InputError(where, "\"" + tpl.substr(open, i + 2 - open) +
+                                  "\" is lm-eval's Jinja syntax; moelab's prompt templates write a field as {" +
+                                  name + "} (\"{{\" and \"}}\" are literal braces)");
+    }
+  }
+}
+
+namespace {
 
 McItem parse_item(const nlohmann::json& j, const McFormat& f, const std::string& where) {
   McItem it;

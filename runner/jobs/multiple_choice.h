@@ -65,6 +65,11 @@ struct McTask {
   bool own_pool() const { return format.fewshot_file.empty(); }
 };
 
+// Refuses a prompt template written in lm-eval's Jinja syntax ("{{question}}", "{{ q }}"):
+// in moelab's syntax that is a literal "{question}", which would silently score every
+// item with the placeholder's name in place of its text. InputError naming `where`.
+void check_prompt_template(const std::string& tpl, const std::string& where);
+
 // Reads a task (and its few-shot file). InputError naming the file, line and field
 // for a malformed line, a missing field, an empty choice, a gold index out of range.
 McTask read_mc_task(const std::string& path, const McFormat& format);

@@ -203,3 +203,43 @@ def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
     not_h5.write_text("hello")
     assert "not an HDF5 file" in err("score", "--stats", not_h5, "--criteria", "EUF", "--out", tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_statistics_of_another_model_with_equal_expert_counts_are_refused(fixtures, moelab, tmp_path):
+    """Equal MoE layers and expert counts are not enough: the file's hidden_size and vocab_size
+    must be the model's (a hidden-size-1024 model's statistics once scored against the
+    hidden-size-192 default model). The error names both values; a moved folder is a note."""
+    import shutil
+    from transformers import AutoConfig, MixtralForCausalLM
+    mixtral = fixtures / "models" / "mixtral"
+    data = token_file(tmp_path / "cal.json")
+    moelab("calibrate", mixtral, "--data", data, "--seq-len", SEQ_LEN, "--criteria", "EUF", "--out", tmp_path / "s.h5")
+    base = AutoConfig.from_pretrained(mixtral)
+
+    def variant(name, **changes):
+        cfg = AutoConfig.from_pretrained(mixtral)
+        for k, v in changes.items():
+            setattr(cfg, k, v)
+        torch.manual_seed(0)
+        MixtralForCausalLM(cfg).save_pretrained(tmp_path / name)
+        return tmp_path / name
+
+    def refused(model):
+        out = tmp_path / "x.json"
+        proc = moelab("score", "--stats", tmp_path / "s.h5", "--model", model, "--criteria", "EUF", "--out", out,
+                      check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0 and not out.exists(), proc.stderr
+        return proc.stderr
+
+    wider = variant("wider", hidden_size=2 * base.hidden_size, head_dim=2 * base.hidden_size // base.num_attention_heads)
+    msg = refused(wider)
+    assert "s.h5" in msg and "hidden_size" in msg and f" {base.hidden_size} " in msg and f"{2 * base.hidden_size} " in msg
+    msg = refused(variant("vocab", vocab_size=base.vocab_size + 8))
+    assert "vocab_size" in msg and str(base.vocab_size) in msg and str(base.vocab_size + 8) in msg
+    # the same model in another folder: scored, with a note naming both places
+    shutil.copytree(mixtral, tmp_path / "moved")
+    proc = moelab("score", "--stats", tmp_path / "s.h5", "--model", tmp_path / "moved", "--criteria", "EUF", "--out",
+                  tmp_path / "moved.json")
+    assert "note:" in proc.stdout + proc.stderr and "moved" in proc.stdout + proc.stderr
+    assert (tmp_path / "moved.json").exists()

@@ -3,6 +3,7 @@ multiple-choice log-likelihoods and predictions against an lm-evaluation-harness
 reference run with transformers, rank-count independence, the results store, bad inputs."""
 import json
 import math
+import re
 import pathlib
 import shutil
 
@@ -142,6 +143,66 @@ def argmax(values):
     return max(range(len(values)), key=lambda i: (values[i], -i))  # first maximum, as numpy
 
 
+def lm_eval_rolling_nll(model, ids, prefix, max_length):
+    """lm-eval's loglikelihood_rolling on one document, with lm-eval's own window functions and
+    its HF backend's scoring (input = (context + continuation)[:-1], the continuation's
+    log-probabilities from the last positions)."""
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+    nll = 0.0
+    for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(ids, prefix, max_length, 1)):
+        inp = torch.tensor([(ctx + cont)[-(max_length + 1):][:-1]])
+        logprobs = torch.log_softmax(model(inp).logits[0].float(), dim=-1)[-len(cont):]
+        nll -= float(logprobs[torch.arange(len(cont)), torch.tensor(cont)].sum())
+    return nll
+
+
+@pytest.mark.parametrize("max_length", [16, 7])
+def test_lm_eval_rolling_windows_equal_lm_evals_own_rule(max_length, model_dir, hf, texts, moelab, tmp_path):
+    r"""--windows lm-eval: every token scored (the first after the prefix token), disjoint
+    windows, the last shifted back to a full context; word and byte perplexity as lm-eval
+    aggregates them (weighted by words = len(re.split(r"\s+", doc)) and UTF-8 bytes)."""
+    model, tok = hf
+    prefix = json.loads((model_dir / "config.json").read_text())["bos_token_id"]
+    res = tmp_path / "results.jsonl"
+    moelab("eval", model_dir, "--data", f"prose:{texts / 'story.txt'}", f"--data=prose={texts / 'lines.jsonl'}",
+           "--windows", "lm-eval", "--max-length", max_length, "--batch-size", 3, "--results", res,
+           "--per-item", tmp_path / "docs.jsonl")
+    nll, n, nbytes, words, per_doc = 0.0, 0, 0, 0, []
+    for f in ("story.txt", "lines.jsonl"):
+        for doc in documents(texts / f):
+            ids = tok(doc, add_special_tokens=False)["input_ids"]
+            d = lm_eval_rolling_nll(model, ids, prefix, max_length)
+            per_doc.append(d)
+            nll, n = nll + d, n + len(ids)
+            nbytes, words = nbytes + len(doc.encode("utf-8")), words + len(re.split(r"\s+", doc))
+    assert max(len(tok(d)["input_ids"]) for d in documents(texts / "story.txt")) > 3 * max_length  # several windows
+    r = read_jsonl(res)[0]
+    assert r["n_tokens"] == n and r["settings"]["windows"] == "lm-eval" and "stride" not in r["settings"]
+    assert r["metrics"]["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-5)
+    assert r["metrics"]["bits_per_byte"] == pytest.approx(nll / math.log(2) / nbytes, rel=1e-5)
+    assert r["metrics"]["byte_perplexity"] == pytest.approx(math.exp(nll / nbytes), rel=1e-5)
+    assert r["metrics"]["word_perplexity"] == pytest.approx(math.exp(nll / words), rel=1e-5)
+    got = [d["nll"] for d in read_jsonl(tmp_path / "docs.jsonl")]
+    assert got == pytest.approx(per_doc, rel=1e-5, abs=1e-4)
+    # the guide's rule on the same text scores fewer tokens (never a document's first)
+    moelab("eval", model_dir, "--data", texts / "story.txt", "--max-length", max_length, "--results", tmp_path / "g.jsonl")
+    assert read_jsonl(tmp_path / "g.jsonl")[0]["n_tokens"] < len(tok(documents(texts / "story.txt")[0])["input_ids"])
+    # and the options that mean nothing together are refused
+    bad = moelab("eval", model_dir, "--data", texts / "story.txt", "--windows", "lm-eval", "--stride", 4, check=False)
+    assert bad.returncode == 2 and "--stride" in bad.stderr
+
+
+def test_default_max_length_is_the_models_context_as_in_lm_eval(model_dir, texts, moelab, tmp_path):
+    """lm-eval's HF backend takes max_position_embeddings (moelab once capped it at 2048)."""
+    long_ctx = tmp_path / "long"
+    shutil.copytree(model_dir, long_ctx)
+    cfg = json.loads((long_ctx / "config.json").read_text())
+    cfg["max_position_embeddings"] = 3000
+    (long_ctx / "config.json").write_text(json.dumps(cfg))
+    moelab("eval", long_ctx, "--data", texts / "story.txt", "--windows", "lm-eval", "--results", tmp_path / "r.jsonl")
+    assert read_jsonl(tmp_path / "r.jsonl")[0]["settings"]["max_length"] == 3000
+
+
 @pytest.mark.parametrize("task,shots", [("tiny_arith", 0), ("tiny_arith", 3), ("tiny_words", 2)])
 def test_multiple_choice_equals_an_lm_eval_style_reference(task, shots, model_dir, hf, moelab, tmp_path):
     model, tok = hf
@@ -252,3 +313,17 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(model_dir, texts, moel
     msg = err("--data", texts / "story.txt", "--task", TASKS / "tiny_arith.jsonl", "--task", missing)
     assert "missing.jsonl" in msg
     assert "--num-fewshot" in err("--task", TASKS / "tiny_arith.jsonl", "--num-fewshot", 20)
+    # lm-eval's Jinja placeholders are refused, not rendered as literal braces (tiny_words
+    # silently fell from 0.35 to 0.25 with "Which word is {{question}}?")
+    jinja = tmp_path / "jinja.jsonl"
+    jinja.write_text((TASKS / "tiny_words.jsonl").read_text())
+    fmt = (TASKS / "tiny_words.yaml").read_text().replace("{question}", "{{ question }}")
+    (tmp_path / "jinja.yaml").write_text(fmt)
+    msg = err("--task", jinja)
+    assert "jinja.yaml" in msg and "prompt_template" in msg and "{{ question }}" in msg and "{question}" in msg
+    (tmp_path / "jinja.yaml").write_text(fmt.replace("{{ question }}", "{{question}}"))
+    assert "{{question}}" in err("--task", jinja)
+    # literal braces around non-field text stay allowed
+    (tmp_path / "jinja.yaml").write_text(fmt.replace("{{ question }}", "{question} {{}}"))
+    ok = moelab("eval", model_dir, "--task", jinja, "--results", res)
+    assert ok.returncode == 0 and res.exists()

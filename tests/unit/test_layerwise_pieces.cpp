@@ -64,6 +64,19 @@ TEST(LayerProgress, LineShowsBarRateAndEta) {
             "layer 1/1 batch 1/1 [####################] 100% 0 tok/s ETA 62:05");
 }
 
+// 16 layers x 2 batches of 33 tokens: 66 model tokens went through the model (each
+// once per layer), not 16 x 66 (the bar once showed 529 "tok/s" for 33 model tokens/s).
+TEST(LayerProgress, LayerwiseRateCountsModelTokensNotTokenLayers) {
+  moelab::jobs::LayerProgress p(16, 2, 1e9);
+  for (int64_t l = 0; l < 16; ++l)
+    for (int64_t b = 0; b < 2; ++b) p.batch_done(l, b, 33);
+  EXPECT_DOUBLE_EQ(p.tokens_per_s(2.0), 33.0);
+  moelab::jobs::LayerProgress whole(0, 2, 1e9);
+  whole.batch_done(0, 0, 33);
+  whole.batch_done(0, 1, 33);
+  EXPECT_DOUBLE_EQ(whole.tokens_per_s(2.0), 33.0);
+}
+
 TEST(LayerProgress, WholeModelLineLeavesTheLayerOut) {
   EXPECT_EQ(moelab::jobs::LayerProgress::line(0, 0, 6, 20, 0.35, 8123.4, 41),
             "batch 7/20 [#######.............]  35% 8123 tok/s ETA 0:41");
