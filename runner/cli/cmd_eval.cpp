@@ -80,7 +80,8 @@ jobs::McFormat read_task_format(const std::string& task_path) {
       {"target_delimiter", &f.target_delimiter},
       {"fewshot_delimiter", &f.fewshot_delimiter},
       {"description", &f.description},
-      {"fewshot_file", &f.fewshot_file}};
+      {"fewshot_file", &f.fewshot_file},
+      {"fewshot_sampler", &f.fewshot_sampler}};
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     auto it = fields.find(key);
@@ -92,6 +93,9 @@ jobs::McFormat read_task_format(const std::string& task_path) {
     if (!kv.second.IsScalar()) throw InputError(yaml.string(), "key \"" + key + "\" must be a string");
     *it->second = kv.second.as<std::string>();
   }
+  if (f.fewshot_sampler != "random" && f.fewshot_sampler != "first_n")
+    throw InputError(yaml.string(), "key \"fewshot_sampler\" is \"" + f.fewshot_sampler +
+                                        "\"; known: random, first_n");
   if (!f.prompt_template.empty())
     jobs::check_prompt_template(f.prompt_template, yaml.string() + ": key \"prompt_template\"");
   if (!f.fewshot_file.empty() && fs::path(f.fewshot_file).is_relative())

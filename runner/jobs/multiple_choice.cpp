@@ -180,8 +180,13 @@ std::vector<int64_t> draw_fewshot(const McTask& task, int64_t item, int64_t k, u
   if (k > avail)
     throw InputError("--num-fewshot", std::to_string(k) + " shots asked for, but the few-shot pool of task \"" +
                                           task.format.name + "\" has only " + std::to_string(avail) + " other items");
-  uint64_t state = seed * 0x9e3779b97f4a7c15ull + uint64_t(item);
   std::vector<int64_t> out;
+  if (task.format.fewshot_sampler == "first_n") {
+    for (int64_t i = 0; int64_t(out.size()) < k; ++i)
+      if (!task.own_pool() || i != item) out.push_back(i);
+    return out;
+  }
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + uint64_t(item);
   while (int64_t(out.size()) < k) {
     int64_t r = int64_t(splitmix64(state) % uint64_t(avail));
     if (task.own_pool() && r >= item) ++r;  // skip the item itself

@@ -48,6 +48,9 @@ struct McFormat {
   std::string fewshot_delimiter = "\n\n";
   std::string description;   // prepended to every context, as is
   std::string fewshot_file;  // pool of few-shot examples; empty: the task's own other items
+  // "random": drawn per item (draw_fewshot); "first_n": the pool's first k in file order,
+  // the item itself left out (lm-eval's first_n sampler, for canonically ordered shots).
+  std::string fewshot_sampler = "random";
 };
 
 struct McItem {
@@ -82,8 +85,9 @@ struct McSettings {
 };
 
 // The few-shot examples of item `item` (indices into the pool): k distinct indices,
-// never the item itself when the pool is the task, drawn by a splitmix64 generator
-// seeded from (seed, item), so they depend on neither the other items nor the ranks.
+// never the item itself when the pool is the task. Sampler "random": drawn by a
+// splitmix64 generator seeded from (seed, item), so they depend on neither the other
+// items nor the ranks; "first_n": the first k of the pool in order (seed unused).
 std::vector<int64_t> draw_fewshot(const McTask& task, int64_t item, int64_t k, uint64_t seed);
 
 // The context string of `item` given its shots.

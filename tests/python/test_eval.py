@@ -238,6 +238,29 @@ def test_multiple_choice_equals_an_lm_eval_style_reference(task, shots, model_di
         assert rec["metrics"][k] == pytest.approx(sum(v) / len(v), abs=1e-12)
 
 
+def test_first_n_shots_are_lm_evals_first_n_sampler(model_dir, moelab, tmp_path):
+    """fewshot_sampler: first_n gives the shots lm-eval's FirstNSampler gives (the pool's first k
+    in order, the item left out), from the task itself and from a fewshot_file of exactly k."""
+    from lm_eval.api.samplers import FirstNSampler
+    items = read_jsonl(TASKS / "tiny_arith.jsonl")
+    (tmp_path / "t.jsonl").write_text((TASKS / "tiny_arith.jsonl").read_text())
+    (tmp_path / "t.yaml").write_text("fewshot_sampler: first_n\n")
+    moelab("eval", model_dir, "--task", tmp_path / "t.jsonl", "--num-fewshot", 3, "--per-item", tmp_path / "i.jsonl")
+    sampler = FirstNSampler(df=items)
+    for g in read_jsonl(tmp_path / "i.jsonl"):
+        want = sampler.sample(3, eval_doc=items[g["item"]])
+        assert g["fewshot"] == [next(j for j, x in enumerate(items) if x is w) for w in want]
+    # a separate pool of exactly k: every item gets all of it, in file order (not reordered)
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items[:3]))
+    (tmp_path / "t.yaml").write_text("fewshot_sampler: first_n\nfewshot_file: pool.jsonl\n")
+    moelab("eval", model_dir, "--task", tmp_path / "t.jsonl", "--num-fewshot", 3, "--per-item", tmp_path / "i.jsonl",
+           "--overwrite")
+    assert all(g["fewshot"] == [0, 1, 2] for g in read_jsonl(tmp_path / "i.jsonl"))
+    (tmp_path / "t.yaml").write_text("fewshot_sampler: balanced\n")
+    bad = moelab("eval", model_dir, "--task", tmp_path / "t.jsonl", check=False)
+    assert bad.returncode == 2 and "t.yaml" in bad.stderr and "fewshot_sampler" in bad.stderr
+
+
 def test_two_ranks_give_the_results_of_one(model_dir, texts, moelab, tmp_path):
     args = ["eval", model_dir, "--data", texts / "story.txt", "--data", texts / "lines.jsonl", "--max-length", 32,
             "--stride", 8, "--task", TASKS / "tiny_arith.jsonl", "--num-fewshot", 2, "--batch-size", 2,
