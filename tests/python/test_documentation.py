@@ -330,3 +330,37 @@ def test_the_pipefail_check_catches_the_quickstart_of_4d01ac3(tmp_path):
     script.write_text("set -euo pipefail\nyes | head -1\necho reached\n")
     r = subprocess.run(["bash", script], capture_output=True, text=True, timeout=30)
     assert r.returncode == 141 and "reached" not in r.stdout
+
+
+def test_the_small_paper_spec_runs_on_the_default_model(moelab, tmp_path):
+    """configs/paper/small-tables1-2.yaml as shipped (model, corpus, tasks, Lottery and
+    resources), narrowed to two of its criteria (an activation one and a gradient one) at one
+    ratio so that a test can run every procedure it lists, Lottery included: all jobs finish
+    and the report has its tables."""
+    from sweep_fixtures import plan, records
+    paper = REPO / "configs" / "paper"
+    spec = yaml.safe_load((paper / "small-tables1-2.yaml").read_text())
+    assert len(spec["criteria"]) == 32 and spec["procedures"] == ["one-shot", "iterative", "lottery"]
+
+    def absolute(v):
+        if isinstance(v, str) and (v.startswith("../") or v.endswith(".jsonl")):
+            return str((paper / v).resolve())
+        if isinstance(v, list):
+            return [absolute(x) for x in v]
+        if isinstance(v, dict):
+            return {k: absolute(x) for k, x in v.items()}
+        return v
+
+    spec = absolute(spec)
+    spec["criteria"] = ["Min-EAN", "Max-EGN"]
+    spec["ratios"] = [0.25]
+    spec["calibration"][0]["num_samples"] = 8
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    moelab("sweep", "run", tmp_path / "small.yaml", "--results", results, "--jobs", "2")
+    recs = records(results)
+    assert recs and all(r["state"] == "done" for r in recs.values())
+    prunes = [j for j in plan(results)["jobs"] if j["kind"] == "prune"]
+    assert {j["tags"]["procedure"] for j in prunes} == {"one-shot", "iterative", "lottery"} and len(prunes) == 6
+    moelab("report", results)
+    assert "lottery" in (results / "report" / "report.md").read_text().lower()
