@@ -1,8 +1,9 @@
 // moelab compress: turn on compressed experts (arXiv 2503.00634) in a copy of a model
-// directory. config.json gets `moelab_compressed_experts: {"main": k_m}` and every MoE
-// layer a tensor `model.layers.{L}.mlp.experts.theta` [E, D] of ones; moelab's runtime
-// then runs only a token's k_m highest-gated experts, on h * theta (theta from the other
-// k - k_m, models/moe_block.cpp). Train theta with `moelab finetune --params compressed`.
+// directory. config.json gets `moelab_compressed_experts: {"main": k_m, "variant": V}` and
+// every MoE layer the variant's vectors, all ones (models/compressed_experts.h): official
+// `model.layers.{L}.mlp.ces` [E, 3, max(D, F)], moelab-v1 `mlp.experts.theta` [E, D].
+// moelab's runtime then runs only a token's k_m highest-gated experts, modulated by the
+// vectors of the other k - k_m. Train them with `moelab finetune --params compressed`.
 #include <filesystem>
 
 #include "cli/commands.h"
@@ -10,6 +11,7 @@
 #include "cluster/communicator.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "models/compressed_experts.h"
 #include "models/model_writer.h"
 
 namespace moelab::cli {
@@ -18,6 +20,7 @@ namespace {
 struct CompressArgs {
   std::string model_dir, out;
   int64_t main = 0;
+  std::string variant = "official";
   bool overwrite = false;
 };
 
@@ -35,13 +38,14 @@ void run_compress(const CompressArgs& a) {
   models::LoadOptions lo;  // float32 on CPU; written back in the checkpoint's dtype
   models::MoeModel m = models::load_model(a.model_dir, lo);
   m.config.compressed_main = a.main;
+  m.config.compressed_variant = a.variant;
   for (auto& L : m.layers)
-    if (L.moe) L.moe->theta_ED = at::ones({L.moe->num_experts(), m.config.hidden_size}, L.moe->router_ED.options());
+    if (L.moe) models::init_ce_vectors(*L.moe, m.config, L.moe->num_experts(), L.moe->router_ED.options());
   models::SaveOptions so;
   so.overwrite = a.overwrite;
   models::save_model(m, a.out, so);
-  spdlog::info("wrote {} (compressed experts: {} main + {} auxiliary of top-{}, theta = ones)", a.out, a.main,
-               k - a.main, k);
+  spdlog::info("wrote {} (compressed experts, {}: {} main + {} auxiliary of top-{}, vectors = ones)", a.out,
+               a.variant, a.main, k - a.main, k);
 }
 
 }  // namespace
@@ -50,14 +54,20 @@ void add_compress_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "compress",
       "Turn on compressed experts (arXiv 2503.00634) in a copy of a model directory.\n\n"
-      "Each MoE layer gets one vector theta_i (hidden size, initialised to ones) per expert. A token's\n"
-      "top-k experts split into the --main highest-gated (k_m) and k - k_m auxiliary ones; the\n"
-      "auxiliary experts do not run: theta = sum of their theta_i weighted by their renormalised\n"
-      "gates, and the main experts run on h * theta with their gates renormalised over the main\n"
-      "experts. With theta = ones the model equals the top-k_m model. Train theta with\n"
-      "`moelab finetune --params compressed` (or full). The copy's config.json gets\n"
-      "moelab_compressed_experts {\"main\": k_m} and the weights model.layers.{L}.mlp.experts.theta;\n"
-      "transformers ignores both and would run the uncompressed model.\n\n"
+      "A token's top-k experts split into the --main highest-gated (k_m) and k - k_m auxiliary\n"
+      "ones; the auxiliary experts do not run, their learned vectors modulate the main experts.\n\n"
+      "--variant official (default), as the authors' code (OlmoeSparseCompressedMoeBlock): each\n"
+      "expert gets three vectors c1, c2, c3 (ones); a token's c = its auxiliary experts' vectors\n"
+      "weighted by their gates renormalised among themselves; main expert j computes\n"
+      "down(act(gate(h * c1)) * up(h * c3) * c2) and is weighted by its original gate g_j.\n"
+      "Weights: model.layers.{L}.mlp.ces [E, 3, max(D, F)] (c2 = the first F entries of row 1).\n"
+      "--variant moelab-v1, moelab's first reading: one vector theta per expert (hidden size),\n"
+      "the main experts run on h * theta with their gates renormalised over the main experts.\n"
+      "Weights: model.layers.{L}.mlp.experts.theta [E, D].\n\n"
+      "With vectors = ones the official model is the top-k model without its auxiliary experts\n"
+      "(moelab-v1: the top-k_m model). Train the vectors with `moelab finetune --params\n"
+      "compressed` (or full). config.json gets moelab_compressed_experts {\"main\": k_m,\n"
+      "\"variant\": V}; transformers ignores it and the vectors and would run the uncompressed model.\n\n"
       "Examples:\n"
       "  moelab compress models/debian-moe --main 1 --out compressed/\n"
       "  moelab finetune compressed/ --sft configs/tasks/debian_moe_en.jsonl --params compressed --steps 100 --out tuned/");
@@ -66,6 +76,8 @@ void add_compress_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--main", a->main, "main experts per token k_m, 1 <= k_m < num_experts_per_tok")->required();
+  cmd->add_option("--variant", a->variant, "official (default: the authors' code) or moelab-v1")
+      ->check(CLI::IsMember({"official", "moelab-v1"}));
   cmd->add_option("--out", a->out, "output model directory (written atomically)")->required();
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
   cmd->callback([a] {

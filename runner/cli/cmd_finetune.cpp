@@ -44,8 +44,8 @@ void add_finetune_command(CLI::App& app) {
       "Fine-tune a checkpoint (e.g. after pruning) with the next-token loss and write a model directory.\n"
       "Data: --data text/JSONL/token-id files cut into --seq-len windows (every token a target), or --sft\n"
       "a JSONL of {\"prompt\": ..., \"answer\": ...} (loss on the answer's tokens only).\n"
-      "Parameters: --params full | router | experts | compressed (the theta vectors of a model from\n"
-      "moelab compress; full trains them too). AdamW (torch::optim) with --warmup steps of linear\n"
+      "Parameters: --params full | router | experts | compressed (the compressed-expert vectors of a\n"
+      "model from moelab compress: ces c1, c2, c3, or moelab-v1's theta; full trains them too). AdamW (torch::optim) with --warmup steps of linear\n"
       "warmup then a cosine decay to --min-lr; --batch-size examples per step over all ranks, run in\n"
       "--micro-batch sequences per forward (gradient accumulation); --clip on the global gradient norm.\n"
       "Under mpirun (or --ranks P) experts are spread over ranks and micro-batches over ranks; the\n"
@@ -59,7 +59,7 @@ void add_finetune_command(CLI::App& app) {
   auto a = std::make_shared<FinetuneArgs>();
   a->model.add_to(cmd);
   a->train.add_to(cmd);
-  cmd->add_option("--params", a->train.opts.params, "full, router, experts or compressed (theta only)")
+  cmd->add_option("--params", a->train.opts.params, "full, router, experts or compressed (compressed-expert vectors only)")
       ->check(CLI::IsMember({"full", "router", "experts", "compressed"}));
   cmd->callback([a] {
     auto comm = cluster::world(a->train.comm);

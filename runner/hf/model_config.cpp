@@ -131,6 +131,15 @@ ModelConfig read_model_config(const std::string& path) {
     if (!v.is_object() || !v.contains("main") || !v["main"].is_number_integer() || v["main"].get<int64_t>() < 1)
       f.fail("moelab_compressed_experts", "must be {\"main\": k_m} with an integer k_m >= 1 (main experts per token)");
     c.compressed_main = v["main"].get<int64_t>();
+    // Written before variants existed (no "variant"): the vectors in that checkpoint are
+    // moelab-v1's theta, so it keeps running as it did.
+    c.compressed_variant = "moelab-v1";
+    if (v.contains("variant")) {
+      const auto& var = v["variant"];
+      if (!var.is_string() || (var.get<std::string>() != "official" && var.get<std::string>() != "moelab-v1"))
+        f.fail("moelab_compressed_experts", "field \"variant\" must be \"official\" or \"moelab-v1\"");
+      c.compressed_variant = var.get<std::string>();
+    }
   }
   return c;
 }

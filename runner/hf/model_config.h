@@ -135,11 +135,18 @@ struct ModelConfig {
   bool skip_renormalize = true;
   double skip_beta_of(int64_t layer) const { return skip_beta.empty() ? 0.0 : skip_beta.at(layer); }
   // Compressed experts (arXiv 2503.00634; moelab compress): `moelab_compressed_experts:
-  // {"main": k_m}`. Of a token's k routed experts the k_m with the highest gates run
-  // (on h * theta, theta from the other k - k_m, models/moe_block.cpp); 0 = off.
-  // 1 <= k_m < k is checked once k is known (models::load_config).
+  // {"main": k_m, "variant": V}`. Of a token's k routed experts the k_m with the highest
+  // gates run, modulated by vectors of the other k - k_m (models/routing.cpp); 0 = off.
+  // 1 <= k_m < k is checked once k is known (models::load_config). V:
+  //   "official"  the authors' code (OlmoeSparseCompressedMoeBlock): three vectors per
+  //               expert (`mlp.ces` [E, 3, W]), main experts weighted by their original gates;
+  //   "moelab-v1" moelab's first reading: one vector per expert (`mlp.experts.theta`
+  //               [E, D]) on the expert input, main gates renormalised over the main experts.
+  // A config without "variant" was written before variants existed: moelab-v1.
   int64_t compressed_main = 0;
+  std::string compressed_variant;  // "official" | "moelab-v1" (set when compressed_main > 0)
   bool compressed() const { return compressed_main > 0; }
+  bool compressed_official() const { return compressed() && compressed_variant == "official"; }
   nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
 
   int64_t num_routed_experts_max() const;

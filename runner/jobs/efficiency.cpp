@@ -16,7 +16,8 @@ int64_t expert_flops_per_token(const hf::ModelConfig& c) {
   int64_t flops = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const int64_t E = c.num_experts_per_layer.at(l);
-    // Compressed experts: the k_m main experts run (theta's D-vector sums are not counted).
+    // Compressed experts: the k_m main experts run (the vectors' element-wise products
+    // are not counted).
     const int64_t k = c.compressed() ? c.compressed_main : c.num_experts_per_tok;
     if (E > 0) flops += 2 * 3 * c.hidden_size * c.moe_intermediate_size * std::min(k, E);
   }

@@ -60,7 +60,7 @@ std::vector<TrainableTensor> trainable_tensors(models::MoeModel& m, const std::s
   if (params != "full" && params != "router" && params != "experts" && params != "compressed")
     throw InputError("--params", "\"" + params + "\" is not full, router, experts or compressed");
   if (params == "compressed" && !m.config.compressed())
-    throw InputError("--params", "compressed trains the theta vectors of compressed experts, but " + m.config.path +
+    throw InputError("--params", "compressed trains the vectors of compressed experts, but " + m.config.path +
                                      " has no \"moelab_compressed_experts\" (run moelab compress first)");
   std::vector<TrainableTensor> out;
   std::set<c10::TensorImpl*> seen;
@@ -97,8 +97,12 @@ std::vector<TrainableTensor> trainable_tensors(models::MoeModel& m, const std::s
     }
     if (!L.moe) continue;
     if (full || params == "router") add(p + "router", L.moe->router_ED, true);
-    // Compressed experts' theta: replicated (every rank holds all E rows), gradient summed.
-    if (full || params == "compressed") add(p + "experts.theta", L.moe->theta_ED, true);
+    // Compressed experts' vectors (official ces c1, c2, c3 or moelab-v1 theta): replicated
+    // (every rank holds all E rows), gradient summed.
+    if (full || params == "compressed") {
+      add(p + "ces", L.moe->ces_E3W, true);
+      add(p + "experts.theta", L.moe->theta_ED, true);
+    }
     if (full || params == "experts") {
       const bool whole = L.moe->all_local();  // every rank holds every expert: replicated
       add(p + "experts.gate_up", L.moe->gate_up_EFD, whole);

@@ -32,7 +32,7 @@
 namespace moelab::jobs {
 
 struct FinetuneOptions {
-  std::string params = "full";  // full | router | experts | compressed (theta only)
+  std::string params = "full";  // full | router | experts | compressed (compressed-expert vectors only)
   int64_t steps = 100;
   int64_t batch_size = 8;        // examples per optimizer step, over all ranks
   int64_t micro_batch = 0;       // sequences per forward (0: batch_size)

@@ -28,7 +28,9 @@ struct Routing {
   at::Tensor topk_ids_NK;      // chosen experts [N, K] int64, descending probability
   at::Tensor gates_NK;         // gate weights as applied [N, K] (compute dtype); 0 for slots not run
   at::Tensor dispatch_ids_NK;  // topk_ids with E for slots not run (NAEE-skipped, compressed auxiliary)
-  at::Tensor x_in_ND;          // what the experts see: x, or x * theta (compressed experts)
+  at::Tensor x_in_NC;          // what the experts see: x [N, D], or with compressed experts
+                               // (models/compressed_experts.h) x*c1 | x*c3 | c2 [N, 2D + F]
+                               // (official) or x * theta [N, D] (moelab-v1)
 };
 Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer);
 

@@ -59,14 +59,15 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
   for (const auto& [l, groups] : merges) check_layer(m, l, groups, what);
   for (const auto& [l, groups] : merges) {
     ExpertWeights& w = *m.layers[l].moe;
-    std::vector<at::Tensor> router_rows, gate_up, down, theta, bias, router_bias, gate_up_bias, down_bias;
+    std::vector<at::Tensor> router_rows, gate_up, down, ces, theta, bias, router_bias, gate_up_bias, down_bias;
     std::vector<int64_t> ids;
     for (const auto& g : groups) {
       router_rows.push_back(router == RouterMerge::kDominant ? w.router_ED[g.dominant].clone()
                                                              : weighted_rows(w.router_ED, g));
       gate_up.push_back(weighted_rows(w.gate_up_EFD, g));
       down.push_back(weighted_rows(w.down_EDF, g));
-      // Compressed experts: a group's theta is the same weighted mean of its members' rows.
+      // Compressed experts: a group's vectors are the same weighted mean of its members' rows.
+      if (w.ces_E3W.defined()) ces.push_back(weighted_rows(w.ces_E3W, g));
       if (w.theta_ED.defined()) theta.push_back(weighted_rows(w.theta_ED, g));
       // DeepSeek-V3 correction bias: follows the router row (the dominant's, or the average).
       if (w.correction_bias_E.defined())
@@ -87,6 +88,7 @@ void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, 
     w.router_ED = at::stack(router_rows);
     w.gate_up_EFD = at::stack(gate_up);
     w.down_EDF = at::stack(down);
+    if (w.ces_E3W.defined()) w.ces_E3W = at::stack(ces);
     if (w.theta_ED.defined()) w.theta_ED = at::stack(theta);
     if (w.correction_bias_E.defined()) w.correction_bias_E = at::stack(bias);
     w.original_ids = ids;

@@ -69,7 +69,9 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     w.router_ED = w.router_ED.index_select(0, idx);
     w.gate_up_EFD = w.gate_up_EFD.index_select(0, idx);
     w.down_EDF = w.down_EDF.index_select(0, idx);
-    if (w.theta_ED.defined()) w.theta_ED = w.theta_ED.index_select(0, idx);  // dropped experts' theta rows go
+    // Dropped experts' compressed-expert vectors go with them.
+    if (w.ces_E3W.defined()) w.ces_E3W = w.ces_E3W.index_select(0, idx);
+    if (w.theta_ED.defined()) w.theta_ED = w.theta_ED.index_select(0, idx);
     if (w.correction_bias_E.defined())
       w.correction_bias_E = w.correction_bias_E.index_select(0, idx.to(w.correction_bias_E.device()));
     // gpt-oss: the router bias and the experts' biases go with their rows.

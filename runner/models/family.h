@@ -42,7 +42,10 @@ struct TensorNames {
   std::string router_fused = "model.layers.{L}.mlp.gate.weight";
   std::string experts_gate_up_fused = "model.layers.{L}.mlp.experts.gate_up_proj";  // [E, 2F, D]
   std::string experts_down_fused = "model.layers.{L}.mlp.experts.down_proj";        // [E, D, F]
-  // Compressed experts (moelab; arXiv 2503.00634): theta [E, D] per MoE layer.
+  // Compressed experts (arXiv 2503.00634), per MoE layer: the official variant's vectors
+  // [E, 3, W] under the name the authors' code gives them (OlmoeSparseCompressedMoeBlock.ces),
+  // or moelab-v1's theta [E, D] (hf::ModelConfig::compressed_variant).
+  std::string experts_ces = "model.layers.{L}.mlp.ces";
   std::string experts_theta = "model.layers.{L}.mlp.experts.theta";
   // DeepSeek-V3 router e_score_correction_bias [E].
   std::string router_correction_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "hf/checkpoint.h"
 #include "hf/json_fields.h"
+#include "models/compressed_experts.h"
 #include "models/layer_loader.h"
 #include "models/moe_model.h"
 #include "models/rope.h"
@@ -69,15 +70,23 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
       for (const auto* name : {&gate, &up, &down}) t.release(*name);
     }
   }
-  // Compressed experts: theta [E, D], replicated like the router (every rank computes
-  // its tokens' theta). Absent from a compressed checkpoint: ones (moelab compress).
-  const std::string theta = tensor_name(n.experts_theta, l);
+  // Compressed experts (models/compressed_experts.h): the variant's vectors, official ces
+  // [E, 3, W] or moelab-v1 theta [E, D], replicated like the router (every rank computes
+  // its tokens' vectors). Absent from a compressed checkpoint: ones (moelab compress).
+  // The other variant's tensor is refused rather than ignored.
+  const std::string ces = tensor_name(n.experts_ces, l), theta = tensor_name(n.experts_theta, l);
   if (c.compressed()) {
-    w.theta_ED = t.take_optional(theta, {E, D});
-    if (!t.has(theta) && t.weights())
-      w.theta_ED = at::ones({E, D}, at::TensorOptions().dtype(t.options().dtype).device(t.options().device));
-  } else if (t.has(theta)) {
-    throw InputError(c.path, "the checkpoint has \"" + theta +
+    const bool official = c.compressed_official();
+    const std::string &mine = official ? ces : theta, &other = official ? theta : ces;
+    if (t.has(other))
+      throw InputError(c.path, "field \"moelab_compressed_experts\": variant \"" + c.compressed_variant +
+                                   "\" reads \"" + mine + "\", but the checkpoint has \"" + other +
+                                   "\" (the other variant's vectors)");
+    ce_vectors_of(w, c) = t.take_optional(mine, ce_vectors_shape(c, E));
+    if (!t.has(mine) && t.weights())
+      init_ce_vectors(w, c, E, at::TensorOptions().dtype(t.options().dtype).device(t.options().device));
+  } else if (t.has(theta) || t.has(ces)) {
+    throw InputError(c.path, "the checkpoint has \"" + (t.has(theta) ? theta : ces) +
                                  "\" (compressed experts) but config.json has no \"moelab_compressed_experts\"");
   }
   if (c.router_correction_bias) {

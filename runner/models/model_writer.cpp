@@ -75,6 +75,7 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
           out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
         }
       }
+      if (w.ces_E3W.defined()) out.emplace_back(tensor_name(n.experts_ces, l), w.ces_E3W);
       if (w.theta_ED.defined()) out.emplace_back(tensor_name(n.experts_theta, l), w.theta_ED);
       if (L.shared) {
         out.emplace_back(tensor_name(n.shared_gate, l), L.shared->mlp.gate_FD);
@@ -191,7 +192,8 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
   }
   raw.erase("moelab_num_experts_per_layer");
   raw.erase("moelab_compressed_experts");
-  if (c.compressed()) raw["moelab_compressed_experts"] = {{"main", c.compressed_main}};
+  if (c.compressed())
+    raw["moelab_compressed_experts"] = {{"main", c.compressed_main}, {"variant", c.compressed_variant}};
   raw.erase("auto_map");
   // Weights are written as loaded, dequantised (gpt-oss MXFP4 experts: models/gpt_oss.cpp);
   // moelab writes no quantised format, so the file's quantization_config no longer applies.

@@ -10,8 +10,10 @@
 // subclass of the transformers family class that sizes each layer from that list;
 // load it with AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True).
 // A compressed-experts model (moelab compress) also gets `moelab_compressed_experts`
-// and one `model.layers.{L}.mlp.experts.theta` [E, D] per MoE layer (transformers
-// ignores both: it would run the uncompressed model and warn about the extra tensor).
+// {"main", "variant"} and per MoE layer `model.layers.{L}.mlp.ces` [E, 3, max(D, F)]
+// (official) or `model.layers.{L}.mlp.experts.theta` [E, D] (moelab-v1);
+// models/compressed_experts.h. transformers ignores both: it would run the
+// uncompressed model and warn about the extra tensor.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -9,6 +9,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "models/blocks.h"
+#include "models/compressed_experts.h"
 #include "models/dispatch_autograd.h"
 
 namespace moelab::models {
@@ -31,9 +32,10 @@ at::Tensor glu(const at::Tensor& gate, const at::Tensor& up, const hf::ModelConf
   return (up.clamp(-limit, limit) + 1) * (g * at::sigmoid(g * c.swiglu_alpha));
 }
 
-// The local experts on their rows x_MD (grouped as d.rows_per_local_expert):
-// outputs f(x) [M, D] before gating. `observe` gets (local expert, row offset,
-// rows, activation [n, F], output [n, D]).
+// The local experts on their rows x_MC (grouped as d.rows_per_local_expert):
+// outputs f(x) [M, D] before gating. Rows are x [M, D], or with `ce_rows` (official
+// compressed experts) x*c1 | x*c3 | c2 [M, 2D + F] (models/compressed_experts.h).
+// `observe` gets (local expert, row offset, rows, activation [n, F], output [n, D]).
 //
 // Outside autograd the outputs are written into one [M, D] tensor (each expert's
 // rows, in order; no concatenation), the activation function runs in place on the
@@ -42,26 +44,32 @@ at::Tensor glu(const at::Tensor& gate, const at::Tensor& up, const hf::ModelConf
 // experts at once). The arithmetic is the same (same kernels, same order).
 template <typename Observe>
 at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& c, const DispatchedTokens& d,
-                                 const at::Tensor& x_MD, Observe&& observe) {
+                                 const at::Tensor& x_MD, bool ce_rows, Observe&& observe) {
   const int64_t F = w.down_EDF.size(2);
+  auto glu_of = [&](const at::Tensor& gate, const at::Tensor& up) { return glu(gate, up, c); };
+  auto bias_of = [&](int64_t i) { return w.gate_up_bias_EF.defined() ? w.gate_up_bias_EF[i] : at::Tensor(); };
   if (!at::GradMode::is_enabled()) {
     const int64_t M = d.num_expert_rows(), D = w.down_EDF.size(1);
-    if (M == 0) return x_MD * 0;
+    if (M == 0) return x_MD.narrow(1, 0, D) * 0;
     at::Tensor y_MD = at::empty({M, D}, x_MD.options());
     const bool silu_glu = !c.swiglu_limit && c.hidden_act == "silu";
     int64_t offset = 0;
     for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
       const int64_t n = d.rows_per_local_expert[i];
       if (n == 0) continue;
-      at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
-      if (w.gate_up_bias_EF.defined()) gu.add_(w.gate_up_bias_EF[i]);  // gpt-oss
       at::Tensor act;
-      if (silu_glu) {  // silu in place on the gate half, then one product
-        at::Tensor gate = gu.narrow(1, 0, F);
-        at::silu_(gate);
-        act = gate * gu.narrow(1, F, F);
+      if (ce_rows) {
+        act = compressed_activation(w.gate_up_EFD[i], bias_of(i), x_MD.narrow(0, offset, n), glu_of);
       } else {
-        act = glu(gu.narrow(1, 0, F), gu.narrow(1, F, F), c);
+        at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
+        if (w.gate_up_bias_EF.defined()) gu.add_(w.gate_up_bias_EF[i]);  // gpt-oss
+        if (silu_glu) {  // silu in place on the gate half, then one product
+          at::Tensor gate = gu.narrow(1, 0, F);
+          at::silu_(gate);
+          act = gate * gu.narrow(1, F, F);
+        } else {
+          act = glu(gu.narrow(1, 0, F), gu.narrow(1, F, F), c);
+        }
       }
       at::Tensor y = y_MD.narrow(0, offset, n);
       at::mm_out(y, act, w.down_EDF[i].t());
@@ -76,9 +84,14 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
   for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
     const int64_t n = d.rows_per_local_expert[i];
     if (n == 0) continue;
-    at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
-    if (w.gate_up_bias_EF.defined()) gu = gu + w.gate_up_bias_EF[i];  // gpt-oss
-    at::Tensor act = glu(gu.narrow(1, 0, F), gu.narrow(1, F, F), c);
+    at::Tensor act;
+    if (ce_rows) {
+      act = compressed_activation(w.gate_up_EFD[i], bias_of(i), x_MD.narrow(0, offset, n), glu_of);
+    } else {
+      at::Tensor gu = at::matmul(x_MD.narrow(0, offset, n), w.gate_up_EFD[i].t());
+      if (w.gate_up_bias_EF.defined()) gu = gu + w.gate_up_bias_EF[i];  // gpt-oss
+      act = glu(gu.narrow(1, 0, F), gu.narrow(1, F, F), c);
+    }
     at::Tensor y = at::matmul(act, w.down_EDF[i].t());
     if (w.down_bias_ED.defined()) y = y + w.down_bias_ED[i];
     observe(i, offset, n, act, y);
@@ -87,10 +100,11 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
   }
   // No rows here: still an output that depends on x_MD, so that backward passes
   // through this rank's moves like every other rank's.
-  return outputs.empty() ? x_MD * 0 : at::cat(outputs, 0);
+  return outputs.empty() ? x_MD.narrow(1, 0, w.down_EDF.size(1)) * 0 : at::cat(outputs, 0);
 }
 
-// Dense observation: every expert on every token, reported as [N, E, D].
+// Dense observation: every expert on every token, reported as [N, E, D] (on x itself,
+// without compressed experts' vectors).
 void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND,
                          const at::Tensor& logits_NE, int64_t layer, ExpertDispatcher& dispatcher,
                          MoeObserver& observer) {
@@ -101,7 +115,7 @@ void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const
   at::Tensor ones_NE = at::ones({N, E}, x_ND.options());
   auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, all_NE, ones_NE));
   at::Tensor x_MD = dispatcher.to_experts(x_ND.index_select(0, plan->rows.token_of), *plan);
-  at::Tensor y_MD = compute_local_experts(w, c, *plan, x_MD, [](auto&&...) {});
+  at::Tensor y_MD = compute_local_experts(w, c, *plan, x_MD, /*ce_rows=*/false, [](auto&&...) {});
   // Rows come back expert-major (stable sort: token order within an expert).
   at::Tensor y_END = dispatcher.to_tokens(y_MD, *plan).view({E, N, D});
   observer.on_all_expert_outputs(layer, logits_NE, y_END.transpose(0, 1));
@@ -121,16 +135,18 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   // rank records the same exchanges).
   const bool track = at::GradMode::is_enabled() &&
                      (w.gate_up_EFD.requires_grad() || w.router_ED.requires_grad() ||
-                      (w.theta_ED.defined() && w.theta_ED.requires_grad()));
+                      (w.theta_ED.defined() && w.theta_ED.requires_grad()) ||
+                      (w.ces_E3W.defined() && w.ces_E3W.requires_grad()));
   // Slots that do not run (NAEE-skipped, compressed experts' auxiliary) carry expert
   // id E: the plan leaves them out.
   auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, r.dispatch_ids_NK, r.gates_NK));
   const DispatchedTokens& d = *plan;
-  at::Tensor x_MD = move_to_experts(dispatcher, plan, r.x_in_ND.index_select(0, d.rows.token_of), track);
+  at::Tensor x_MD = move_to_experts(dispatcher, plan, r.x_in_NC.index_select(0, d.rows.token_of), track);
 
   // Compute: one matmul pair per local expert on its contiguous slice.
-  at::Tensor y_MD = compute_local_experts(w, c, d, x_MD, [&](int64_t i, int64_t offset, int64_t n, const at::Tensor& act,
-                                                             const at::Tensor& y) {
+  at::Tensor y_MD = compute_local_experts(w, c, d, x_MD, c.compressed_official(),
+                                          [&](int64_t i, int64_t offset, int64_t n, const at::Tensor& act,
+                                              const at::Tensor& y) {
     if (observer)
       observer->on_expert(layer, w.first_local + i, d.tag_M.narrow(0, offset, n), act.detach(), y.detach(),
                           d.gate_M.narrow(0, offset, n));

@@ -49,8 +49,12 @@ struct ExpertWeights {
   // (gate entries first, then up, like gate_up_EFD's rows) and down [E_local, D];
   // undefined otherwise.
   at::Tensor router_bias_E, gate_up_bias_EF, down_bias_ED;
-  // Compressed experts (hf::ModelConfig::compressed_main): one theta row per expert,
-  // all E experts on every rank (like the router); undefined when not compressed.
+  // Compressed experts (hf::ModelConfig::compressed_main), all E experts on every rank
+  // (like the router), in the compute dtype; at most one of the two is defined:
+  //   official:  ces [E, 3, W], W = max(D, F): rows c1 (gate input, first D entries),
+  //              c2 (intermediate activation, first F entries), c3 (up input, first D);
+  //   moelab-v1: theta [E, D] (the input of gate and up).
+  at::Tensor ces_E3W;
   at::Tensor theta_ED;
   int64_t first_local = 0;
   // For each of the E experts, its index in the checkpoint it was loaded from (kept
@@ -171,7 +175,7 @@ void observe_forward(const MoeModel& model, const at::Tensor& input_ids_BT, cons
 
 // Parameter counts (elements). Active = per-token parameters: everything except
 // the routed experts, plus k routed experts of each MoE layer (k_m with compressed
-// experts, whose theta vectors [E, D] are counted with the routers).
+// experts, whose vectors [E, 3, W] or [E, D] are counted with the routers).
 struct ParamCounts {
   int64_t total = 0, embedding = 0, attention = 0, routed_experts = 0, routers = 0, dense_mlp = 0, norms = 0,
           lm_head = 0;

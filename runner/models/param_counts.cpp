@@ -1,5 +1,6 @@
 // Parameter counts from the config alone (so `inspect` needs no weights) or from a
 // loaded model (which may have been pruned).
+#include "models/compressed_experts.h"
 #include "models/moe_model.h"
 
 namespace moelab::models {
@@ -35,7 +36,9 @@ ParamCounts count_params(const hf::ModelConfig& c) {
       p.routers += E * D;
       if (c.router_correction_bias) p.routers += E;
       if (c.router_bias) p.routers += E;
-      if (c.compressed()) p.routers += E * D;  // theta: one row per expert, used by every token
+      // Compressed experts' vectors (one [3, W] or [D] per expert, used by every token).
+      if (c.compressed_official()) p.routers += E * 3 * ces_width(c);
+      else if (c.compressed()) p.routers += E * D;
       const int64_t bias = c.expert_bias ? 2 * F + D : 0;  // gpt-oss gate_up and down biases
       p.routed_experts += E * (3 * D * F + bias);
       active_experts += k * (3 * D * F + bias);
@@ -70,7 +73,7 @@ WeightBytes weight_bytes(const MoeModel& m) {
     if (L.shared)
       w.shared += nb(L.shared->mlp.gate_FD) + nb(L.shared->mlp.up_FD) + nb(L.shared->mlp.down_DF) + nb(L.shared->gate_1D);
     if (L.moe) {
-      w.shared += nb(L.moe->router_ED) + nb(L.moe->theta_ED) + nb(L.moe->correction_bias_E) + nb(L.moe->router_bias_E);
+      w.shared += nb(L.moe->router_ED) + nb(L.moe->ces_E3W) + nb(L.moe->theta_ED) + nb(L.moe->correction_bias_E) + nb(L.moe->router_bias_E);
       w.experts += nb(L.moe->gate_up_EFD) + nb(L.moe->down_EDF) + nb(L.moe->gate_up_bias_EF) + nb(L.moe->down_bias_ED);
     }
     if (L.mlp) w.shared += nb(L.mlp->gate_FD) + nb(L.mlp->up_FD) + nb(L.mlp->down_DF);

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "hf/json_fields.h"
+#include "models/compressed_experts.h"
 #include "models/family.h"
 #include "models/rope.h"
 
@@ -62,7 +63,7 @@ ExpertWeights init_experts(Initializer& init, const hf::ModelConfig& c, int64_t 
   }
   w.gate_up_EFD = init.place(gate_up);
   w.down_EDF = init.place(down);
-  if (c.compressed()) w.theta_ED = init.constant({E, D}, 1.0);
+  if (c.compressed()) ce_vectors_of(w, c) = init.constant(ce_vectors_shape(c, E), 1.0);
   if (c.router_correction_bias) w.correction_bias_E = at::zeros({E}, at::kFloat);  // a float32 buffer, as loaded
   w.original_ids.resize(E);
   for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;

@@ -15,7 +15,8 @@
 //   self_attn.q_norm / k_norm (Qwen3)    [A]                1
 //   MoE layer: router                    [E, D]             N(0, σ²)
 //     expert e: gate, up [F, D]; down [D, F]                N(0, σ²), each its own draw
-//     theta (moelab_compressed_experts)  [E, D]             1 (as moelab compress)
+//     compressed experts (moelab_compressed_experts): ces [E, 3, max(D, F)] (official)
+//       or experts.theta [E, D] (moelab-v1)               1 (as moelab compress)
 //   shared experts (Qwen2-MoE, DeepSeek): gate, up [S, D]; down [D, S];
 //     Qwen2-MoE shared_expert_gate [1, D]    N(0, σ²), after the layer's routed experts
 //   DeepSeek-V3 e_score_correction_bias [E]  0

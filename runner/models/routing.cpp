@@ -23,21 +23,18 @@
 //    the kept gates sum to 1 again) or, with moelab_skip_renormalize false, after it.
 //
 // 3. Compressed experts (arXiv 2503.00634; hf::ModelConfig::compressed_main = k_m): a
-//    token's top-k slots (descending gates g) split into k_m main slots and k_a = k - k_m
-//    auxiliary ones. theta = sum over aux slots i of alpha_i theta_{e_i} with
-//    alpha_i = g_i / sum_aux g; the main experts run on x * theta (element-wise) and the
-//    block returns sum over main slots j of g'_j f_{e_j}(x * theta), g'_j = g_j / sum_main g
-//    (our reading: the main gates renormalised to sum 1 over the main experts; the aux
-//    experts' share is carried by theta, the paper gives no separate aux term). g are the
-//    router's top-k gates after its own renormalisation (the ratios, and so alpha and g',
-//    do not depend on it); theta and x*theta are computed on the tokens' process (theta
-//    is replicated), so gradients reach theta, the router and x.
+//    token's top-k slots (descending gates g) split into k_m main slots and k - k_m
+//    auxiliary ones that do not run; their vectors modulate the main experts, whose
+//    gates are the original g (official variant) or g renormalised over the main slots
+//    (moelab-v1). g are the router's top-k gates after its own normalisation. The
+//    formulas and their source: models/compressed_experts.cpp.
 //
 // Slots that do not run (skipped, auxiliary) are sent to the sentinel expert id E.
 #include <limits>
 #include <tuple>
 
 #include "models/blocks.h"
+#include "models/compressed_experts.h"
 
 namespace moelab::models {
 namespace {
@@ -108,20 +105,15 @@ Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor
   if (c.routed_scaling_factor != 1.0) topk_w_NK = topk_w_NK * c.routed_scaling_factor;
   if (skip_NK.defined() && !c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);
 
-  r.x_in_ND = x_ND;
+  r.x_in_NC = x_ND;
+  r.gates_NK = topk_w_NK.to(x_ND.scalar_type());
   at::Tensor aux_NK;
   if (c.compressed()) {
-    const int64_t Km = c.compressed_main, N = x_ND.size(0), D = x_ND.size(1);
-    at::Tensor main_w = topk_w_NK.narrow(1, 0, Km), aux_w = topk_w_NK.narrow(1, Km, K - Km);
-    at::Tensor alpha_NA = (aux_w / aux_w.sum(-1, true).clamp_min(1e-30)).to(x_ND.scalar_type());
-    at::Tensor aux_ids = topk_ids_NK.narrow(1, Km, K - Km).reshape({-1});
-    at::Tensor theta_ND =
-        (alpha_NA.unsqueeze(-1) * w.theta_ED.index_select(0, aux_ids).view({N, K - Km, D})).sum(1);
-    r.x_in_ND = x_ND * theta_ND;
-    topk_w_NK = at::cat({main_w / main_w.sum(-1, true), at::zeros_like(aux_w)}, 1);
-    aux_NK = (at::arange(K, topk_ids_NK.options()) >= Km).unsqueeze(0).expand({N, K});
+    CompressedRouting ce = compressed_routing(w, c, x_ND, topk_ids_NK, topk_w_NK);
+    r.x_in_NC = ce.x_in_NC;
+    r.gates_NK = ce.gates_NK;
+    aux_NK = (at::arange(K, topk_ids_NK.options()) >= c.compressed_main).unsqueeze(0).expand({x_ND.size(0), K});
   }
-  r.gates_NK = topk_w_NK.to(x_ND.scalar_type());
 
   r.dispatch_ids_NK = skip_NK.defined() ? topk_ids_NK.masked_fill(skip_NK, E) : topk_ids_NK;
   if (aux_NK.defined()) r.dispatch_ids_NK = r.dispatch_ids_NK.masked_fill(aux_NK, E);
