@@ -235,6 +235,7 @@ void run_eval(const EvalArgs& a) {
   if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
     throw InputError(a.per_item, "output already exists (pass --overwrite to replace it)");
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
+  a.model.check_memory(jobs::holding_model("moelab eval", true), int(P));  // before any data is read
   const int64_t model_context = config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
   const int64_t max_length = a.max_length > 0 ? a.max_length : std::min<int64_t>(2048, model_context);
   const int64_t stride = a.stride > 0 ? a.stride : std::max<int64_t>(1, max_length / 2);

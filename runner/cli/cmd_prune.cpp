@@ -98,6 +98,7 @@ void run_prune(PruneArgs a) {
   a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
   const bool surgery = by_surgery(a, models::load_config(a.model.model_dir));
   // Surgery plans on the model's shell: every tensor checked, none read.
+  if (!surgery) a.model.check_memory(jobs::holding_model("moelab prune", false), 1);
   models::MoeModel m = surgery ? models::load_model_shell(a.model.model_dir, models::LoadOptions{})
                                : models::load_model(a.model.model_dir, a.model.load_options());
   const hf::ModelConfig input = m.config;
