@@ -84,6 +84,18 @@ void run_calibrate(const CalibrateArgs& a) {
   // Family members named here get their exponents.
   const std::vector<double> exponents = criteria::power_exponents_for(a.criteria, a.power_exponents);
   check_power_exponents(exponents);
+  if (!a.layerwise) {  // the whole model: refused before the data and the model are read
+    jobs::MemoryCheck mc;
+    mc.command = "moelab calibrate";
+    mc.query.batch_size = a.batch_size;
+    mc.query.seq_len = a.data.seq_len;
+    mc.query.num_samples = a.data.num_samples;
+    mc.query.groups = groups;
+    mc.statistics = true;
+    mc.offer_layerwise = true;
+    mc.offer_ranks = true;
+    a.model.check_memory(mc, comm->size());
+  }
   jobs::CalibrationSpec spec = a.data;
   if (spec.tokenizer.empty()) spec.tokenizer = a.model.model_dir;
   const jobs::CalibrationSet set = jobs::load_calibration_set(spec);

@@ -22,6 +22,7 @@ struct CompressArgs {
   int64_t main = 0;
   std::string variant = "official";
   bool overwrite = false;
+  bool memory_check = true;
 };
 
 void run_compress(const CompressArgs& a) {
@@ -36,6 +37,7 @@ void run_compress(const CompressArgs& a) {
   if (!c0.skip_beta.empty())
     throw InputError(c0.path, "has NAEE skipping (moelab_skip_beta), which cannot be combined with compressed experts");
   models::LoadOptions lo;  // float32 on CPU; written back in the checkpoint's dtype
+  if (a.memory_check) check_model_memory(a.model_dir, "float32", jobs::holding_model("moelab compress", false), 1);
   models::MoeModel m = models::load_model(a.model_dir, lo);
   m.config.compressed_main = a.main;
   m.config.compressed_variant = a.variant;
@@ -80,6 +82,7 @@ void add_compress_command(CLI::App& app) {
       ->check(CLI::IsMember({"official", "moelab-v1"}));
   cmd->add_option("--out", a->out, "output model directory (written atomically)")->required();
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  add_memory_check_flag(cmd, &a->memory_check);
   cmd->callback([a] {
     auto comm = cluster::world("auto");
     cluster::run_or_abort(*comm, [&] { run_compress(*a); });

@@ -247,6 +247,7 @@ void run_eval(const EvalArgs& a) {
   if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
     throw InputError(a.per_item, "output already exists (pass --overwrite to replace it)");
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
+  a.model.check_memory(jobs::holding_model("moelab eval", true), int(P));  // before any data is read
   // The default context is the model's, as lm-eval's HF backend takes it (2048 when the
   // config does not say).
   const int64_t model_context = config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;

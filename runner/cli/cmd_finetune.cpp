@@ -21,6 +21,9 @@ struct FinetuneArgs {
 void run_finetune(FinetuneArgs a) {
   auto comm = cluster::world(a.train.comm);
   a.train.check("moelab finetune", true);
+  // The weights alone (gradients and optimizer state come on top): what cannot even be
+  // loaded is refused before the examples are read.
+  a.model.check_memory(jobs::holding_model("moelab finetune", true), comm->size());
   if (a.train.data.tokenizer.empty()) a.train.data.tokenizer = a.model.model_dir;
   const auto examples = a.train.load_examples();
   models::MoeModel m = comm->size() > 1

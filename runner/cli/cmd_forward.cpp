@@ -77,6 +77,7 @@ void run_forward_on_rank(const ForwardArgs& a) {
 
   // Several ranks (mpirun): experts split over ranks, batches over ranks.
   auto comm = cluster::world(a.comm);
+  a.model.check_memory(jobs::holding_model("moelab forward", true), comm->size());
   models::MoeModel m = comm->size() > 1
                            ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                            : models::load_model(a.model.model_dir, a.model.load_options());

@@ -40,6 +40,7 @@ void run_merge(const MergeArgs& a) {
   if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   if (!a.router_merge.empty()) (void)jobs::parse_router_merge(a.router_merge, "--router-merge");
+  a.model.check_memory(jobs::holding_model("moelab merge", false), 1);
   models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
   const auto before = models::count_params(m);
 

@@ -15,7 +15,9 @@
 #include "jobs/calibration_data.h"
 #include "jobs/training_data.h"
 #include "jobs/pruning_plan.h"
+#include "models/checkpoint_surgery.h"
 #include "models/expert_surgery.h"
+#include "models/layer_loader.h"
 #include "models/model_writer.h"
 #include "schedulers/iterative_pruning.h"
 
@@ -34,6 +36,7 @@ struct PruneArgs {
   int64_t lottery_start_tokens = 200000, finetune_seq_len = 128;
   jobs::FinetuneOptions finetune;
   bool overwrite = false;
+  bool in_memory = false;  // load the model and save it even where surgery would do
 };
 
 // "L:e1,e2,..." -> (L, {e1, e2, ...})
@@ -64,6 +67,25 @@ std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& spe
   return out;
 }
 
+// One-shot pruning (--drop, --plan, --scores) is surgery on the checkpoint files
+// (models/checkpoint_surgery.h): memory about one tensor, kept tensors byte-identical.
+// The iterative procedures need the model in memory to re-collect statistics, and an
+// MXFP4 checkpoint (gpt-oss) is written dequantised as the loader reads it (moelab
+// writes no MXFP4): those load the model and save it (models/model_writer.h).
+bool by_surgery(const PruneArgs& a, const hf::ModelConfig& c) {
+  if (a.in_memory || a.procedure != "one-shot") return false;
+  return !(c.raw.contains("quantization_config") && !c.raw["quantization_config"].is_null());
+}
+
+// The kept experts (ids in the input checkpoint) of each MoE layer that lost some.
+std::map<int64_t, std::vector<int64_t>> kept_experts(const models::MoeModel& m, const hf::ModelConfig& input) {
+  std::map<int64_t, std::vector<int64_t>> out;
+  for (int64_t l = 0; l < int64_t(m.layers.size()); ++l)
+    if (m.layers[l].moe && int64_t(m.layers[l].moe->original_ids.size()) != input.num_experts_per_layer[l])
+      out[l] = m.layers[l].moe->original_ids;
+  return out;
+}
+
 void run_prune(PruneArgs a) {
   const int modes = int(!a.drops.empty()) + int(!a.plan_in.empty()) + int(!a.scores.empty()) +
                     int(a.procedure != "one-shot");
@@ -74,8 +96,13 @@ void run_prune(PruneArgs a) {
   if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
-  models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
-  const auto before = models::count_params(m);
+  const bool surgery = by_surgery(a, models::load_config(a.model.model_dir));
+  // Surgery plans on the model's shell: every tensor checked, none read.
+  if (!surgery) a.model.check_memory(jobs::holding_model("moelab prune", false), 1);
+  models::MoeModel m = surgery ? models::load_model_shell(a.model.model_dir, models::LoadOptions{})
+                               : models::load_model(a.model.model_dir, a.model.load_options());
+  const hf::ModelConfig input = m.config;
+  const auto before = models::count_params(input);
 
   std::optional<jobs::PruningPlan> plan;
   if (!a.drops.empty()) {
@@ -122,10 +149,17 @@ void run_prune(PruneArgs a) {
       spdlog::info("layer {}: keeps {} of {} experts", l, lp.keep.size(), lp.num_experts);
   }
   if (a.out.empty()) return;
-  models::SaveOptions so;
-  so.overwrite = a.overwrite;
-  if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
-  models::save_model(m, a.out, so);
+  if (surgery) {
+    models::SurgeryOptions so;
+    so.overwrite = a.overwrite;
+    if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
+    models::prune_checkpoint(input, m.config, *m.family, kept_experts(m, input), a.out, so);
+  } else {
+    models::SaveOptions so;
+    so.overwrite = a.overwrite;
+    if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
+    models::save_model(m, a.out, so);
+  }
   const auto after = models::count_params(m);
   spdlog::info("wrote {}: {} -> {} parameters ({} -> {} active per token)", a.out, before.total, after.total,
                before.active_per_token, after.active_per_token);
@@ -162,7 +196,10 @@ void add_prune_command(CLI::App& app) {
       "  moelab score --stats stats.h5 --model models/debian-moe --criteria EAN --out scores.json\n"
       "  moelab prune models/debian-moe --scores scores.json --criterion EAN --ratio 0.5 --plan-out plan.json --out pruned/\n"
       "  moelab prune models/debian-moe --procedure iterative --criterion EAN --ratio 0.25 --data models/debian-moe/corpus/en.calibration.jsonl --out pruned/\n"
-      "  moelab prune models/debian-moe --plan plan.json --out pruned/");
+      "  moelab prune models/debian-moe --plan plan.json --out pruned/\n\n"
+      "--drop, --scores and --plan prune the checkpoint files tensor by tensor without loading the model\n"
+      "(memory: about one tensor; kept tensors byte-identical, in their stored dtype unless --save-dtype);\n"
+      "the iterative procedures and MXFP4 checkpoints load the model and save it.");
   auto a = std::make_shared<PruneArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--drop", a->drops, "LAYER:EXPERT[,EXPERT...] to remove (repeatable)");
@@ -196,9 +233,13 @@ void add_prune_command(CLI::App& app) {
   cmd->add_option("--seed", a->data.seed, "iterative: seed for drawing the sequences");
   cmd->add_option("--batch-size", a->batch_size, "iterative: sequences per forward pass")->check(CLI::PositiveNumber);
   cmd->add_option("--out", a->out, "output model directory (written atomically)");
-  cmd->add_option("--save-dtype", a->save_dtype, "dtype of the saved weights: auto (as the input), float32, bfloat16, float16")
+  cmd->add_option("--save-dtype", a->save_dtype,
+                  "dtype of the saved weights: auto (as stored in the input), float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  cmd->add_flag("--in-memory", a->in_memory,
+                "load the whole model, prune it and save it, instead of pruning the checkpoint files tensor by "
+                "tensor (writes every tensor in the config's dtype, experts per-expert; for comparisons)");
   cmd->callback([a] {
     auto comm = cluster::world("auto");
     cluster::run_or_abort(*comm, [&] { run_prune(*a); });

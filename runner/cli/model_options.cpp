@@ -2,6 +2,7 @@
 
 #include "cluster/cuda_support.h"
 #include "common/error.h"
+#include "results/calibration_stats.h"
 
 namespace moelab::cli {
 
@@ -10,6 +11,25 @@ void ModelOptions::add_to(CLI::App* cmd) {
       ->required()
       ->check(CLI::ExistingDirectory);
   add_compute_options(cmd);
+  add_memory_check_flag(cmd, &memory_check);
+}
+
+void add_memory_check_flag(CLI::App* cmd, bool* enabled) {
+  cmd->add_flag_callback("--no-memory-check", [enabled] { *enabled = false; },
+                         "load the model even when its planned peak memory exceeds what the process may use "
+                         "(cgroup, Slurm allocation, MemAvailable, or MOELAB_MEMORY_LIMIT)");
+}
+
+void check_model_memory(const std::string& model_dir, const std::string& dtype, jobs::MemoryCheck check, int ranks) {
+  check.query.dtype = dtype;
+  check.query.ranks = ranks;
+  if (check.query.groups.empty()) check.query.groups = {results::stat::kUsage};
+  jobs::check_memory(models::load_config(model_dir), check);
+}
+
+void ModelOptions::check_memory(jobs::MemoryCheck check, int ranks) const {
+  if (!memory_check || device != "cpu") return;  // on a GPU the host holds little of the model
+  check_model_memory(model_dir, dtype, std::move(check), ranks);
 }
 
 void ModelOptions::add_compute_options(CLI::App* cmd) {

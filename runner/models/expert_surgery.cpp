@@ -31,6 +31,18 @@ bool groups_survive(const MoeModel& m, const std::map<int64_t, std::vector<int64
   return true;
 }
 
+// Rows idx [k] (int64, CPU) of t along its first axis. A model's shell (meta tensors,
+// models/layer_loader.h: pruning by checkpoint surgery) gets the shape alone, as meta
+// tensors have no index_select.
+at::Tensor keep_rows(const at::Tensor& t, const at::Tensor& idx) {
+  if (t.is_meta()) {
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = idx.size(0);
+    return at::empty(shape, t.options());
+  }
+  return t.index_select(0, idx.to(t.device()));
+}
+
 }  // namespace
 
 void remove_experts(MoeModel& m, const ExpertDrops& drops) {
@@ -65,18 +77,15 @@ void remove_experts(MoeModel& m, const ExpertDrops& drops) {
     ExpertWeights& w = *m.layers[l].moe;
     std::vector<int64_t> kept_ids;
     for (int64_t e : keep) kept_ids.push_back(w.original_ids[e]);
-    at::Tensor idx = at::tensor(keep, at::TensorOptions().dtype(at::kLong)).to(w.router_ED.device());
-    w.router_ED = w.router_ED.index_select(0, idx);
-    w.gate_up_EFD = w.gate_up_EFD.index_select(0, idx);
-    w.down_EDF = w.down_EDF.index_select(0, idx);
-    // Dropped experts' compressed-expert vectors go with them.
-    if (w.ces_E3W.defined()) w.ces_E3W = w.ces_E3W.index_select(0, idx);
-    if (w.theta_ED.defined()) w.theta_ED = w.theta_ED.index_select(0, idx);
-    if (w.correction_bias_E.defined())
-      w.correction_bias_E = w.correction_bias_E.index_select(0, idx.to(w.correction_bias_E.device()));
-    // gpt-oss: the router bias and the experts' biases go with their rows.
-    for (at::Tensor* b : {&w.router_bias_E, &w.gate_up_bias_EF, &w.down_bias_ED})
-      if (b->defined()) *b = b->index_select(0, idx);
+    const at::Tensor idx = at::tensor(keep, at::TensorOptions().dtype(at::kLong));
+    w.router_ED = keep_rows(w.router_ED, idx);
+    w.gate_up_EFD = keep_rows(w.gate_up_EFD, idx);
+    w.down_EDF = keep_rows(w.down_EDF, idx);
+    // Dropped experts' compressed-expert vectors (ces or theta) and DeepSeek-V3 correction
+    // biases go with them; gpt-oss: the router bias and the experts' biases too.
+    for (at::Tensor* t : {&w.ces_E3W, &w.theta_ED, &w.correction_bias_E, &w.router_bias_E, &w.gate_up_bias_EF,
+                          &w.down_bias_ED})
+      if (t->defined()) *t = keep_rows(*t, idx);
     w.original_ids = kept_ids;
     c.num_experts_per_layer[l] = int64_t(keep.size());
   }

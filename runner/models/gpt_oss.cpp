@@ -18,8 +18,10 @@
 // _scales [E, out, in/32] (uint8), which decode to [E, out, in] (transformers transposes
 // that to its [E, in, out]); they are dequantised on load. moelab keeps gate_up as
 // [E, 2F, D] with the gate rows first (ExpertWeights), so the interleave is undone on
-// load and redone on save; pruned checkpoints are written dequantised (model_writer.cpp
-// drops quantization_config): moelab writes no MXFP4.
+// load and redone on save. Pruning an unquantised checkpoint slices these tensors along
+// the experts as stored (models/checkpoint_surgery.h); an MXFP4 one goes through the
+// in-memory path and is written dequantised (model_writer.cpp drops
+// quantization_config): moelab writes no MXFP4.
 #include "common/error.h"
 #include "hf/json_fields.h"
 #include "hf/mxfp4.h"

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "hf/safetensors.h"
+#include "models/saved_config.h"
 
 namespace fs = std::filesystem;
 
@@ -19,12 +20,6 @@ at::ScalarType dtype_from_config(const std::string& s) {
   if (s == "bfloat16") return at::kBFloat16;
   if (s == "float16") return at::kHalf;
   return at::kFloat;
-}
-
-std::string dtype_to_config(at::ScalarType t) {
-  if (t == at::kBFloat16) return "bfloat16";
-  if (t == at::kHalf) return "float16";
-  return "float32";
 }
 
 Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
@@ -94,42 +89,6 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
   return out;
 }
 
-// Remote code for unevenly pruned checkpoints: the stock family class (CLASS) with each
-// MoE layer rebuilt at its own expert count (config attribute COUNT) before the weights
-// are loaded. Dense layers (count 0) keep their MLP.
-const char* kRemoteModeling = R"PY(# Written by moelab: the stock transformers model with a per-layer expert count,
-# read from config.moelab_num_experts_per_layer (stock configs hold one count).
-import copy
-
-from transformers import CLASS
-
-
-def _resize_experts(model, config, count_attr):
-    counts = config.moelab_num_experts_per_layer
-    for idx, layer in enumerate(model.model.layers):
-        block = layer.mlp
-        if counts[idx] == 0 or not hasattr(block, "experts"):
-            continue
-        layer_config = copy.copy(config)
-        setattr(layer_config, count_attr, counts[idx])
-        layer.mlp = type(block)(layer_config)
-
-
-class MoelabCLASS(CLASS):
-    def __init__(self, config):
-        super().__init__(config)
-        _resize_experts(self, config, "COUNT")
-        self.post_init()
-)PY";
-
-std::string remote_modeling(const std::string& cls, const std::string& count_attr) {
-  std::string s = kRemoteModeling;
-  for (auto [from, to] : {std::pair<std::string, std::string>{"CLASS", cls}, {"COUNT", count_attr}})
-    for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-      s.replace(pos, from.size(), to);
-  return s;
-}
-
 }  // namespace
 
 void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions& opts) {
@@ -169,48 +128,13 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
     write_file_atomic(dir.path() / "model.safetensors.index.json", index.dump(2));
   }
 
-  nlohmann::json raw = c.raw;
-  bool has_count_key = false;
-  for (const char* key : {"num_local_experts", "num_experts", "n_routed_experts"})
-    if (raw.contains(key)) {
-      raw[key] = c.num_routed_experts_max();
-      has_count_key = true;
-    }
-  if (!has_count_key) raw[m.family->expert_count_key] = c.num_routed_experts_max();
-  raw["num_experts_per_tok"] = c.num_experts_per_tok;  // a pruning plan may lower top-k
-  // Grouped routing (DeepSeek): pruning may have had to give up the groups
-  // (models/expert_surgery.h).
-  for (auto [key, value] : {std::pair<const char*, int64_t>{"n_group", c.n_group}, {"topk_group", c.topk_group}})
-    if (raw.contains(key) && !raw[key].is_null()) raw[key] = value;
-  // transformers 5 writes "dtype", 4.x "torch_dtype": keep the spelling the file had.
-  raw[raw.contains("torch_dtype") && !raw.contains("dtype") ? "torch_dtype" : "dtype"] = dtype_to_config(dtype);
-  bool uneven = false;
-  std::vector<int64_t> counts;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    counts.push_back(m.layers[l].moe ? m.layers[l].moe->num_experts() : 0);
-    if (m.layers[l].moe && counts.back() != c.num_routed_experts_max()) uneven = true;
-  }
-  raw.erase("moelab_num_experts_per_layer");
-  raw.erase("moelab_compressed_experts");
-  if (c.compressed())
-    raw["moelab_compressed_experts"] = {{"main", c.compressed_main}, {"variant", c.compressed_variant}};
-  raw.erase("auto_map");
-  // Weights are written as loaded, dequantised (gpt-oss MXFP4 experts: models/gpt_oss.cpp);
-  // moelab writes no quantised format, so the file's quantization_config no longer applies.
-  raw.erase("quantization_config");
-  if (uneven) {
-    raw["moelab_num_experts_per_layer"] = counts;
-    const std::string& cls = m.family->architectures.at(0);
-    raw["auto_map"] = {{"AutoModelForCausalLM", "modeling_moelab.Moelab" + cls}};
-    write_file_atomic(dir.path() / "modeling_moelab.py", remote_modeling(cls, m.family->expert_count_key));
-    spdlog::warn("layers keep different numbers of experts: {} needs trust_remote_code=True in transformers",
-                 out_dir);
-  }
-  write_file_atomic(dir.path() / "config.json", raw.dump(2));
-  // Tokenizer and generation files travel with the model.
-  const fs::path src = fs::path(c.path).parent_path();
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
-    if (fs::exists(src / f)) fs::copy_file(src / f, dir.path() / f, fs::copy_options::overwrite_existing);
+  SavedConfigOptions co;
+  co.dtype = dtype_config_name(dtype);
+  co.dequantised = true;  // weights are written as loaded: dequantised (gpt-oss MXFP4)
+  hf::ModelConfig written = c;  // the expert counts the layers hold
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    written.num_experts_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_experts() : 0;
+  write_saved_config(dir.path(), written, *m.family, co, out_dir);
   dir.commit();
 }
 

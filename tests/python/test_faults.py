@@ -14,6 +14,7 @@ import time
 import h5py
 import pytest
 
+from bf16_checkpoint import write_bf16_mixtral
 from conftest import mixtral_with_tokenizer
 from sweep_fixtures import eval_metrics, plan, records, write_sweep
 
@@ -85,6 +86,22 @@ def test_disk_full_during_score_and_prune_leaves_no_output(model, moelab, moelab
     biggest = max(p.stat().st_size for p in (tmp_path / "full").iterdir())
     r = run_limited(moelab_bin, biggest // 2, "prune", model, "--out", tmp_path / "pruned", "--drop", "0:1")
     assert r.returncode != 0 and "error:" in r.stderr
+    assert not (tmp_path / "pruned").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_disk_full_during_streamed_prune_of_a_sharded_checkpoint_leaves_no_output(moelab, moelab_bin, tmp_path):
+    """Surgery on a sharded bf16 checkpoint writes shard by shard into a temporary
+    directory; a failing write leaves neither the output nor the temporary."""
+    src = tmp_path / "bf16"
+    write_bf16_mixtral(src, layers=4, experts=8, hidden=128, ffn=256, vocab=512, layers_per_shard=1)
+    moelab("prune", src, "--out", tmp_path / "full", "--drop", "0:1", "--drop", "3:2")
+    shards = sorted((tmp_path / "full").glob("model-*.safetensors"))
+    assert len(shards) == 4 and (tmp_path / "full" / "model.safetensors.index.json").exists()
+    r = run_limited(moelab_bin, max(p.stat().st_size for p in shards) // 2, "prune", src, "--out",
+                    tmp_path / "pruned", "--drop", "0:1", "--drop", "3:2")
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
     assert not (tmp_path / "pruned").exists()
     assert leftovers(tmp_path) == []
 

@@ -1,0 +1,149 @@
+#include "models/checkpoint_surgery.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_output.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "hf/checkpoint.h"
+#include "models/saved_config.h"
+
+namespace fs = std::filesystem;
+
+namespace moelab::models {
+namespace {
+
+// What becomes of one input tensor.
+struct Action {
+  enum Kind { kCopy, kDrop, kRows } kind = kCopy;
+  std::string out_name;  // kCopy: the name written (a kept expert is renumbered)
+  int64_t experts = 0;   // kRows: the input's expert count (the first axis)
+  at::Tensor rows;       // kRows: kept experts [kept] int64
+};
+
+// Per-layer actions of the tensors that name or index routed experts; the rest are
+// copied under their own name.
+std::map<std::string, Action> expert_actions(const hf::ModelConfig& in, const FamilySpec& fam,
+                                             const std::map<int64_t, std::vector<int64_t>>& keep_of) {
+  const TensorNames& n = fam.names;
+  std::vector<std::string> row_templates = {n.router, n.router_fused, n.router_correction_bias,
+                                            n.experts_gate_up_fused, n.experts_down_fused, n.experts_theta,
+                                            n.experts_ces};
+  if (fam.name == "gpt_oss") {  // its own layout (models/gpt_oss.cpp): every tensor [E, ...]
+    row_templates.push_back("model.layers.{L}.mlp.router.bias");
+    for (const char* p : {"gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias", "gate_up_proj_blocks",
+                          "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales"})
+      row_templates.push_back(std::string("model.layers.{L}.mlp.experts.") + p);
+  }
+  std::map<std::string, Action> out;
+  for (const auto& [l, keep] : keep_of) {
+    const int64_t E = in.num_experts_per_layer.at(l);
+    Action rows;
+    rows.kind = Action::kRows;
+    rows.experts = E;
+    rows.rows = at::tensor(keep, at::TensorOptions().dtype(at::kLong));
+    for (const auto& tmpl : row_templates)
+      if (!tmpl.empty()) out[tensor_name(tmpl, l)] = rows;
+    std::vector<int64_t> new_id(E, -1);
+    for (size_t i = 0; i < keep.size(); ++i) new_id[keep[i]] = int64_t(i);
+    for (const std::string* tmpl : {&n.expert_gate, &n.expert_up, &n.expert_down}) {
+      if (tmpl->empty()) continue;
+      for (int64_t e = 0; e < E; ++e) {
+        Action a;
+        if (new_id[e] < 0) {
+          a.kind = Action::kDrop;
+        } else {
+          a.out_name = tensor_name(*tmpl, l, new_id[e]);
+        }
+        out[tensor_name(*tmpl, l, e)] = a;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& pruned, const FamilySpec& family,
+                      const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
+                      const SurgeryOptions& opts) {
+  const fs::path in_dir = fs::path(input.path).parent_path();
+  const hf::Checkpoint ck(in_dir.string());
+  const bool sharded = fs::exists(in_dir / "model.safetensors.index.json");
+  const auto actions = expert_actions(input, family, keep_of);
+  // The input's tensors by file, in file order: each shard is read front to back.
+  std::map<std::string, std::vector<std::string>> by_file;
+  for (const std::string& name : ck.names()) by_file[ck.file_of(name)].push_back(name);
+  AtomicDir dir(out_dir, opts.overwrite);
+  nlohmann::json weight_map = nlohmann::json::object();
+  int64_t total_bytes = 0, written_tensors = 0;
+  for (auto& [file, names] : by_file) {
+    std::sort(names.begin(), names.end(),
+              [&](const std::string& a, const std::string& b) { return ck.info(a).begin < ck.info(b).begin; });
+    // The previous tensor's mapped pages are dropped when the next one is produced (and
+    // the last one's after the file): only one tensor's pages are resident at a time.
+    std::string previous;
+    auto drop_previous = [&ck, &previous] {
+      if (!previous.empty()) ck.release(previous);
+      previous.clear();
+    };
+    std::vector<hf::TensorSource> sources;
+    for (const std::string& name : names) {
+      const hf::TensorInfo& info = ck.info(name);
+      auto it = actions.find(name);
+      const Action a = it == actions.end() ? Action{Action::kCopy, name} : it->second;
+      if (a.kind == Action::kDrop) continue;
+      const bool convert = opts.dtype && c10::isFloatingType(info.dtype);
+      hf::TensorSource s;
+      s.name = a.kind == Action::kCopy ? a.out_name : name;
+      s.dtype = convert ? *opts.dtype : info.dtype;
+      s.shape = info.shape;
+      if (a.kind == Action::kRows) {
+        if (s.shape.empty() || s.shape[0] != a.experts)
+          throw InputError(file, "tensor \"" + name + "\" should have one row per expert (" +
+                                     std::to_string(a.experts) + ") along its first axis");
+        s.shape[0] = a.rows.size(0);
+        s.produce = [&ck, &previous, drop_previous, name, rows = a.rows] {
+          drop_previous();
+          previous = name;
+          return ck.tensor(name).index_select(0, rows);
+        };
+      } else {
+        // A view of the mapping: written as stored, no copy unless converted.
+        s.produce = [&ck, &previous, drop_previous, name] {
+          drop_previous();
+          previous = name;
+          return ck.tensor(name);
+        };
+      }
+      int64_t numel = 1;
+      for (int64_t d : s.shape) numel *= d;
+      total_bytes += numel * int64_t(at::elementSize(s.dtype));
+      sources.push_back(std::move(s));
+    }
+    if (sources.empty()) continue;  // every tensor of this shard was dropped
+    const std::string fname = fs::path(file).filename().string();
+    std::map<std::string, std::string> meta = hf::SafetensorsFile::open(file)->metadata();
+    if (!meta.count("format")) meta["format"] = "pt";
+    hf::write_safetensors_streamed((dir.path() / fname).string(), sources, meta);
+    drop_previous();
+    for (const auto& s : sources) weight_map[s.name] = fname;
+    written_tensors += int64_t(sources.size());
+    spdlog::debug("wrote {} ({} tensors)", fname, sources.size());
+  }
+  if (sharded) {
+    nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    write_file_atomic(dir.path() / "model.safetensors.index.json", index.dump(2));
+  } else if (written_tensors == 0) {
+    throw InputError(in_dir.string(), "pruning would leave no tensor to write");
+  }
+  SavedConfigOptions co;
+  if (opts.dtype) co.dtype = dtype_config_name(*opts.dtype);
+  co.dequantised = false;  // tensors are written as stored
+  write_saved_config(dir.path(), pruned, family, co, out_dir);
+  dir.commit();
+}
+
+}  // namespace moelab::models

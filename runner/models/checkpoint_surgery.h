@@ -1,0 +1,48 @@
+// Pruning as surgery on checkpoint files: the pruned model directory is written
+// straight from the memory-mapped input, tensor by tensor, without loading the model.
+//
+//   - tensors of kept experts (per-expert layout: model.layers.{L}...experts.{E}...)
+//     are copied byte for byte and renumbered 0..kept-1 in their original order;
+//   - tensors whose first axis indexes a layer's routed experts (router [E, D],
+//     DeepSeek-V3 e_score_correction_bias [E], fused experts [E, 2F, D] / [E, D, F],
+//     compressed-experts ces [E, 3, W] or theta [E, D], gpt-oss router bias and experts
+//     (models/gpt_oss.cpp)) keep their kept experts' rows;
+//   - dropped experts' tensors are skipped; every other tensor is copied as is.
+// Tensors keep their stored dtype (bytes identical) unless `dtype` asks for a
+// conversion (floating-point tensors only, converted one at a time). Output shards
+// follow the input's: one output file per input file under the same name, with
+// model.safetensors.index.json when the input has one. Peak memory: about one
+// tensor (the largest sliced one); the input pages a tensor used are dropped once
+// it is written. The directory is built under a temporary name and renamed when
+// complete (AtomicDir): a full disk leaves nothing.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hf/model_config.h"
+#include "models/family.h"
+
+namespace moelab::models {
+
+struct SurgeryOptions {
+  std::optional<at::ScalarType> dtype;  // convert floating-point tensors to this dtype
+  bool overwrite = false;
+};
+
+// input: the input's config (expert counts before pruning; input.path locates the
+// checkpoint). pruned: the output's config (expert counts, top-k, grouped routing
+// after pruning, as remove_experts left them). keep_of: for each MoE layer that loses
+// experts, the kept expert ids (sorted, indices into the input's experts).
+// Throws InputError naming the file and tensor when a tensor that should index
+// experts has another first axis.
+void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& pruned, const FamilySpec& family,
+                      const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
+                      const SurgeryOptions& opts = {});
+
+}  // namespace moelab::models
