@@ -29,13 +29,8 @@ size_t rstrip_length(const std::string& s) {
   while (end > 0) {
     size_t start = end - 1;
     while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data()) + start;
-    const size_t len = end - start;
-    uint32_t c = p[0];
-    if (len == 2) c = ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-    else if (len == 3) c = ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-    else if (len == 4) c = ((p[0] & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-    if (!is_python_space(c)) break;
+    size_t len = 0;
+    if (!is_python_space(decode_utf8(s, start, &len))) break;
     end = start;
   }
   return end;
