@@ -57,4 +57,6 @@ std::vector<std::string> relaunch_under_mpirun_if_asked(const std::vector<std::s
   throw InputError("--ranks", std::string("cannot run mpirun: ") + std::strerror(errno));
 }
 
+void prefer_native_pmix_security() { ::setenv("PMIX_MCA_psec", "native", /*overwrite=*/0); }
+
 }  // namespace moelab::cluster

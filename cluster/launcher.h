@@ -13,4 +13,12 @@ namespace moelab::cluster {
 // relaunch is needed. Throws InputError for a bad --ranks value or a mismatch.
 std::vector<std::string> relaunch_under_mpirun_if_asked(const std::vector<std::string>& args);
 
+// Sets PMIX_MCA_psec=native unless the user set PMIX_MCA_psec, so that every mpirun moelab
+// starts (--ranks, the local executor's jobs) and their ranks inherit it. Why: Open MPI's
+// PMIx tries munge authentication first; where munge is installed but its daemon is not
+// running (any machine with Slurm's packages and no Slurm up) each mpirun then waits
+// 2.3 s before falling back to native (Unix socket credentials, what a local launch uses
+// anyway). Call once at start-up, before threads exist (setenv is not thread-safe).
+void prefer_native_pmix_security();
+
 }  // namespace moelab::cluster

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "moelab: which experts of a Mixture-of-Experts model can you remove, and what does it cost?\n\n"
       "Loads Hugging Face MoE checkpoints (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2, DeepSeek-V3,\n"
-      "gpt-oss), runs them as transformers does (expert parallel over MPI ranks), collects calibration statistics,\n"
+      "gpt-oss, GLM-4.5), runs them as transformers does (expert parallel over MPI ranks), collects calibration statistics,\n"
       "scores experts with many criteria, removes, merges or compresses experts, fine-tunes, evaluates, and\n"
       "runs whole grids of such jobs (sweeps) here or on Slurm. Every subcommand has its own --help.\n\n"
       "Examples (on the shipped default model, from the repository's root):\n"
@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   moelab::cli::add_report_command(app);
   moelab::cli::add_plan_resources_command(app);
 
+  moelab::cluster::prefer_native_pmix_security();
   std::vector<std::string> args(argv + 1, argv + argc);
   int ranks = 1;  // handled before parsing (relaunch under mpirun); listed for --help
   app.add_option("--ranks", ranks,

@@ -16,6 +16,10 @@ RopeConfig read_rope(const nlohmann::json& raw, const std::string& file, int64_t
   RopeConfig r;
   JsonFields top(raw, file);
   r.theta = top.number("rope_theta", 10000.0);
+  // transformers 4.x configs keep it top-level (GLM-4.5's config.json), 5.x in rope_parameters.
+  r.partial_rotary_factor = top.number("partial_rotary_factor", 1.0);
+  if (!(r.partial_rotary_factor > 0 && r.partial_rotary_factor <= 1))
+    top.fail("partial_rotary_factor", "must be in (0, 1]");
   const nlohmann::json* params = nullptr;
   std::string where;
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
@@ -29,7 +33,9 @@ RopeConfig read_rope(const nlohmann::json& raw, const std::string& file, int64_t
   JsonFields p(*params, file + " (" + where + ")");
   r.theta = p.number("rope_theta", r.theta);
   r.type = p.string("rope_type", p.string("type", "default"));
-  r.partial_rotary_factor = p.number("partial_rotary_factor", 1.0);
+  r.partial_rotary_factor = p.number("partial_rotary_factor", r.partial_rotary_factor);
+  if (!(r.partial_rotary_factor > 0 && r.partial_rotary_factor <= 1))
+    p.fail("partial_rotary_factor", "must be in (0, 1]");
   if (r.type == "default") return r;
   if (r.type != "linear" && r.type != "llama3" && r.type != "yarn")
     p.fail("rope_type", "\"" + r.type + "\" is not supported (supported: default, linear, llama3, yarn)");

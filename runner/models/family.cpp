@@ -13,6 +13,7 @@ const std::vector<FamilySpec>& registry() {
       deepseek_v3_family(),
       deepseek_v2_family(),
       gpt_oss_family(),
+      glm4_moe_family(),
   };
   return r;
 }

@@ -62,3 +62,26 @@ def test_the_cuda_plugin_exports_what_the_binary_looks_up(moelab_bin):
                              check=True).stdout
     for name in ("moelab_make_nccl_communicator", "moelab_cuda_peak_allocated", "moelab_cuda_empty_cache"):
         assert f" T {name}\n" in symbols, name
+
+
+@pytest.mark.parametrize("user_value", [None, "munge"])
+def test_ranks_relaunch_gives_mpirun_native_pmix_security_unless_the_user_chose(user_value, fixtures, moelab_bin,
+                                                                                 tmp_path):
+    """`--ranks 2` execs mpirun with PMIX_MCA_psec=native (munge installed without its daemon
+    costs every mpirun 2.3 s); a value the user set is passed on as it is. A stand-in mpirun
+    first on PATH records what it was given."""
+    import os
+    import subprocess
+    fake = tmp_path / "bin" / "mpirun"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "psec=${{PMIX_MCA_psec:-unset}} args=$*" > {tmp_path / "seen"}\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "PMIX_MCA_psec"}
+    env["PATH"] = f"{fake.parent}:{env['PATH']}"
+    if user_value:
+        env["PMIX_MCA_psec"] = user_value
+    proc = subprocess.run([moelab_bin, "--ranks", "2", "inspect", fixtures / "models" / "mixtral"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    seen = (tmp_path / "seen").read_text()
+    assert seen.startswith(f"psec={user_value or 'native'} ") and " -np 2 " in seen, seen

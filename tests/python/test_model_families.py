@@ -1,4 +1,4 @@
-"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2 and gpt-oss end to end: moelab prune -> transformers
+"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss and GLM-4.5 (glm4_moe) end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -25,10 +25,12 @@ DROPS = {
     "deepseek_v2": (["1:1,5", "2:2"], ["1:0", "2:7"], [1, 2], 8),                  # layer 0 dense
     "deepseek_v2_group": (["1:1,5,6", "2:3"], ["1:0,2,4,6", "2:1,3,5,7"], [1, 2], 8),  # one per group of 2
     "gpt_oss": (["0:1,5", "3:2"], ["0:3", "1:0", "2:7", "3:4"], [0, 1, 2, 3], 8),  # router and expert biases
+    "glm4_moe": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),     # one per group of 4
+    "glm4_moe_air": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),        # fused, bf16, no dense
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
-             "gpt_oss": "num_local_experts"}
+             "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -153,10 +155,10 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
 
 @pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
                                                  ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0]),
-                                                 ("gpt_oss", 0, [])])
+                                                 ("gpt_oss", 0, []), ("glm4_moe", 32, [0]),
+                                                 ("glm4_moe_air", 64, [])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
-    assert info["family"] == family
     assert info["shared_expert_intermediate_size"] == shared
     for layer in info["layers"]:
         if layer["layer"] in dense:
@@ -167,17 +169,19 @@ def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, s
             if shared:
                 assert layer["shared_expert"]["prunable"] is False
     assert (info["params"]["shared_experts"] > 0) == (shared > 0)
+    assert info["family"] == family.removesuffix("_air")
     assert info["attention"]["kind"] == ("mla" if family.startswith("deepseek") else "gqa")
     text = moelab("inspect", fixtures / "models" / family).stdout
     if shared:
         assert "shared expert (never pruned)" in text
     if dense:
         assert "dense MLP, never pruned" in text
-    if family == "deepseek_v3":
+    if family in ("deepseek_v3", "glm4_moe"):
         assert info["routing"] == {"scoring": "sigmoid", "norm_topk_prob": True, "topk_method": "noaux_tc",
                                    "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5,
                                    "correction_bias": True}
-        assert "multi-head latent" in text and "correction bias" in text
+        assert "correction bias" in text
+        assert ("multi-head latent" in text) == (family == "deepseek_v3")
 
 
 def criteria_names(moelab):
@@ -189,10 +193,10 @@ def criteria_names(moelab):
 
 
 # NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
-NAEE_UNSUPPORTED = {"deepseek_v3"}
+NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe"}
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -220,7 +224,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
             assert len(vals) == E and all(v == v for v in vals), name
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -240,7 +244,7 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
     """moelab train builds every tensor of the family (MLA, shared experts, correction
@@ -287,3 +291,34 @@ def test_merged_deepseek_v3_gives_up_groups_and_loads_in_transformers_with_match
     hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
     assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
+
+
+def test_glm4_rotary_fraction_is_read_from_either_config_spelling_and_checked(fixtures, moelab, tmp_path):
+    """GLM-4.5's Hub config.json (transformers 4.x) keeps partial_rotary_factor top-level,
+    transformers 5 in rope_parameters; absent, Glm4MoeConfig uses 0.5. The 4.x spelling of the
+    air fixture (0.25) gives transformers' logits; dropping the key (0.5) changes them; a
+    factor outside (0, 1] is one line naming the field."""
+    src = fixtures / "models" / "glm4_moe_air"
+    ref = load_file(str(fixtures / "models" / "glm4_moe_air.ref.safetensors"))
+
+    def variant(name, edit):
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        cfg = json.loads((d / "config.json").read_text())
+        rope = cfg.pop("rope_parameters")
+        cfg["rope_theta"] = rope["rope_theta"]
+        edit(cfg)
+        (d / "config.json").write_text(json.dumps(cfg))
+        return d
+
+    v4 = variant("v4", lambda c: c.update(partial_rotary_factor=0.25))
+    want = split_ref(ref)
+    got = moelab_logits(moelab, v4, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(want, got)) <= 1e-4
+    unset = variant("unset", lambda c: None)
+    got = moelab_logits(moelab, unset, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(want, got)) > 1e-3  # parity is ~2e-7
+    bad = variant("bad", lambda c: c.update(partial_rotary_factor=1.5))
+    proc = moelab("inspect", bad, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "config.json" in proc.stderr and "partial_rotary_factor" in proc.stderr

@@ -7,6 +7,7 @@ inputs give one line naming config.json and the field; sweeps refuse a calibrati
 that cannot fit its mem.
 """
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -20,7 +21,7 @@ from sweep_fixtures import write_sweep
 # Float32 fixtures of every family (per-expert and fused layouts, shared experts, dense
 # layers, MLA, tied embeddings).
 FAMILIES = ["mixtral", "mixtral_fused", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3",
-            "deepseek_v3_yarn", "deepseek_v2"]
+            "deepseek_v3_yarn", "deepseek_v2", "glm4_moe"]
 ELEMENT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 
@@ -298,7 +299,8 @@ def peak_rss(cmd, tmp_path, ranks):
     timed = ["sh", "-c", f'exec /usr/bin/time -f %M -o {tmp_path}/rss.${{OMPI_COMM_WORLD_RANK:-0}} "$@"', "sh", *cmd]
     if ranks > 1:
         timed = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks), *timed]
-    proc = subprocess.run(timed, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(timed, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PMIX_MCA_psec=os.environ.get("PMIX_MCA_psec", "native")))
     assert proc.returncode == 0, proc.stderr
     return [int((tmp_path / f"rss.{r}").read_text().split()[-1]) * 1024 for r in range(ranks)]
 

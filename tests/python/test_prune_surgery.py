@@ -25,6 +25,8 @@ DROPS = {
     "deepseek_v3": ["1:0,4,8,12", "2:1,5,10,15"],  # groups kept; correction bias sliced
     "deepseek_v2": ["1:1,5", "2:2"],
     "gpt_oss": ["0:1,5", "3:2"],                   # router bias, fused experts and their biases
+    "glm4_moe": ["1:1,5", "2:2"],                  # uneven: groups given up, correction bias sliced
+    "glm4_moe_air": ["0:1,5", "2:2"],              # fused bf16 experts
 }
 
 

@@ -143,8 +143,8 @@ def test_usr1_stops_at_the_next_step_saves_and_exits_75_then_resumes(ranks, mode
     the next step, save there although no periodic checkpoint is due, and exit 75 (EX_TEMPFAIL);
     the same command then continues to the uninterrupted file."""
     rng = np.random.default_rng(7)
-    data = tmp_path / "long.json"  # 960 sequences: long enough to be caught in the pass
-    data.write_text(json.dumps({"input_ids": rng.integers(1, 512, size=(960, SEQ_LEN)).tolist()}))
+    data = tmp_path / "long.json"  # 320 sequences: several seconds, caught well inside the pass (progress: 1 s)
+    data.write_text(json.dumps({"input_ids": rng.integers(1, 512, size=(320, SEQ_LEN)).tolist()}))
     want = tmp_path / "want.h5"
     moelab(*args(model, data, want, ranks))
     out, ckpt = tmp_path / "s.h5", tmp_path / "s.h5.ckpt"

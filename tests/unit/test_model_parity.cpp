@@ -110,12 +110,15 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // q_lora_rank, attention biases, tied embeddings; deepseek_v2: V2-Lite style, greedy
 // softmax; deepseek_v2_group: group_limited_greedy, q_lora_rank, fused layout; gpt_oss:
 // attention sinks, q/k/v/o biases, sliding window on layer_types' layers, YaRN, router
-// bias with softmax over the top-k, expert biases, clamped SwiGLU.
+// bias with softmax over the top-k, expert biases, clamped SwiGLU; glm4_moe: GQA with
+// q/k/v biases and per-head q/k norm, RoPE on half of each head, DeepSeek-V3's router,
+// first dense layer, shared expert; glm4_moe_air: RoPE on a quarter, no dense layer, one
+// group, 2 shared experts, fused layout, bf16 storage.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
                                            "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip",
                                            "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group",
-                                           "gpt_oss"));
+                                           "gpt_oss", "glm4_moe", "glm4_moe_air"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -147,7 +150,7 @@ TEST(ModelLoading, SharedExpertsAndFirstDenseLayersAreKeptOutOfTheRoutedExperts)
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
   for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3", "deepseek_v2",
-                           "deepseek_v2_group"}) {
+                           "deepseek_v2_group", "glm4_moe"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;

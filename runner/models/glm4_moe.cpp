@@ -1,0 +1,89 @@
+// GLM-4.5 / 4.6 / 4.7 and -Air (transformers `Glm4MoeForCausalLM`, model_type "glm4_moe";
+// models/glm4_moe/modeling_glm4_moe.py):
+//   - GQA attention (Glm4MoeAttention): q/k/v biases when `attention_bias`, no o bias;
+//     q/k RMSNorm per head when `use_qk_norm`; RoPE over the first
+//     head_dim * partial_rotary_factor channels of each head (rotate-half pairs), the
+//     factor 0.5 when config.json names none (Glm4MoeConfig.__post_init__);
+//   - the first `first_k_dense_replace` layers dense (intermediate_size), the others MoE
+//     with `n_shared_experts` shared experts (one ungated MLP of moe_intermediate_size *
+//     n_shared_experts) beside the routed ones (Glm4MoeMoE.forward);
+//   - DeepSeek-V3's router (Glm4MoeTopkRouter): float32 logits, sigmoid scores, the
+//     e_score_correction_bias for the choice only, topk_group of n_group groups by the
+//     sum of each group's two best biased scores, gates = unbiased scores renormalised
+//     (norm_topk_prob) times routed_scaling_factor.
+// The checkpoint's multi-token-prediction layer (layer index num_hidden_layers, GLM-4.5's
+// `num_nextn_predict_layers`) is not part of the causal LM; transformers skips it too.
+#include "hf/json_fields.h"
+#include "models/family.h"
+
+namespace moelab::models {
+namespace {
+
+bool names_partial_rotary(const nlohmann::json& raw) {
+  if (raw.contains("partial_rotary_factor")) return true;
+  for (const char* key : {"rope_parameters", "rope_scaling"})
+    if (raw.contains(key) && raw[key].is_object() && raw[key].contains("partial_rotary_factor")) return true;
+  return false;
+}
+
+void read_hparams(hf::ModelConfig& c) {
+  hf::JsonFields f(c.raw, c.path);
+  const std::string key = f.has("n_routed_experts") ? "n_routed_experts"
+                          : f.has("num_local_experts") ? "num_local_experts"
+                                                       : "num_experts";
+  const int64_t e = f.positive_int(key);
+  const int64_t first_dense = f.opt_int("first_k_dense_replace").value_or(1);
+  if (first_dense < 0 || first_dense > c.num_hidden_layers)
+    f.fail("first_k_dense_replace", "must be an integer in [0, num_hidden_layers]");
+  c.num_experts_per_layer.assign(c.num_hidden_layers, 0);
+  for (int64_t l = first_dense; l < c.num_hidden_layers; ++l) c.num_experts_per_layer[l] = e;
+  c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
+  if (c.num_experts_per_tok > e) f.fail("num_experts_per_tok", "exceeds the " + key + " (" + std::to_string(e) + ")");
+  c.moe_intermediate_size = f.positive_int("moe_intermediate_size");
+  c.dense_intermediate_size = f.opt_int("intermediate_size").value_or(0);
+  if (first_dense > 0 && c.dense_intermediate_size <= 0)
+    f.fail("intermediate_size", "must be a positive integer (the first_k_dense_replace layers are dense)");
+  const int64_t n_shared = f.opt_int("n_shared_experts").value_or(1);
+  if (n_shared < 0) f.fail("n_shared_experts", "must be a non-negative integer");
+  c.shared_expert_intermediate_size = c.moe_intermediate_size * n_shared;
+  c.shared_expert_gate = false;
+
+  c.attention_out_bias = false;  // o_proj has no bias whatever attention_bias says
+  c.qk_norm = f.boolean("use_qk_norm", false);
+  c.qk_norm_per_head = true;
+  if (!names_partial_rotary(c.raw)) c.rope.partial_rotary_factor = 0.5;
+  c.sliding_window.reset();
+  c.sliding_layers.clear();
+
+  c.scoring_func = "sigmoid";
+  c.router_correction_bias = true;
+  c.router_fp32 = true;
+  c.topk_method = "noaux_tc";
+  c.n_group = f.opt_int("n_group").value_or(1);
+  c.topk_group = f.opt_int("topk_group").value_or(1);
+  if (c.n_group < 1 || e % c.n_group != 0) f.fail("n_group", "must divide the " + key + " (" + std::to_string(e) + ")");
+  if (c.topk_group < 1 || c.topk_group > c.n_group) f.fail("topk_group", "must be in [1, n_group]");
+  c.norm_topk_prob = f.boolean("norm_topk_prob", true);
+  c.routed_scaling_factor = f.number("routed_scaling_factor", 1.0);
+}
+
+}  // namespace
+
+FamilySpec glm4_moe_family() {
+  FamilySpec s;
+  s.name = "glm4_moe";
+  s.architectures = {"Glm4MoeForCausalLM"};
+  s.model_types = {"glm4_moe"};
+  s.names.router = "model.layers.{L}.mlp.gate.weight";
+  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
+  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
+  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
+  s.names.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
+  s.names.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
+  s.names.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+  s.read_hparams = read_hparams;
+  s.expert_count_key = "n_routed_experts";
+  return s;
+}
+
+}  // namespace moelab::models
