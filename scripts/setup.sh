@@ -20,6 +20,7 @@ PY_PACKAGES=(
   torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 tokenizers==0.23.3
   h5py==3.16.0 matplotlib==3.11.2 pytest==9.2.0 numpy
   lm-eval==0.4.13   # the reference for evaluation rules (tests compare against its own functions)
+  accelerate==1.16.0   # lm-eval's Hugging Face backend (the reference of the moelab model type)
 )
 
 log() { echo "[setup] $*"; }

@@ -36,7 +36,7 @@ using nlohmann::json;
 struct EvalArgs {
   ModelOptions model;
   std::vector<std::string> data, tasks;
-  std::string tokenizer, text_field = "text", results, per_item, comm = "auto";
+  std::string tokenizer, text_field = "text", results, per_item, requests, comm = "auto";
   int64_t max_length = 0, stride = 0, num_fewshot = 0, batch_size = 8;
   std::string windows = "guide";  // guide | lm-eval
   bool add_bos_token = false;     // --windows lm-eval: lm-eval's add_bos_token
@@ -240,8 +240,10 @@ void print_table(const Output& out) {
 void run_eval(const EvalArgs& a) {
   auto comm = cluster::world(a.comm);
   const int64_t P = comm->size();
-  if (a.data.empty() && a.tasks.empty() && !a.efficiency)
-    throw InputError("moelab eval", "nothing to evaluate: give --data, --task or --efficiency");
+  if (a.data.empty() && a.tasks.empty() && a.requests.empty() && !a.efficiency)
+    throw InputError("moelab eval", "nothing to evaluate: give --data, --task, --requests or --efficiency");
+  if (!a.requests.empty() && a.per_item.empty())
+    throw InputError("--requests", "needs --per-item (the scores are written there, one line per request)");
   // Check the outputs before the (long) evaluation, not after it.
   if (!a.results.empty() && fs::exists(a.results)) (void)results::read_records(a.results);
   if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
@@ -278,9 +280,14 @@ void run_eval(const EvalArgs& a) {
     if (!names.insert(tasks.back().format.name).second)
       throw InputError(t, "a second task named \"" + tasks.back().format.name + "\"");
   }
+  std::vector<jobs::LoglikelihoodRequest> requests;
+  if (!a.requests.empty()) {
+    if (!fs::exists(a.requests)) throw InputError(a.requests, "no such requests file");
+    requests = jobs::read_loglikelihood_requests(a.requests);
+  }
   std::optional<Tokenizer> tok;
   const std::string tok_path = a.tokenizer.empty() ? a.model.model_dir : a.tokenizer;
-  if (!files.empty() || !tasks.empty()) tok = Tokenizer::from_file(tok_path);
+  if (!files.empty() || !tasks.empty() || !requests.empty()) tok = Tokenizer::from_file(tok_path);
 
   // The token lm-eval puts before a context-free request (its prefix_token_id): BOS, else EOS.
   std::optional<int64_t> prefix_token;
@@ -307,6 +314,12 @@ void run_eval(const EvalArgs& a) {
     check_vocab(mc_plans.back().requests, config.vocab_size, tok_path);
   }
 
+  std::vector<jobs::ScoredSequence> request_seqs;
+  for (const auto& r : requests)
+    request_seqs.push_back(jobs::loglikelihood_request(*tok, r.context, r.continuation, max_length, prefix_token,
+                                                       a.requests + ": line " + std::to_string(r.line)));
+  if (!request_seqs.empty()) check_vocab(request_seqs, config.vocab_size, tok_path);
+
   jobs::reuse_freed_blocks();
   models::MoeModel m = P > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                              : models::load_model(a.model.model_dir, a.model.load_options());
@@ -323,6 +336,15 @@ void run_eval(const EvalArgs& a) {
                  plan.requests.size(), mc.num_fewshot);
     auto scores = jobs::score_sequences(m, *comm, plan.requests, a.batch_size);
     add_multiple_choice(a, m, plan, jobs::summarize_mc(plan, scores), P, out);
+  }
+  if (!request_seqs.empty()) {
+    // Raw scores for a caller that aggregates them itself (lm-eval): per-item lines only.
+    spdlog::info("requests: {} log-likelihood request(s) from {}", request_seqs.size(), a.requests);
+    auto scores = jobs::score_sequences(m, *comm, request_seqs, a.batch_size);
+    for (size_t i = 0; i < scores.size(); ++i)
+      out.per_item.push_back({{"kind", "loglikelihood"}, {"request", int64_t(i)}, {"line", requests[i].line},
+                              {"loglik", scores[i].logprob}, {"greedy", scores[i].greedy},
+                              {"n_tokens", scores[i].n_scored}});
   }
   if (a.efficiency) {
     spdlog::info("efficiency: timing {} x {} forward(s) of {} x {} tokens per rank", a.bench.repeats, P,
@@ -371,12 +393,16 @@ void add_eval_command(CLI::App& app) {
       "  moelab prune models/debian-moe --drop 0:1,5 --out pruned/\n"
       "  moelab eval pruned/ --efficiency --results results.jsonl\n"
       "  moelab eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --windows lm-eval --max-length 256\n"
+      "  moelab eval models/debian-moe --requests configs/tasks/requests_example.jsonl --per-item scores.jsonl\n"
       "  moelab --ranks 2 eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --max-length 256 --stride 128 --results r.jsonl");
   auto a = std::make_shared<EvalArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data, "[DOMAIN:]FILE: text for perplexity (.txt, .jsonl); domain defaults to the "
                                      "file stem; repeatable");
   cmd->add_option("--task", a->tasks, "multiple-choice task file (.jsonl); repeatable");
+  cmd->add_option("--requests", a->requests,
+                  "lm-eval loglikelihood requests: JSON lines {\"context\", \"continuation\"}, scored as lm-eval's "
+                  "HF backend scores them; their log-likelihoods and greedy flags go to --per-item");
   cmd->add_flag("--efficiency", a->efficiency, "also measure parameters, expert FLOPs, tokens/s and peak memory");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its folder (default: the model directory)");
   cmd->add_option("--text-field", a->text_field, "JSONL field holding a document's text");
@@ -391,8 +417,9 @@ void add_eval_command(CLI::App& app) {
                   "(lm-evaluation-harness's loglikelihood_rolling: disjoint windows, every token scored)")
       ->check(CLI::IsMember({"guide", "lm-eval"}));
   cmd->add_flag("--add-bos-token", a->add_bos_token,
-                "--windows lm-eval: tokenize documents with the tokenizer's special tokens, as lm-eval's "
-                "add_bos_token=True does (a second start token on tokenizers that add one)");
+                "--windows lm-eval: tokenize documents with the tokenizer's special tokens, as lm-eval 0.4.13's "
+                "HF backend does by default (add_bos_token unset or true; a second start token on tokenizers "
+                "that add one); without it, as its add_bos_token=False");
   cmd->add_option("--num-fewshot", a->num_fewshot, "few-shot examples per item")->check(CLI::NonNegativeNumber);
   cmd->add_option("--fewshot-seed", a->fewshot_seed, "seed for drawing the few-shot examples");
   cmd->add_option("--bench-seq-len", a->bench.seq_len, "--efficiency: tokens per timed sequence")

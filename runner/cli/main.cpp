@@ -20,9 +20,10 @@ int main(int argc, char** argv) {
   CLI::App app{
       "moelab: which experts of a Mixture-of-Experts model can you remove, and what does it cost?\n\n"
       "Loads Hugging Face MoE checkpoints (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2, DeepSeek-V3,\n"
-      "gpt-oss, GLM-4.5), runs them as transformers does (expert parallel over MPI ranks), collects calibration statistics,\n"
-      "scores experts with many criteria, removes, merges or compresses experts, fine-tunes, evaluates, and\n"
-      "runs whole grids of such jobs (sweeps) here or on Slurm. Every subcommand has its own --help.\n\n"
+      "gpt-oss, GLM-4.5, MiniMax-M2), runs them as transformers does (expert parallel over MPI ranks),\n"
+      "collects calibration statistics, scores experts with many criteria, removes, merges or compresses\n"
+      "experts, fine-tunes, evaluates, and runs whole grids of such jobs (sweeps) here or on Slurm.\n"
+      "Every subcommand has its own --help.\n\n"
       "Examples (on the shipped default model, from the repository's root):\n"
       "  moelab inspect models/debian-moe\n"
       "  moelab forward models/debian-moe --text 'The quick brown fox' --top 5\n"

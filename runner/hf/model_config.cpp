@@ -150,4 +150,11 @@ ModelConfig read_model_config(const std::string& path) {
   return c;
 }
 
+bool names_rope_key(const nlohmann::json& raw, const std::string& key) {
+  if (raw.contains(key)) return true;
+  for (const char* params : {"rope_parameters", "rope_scaling"})
+    if (raw.contains(params) && raw[params].is_object() && raw[params].contains(key)) return true;
+  return false;
+}
+
 }  // namespace moelab::hf

@@ -158,4 +158,9 @@ struct ModelConfig {
 // Reads and validates config.json. Throws InputError naming the file and the field.
 ModelConfig read_model_config(const std::string& config_json_path);
 
+// Whether config.json names a RoPE setting `key` at all, top-level (transformers 4.x) or in
+// rope_parameters / rope_scaling (5.x): families whose config classes default it
+// differently from other models (GLM-4.5's partial_rotary_factor 0.5) ask before setting it.
+bool names_rope_key(const nlohmann::json& raw, const std::string& key);
+
 }  // namespace moelab::hf

@@ -116,9 +116,11 @@ McItem parse_item(const nlohmann::json& j, const McFormat& f, const std::string&
   return it;
 }
 
-std::vector<McItem> read_items(const std::string& path, const McFormat& f) {
-  std::istringstream in(read_file_text(path, "task file"));
-  std::vector<McItem> items;
+// Calls fn(object, "path: line N", N) for every non-blank line of a JSON-lines file; a line
+// that is not a JSON object is an InputError naming it.
+template <typename Fn>
+void for_each_json_line(const std::string& path, const std::string& what, Fn fn) {
+  std::istringstream in(read_file_text(path, what));
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -130,9 +132,16 @@ std::vector<McItem> read_items(const std::string& path, const McFormat& f) {
       throw InputError(where, "not valid JSON");
     }
     if (!j.is_object()) throw InputError(where, "not a JSON object");
+    fn(j, where, n);
+  }
+}
+
+std::vector<McItem> read_items(const std::string& path, const McFormat& f) {
+  std::vector<McItem> items;
+  for_each_json_line(path, "task file", [&](const nlohmann::json& j, const std::string& where, int64_t n) {
     items.push_back(parse_item(j, f, where));
     items.back().line = n;
-  }
+  });
   if (items.empty()) throw InputError(path, "the task file holds no item (no non-blank line)");
   return items;
 }
@@ -224,6 +233,45 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenize
   return {ctx, cont};
 }
 
+ScoredSequence loglikelihood_request(const Tokenizer& tok, const std::string& context, const std::string& continuation,
+                                     int64_t max_length, std::optional<int64_t> prefix_token,
+                                     const std::string& where) {
+  std::vector<int64_t> ctx, cont;
+  try {
+    std::tie(ctx, cont) = encode_pair(tok, context, continuation, prefix_token, where);
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    throw InputError(msg.rfind(where, 0) == 0 ? msg : where + ": " + msg);
+  }
+  if (cont.empty()) throw InputError(where, "adds no token to the context");
+  if (int64_t(cont.size()) > max_length)
+    throw InputError(where, "is " + std::to_string(cont.size()) + " tokens, longer than --max-length " +
+                                std::to_string(max_length));
+  // lm-eval keeps the last max_length + 1 tokens (the last one is only a target).
+  std::vector<int64_t> ids = ctx;
+  ids.insert(ids.end(), cont.begin(), cont.end());
+  if (int64_t(ids.size()) > max_length + 1) ids.erase(ids.begin(), ids.end() - (max_length + 1));
+  const int64_t first = int64_t(ids.size()) - int64_t(cont.size());
+  return {std::move(ids), first};
+}
+
+std::vector<LoglikelihoodRequest> read_loglikelihood_requests(const std::string& path) {
+  std::vector<LoglikelihoodRequest> out;
+  for_each_json_line(path, "requests file", [&](const nlohmann::json& j, const std::string& where, int64_t n) {
+    LoglikelihoodRequest r;
+    r.line = n;
+    for (auto [key, dest] : {std::pair<const char*, std::string*>{"context", &r.context},
+                             std::pair<const char*, std::string*>{"continuation", &r.continuation}}) {
+      if (!j.contains(key) || !j[key].is_string())
+        throw InputError(where, std::string("field \"") + key + "\" must be a string");
+      *dest = j[key].get<std::string>();
+    }
+    out.push_back(std::move(r));
+  });
+  if (out.empty()) throw InputError(path, "no requests");
+  return out;
+}
+
 McPlan plan_mc(const McTask& task, const McSettings& settings, const Tokenizer& tok) {
   McPlan plan;
   plan.task = &task;
@@ -235,27 +283,10 @@ McPlan plan_mc(const McTask& task, const McSettings& settings, const Tokenizer& 
     plan.shots.push_back(draw_fewshot(task, i, settings.num_fewshot, settings.fewshot_seed));
     const std::string context = build_context(task, i, plan.shots.back());
     plan.first_request.push_back(int64_t(plan.requests.size()));
-    for (size_t c = 0; c < item.choices.size(); ++c) {
-      std::vector<int64_t> ctx, cont;
-      try {
-        std::tie(ctx, cont) = encode_pair(tok, context, f.target_delimiter + item.choices[c], settings.prefix_token,
-                                          where);
-      } catch (const InputError& e) {
-        const std::string msg = e.what();
-        throw InputError(msg.rfind(where, 0) == 0 ? msg : where + ": " + msg);
-      }
-      if (cont.empty())
-        throw InputError(where, "choice " + std::to_string(c) + " adds no token to the context");
-      if (int64_t(cont.size()) > settings.max_length)
-        throw InputError(where, "choice " + std::to_string(c) + " is " + std::to_string(cont.size()) +
-                                    " tokens, longer than --max-length " + std::to_string(settings.max_length));
-      // lm-eval keeps the last max_length + 1 tokens (the last one is only a target).
-      std::vector<int64_t> ids = ctx;
-      ids.insert(ids.end(), cont.begin(), cont.end());
-      if (int64_t(ids.size()) > settings.max_length + 1) ids.erase(ids.begin(), ids.end() - (settings.max_length + 1));
-      const int64_t first = int64_t(ids.size()) - int64_t(cont.size());
-      plan.requests.push_back({std::move(ids), first});
-    }
+    for (size_t c = 0; c < item.choices.size(); ++c)
+      plan.requests.push_back(loglikelihood_request(tok, context, f.target_delimiter + item.choices[c],
+                                                    settings.max_length, settings.prefix_token,
+                                                    where + ": choice " + std::to_string(c)));
   }
   return plan;
 }

@@ -99,6 +99,23 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenize
                                                                   std::optional<int64_t> prefix_token,
                                                                   const std::string& where);
 
+// One scored request, as lm-eval's HFLM.loglikelihood builds it: encode_pair, then
+// context + continuation cut from the left to max_length + 1 tokens (the last one only a
+// target). Throws InputError (prefixed with `where`) when the continuation adds no token
+// or is longer than max_length.
+ScoredSequence loglikelihood_request(const Tokenizer& tok, const std::string& context, const std::string& continuation,
+                                     int64_t max_length, std::optional<int64_t> prefix_token,
+                                     const std::string& where);
+
+// lm-eval's raw `loglikelihood` requests (moelab eval --requests; the lm-eval backend in
+// runner/lm_eval_backend/): JSON lines {"context": string, "continuation": string}, one
+// request per non-blank line. Errors name the file, the line and the field.
+struct LoglikelihoodRequest {
+  std::string context, continuation;
+  int64_t line = 0;  // 1-based
+};
+std::vector<LoglikelihoodRequest> read_loglikelihood_requests(const std::string& path);
+
 struct McPlan {
   const McTask* task = nullptr;
   McSettings settings;

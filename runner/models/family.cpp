@@ -14,6 +14,7 @@ const std::vector<FamilySpec>& registry() {
       deepseek_v2_family(),
       gpt_oss_family(),
       glm4_moe_family(),
+      minimax_m2_family(),
   };
   return r;
 }

@@ -101,6 +101,7 @@ FamilySpec deepseek_v3_family();
 FamilySpec deepseek_v2_family();
 FamilySpec gpt_oss_family();
 FamilySpec glm4_moe_family();
+FamilySpec minimax_m2_family();
 // What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
 // experts and the multi-head latent attention config.
 void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);

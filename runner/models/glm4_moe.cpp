@@ -19,13 +19,6 @@
 namespace moelab::models {
 namespace {
 
-bool names_partial_rotary(const nlohmann::json& raw) {
-  if (raw.contains("partial_rotary_factor")) return true;
-  for (const char* key : {"rope_parameters", "rope_scaling"})
-    if (raw.contains(key) && raw[key].is_object() && raw[key].contains("partial_rotary_factor")) return true;
-  return false;
-}
-
 void read_hparams(hf::ModelConfig& c) {
   hf::JsonFields f(c.raw, c.path);
   const std::string key = f.has("n_routed_experts") ? "n_routed_experts"
@@ -51,10 +44,12 @@ void read_hparams(hf::ModelConfig& c) {
   c.attention_out_bias = false;  // o_proj has no bias whatever attention_bias says
   c.qk_norm = f.boolean("use_qk_norm", false);
   c.qk_norm_per_head = true;
-  if (!names_partial_rotary(c.raw)) c.rope.partial_rotary_factor = 0.5;
+  if (!hf::names_rope_key(c.raw, "partial_rotary_factor")) c.rope.partial_rotary_factor = 0.5;
   c.sliding_window.reset();
   c.sliding_layers.clear();
 
+  if (f.has("topk_method") && f.string("topk_method", "") != "noaux_tc")
+    f.fail("topk_method", "\"" + f.string("topk_method", "") + "\" is not supported (GLM-4.5 routes with noaux_tc)");
   c.scoring_func = "sigmoid";
   c.router_correction_bias = true;
   c.router_fp32 = true;

@@ -33,12 +33,17 @@ def reference_stats(model_dir, data):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     cfg = model.config
     ids = torch.tensor(json.loads(data.read_text())["input_ids"])
-    captured = {}
+    captured, chosen = {}, {}
     hooks = []
     for idx, layer in enumerate(model.model.layers):
         if hasattr(layer.mlp, "experts"):
             hooks.append(layer.mlp.register_forward_hook(
                 lambda mod, inp, out, idx=idx: captured.setdefault(idx, []).append(inp[0].reshape(-1, inp[0].shape[-1]))))
+            # Routers other than softmax top-k (GLM-4.5, MiniMax-M2: sigmoid with a correction
+            # bias) return (logits, gates, ids): their own choice and gates are the reference.
+            hooks.append(layer.mlp.gate.register_forward_hook(
+                lambda mod, inp, out, idx=idx: chosen.setdefault(idx, []).append(out)
+                if isinstance(out, tuple) and len(out) == 3 else None))
     with torch.no_grad():
         model(input_ids=ids)
     for h in hooks:
@@ -52,10 +57,14 @@ def reference_stats(model_dir, data):
         w_r = mlp.gate.weight.double()
         gu, down = mlp.experts.gate_up_proj.double(), mlp.experts.down_proj.double()
         E, F = gu.shape[0], gu.shape[1] // 2
-        probs = torch.softmax(x @ w_r.T, dim=-1)
-        top_w, top_i = torch.topk(probs, k, dim=-1)
-        if renorm:
-            top_w = top_w / top_w.sum(-1, keepdim=True)
+        if idx in chosen:
+            top_w = torch.cat([c[1] for c in chosen[idx]]).double()
+            top_i = torch.cat([c[2] for c in chosen[idx]])
+        else:
+            probs = torch.softmax(x @ w_r.T, dim=-1)
+            top_w, top_i = torch.topk(probs, k, dim=-1)
+            if renorm:
+                top_w = top_w / top_w.sum(-1, keepdim=True)
         s = {n: np.zeros(E) for n in ["tokens_E", "gate_sum_E", "act_norm_sum_E", "act_norm_sq_sum_E",
                                        "out_norm_sum_E", "gate_out_norm_sum_E"]}
         s["coactivation_EE"] = np.zeros((E, E))
@@ -95,7 +104,7 @@ def reference_stats(model_dir, data):
     return out
 
 
-@pytest.mark.parametrize("family", ["mixtral", "qwen3"])
+@pytest.mark.parametrize("family", ["mixtral", "qwen3", "glm4_moe", "minimax_m2"])
 def test_statistics_equal_a_python_recomputation_from_transformers(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = token_file(tmp_path / "cal.json")

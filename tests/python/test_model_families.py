@@ -1,4 +1,4 @@
-"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss and GLM-4.5 (glm4_moe) end to end: moelab prune -> transformers
+"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe) and MiniMax-M2 end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -27,10 +27,12 @@ DROPS = {
     "gpt_oss": (["0:1,5", "3:2"], ["0:3", "1:0", "2:7", "3:4"], [0, 1, 2, 3], 8),  # router and expert biases
     "glm4_moe": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),     # one per group of 4
     "glm4_moe_air": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),        # fused, bf16, no dense
+    "minimax_m2": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),          # bias on the MoE block
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
-             "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts"}
+             "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts",
+             "minimax_m2": "num_local_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -156,7 +158,7 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
 @pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
                                                  ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0]),
                                                  ("gpt_oss", 0, []), ("glm4_moe", 32, [0]),
-                                                 ("glm4_moe_air", 64, [])])
+                                                 ("glm4_moe_air", 64, []), ("minimax_m2", 0, [])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["shared_expert_intermediate_size"] == shared
@@ -193,10 +195,11 @@ def criteria_names(moelab):
 
 
 # NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
-NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe"}
+NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2"}
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
+                                    "minimax_m2"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -224,7 +227,8 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
             assert len(vals) == E and all(v == v for v in vals), name
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
+                                    "minimax_m2"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -244,7 +248,7 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
     """moelab train builds every tensor of the family (MLA, shared experts, correction
@@ -260,7 +264,7 @@ def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logit
     init, trained = load_file(str(tmp_path / "init" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert set(init) == set(trained)
     shared = [n for n in init if "shared_expert" in n]
-    assert bool(shared) == (family != "olmoe")
+    assert bool(shared) == (family not in ("olmoe", "minimax_m2"))
     # Full training moves shared experts and every attention weight too.
     for name in shared + [n for n in init if "self_attn" in n and n.endswith("proj.weight")]:
         assert not torch.equal(init[name], trained[name]), name
@@ -271,26 +275,50 @@ def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logit
     assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
 
 
-def test_merged_deepseek_v3_gives_up_groups_and_loads_in_transformers_with_matching_logits(fixtures, moelab,
-                                                                                          tmp_path):
-    """moelab merge on DeepSeek-V3: the correction bias is merged like the router rows, the
-    merged experts belong to no group (n_group = topk_group = 1), and transformers runs the
-    result with moelab's logits."""
-    src = fixtures / "models" / "deepseek_v3"
+# family -> (count key, experts after a 25% merge of 16 or 8, the correction bias of layer 1, grouped)
+MERGE_CASES = {
+    "deepseek_v3": ("n_routed_experts", 12, "model.layers.1.mlp.gate.e_score_correction_bias", True),
+    "glm4_moe": ("n_routed_experts", 12, "model.layers.1.mlp.gate.e_score_correction_bias", True),
+    "minimax_m2": ("num_local_experts", 6, "model.layers.1.block_sparse_moe.e_score_correction_bias", False),
+}
+
+
+@pytest.mark.parametrize("family", list(MERGE_CASES))
+def test_merged_correction_bias_routers_load_in_transformers_with_matching_logits(family, fixtures, moelab,
+                                                                                  tmp_path):
+    """moelab merge on the sigmoid routers with a correction bias: the bias is merged like the
+    router rows, merged experts belong to no group (n_group = topk_group = 1, said on stderr),
+    and transformers runs the result with moelab's logits."""
+    key, after, bias, grouped = MERGE_CASES[family]
+    src = fixtures / "models" / family
     data = tmp_path / "cal.json"
     data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
     moelab("calibrate", src, "--data", data, "--seq-len", 16, "--collect", "dense_outputs", "--out", tmp_path / "s.h5")
     out = tmp_path / "merged"
     proc = moelab("merge", src, "--stats", tmp_path / "s.h5", "--ratio", 0.25, "--out", out)
-    assert "grouped routing" in proc.stderr
+    assert ("grouped routing" in proc.stderr) == grouped
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["n_routed_experts"], cfg["n_group"], cfg["topk_group"]) == (12, 1, 1)
+    assert cfg[key] == after
+    if grouped:
+        assert (cfg["n_group"], cfg["topk_group"]) == (1, 1)
     merged = load_file(str(out / "model.safetensors"))
-    assert merged["model.layers.1.mlp.gate.e_score_correction_bias"].shape == (12,)
-    ref = load_file(str(fixtures / "models" / "deepseek_v3.ref.safetensors"))
+    assert merged[bias].shape == (after,)
+    ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
     hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
     assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
+
+
+def config_variant(src, tmp_path, name, edit):
+    """A copy of fixture `src` whose config.json is in transformers 4.x form (rope_theta
+    top-level, no rope_parameters), then changed by `edit(cfg)`."""
+    d = tmp_path / name
+    shutil.copytree(src, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["rope_theta"] = cfg.pop("rope_parameters")["rope_theta"]
+    edit(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
 
 
 def test_glm4_rotary_fraction_is_read_from_either_config_spelling_and_checked(fixtures, moelab, tmp_path):
@@ -302,14 +330,7 @@ def test_glm4_rotary_fraction_is_read_from_either_config_spelling_and_checked(fi
     ref = load_file(str(fixtures / "models" / "glm4_moe_air.ref.safetensors"))
 
     def variant(name, edit):
-        d = tmp_path / name
-        shutil.copytree(src, d)
-        cfg = json.loads((d / "config.json").read_text())
-        rope = cfg.pop("rope_parameters")
-        cfg["rope_theta"] = rope["rope_theta"]
-        edit(cfg)
-        (d / "config.json").write_text(json.dumps(cfg))
-        return d
+        return config_variant(src, tmp_path, name, edit)
 
     v4 = variant("v4", lambda c: c.update(partial_rotary_factor=0.25))
     want = split_ref(ref)
@@ -322,3 +343,44 @@ def test_glm4_rotary_fraction_is_read_from_either_config_spelling_and_checked(fi
     proc = moelab("inspect", bad, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "config.json" in proc.stderr and "partial_rotary_factor" in proc.stderr
+
+
+def test_minimax_m2_rotary_dim_of_the_hub_config_gives_transformers_logits(fixtures, moelab, tmp_path):
+    """The Hub's config.json (written for transformers 4.x remote code) names `rotary_dim` and
+    rope_theta top-level, no rope_parameters: read as partial_rotary_factor = rotary_dim /
+    head_dim. Without rotary_dim the whole head rotates (logits change); an odd or too large
+    rotary_dim is one line naming it."""
+    src = fixtures / "models" / "minimax_m2"
+    ref = load_file(str(fixtures / "models" / "minimax_m2.ref.safetensors"))
+
+    def variant(name, edit):
+        return config_variant(src, tmp_path, name, edit)
+
+    want = split_ref(ref)
+    got = moelab_logits(moelab, variant("hub", lambda c: None), ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(want, got)) <= 1e-4
+    got = moelab_logits(moelab, variant("full", lambda c: c.pop("rotary_dim")), ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(want, got)) > 1e-3  # parity is ~2e-7
+    for bad in (7, 32):
+        proc = moelab("inspect", variant(f"bad{bad}", lambda c: c.update(rotary_dim=bad)), check=False)
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+        assert "config.json" in proc.stderr and "rotary_dim" in proc.stderr
+
+
+@pytest.mark.parametrize("family,key,value", [
+    ("minimax_m2", "scoring_func", "softmax"),      # the remote code's option; transformers: sigmoid only
+    ("minimax_m2", "use_routing_bias", False),
+    ("glm4_moe", "topk_method", "greedy"),          # GLM-4.5's router is noaux_tc only
+    ("glm4_moe", "n_group", 3),                      # 16 experts do not split into 3 groups
+])
+def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(family, key, value, fixtures, moelab,
+                                                                                tmp_path):
+    """Never a silently different router: one line naming config.json and the field."""
+    d = tmp_path / family
+    shutil.copytree(fixtures / "models" / family, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg[key] = value
+    (d / "config.json").write_text(json.dumps(cfg))
+    proc = moelab("inspect", d, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "config.json" in proc.stderr and key in proc.stderr

@@ -27,6 +27,7 @@ DROPS = {
     "gpt_oss": ["0:1,5", "3:2"],                   # router bias, fused experts and their biases
     "glm4_moe": ["1:1,5", "2:2"],                  # uneven: groups given up, correction bias sliced
     "glm4_moe_air": ["0:1,5", "2:2"],              # fused bf16 experts
+    "minimax_m2": ["0:1,5", "2:2"],                # correction bias of the MoE block sliced
 }
 
 

@@ -113,12 +113,13 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // bias with softmax over the top-k, expert biases, clamped SwiGLU; glm4_moe: GQA with
 // q/k/v biases and per-head q/k norm, RoPE on half of each head, DeepSeek-V3's router,
 // first dense layer, shared expert; glm4_moe_air: RoPE on a quarter, no dense layer, one
-// group, 2 shared experts, fused layout, bf16 storage.
+// group, 2 shared experts, fused layout, bf16 storage; minimax_m2: q/k norm over all heads,
+// RoPE on rotary_dim channels, sigmoid router with the MoE block's correction bias.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
                                            "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip",
                                            "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group",
-                                           "gpt_oss", "glm4_moe", "glm4_moe_air"));
+                                           "gpt_oss", "glm4_moe", "glm4_moe_air", "minimax_m2"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -150,7 +151,7 @@ TEST(ModelLoading, SharedExpertsAndFirstDenseLayersAreKeptOutOfTheRoutedExperts)
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
   for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3", "deepseek_v2",
-                           "deepseek_v2_group", "glm4_moe"}) {
+                           "deepseek_v2_group", "glm4_moe", "minimax_m2"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;

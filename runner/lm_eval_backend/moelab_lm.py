@@ -1,0 +1,132 @@
+"""moelab as an lm-evaluation-harness model type: `--model moelab`.
+
+lm-eval (pinned 0.4.13, scripts/setup.sh) builds every request of a task itself (its YAMLs,
+prompts, few-shot samplers and metrics); this class hands the requests to the `moelab`
+binary, which scores them with its C++ runtime on any number of ranks, and returns what
+lm-eval's own Hugging Face backend (HFLM) would:
+
+- loglikelihood: `moelab eval --requests` (one JSON line per (context, continuation); the
+  pair encoded as HFLM._encode_pair does, cut to max_length + 1 tokens from the left) ->
+  (sum of the continuation's log-probabilities, whether greedy decoding gives it);
+- loglikelihood_rolling: `moelab eval --data ... --windows lm-eval` (lm-eval's disjoint
+  windows) -> the document's total log-likelihood;
+- generate_until: not implemented yet (no generation in moelab's runtime): refused with a
+  message, never a wrong answer.
+
+Model arguments (`--model_args`): pretrained (the checkpoint folder, required), moelab (the
+binary; default $MOELAB_BIN, else `moelab` on PATH), ranks (MPI ranks, default 1),
+max_length (default: moelab's default, the model's max_position_embeddings as HFLM),
+batch_size (sequences per forward), add_bos_token (HFLM's: unset or true keeps the tokenizer's
+special tokens, as `tokenizer.encode` does by default; false drops them, rolling requests only),
+tokenizer (a tokenizer.json or folder other than the model's), dtype (moelab's --dtype).
+
+Use: `python3 runner/lm_eval_backend/run_lm_eval.py --model moelab --model_args
+pretrained=models/debian-moe --tasks ...` (the same arguments as `lm_eval`).
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+
+
+def _truthy(v):
+    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+
+
+@register_model("moelab")
+class MoelabLM(LM):
+    def __init__(self, pretrained, moelab=None, ranks=1, max_length=None, batch_size=8, add_bos_token=None,
+                 tokenizer=None, dtype=None, **unused):
+        super().__init__()
+        self.pretrained = str(pretrained)
+        if not os.path.isfile(os.path.join(self.pretrained, "config.json")):
+            raise ValueError(f"moelab: pretrained={self.pretrained!r} has no config.json")
+        self.moelab = moelab or os.environ.get("MOELAB_BIN") or shutil.which("moelab")
+        if not self.moelab or not os.access(self.moelab, os.X_OK):
+            raise ValueError("moelab: the binary was not found (model_args moelab=PATH, or $MOELAB_BIN, or moelab on "
+                             "PATH; scripts/build.sh builds build/runner/moelab)")
+        self.ranks = int(ranks)
+        self.max_length = int(max_length) if max_length not in (None, "", "None") else None
+        # lm-eval passes its own batch_size ("auto" included) through additional_config.
+        self.batch_size = int(batch_size) if str(batch_size).isdigit() else 8
+        # HFLM (0.4.13): None -> tokenizer.encode's default (its special tokens, a BOS where the
+        # tokenizer adds one), True -> the same, False -> none.
+        self.add_bos_token = None if add_bos_token in (None, "", "None") else _truthy(add_bos_token)
+        self.tokenizer = tokenizer
+        self.dtype = dtype
+
+    # --- running moelab ---------------------------------------------------------------
+    def _eval(self, workdir, *args):
+        per_item = os.path.join(workdir, "per_item.jsonl")
+        cmd = [self.moelab, *(["--ranks", str(self.ranks)] if self.ranks > 1 else []), "eval", self.pretrained,
+               "--per-item", per_item, "--overwrite", "--batch-size", str(self.batch_size), *args]
+        if self.max_length:
+            cmd += ["--max-length", str(self.max_length)]
+        if self.tokenizer:
+            cmd += ["--tokenizer", str(self.tokenizer)]
+        if self.dtype:
+            cmd += ["--dtype", str(self.dtype)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")] or proc.stderr.splitlines()[-5:]
+            raise RuntimeError(f"moelab eval failed (exit {proc.returncode}): " + " | ".join(lines))
+        with open(per_item, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    # --- the three request types --------------------------------------------------------
+    def loglikelihood(self, requests, disable_tqdm=False):
+        if not requests:
+            return []
+        if self.add_bos_token is False:
+            raise NotImplementedError("moelab: add_bos_token=False is supported for loglikelihood_rolling only "
+                                      "(moelab eval --requests encodes as HFLM's default does)")
+        with tempfile.TemporaryDirectory(prefix="moelab-lm-eval-") as d:
+            path = os.path.join(d, "requests.jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                for r in requests:
+                    context, continuation = r.args
+                    f.write(json.dumps({"context": context, "continuation": continuation}, ensure_ascii=False) + "\n")
+            rows = [x for x in self._eval(d, "--requests", path) if x["kind"] == "loglikelihood"]
+        rows.sort(key=lambda x: x["request"])
+        if len(rows) != len(requests):
+            raise RuntimeError(f"moelab returned {len(rows)} scores for {len(requests)} requests")
+        out = [(float(x["loglik"]), bool(x["greedy"])) for x in rows]
+        for r, o in zip(requests, out):
+            self.cache_hook.add_partial("loglikelihood", r.args, o)
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        if not requests:
+            return []
+        texts = [r.args[0] for r in requests]
+        # An empty document scores nothing (HFLM: no windows, 0.0); moelab's document
+        # reader skips blank ones, so only the others are sent, in order.
+        sent = [i for i, t in enumerate(texts) if t != ""]
+        out = [0.0] * len(texts)
+        if sent:
+            with tempfile.TemporaryDirectory(prefix="moelab-lm-eval-") as d:
+                path = os.path.join(d, "docs.jsonl")
+                with open(path, "w", encoding="utf-8") as f:
+                    for i in sent:
+                        f.write(json.dumps({"text": texts[i]}, ensure_ascii=False) + "\n")
+                args = ["--data", f"docs:{path}", "--windows", "lm-eval"]
+                if self.add_bos_token is not False:
+                    args.append("--add-bos-token")
+                rows = [x for x in self._eval(d, *args) if x["kind"] == "perplexity"]
+            rows.sort(key=lambda x: x["document"])
+            if len(rows) != len(sent):
+                raise RuntimeError(f"moelab returned {len(rows)} documents for {len(sent)} sent")
+            for i, x in zip(sent, rows):
+                out[i] = -float(x["nll"])
+        for r, o in zip(requests, out):
+            self.cache_hook.add_partial("loglikelihood_rolling", r.args, o)
+        return out
+
+    def generate_until(self, requests, disable_tqdm=False):
+        raise NotImplementedError("moelab: generate_until (generative tasks) is not implemented yet; moelab's runtime "
+                                  "has no generation. Run log-likelihood tasks (multiple_choice, loglikelihood, "
+                                  "loglikelihood_rolling) with --model moelab, or generative ones with --model hf.")

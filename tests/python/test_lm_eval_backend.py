@@ -1,0 +1,179 @@
+"""moelab as an lm-evaluation-harness model type (runner/lm_eval_backend/moelab_lm.py):
+the same requests, scored by `--model moelab` and by lm-eval's own Hugging Face backend
+(HFLM, fp32) on the shipped model, give the same log-likelihoods, greedy flags and metrics;
+tasks come from lm-eval YAMLs over local JSON files (nothing is downloaded)."""
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "debian-moe"
+sys.path.insert(0, str(REPO / "runner" / "lm_eval_backend"))
+
+lm_eval = pytest.importorskip("lm_eval")
+from lm_eval.api.instance import Instance  # noqa: E402
+
+import moelab_lm  # noqa: E402,F401  (registers --model moelab)
+
+MAX_LENGTH = 96  # short enough that long contexts and documents are cut / windowed
+
+
+@pytest.fixture(scope="module")
+def hflm():
+    from lm_eval.models.huggingface import HFLM
+    return HFLM(pretrained=str(MODEL), dtype="float32", device="cpu", batch_size=4, max_length=MAX_LENGTH)
+
+
+@pytest.fixture(scope="module")
+def mlm(moelab_bin):
+    return moelab_lm.MoelabLM(pretrained=str(MODEL), moelab=moelab_bin, max_length=MAX_LENGTH, batch_size=4)
+
+
+def instances(kind, args_list):
+    return [Instance(request_type=kind, doc={}, arguments=args, idx=i) for i, args in enumerate(args_list)]
+
+
+def en_items(n):
+    with open(REPO / "configs" / "tasks" / "debian_moe_en.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f][:n]
+
+
+def en_documents(n):
+    with open(MODEL / "corpus" / "en.test.jsonl", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f][:n]
+
+
+def test_loglikelihood_requests_equal_lm_evals_hf_backend(hflm, mlm):
+    pairs = [(it["query"], c) for it in en_items(4) for c in it["choices"]]
+    pairs += [("", "The quick brown fox"),                        # no context: the prefix token
+              ("Question: what is 2 + 2?\nAnswer: ", "4"),         # trailing space moves to the answer
+              ("Zürich, Kraków and Москва are", " cities"),        # multi-byte text
+              (" ".join(["word"] * 150), " again")]                # longer than max_length: cut from the left
+    want = hflm.loglikelihood(instances("loglikelihood", pairs))
+    got = mlm.loglikelihood(instances("loglikelihood", pairs))
+    assert len(got) == len(pairs)
+    for (ctx, cont), (w_ll, w_greedy), (g_ll, g_greedy) in zip(pairs, want, got):
+        assert abs(w_ll - g_ll) <= 1e-4 * max(1.0, abs(w_ll)), (ctx[-40:], cont, w_ll, g_ll)
+        assert w_greedy == g_greedy, (ctx[-40:], cont)
+
+
+@pytest.mark.parametrize("add_bos_token", [None, False])
+def test_loglikelihood_rolling_equals_lm_evals_hf_backend(add_bos_token, moelab_bin):
+    """HFLM's default (add_bos_token unset) keeps the tokenizer's own start token after the
+    prefix token (debian-moe's tokenizer adds one); add_bos_token=False drops it."""
+    from lm_eval.models.huggingface import HFLM
+    hflm = HFLM(pretrained=str(MODEL), dtype="float32", device="cpu", batch_size=4, max_length=MAX_LENGTH,
+                add_bos_token=add_bos_token)
+    mlm = moelab_lm.MoelabLM(pretrained=str(MODEL), moelab=moelab_bin, max_length=MAX_LENGTH, batch_size=4,
+                             add_bos_token=add_bos_token)
+    docs = en_documents(5)
+    want = hflm.loglikelihood_rolling(instances("loglikelihood_rolling", [(d,) for d in docs]))
+    got = mlm.loglikelihood_rolling(instances("loglikelihood_rolling", [(d,) for d in docs[:2] + [""] + docs[2:]]))
+    assert got.pop(2) == 0.0  # an empty document scores nothing and keeps its place
+    assert len(got) == len(want)
+    for w, g in zip(want, got):
+        assert abs(w - g) <= 1e-4 * max(1.0, abs(w)), (w, g)
+
+
+def test_generation_is_refused_with_a_message(mlm):
+    with pytest.raises(NotImplementedError, match="generate_until"):
+        mlm.generate_until(instances("generate_until", [("2 + 2 =", {"until": ["\n"]})]))
+
+
+def write_tasks(tmp_path):
+    """Two lm-eval task YAMLs over local JSON lines: a multiple-choice task (the shipped
+    debian_moe_en items) and a rolling-perplexity task (5 held-out documents)."""
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in en_items(40)), encoding="utf-8")
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in en_documents(5)),
+                    encoding="utf-8")
+    (tmp_path / "mc.yaml").write_text(f"""task: moelab_test_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {items}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{query}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{gold}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+""")
+    (tmp_path / "ppl.yaml").write_text(f"""task: moelab_test_ppl
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {docs}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - metric: word_perplexity
+  - metric: byte_perplexity
+  - metric: bits_per_byte
+""")
+    return tmp_path
+
+
+def test_simple_evaluate_gives_the_hf_backends_metrics(moelab_bin, tmp_path):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    tasks = write_tasks(tmp_path)
+    results = {}
+    for model, args in (("hf", f"pretrained={MODEL},dtype=float32,max_length={MAX_LENGTH}"),
+                        ("moelab", f"pretrained={MODEL},moelab={moelab_bin},max_length={MAX_LENGTH}")):
+        out = simple_evaluate(model=model, model_args=args, tasks=["moelab_test_mc", "moelab_test_ppl"],
+                              task_manager=TaskManager(include_path=str(tasks)), num_fewshot=0, batch_size=4,
+                              device="cpu")
+        results[model] = out["results"]
+    mc_hf, mc_ml = results["hf"]["moelab_test_mc"], results["moelab"]["moelab_test_mc"]
+    assert mc_ml["acc,none"] == mc_hf["acc,none"] and mc_ml["acc_norm,none"] == mc_hf["acc_norm,none"]
+    assert 0.5 < mc_ml["acc,none"] <= 1.0  # the unpruned model knows English (chance is 0.25)
+    ppl_hf, ppl_ml = results["hf"]["moelab_test_ppl"], results["moelab"]["moelab_test_ppl"]
+    for metric in ("word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none"):
+        assert math.isclose(ppl_ml[metric], ppl_hf[metric], rel_tol=1e-4), (metric, ppl_ml[metric], ppl_hf[metric])
+
+
+def test_the_lm_eval_command_line_runs_with_model_moelab(moelab_bin, tmp_path):
+    """runner/lm_eval_backend/run_lm_eval.py: lm-eval's own CLI with `--model moelab`, 2 ranks."""
+    tasks = write_tasks(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "runner" / "lm_eval_backend" / "run_lm_eval.py"),
+                           "--model", "moelab", "--model_args",
+                           f"pretrained={MODEL},moelab={moelab_bin},ranks=2,max_length={MAX_LENGTH}",
+                           "--tasks", "moelab_test_mc", "--include_path", str(tasks), "--output_path", str(out),
+                           "--batch_size", "4"], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_DATASETS_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = list(out.rglob("results*.json"))
+    assert files, proc.stdout[-2000:]
+    res = json.loads(files[0].read_text())["results"]["moelab_test_mc"]
+    assert 0.5 < res["acc,none"] <= 1.0
+
+
+def test_bad_model_arguments_are_one_clear_error(moelab_bin, tmp_path):
+    with pytest.raises(ValueError, match="config.json"):
+        moelab_lm.MoelabLM(pretrained=str(tmp_path), moelab=moelab_bin)
+    with pytest.raises(ValueError, match="binary"):
+        moelab_lm.MoelabLM(pretrained=str(MODEL), moelab=str(tmp_path / "no-such-moelab"))
+
+
+def test_a_bad_requests_file_is_one_line_naming_the_line_and_field(moelab, tmp_path):
+    bad = tmp_path / "r.jsonl"
+    bad.write_text('{"context": "a", "continuation": " b"}\n{"context": "a"}\n')
+    proc = moelab("eval", MODEL, "--requests", bad, "--per-item", tmp_path / "o.jsonl", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"{bad}: line 2" in proc.stderr and '"continuation"' in proc.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+    proc = moelab("eval", MODEL, "--requests", bad, check=False)
+    assert proc.returncode == 2 and "--per-item" in proc.stderr
