@@ -52,6 +52,7 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   // gpt-oss's router (only for the families that have it: the other families' JSON is unchanged).
   if (c.router_bias) routing["router_bias"] = true;
   if (c.softmax_over_topk) routing["softmax_over_topk"] = true;
+  if (c.topk_method == "sparsemixer") routing["jitter_eps"] = c.router_jitter_eps;  // Phi-3.5-MoE
   nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"},
                               {"qk_norm", c.qk_norm},
                               {"bias", c.attention_bias},
@@ -106,9 +107,14 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
               (long long)c.hidden_size, (long long)c.num_hidden_layers, (long long)c.num_attention_heads,
               (long long)c.num_key_value_heads, (long long)c.head_dim, (long long)c.vocab_size);
   std::string route = c.softmax_over_topk ? "softmax over the top-k logits" : c.scoring_func;
+  if (c.topk_method == "sparsemixer") {
+    char eps[32];
+    std::snprintf(eps, sizeof eps, "%g", c.router_jitter_eps);
+    route = std::string("sparsemixer (each slot's softmax over the logits within 2 x ") + eps + " of its own)";
+  }
   if (c.router_bias) route += " + router bias";
   if (c.router_correction_bias) route += " + correction bias (choice only)";
-  if (c.topk_method != "greedy")
+  if (c.topk_method != "greedy" && c.topk_method != "sparsemixer")
     route += ", " + c.topk_method + " over " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) +
                " groups";
   if (c.norm_topk_prob && !c.softmax_over_topk) route += ", top-k renormalised";  // gpt-oss: its softmax already is

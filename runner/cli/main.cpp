@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "moelab: which experts of a Mixture-of-Experts model can you remove, and what does it cost?\n\n"
       "Loads Hugging Face MoE checkpoints (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2, DeepSeek-V3,\n"
-      "gpt-oss, GLM-4.5, MiniMax-M2), runs them as transformers does (expert parallel over MPI ranks),\n"
+      "gpt-oss, GLM-4.5, GLM-4.7-Flash, MiniMax-M2, ERNIE-4.5, Phi-3.5-MoE), runs them as transformers\n"
+      "does (expert parallel over MPI ranks),\n"
       "collects calibration statistics, scores experts with many criteria, removes, merges or compresses\n"
       "experts, fine-tunes, evaluates, and runs whole grids of such jobs (sweeps) here or on Slurm.\n"
       "Every subcommand has its own --help.\n\n"

@@ -37,8 +37,8 @@ RopeConfig read_rope(const nlohmann::json& raw, const std::string& file, int64_t
   if (!(r.partial_rotary_factor > 0 && r.partial_rotary_factor <= 1))
     p.fail("partial_rotary_factor", "must be in (0, 1]");
   if (r.type == "default") return r;
-  if (r.type != "linear" && r.type != "llama3" && r.type != "yarn")
-    p.fail("rope_type", "\"" + r.type + "\" is not supported (supported: default, linear, llama3, yarn)");
+  if (r.type != "linear" && r.type != "llama3" && r.type != "yarn" && r.type != "longrope")
+    p.fail("rope_type", "\"" + r.type + "\" is not supported (supported: default, linear, llama3, yarn, longrope)");
   r.factor = p.number("factor", 1.0);
   r.original_max_position_embeddings = p.opt_int("original_max_position_embeddings").value_or(max_pos);
   if (r.type == "llama3") {
@@ -52,6 +52,27 @@ RopeConfig read_rope(const nlohmann::json& raw, const std::string& file, int64_t
     if (auto v = p.opt_number("beta_slow"); v && *v != 0) r.beta_slow = *v;
     r.truncate = p.boolean("truncate", true);
     if (!p.has("factor")) r.factor = double(max_pos) / double(r.original_max_position_embeddings);
+  } else if (r.type == "longrope") {
+    // Both factor lists are required (transformers reads both); their length is checked
+    // against the rotary width in read_model_config.
+    for (auto [key, out] : {std::pair<const char*, std::vector<double>*>{"short_factor", &r.short_factor},
+                            {"long_factor", &r.long_factor}}) {
+      const auto& v = (*params).contains(key) ? (*params)[key] : nlohmann::json();
+      if (!v.is_array() || v.empty()) p.fail(key, "must be a list of positive numbers (longrope)");
+      for (const auto& x : v) {
+        if (!x.is_number() || !(x.get<double>() > 0)) p.fail(key, "must be a list of positive numbers (longrope)");
+        out->push_back(x.get<double>());
+      }
+    }
+    if (!p.has("original_max_position_embeddings") && !top.has("original_max_position_embeddings"))
+      p.fail("original_max_position_embeddings", "is required by longrope");
+    r.original_max_position_embeddings = p.opt_int("original_max_position_embeddings")
+                                             .value_or(top.opt_int("original_max_position_embeddings").value_or(0));
+    if (r.original_max_position_embeddings <= 0) p.fail("original_max_position_embeddings", "must be a positive integer");
+    if (!p.has("factor")) r.factor = double(max_pos) / double(r.original_max_position_embeddings);
+    r.attention_factor = p.opt_number("attention_factor");
+    r.short_mscale = p.opt_number("short_mscale");
+    r.long_mscale = p.opt_number("long_mscale");
   }
   return r;
 }
@@ -109,6 +130,15 @@ ModelConfig read_model_config(const std::string& path) {
   c.attention_out_bias = c.attention_bias;
   c.torch_dtype = f.string("dtype", f.string("torch_dtype", "float32"));
   c.rope = read_rope(c.raw, path, c.max_position_embeddings);
+  if (c.rope.type == "longrope") {
+    const size_t half = size_t(int64_t(c.head_dim * c.rope.partial_rotary_factor) / 2);
+    for (auto [key, v] : {std::pair<const char*, const std::vector<double>*>{"short_factor", &c.rope.short_factor},
+                          {"long_factor", &c.rope.long_factor}})
+      if (v->size() != half)
+        throw InputError(path, std::string("field \"") + key + "\" of the RoPE parameters must list " +
+                                   std::to_string(half) + " factors (half the rotary width), got " +
+                                   std::to_string(v->size()));
+  }
   if (auto sw = f.opt_int("sliding_window"); sw && *sw > 0) c.sliding_window = *sw;
   if (c.raw.contains("layer_types") && !c.raw["layer_types"].is_null()) {
     const auto& v = c.raw["layer_types"];

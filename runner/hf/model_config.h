@@ -16,7 +16,7 @@
 namespace moelab::hf {
 
 struct RopeConfig {
-  std::string type = "default";  // default | linear | llama3 | yarn
+  std::string type = "default";  // default | linear | llama3 | yarn | longrope
   double theta = 10000.0;
   double factor = 1.0;
   // llama3
@@ -26,6 +26,12 @@ struct RopeConfig {
   std::optional<double> attention_factor, mscale, mscale_all_dim;
   double beta_fast = 32.0, beta_slow = 1.0;
   bool truncate = true;
+  // longrope (Phi-3.5-MoE; modeling_rope_utils.py _compute_longrope_parameters): per
+  // frequency divisors [rotary_dim/2], short_factor up to original_max_position_embeddings
+  // positions and long_factor past it; cos/sin scaled by short_mscale / long_mscale when the
+  // config names them (PhimoeRotaryEmbedding), else by sqrt(1 + ln(factor) / ln(original)).
+  std::vector<double> short_factor, long_factor;
+  std::optional<double> short_mscale, long_mscale;
   double partial_rotary_factor = 1.0;
 };
 
@@ -124,6 +130,25 @@ struct ModelConfig {
   double swiglu_alpha = 1.702;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "float32";
+  // Phi-3.5-MoE (transformers models/phimoe/modeling_phimoe.py; models/phimoe.cpp):
+  //   layer_norm: the decoder norms are nn.LayerNorm (weight and bias, mean subtracted)
+  //     instead of RMSNorm, eps rms_norm_eps;
+  //   lm_head_bias: lm_head is a Linear with a bias [V];
+  //   topk_method "sparsemixer": the router of PhimoeTopKRouter at inference, top-2 only:
+  //     slot 0 is the argmax logit m1, gated by its softmax over the experts whose logits s
+  //     satisfy (m1 - s) / max(|s|, m1) <= 2 * router_jitter_eps; slot 1 the argmax m2 of
+  //     the others, gated by its softmax over those others within the same relative
+  //     distance of m2 (models/routing.cpp). No renormalisation, no scaling.
+  bool layer_norm = false;
+  bool lm_head_bias = false;
+  double router_jitter_eps = 0.01;
+  // ERNIE-4.5 (models/ernie4_5_moe/modeling_ernie4_5_moe.py; models/ernie4_5_moe.cpp):
+  //   rope_interleaved: grouped-query attention rotates the pairs (x_2i, x_2i+1) by
+  //     frequency i (its rotate_half on even/odd channels), not (x_i, x_i+A/2);
+  //   norm_topk_min: the renormalised top-k gates divide by max(sum, norm_topk_min)
+  //     (moe_norm_min); 0: by the sum.
+  bool rope_interleaved = false;
+  double norm_topk_min = 0.0;
   // NAEE dynamic skipping (Lu et al. 2024; moelab set-skipping): per decoder layer, beta
   // in [0, 1] from `moelab_skip_beta` (0 = no skipping; empty = the key is absent). A
   // token's routed expert other than its top-1 is not run when its gate < beta * the

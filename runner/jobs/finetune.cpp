@@ -76,6 +76,8 @@ std::vector<TrainableTensor> trainable_tensors(models::MoeModel& m, const std::s
     if (full) {
       add(p + "attn_norm", L.attn_norm_D, true);
       add(p + "ffn_norm", L.ffn_norm_D, true);
+      add(p + "attn_norm_bias", L.attn_norm_bias_D, true);  // LayerNorm (Phi-3.5-MoE)
+      add(p + "ffn_norm_bias", L.ffn_norm_bias_D, true);
       for (auto [n, t] : {std::pair{"wq", &L.attn.wq_HAD}, {"wk", &L.attn.wk_GAD}, {"wv", &L.attn.wv_GAD},
                           {"wo", &L.attn.wo_DHA}, {"bq", &L.attn.bq}, {"bk", &L.attn.bk}, {"bv", &L.attn.bv},
                           {"bo", &L.attn.bo}, {"q_norm", &L.attn.q_norm_A}, {"k_norm", &L.attn.k_norm_A},
@@ -111,7 +113,9 @@ std::vector<TrainableTensor> trainable_tensors(models::MoeModel& m, const std::s
   }
   if (full) {
     add("final_norm", m.final_norm_D, true);
+    add("final_norm_bias", m.final_norm_bias_D, true);
     add("lm_head", m.lm_head_VD, true);
+    add("lm_head_bias", m.lm_head_bias_V, true);
   }
   return out;
 }

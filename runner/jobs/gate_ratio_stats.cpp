@@ -7,9 +7,15 @@ namespace moelab::jobs {
 GateRatioCollector::GateRatioCollector(const models::MoeModel& m) {
   // The ratio is read from a softmax over the logits: routers that score otherwise
   // (DeepSeek-V3: sigmoid) gate by other numbers.
+  // Routers that choose otherwise than by the softmax's top-k (Phi-3.5-MoE's sparsemixer,
+  // ERNIE-4.5's correction bias) gate slots that this ratio does not describe.
   if (m.config.scoring_func != "softmax")
     throw InputError(m.config.path, "gate_ratios (NAEE dynamic skipping) need a softmax router; " + m.family->name +
                                         " scores experts with a " + m.config.scoring_func);
+  if (m.config.topk_method == "sparsemixer" || m.config.router_correction_bias)
+    throw InputError(m.config.path, "gate_ratios (NAEE dynamic skipping) need a softmax top-k router; " +
+                                        m.family->name + " routes with " +
+                                        (m.config.router_correction_bias ? "a correction bias" : m.config.topk_method));
   for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
     if (m.layers[l].moe) hist_B_[l] = at::zeros({results::kGateRatioBins}, at::kLong);
 }

@@ -14,6 +14,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
+at::Tensor decoder_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const hf::ModelConfig& c) {
+  if (!c.layer_norm) return rms_norm(x, weight, c.rms_norm_eps);
+  // nn.LayerNorm in the compute dtype (Phi-3.5-MoE).
+  return at::layer_norm(x, {x.size(-1)}, weight, bias, c.rms_norm_eps);
+}
+
 namespace {
 
 // An undefined mask is no mask (scaled_dot_product_attention then runs is_causal).
@@ -25,18 +31,6 @@ at::Tensor proj(const at::Tensor& x, const at::Tensor& wt, const at::Tensor& b) 
   return b.defined() ? at::linear(x, wt, b) : at::linear(x, wt);
 }
 
-// Rotary embedding on interleaved pairs (x_2i, x_2i+1), each rotated by frequency i;
-// the result is laid out [rotated evens, rotated odds] (transformers
-// apply_rotary_pos_emb_interleave in models/deepseek_v3/modeling_deepseek_v3.py). V2's
-// complex rotation (modeling_deepseek_v2.py apply_rotary_emb) gives the same pairs
-// interleaved; q and k are permuted alike, so their dot products are the same.
-at::Tensor apply_rope_interleaved(const at::Tensor& x, const at::Tensor& cos_TA, const at::Tensor& sin_TA) {
-  const int64_t half = cos_TA.size(-1) / 2;
-  at::Tensor cos = cos_TA.narrow(-1, 0, half), sin = sin_TA.narrow(-1, 0, half);
-  at::Tensor x1 = x.slice(-1, 0, x.size(-1), 2), x2 = x.slice(-1, 1, x.size(-1), 2);
-  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
-}
-
 // Multi-head latent attention (DeepseekV3Attention.forward, without a cache). Shape
 // letters: Q qk_head_dim, O qk_nope, P qk_rope, U v_head_dim, C kv_lora_rank.
 at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
@@ -44,13 +38,16 @@ at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, cons
   const hf::MlaConfig& a = *c.mla;
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1), H = c.num_attention_heads;
   const int64_t O = a.qk_nope_head_dim, P = a.qk_rope_head_dim, U = a.v_head_dim, C = a.kv_lora_rank;
-  at::Tensor q = a.q_lora_rank > 0 ? at::linear(rms_norm(proj(x_BTD, w.wq_a_RD, w.bq_a), w.q_a_norm_R, c.rms_norm_eps),
+  // q_a_layernorm and kv_a_layernorm are DeepseekV3RMSNorm(width) at its default eps 1e-6,
+  // whatever rms_norm_eps says (GLM-4.7-Flash: 1e-5).
+  constexpr double kLatentNormEps = 1e-6;
+  at::Tensor q = a.q_lora_rank > 0 ? at::linear(rms_norm(proj(x_BTD, w.wq_a_RD, w.bq_a), w.q_a_norm_R, kLatentNormEps),
                                                 w.wq_HAD)
                                    : at::linear(x_BTD, w.wq_HAD);
   q = q.view({B, T, H, O + P}).transpose(1, 2);  // [B, H, T, Q]
   at::Tensor q_pass = q.narrow(-1, 0, O), q_rot = q.narrow(-1, O, P);
   at::Tensor ckv_BTX = proj(x_BTD, w.wkv_a_CD, w.bkv_a);  // [B, T, C + P]
-  at::Tensor kv_BTC = rms_norm(ckv_BTX.narrow(-1, 0, C), w.kv_a_norm_C, c.rms_norm_eps);
+  at::Tensor kv_BTC = rms_norm(ckv_BTX.narrow(-1, 0, C), w.kv_a_norm_C, kLatentNormEps);
   at::Tensor k_rot = ckv_BTX.narrow(-1, C, P).view({B, 1, T, P});
   if (a.rope_interleave) {
     q_rot = apply_rope_interleaved(q_rot, cos_TP, sin_TP);
@@ -116,8 +113,9 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
     q = rms_norm(q, w.q_norm_A, c.rms_norm_eps);
     k = rms_norm(k, w.k_norm_A, c.rms_norm_eps);
   }
-  q = apply_rope(q.transpose(1, 2), cos_TA, sin_TA);  // [B, H, T, A]
-  k = apply_rope(k.transpose(1, 2), cos_TA, sin_TA);  // [B, G, T, A]
+  const auto rope = c.rope_interleaved ? apply_rope_interleaved : apply_rope;  // ERNIE-4.5: interleaved pairs
+  q = rope(q.transpose(1, 2), cos_TA, sin_TA);  // [B, H, T, A]
+  k = rope(k.transpose(1, 2), cos_TA, sin_TA);  // [B, G, T, A]
   v = v.transpose(1, 2);
   if (G != H) {  // grouped-query attention: each kv head serves H/G query heads
     k = k.repeat_interleave(H / G, 1);

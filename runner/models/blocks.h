@@ -13,6 +13,9 @@ namespace moelab::models {
 
 // RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// A decoder norm (input, post-attention, final): RMSNorm, or LayerNorm with its bias
+// (undefined: none) when config.layer_norm.
+at::Tensor decoder_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const hf::ModelConfig& c);
 
 // The config's hidden_act (silu, gelu, gelu_pytorch_tanh, relu).
 at::Tensor activation(const at::Tensor& x, const std::string& name);

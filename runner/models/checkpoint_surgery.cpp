@@ -19,7 +19,8 @@ namespace {
 struct Action {
   enum Kind { kCopy, kDrop, kRows } kind = kCopy;
   std::string out_name;  // kCopy: the name written (a kept expert is renumbered)
-  int64_t experts = 0;   // kRows: the input's expert count (the first axis)
+  int64_t experts = 0;   // kRows: the input's expert count (along `axis`)
+  int64_t axis = 0;      // kRows: the expert axis (1 for ERNIE-4.5's [1, E] correction bias)
   at::Tensor rows;       // kRows: kept experts [kept] int64
 };
 
@@ -46,6 +47,7 @@ std::map<std::string, Action> expert_actions(const hf::ModelConfig& in, const Fa
     rows.rows = at::tensor(keep, at::TensorOptions().dtype(at::kLong));
     for (const auto& tmpl : row_templates)
       if (!tmpl.empty()) out[tensor_name(tmpl, l)] = rows;
+    if (n.correction_bias_row) out[tensor_name(n.router_correction_bias, l)].axis = 1;
     std::vector<int64_t> new_id(E, -1);
     for (size_t i = 0; i < keep.size(); ++i) new_id[keep[i]] = int64_t(i);
     for (const std::string* tmpl : {&n.expert_gate, &n.expert_up, &n.expert_down}) {
@@ -95,20 +97,21 @@ void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& prune
       auto it = actions.find(name);
       const Action a = it == actions.end() ? Action{Action::kCopy, name} : it->second;
       if (a.kind == Action::kDrop) continue;
+      if (is_mtp_tensor(family, name, input.num_hidden_layers)) continue;  // not pruned with the model
       const bool convert = opts.dtype && c10::isFloatingType(info.dtype);
       hf::TensorSource s;
       s.name = a.kind == Action::kCopy ? a.out_name : name;
       s.dtype = convert ? *opts.dtype : info.dtype;
       s.shape = info.shape;
       if (a.kind == Action::kRows) {
-        if (s.shape.empty() || s.shape[0] != a.experts)
+        if (int64_t(s.shape.size()) <= a.axis || s.shape[a.axis] != a.experts)
           throw InputError(file, "tensor \"" + name + "\" should have one row per expert (" +
-                                     std::to_string(a.experts) + ") along its first axis");
-        s.shape[0] = a.rows.size(0);
-        s.produce = [&ck, &previous, drop_previous, name, rows = a.rows] {
+                                     std::to_string(a.experts) + ") along its axis " + std::to_string(a.axis));
+        s.shape[a.axis] = a.rows.size(0);
+        s.produce = [&ck, &previous, drop_previous, name, rows = a.rows, axis = a.axis] {
           drop_previous();
           previous = name;
-          return ck.tensor(name).index_select(0, rows);
+          return ck.tensor(name).index_select(axis, rows);
         };
       } else {
         // A view of the mapping: written as stored, no copy unless converted.

@@ -96,6 +96,7 @@ FamilySpec deepseek_v3_family() {
   s.names.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
   s.read_hparams = read_hparams;
   s.expert_count_key = "n_routed_experts";
+  s.has_mtp = true;
   return s;
 }
 

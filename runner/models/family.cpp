@@ -15,6 +15,9 @@ const std::vector<FamilySpec>& registry() {
       gpt_oss_family(),
       glm4_moe_family(),
       minimax_m2_family(),
+      glm4_moe_lite_family(),
+      ernie4_5_moe_family(),
+      phimoe_family(),
   };
   return r;
 }
@@ -40,6 +43,17 @@ const FamilySpec& family_for(const hf::ModelConfig& config) {
   std::string got = config.architecture.empty() ? "model_type \"" + config.model_type + "\""
                                                  : "architecture \"" + config.architecture + "\"";
   throw InputError(config.path, "unknown " + got + " (supported: " + supported + ")");
+}
+
+bool is_mtp_tensor(const FamilySpec& family, const std::string& name, int64_t num_hidden_layers) {
+  if (!family.has_mtp) return false;
+  if (name.find("mtp") != std::string::npos) return true;
+  const std::string prefix = "model.layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return false;
+  const size_t dot = name.find('.', prefix.size());
+  const std::string index = name.substr(prefix.size(), dot == std::string::npos ? std::string::npos : dot - prefix.size());
+  if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos || index.size() > 9) return false;
+  return std::stoll(index) >= num_hidden_layers;
 }
 
 std::string tensor_name(const std::string& tmpl, int64_t layer, int64_t expert, const std::string& part) {

@@ -26,6 +26,11 @@ struct TensorNames {
   std::string lm_head = "lm_head.weight";
   std::string attn_norm = "model.layers.{L}.input_layernorm.weight";
   std::string ffn_norm = "model.layers.{L}.post_attention_layernorm.weight";
+  // LayerNorm biases (hf::ModelConfig::layer_norm) and lm_head's bias (lm_head_bias).
+  std::string attn_norm_bias = "model.layers.{L}.input_layernorm.bias";
+  std::string ffn_norm_bias = "model.layers.{L}.post_attention_layernorm.bias";
+  std::string final_norm_bias = "model.norm.bias";
+  std::string lm_head_bias = "lm_head.bias";
   std::string q_proj = "model.layers.{L}.self_attn.q_proj.{P}";  // {P}: weight | bias
   std::string k_proj = "model.layers.{L}.self_attn.k_proj.{P}";
   std::string v_proj = "model.layers.{L}.self_attn.v_proj.{P}";
@@ -47,8 +52,10 @@ struct TensorNames {
   // or moelab-v1's theta [E, D] (hf::ModelConfig::compressed_variant).
   std::string experts_ces = "model.layers.{L}.mlp.ces";
   std::string experts_theta = "model.layers.{L}.mlp.experts.theta";
-  // DeepSeek-V3 router e_score_correction_bias [E].
+  // DeepSeek-V3 router e_score_correction_bias [E]; [1, E] on disk when
+  // correction_bias_row (ERNIE-4.5's moe_statics), experts along its second axis.
   std::string router_correction_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";
+  bool correction_bias_row = false;
   // Shared experts (families that have them): [S, D], [S, D], [D, S]; the optional
   // sigmoid gate [1, D] (Qwen2-MoE).
   std::string shared_gate, shared_up, shared_down, shared_expert_gate;
@@ -89,7 +96,15 @@ struct FamilySpec {
                        ExpertWeights& w) = nullptr;
   void (*save_experts)(const ExpertWeights& w, int64_t layer,
                        std::vector<std::pair<std::string, at::Tensor>>& out) = nullptr;
+  // Checkpoints that carry multi-token-prediction weights outside the causal LM (DeepSeek-V3,
+  // GLM-4.5: layer num_hidden_layers; ERNIE-4.5: "mtp" tensors), which transformers skips
+  // (_keys_to_ignore_on_load_unexpected): the loader skips them too and pruning does not
+  // write them (their experts would no longer match the pruned config).
+  bool has_mtp = false;
 };
+
+// Whether `name` is a multi-token-prediction tensor of a family with has_mtp.
+bool is_mtp_tensor(const FamilySpec& family, const std::string& name, int64_t num_hidden_layers);
 
 // The families, one per file; a new family adds its file and one line to the
 // table in family.cpp.
@@ -102,6 +117,9 @@ FamilySpec deepseek_v2_family();
 FamilySpec gpt_oss_family();
 FamilySpec glm4_moe_family();
 FamilySpec minimax_m2_family();
+FamilySpec glm4_moe_lite_family();
+FamilySpec ernie4_5_moe_family();
+FamilySpec phimoe_family();
 // What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
 // experts and the multi-head latent attention config.
 void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);

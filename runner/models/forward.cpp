@@ -37,7 +37,10 @@ BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, co
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
   ctx.valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
-  auto [cos_TA, sin_TA] = rope_cos_sin(m.rope_inv_freq, m.rope_attention_scaling, T, m.dtype, m.device);
+  // LongRoPE changes its frequencies with the sequence length; the others are fixed.
+  auto [inv_freq, scaling] = c.rope.type == "longrope" ? rope_inv_freq(c, T)
+                                                       : std::make_pair(m.rope_inv_freq, m.rope_attention_scaling);
+  auto [cos_TA, sin_TA] = rope_cos_sin(inv_freq, scaling, T, m.dtype, m.device);
   ctx.cos_TA = cos_TA;
   ctx.sin_TA = sin_TA;
   // No padding: plain causal attention needs no mask (undefined: attention_forward
@@ -58,7 +61,7 @@ at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64
   const auto& c = m.config;
   const int64_t B = ctx.B, T = ctx.T, D = c.hidden_size;
   const at::Tensor& mask = c.uses_sliding_window(l) ? ctx.window_mask : ctx.full_mask;
-  at::Tensor h = h_BTD + attention_forward(L.attn, c, rms_norm(h_BTD, L.attn_norm_D, c.rms_norm_eps), ctx.cos_TA,
+  at::Tensor h = h_BTD + attention_forward(L.attn, c, decoder_norm(h_BTD, L.attn_norm_D, L.attn_norm_bias_D, c), ctx.cos_TA,
                                            ctx.sin_TA, mask);
   // Without padding every position is valid: plain views and adds instead of
   // gathering and scattering the rows (the same values).
@@ -67,7 +70,7 @@ at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64
     at::Tensor flat = t_BTD.reshape({B * T, D});
     return all_valid ? flat : flat.index_select(0, ctx.valid_N);
   };
-  at::Tensor x_ND = valid_rows(rms_norm(h, L.ffn_norm_D, c.rms_norm_eps));
+  at::Tensor x_ND = valid_rows(decoder_norm(h, L.ffn_norm_D, L.ffn_norm_bias_D, c));
   at::Tensor y_ND = L.moe ? moe_forward(*L.moe, c, x_ND, l, *m.dispatcher, observer) : dense_mlp_forward(*L.mlp, c, x_ND);
   if (observer && L.moe) observer->on_moe_output(l, valid_rows(h.detach()), y_ND.detach());
   if (L.shared) y_ND = y_ND + shared_expert_forward(*L.shared, c, x_ND);  // never routed, never observed
@@ -125,8 +128,8 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
     at::Tensor logits = at::empty({0, h.size(1), c.vocab_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
     return h.requires_grad() ? logits + h.sum() : logits;
   }
-  h = rms_norm(h, m.final_norm_D, c.rms_norm_eps);
-  return at::linear(h, m.lm_head_VD);
+  h = decoder_norm(h, m.final_norm_D, m.final_norm_bias_D, c);
+  return m.lm_head_bias_V.defined() ? at::linear(h, m.lm_head_VD, m.lm_head_bias_V) : at::linear(h, m.lm_head_VD);
 }
 
 void observe_forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,

@@ -91,8 +91,9 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
   }
   if (c.router_correction_bias) {
     // Stored in float32 by transformers (a buffer); read as such whatever the compute dtype.
-    w.correction_bias_E = t.take(tensor_name(n.router_correction_bias, l), {E});
-    if (w.correction_bias_E.defined()) w.correction_bias_E = w.correction_bias_E.to(at::kFloat);
+    w.correction_bias_E = n.correction_bias_row ? t.take(tensor_name(n.router_correction_bias, l), {1, E})
+                                                : t.take(tensor_name(n.router_correction_bias, l), {E});
+    if (w.correction_bias_E.defined()) w.correction_bias_E = w.correction_bias_E.reshape({E}).to(at::kFloat);
   }
   w.original_ids.resize(E);
   for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;
@@ -150,6 +151,10 @@ LayerWeights load_layer_weights(TensorTaker& t, const FamilySpec& fam, const hf:
   LayerWeights L;
   L.attn_norm_D = t.take(tensor_name(n.attn_norm, l), {D});
   L.ffn_norm_D = t.take(tensor_name(n.ffn_norm, l), {D});
+  if (c.layer_norm) {
+    L.attn_norm_bias_D = t.take(tensor_name(n.attn_norm_bias, l), {D});
+    L.ffn_norm_bias_D = t.take(tensor_name(n.ffn_norm_bias, l), {D});
+  }
   L.attn = load_attention(t, n, c, l);
   if (c.is_moe_layer(l)) {
     const int64_t E = c.num_experts_per_layer[l];
@@ -234,6 +239,8 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
 
   m.embed_VD = t.take(n.embed, {V, D});
   m.final_norm_D = t.take(n.final_norm, {D});
+  if (c.layer_norm) m.final_norm_bias_D = t.take(n.final_norm_bias, {D});
+  if (c.lm_head_bias) m.lm_head_bias_V = t.take(n.lm_head_bias, {V});
   if (c.tie_word_embeddings) {
     m.lm_head_VD = m.embed_VD;
     if (ck.has(n.lm_head)) ck.mark_used(n.lm_head);
@@ -243,7 +250,8 @@ MoeModel load_model(const std::string& dir, const LoadOptions& opts) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) m.layers.push_back(load_layer_weights(t, *m.family, c, l, *m.dispatcher));
   std::vector<std::string> extra;
   for (const auto& name : ck.unused())
-    if (name.find("rotary_emb.inv_freq") == std::string::npos) extra.push_back(name);
+    if (name.find("rotary_emb.inv_freq") == std::string::npos && !is_mtp_tensor(*m.family, name, c.num_hidden_layers))
+      extra.push_back(name);
   if (!extra.empty())
     throw InputError(ck.file_of(extra[0]), std::to_string(extra.size()) + " tensor(s) that " + m.family->name +
                                                " does not use, e.g. \"" + extra[0] +

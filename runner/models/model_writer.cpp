@@ -26,16 +26,19 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
   const auto& n = m.family->names;
   const auto& c = m.config;
   Named out;
+  // Every defined tensor under its name (absent ones belong to another attention kind,
+  // norm kind or router).
+  auto put = [&](const std::string& name, const at::Tensor& t) {
+    if (t.defined()) out.emplace_back(name, t);
+  };
   out.emplace_back(n.embed, m.embed_VD);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = m.layers[l];
     out.emplace_back(tensor_name(n.attn_norm, l), L.attn_norm_D);
     out.emplace_back(tensor_name(n.ffn_norm, l), L.ffn_norm_D);
+    put(tensor_name(n.attn_norm_bias, l), L.attn_norm_bias_D);
+    put(tensor_name(n.ffn_norm_bias, l), L.ffn_norm_bias_D);
     const auto& a = L.attn;
-    // Every defined tensor under its name (absent ones belong to another attention kind).
-    auto put = [&](const std::string& name, const at::Tensor& t) {
-      if (t.defined()) out.emplace_back(name, t);
-    };
     auto bias = [&](const std::string& tmpl) { return tensor_name(tmpl, l, -1, "bias"); };
     put(tensor_name(n.q_a_proj, l), a.wq_a_RD);
     put(bias(n.q_a_proj), a.bq_a);
@@ -63,7 +66,9 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
         m.family->save_experts(w, l, out);
       } else {
         out.emplace_back(tensor_name(n.router, l), w.router_ED);
-        put(tensor_name(n.router_correction_bias, l), w.correction_bias_E);
+        put(tensor_name(n.router_correction_bias, l),
+            n.correction_bias_row && w.correction_bias_E.defined() ? w.correction_bias_E.view({1, -1})
+                                                                   : w.correction_bias_E);
         for (int64_t e = 0; e < w.num_experts(); ++e) {
           out.emplace_back(tensor_name(n.expert_gate, l, e), w.gate_up_EFD[e].narrow(0, 0, F));
           out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
@@ -85,6 +90,8 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
     }
   }
   out.emplace_back(n.final_norm, m.final_norm_D);
+  put(n.final_norm_bias, m.final_norm_bias_D);
+  put(n.lm_head_bias, m.lm_head_bias_V);
   if (!c.tie_word_embeddings) out.emplace_back(n.lm_head, m.lm_head_VD);
   return out;
 }

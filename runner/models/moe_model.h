@@ -79,6 +79,7 @@ struct SharedExpertWeights {
 
 struct LayerWeights {
   at::Tensor attn_norm_D, ffn_norm_D;
+  at::Tensor attn_norm_bias_D, ffn_norm_bias_D;  // LayerNorm biases (config.layer_norm); else undefined
   AttentionWeights attn;
   std::optional<ExpertWeights> moe;  // set for MoE layers
   std::optional<SharedExpertWeights> shared;  // MoE layers of families with shared experts
@@ -91,6 +92,7 @@ struct MoeModel {
   at::ScalarType dtype = at::kFloat;  // compute dtype
   at::Device device = at::kCPU;
   at::Tensor embed_VD, final_norm_D, lm_head_VD;  // lm_head aliases embed when tied
+  at::Tensor final_norm_bias_D, lm_head_bias_V;   // config.layer_norm / lm_head_bias; else undefined
   std::vector<LayerWeights> layers;
   at::Tensor rope_inv_freq;  // [A/2] float32
   double rope_attention_scaling = 1.0;

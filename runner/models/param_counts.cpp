@@ -11,8 +11,9 @@ ParamCounts count_params(const hf::ModelConfig& c) {
   // Compressed experts: only the k_m main experts of a token run.
   const int64_t F = c.moe_intermediate_size, k = c.compressed() ? c.compressed_main : c.num_experts_per_tok;
   p.embedding = c.vocab_size * D;
-  p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * D;
-  p.norms = D;  // final norm
+  p.lm_head = (c.tie_word_embeddings ? 0 : c.vocab_size * D) + (c.lm_head_bias ? c.vocab_size : 0);
+  const int64_t norm = c.layer_norm ? 2 * D : D;  // LayerNorm: weight and bias
+  p.norms = norm;  // final norm
   int64_t active_experts = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     if (c.mla) {
@@ -30,7 +31,7 @@ ParamCounts count_params(const hf::ModelConfig& c) {
       if (c.attention_sinks) p.attention += H;
       if (c.qk_norm) p.norms += c.qk_norm_per_head ? 2 * A : (H + G) * A;
     }
-    p.norms += 2 * D;
+    p.norms += 2 * norm;
     const int64_t E = c.num_experts_per_layer[l];
     if (E > 0) {
       p.routers += E * D;
@@ -63,10 +64,11 @@ ParamCounts count_params(const MoeModel& m) {
 WeightBytes weight_bytes(const MoeModel& m) {
   auto nb = [](const at::Tensor& t) { return t.defined() ? t.numel() * int64_t(t.element_size()) : int64_t(0); };
   WeightBytes w;
-  w.shared = nb(m.embed_VD) + nb(m.final_norm_D) + (m.config.tie_word_embeddings ? 0 : nb(m.lm_head_VD));
+  w.shared = nb(m.embed_VD) + nb(m.final_norm_D) + nb(m.final_norm_bias_D) + nb(m.lm_head_bias_V) +
+             (m.config.tie_word_embeddings ? 0 : nb(m.lm_head_VD));
   for (const auto& L : m.layers) {
     const auto& a = L.attn;
-    for (const auto* t : {&L.attn_norm_D, &L.ffn_norm_D, &a.wq_HAD, &a.wk_GAD, &a.wv_GAD, &a.wo_DHA, &a.bq, &a.bk,
+    for (const auto* t : {&L.attn_norm_D, &L.ffn_norm_D, &L.attn_norm_bias_D, &L.ffn_norm_bias_D, &a.wq_HAD, &a.wk_GAD, &a.wv_GAD, &a.wo_DHA, &a.bq, &a.bk,
                           &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A, &a.wq_a_RD, &a.q_a_norm_R, &a.bq_a, &a.wkv_a_CD,
                           &a.kv_a_norm_C, &a.bkv_a, &a.wkv_b, &a.sinks_H})
       w.shared += nb(*t);

@@ -143,6 +143,10 @@ MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOp
     LayerWeights L;
     L.attn_norm_D = init.constant({D}, 1.0);
     L.ffn_norm_D = init.constant({D}, 1.0);
+    if (c.layer_norm) {
+      L.attn_norm_bias_D = init.constant({D}, 0.0);
+      L.ffn_norm_bias_D = init.constant({D}, 0.0);
+    }
     auto& a = L.attn;
     if (c.mla) {
       const hf::MlaConfig& x = *c.mla;
@@ -199,7 +203,9 @@ MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOp
     m.layers.push_back(std::move(L));
   }
   m.final_norm_D = init.constant({D}, 1.0);
+  if (c.layer_norm) m.final_norm_bias_D = init.constant({D}, 0.0);
   m.lm_head_VD = c.tie_word_embeddings ? m.embed_VD : init.normal({V, D});
+  if (c.lm_head_bias) m.lm_head_bias_V = init.constant({V}, 0.0);
   auto [inv_freq, scaling] = rope_inv_freq(c);
   m.rope_inv_freq = inv_freq;
   m.rope_attention_scaling = scaling;

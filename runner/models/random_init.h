@@ -7,8 +7,9 @@
 //   model.embed_tokens.weight            [V, D]             N(0, σ²); row pad_token_id = 0
 //                                                           (nn.Embedding padding_idx) when set
 //   lm_head.weight                       [V, D]             N(0, σ²); the embedding when tied
+//   lm_head.bias (Phi-3.5-MoE)           [V]                0
 //   layers.{L}.input_layernorm,
-//     post_attention_layernorm           [D]                1 (RMSNorm)
+//     post_attention_layernorm           [D]                1 (RMSNorm); LayerNorm bias 0
 //   self_attn.q_proj / k_proj / v_proj   [H·A, D] / [G·A, D] / [G·A, D]   N(0, σ²)
 //   self_attn.o_proj                     [D, H·A]           N(0, σ²)
 //   self_attn.*_proj.bias (attention_bias)  [H·A] [G·A] [G·A] [D]  0

@@ -4,7 +4,7 @@
 
 namespace moelab::models {
 
-std::pair<at::Tensor, double> rope_inv_freq(const hf::ModelConfig& c) {
+std::pair<at::Tensor, double> rope_inv_freq(const hf::ModelConfig& c, int64_t seq_len) {
   const auto& r = c.rope;
   const int64_t dim = static_cast<int64_t>(c.head_dim * r.partial_rotary_factor);
   auto f32 = at::TensorOptions().dtype(at::kFloat);
@@ -24,6 +24,22 @@ std::pair<at::Tensor, double> rope_inv_freq(const hf::ModelConfig& c) {
     at::Tensor smoothed = (1 - smooth) * llama / r.factor + smooth * llama;
     at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
     inv_freq = at::where(medium, smoothed, llama);
+  } else if (r.type == "longrope") {
+    // LongRoPE (_compute_longrope_parameters): each frequency divided by its factor, the
+    // long ones once the sequence passes the pretraining length (transformers' Phi-3 through
+    // its dynamic update; its Phimoe forward recomputes the short ones at every length, which
+    // only differs past that length). Phimoe scales cos/sin by short_mscale / long_mscale.
+    const bool is_long = seq_len > r.original_max_position_embeddings;
+    const auto& ext = is_long ? r.long_factor : r.short_factor;
+    inv_freq = 1.0 / (at::tensor(ext, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat) * pos_freqs);
+    const auto& mscale = is_long ? r.long_mscale : r.short_mscale;
+    if (mscale) {
+      attention_scaling = *mscale;
+    } else if (r.attention_factor) {
+      attention_scaling = *r.attention_factor;
+    } else if (r.factor > 1) {
+      attention_scaling = std::sqrt(1 + std::log(r.factor) / std::log(double(r.original_max_position_embeddings)));
+    }
   } else if (r.type == "yarn") {
     // YaRN (arXiv 2309.00071): interpolate low frequencies, extrapolate high ones,
     // with a linear ramp between the correction dims; cos/sin scaled by mscale.
@@ -61,6 +77,13 @@ std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& inv_freq, doubl
   at::Tensor freqs = at::arange(T, f32).unsqueeze(1) * inv_freq.to(device).unsqueeze(0);  // [T, A/2]
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   return {(emb.cos() * attention_scaling).to(dtype), (emb.sin() * attention_scaling).to(dtype)};
+}
+
+at::Tensor apply_rope_interleaved(const at::Tensor& x, const at::Tensor& cos_TA, const at::Tensor& sin_TA) {
+  const int64_t half = cos_TA.size(-1) / 2;
+  at::Tensor cos = cos_TA.narrow(-1, 0, half), sin = sin_TA.narrow(-1, 0, half);
+  at::Tensor x1 = x.slice(-1, 0, x.size(-1), 2), x2 = x.slice(-1, 1, x.size(-1), 2);
+  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos_TA, const at::Tensor& sin_TA) {

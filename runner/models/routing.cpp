@@ -13,7 +13,13 @@
 //    is the top-1 expert for NAEE skipping and compressed experts). gpt-oss
 //    (GptOssTopKRouter): logits from a router with a bias, top-k of the logits, softmax
 //    over those k (hf::ModelConfig::softmax_over_topk; the same gates as the full softmax
-//    renormalised over the k, computed in transformers' order).
+//    renormalised over the k, computed in transformers' order). Phi-3.5-MoE's sparsemixer
+//    (hf::ModelConfig, topk_method "sparsemixer"; sparsemixer() at inference in
+//    transformers models/phimoe/modeling_phimoe.py): two slots, each the argmax of the
+//    logits not yet chosen, gated by its softmax over the logits within a relative distance
+//    2 * jitter_eps of it; slot 0 is the argmax even when slot 1's gate is larger. ERNIE-4.5
+//    (Ernie4_5_MoeTopKRouter): softmax, correction bias for the choice only, gates
+//    renormalised over max(sum, moe_norm_min).
 //
 // 2. NAEE dynamic skipping (Lu et al. 2024; github.com/Lucky-Lance/Expert_Sparsity,
 //    model/modeling_mixtral.py), when the config has a beta for the layer: slot j >= 1
@@ -66,6 +72,24 @@ at::Tensor select_experts(const at::Tensor& scores_NE, const at::Tensor& bias_E,
   return std::get<1>(at::topk(choice_NE, K, -1));
 }
 
+// Phi-3.5-MoE's sparsemixer at inference (not training: no Gumbel sampling, no
+// Heun multipliers). logits [N, E] float32; returns the two slots' gates and ids [N, 2].
+std::pair<at::Tensor, at::Tensor> sparsemixer(const at::Tensor& s_NE, double jitter_eps) {
+  const double inf = std::numeric_limits<double>::infinity();
+  // One slot: the argmax of `masked` (logits already chosen are -inf), gated by its
+  // softmax over the logits s with (max - s) / max(|s|, max) <= 2 eps.
+  auto slot = [&](const at::Tensor& masked_NE) {
+    auto [max_N1, ind_N1] = masked_NE.max(-1, /*keepdim=*/true);
+    at::Tensor factor_NE = s_NE.abs().clamp_min(max_N1);
+    at::Tensor far_NE = (max_N1 - s_NE) / factor_NE > 2 * jitter_eps;
+    at::Tensor gates_NE = at::softmax(masked_NE.masked_fill(far_NE, -inf), -1);
+    return std::make_pair(gates_NE.gather(-1, ind_N1), ind_N1);
+  };
+  auto [w0, i0] = slot(s_NE);
+  auto [w1, i1] = slot(s_NE.scatter(-1, i0, -inf));
+  return {at::cat({w0, w1}, -1), at::cat({i0, i1}, -1)};
+}
+
 }  // namespace
 
 Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND, int64_t layer) {
@@ -80,7 +104,9 @@ Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor
   at::Tensor scores_NE = c.scoring_func == "sigmoid" ? at::sigmoid(logits_NE.to(at::kFloat))
                                                      : at::softmax(logits_NE.to(at::kFloat), -1);
   at::Tensor topk_w_NK, topk_ids_NK;
-  if (c.softmax_over_topk) {
+  if (c.topk_method == "sparsemixer") {
+    std::tie(topk_w_NK, topk_ids_NK) = sparsemixer(logits_NE.to(at::kFloat), c.router_jitter_eps);
+  } else if (c.softmax_over_topk) {
     // gpt-oss (GptOssTopKRouter): top-k of the logits, then a softmax over those k.
     at::Tensor top_logits_NK;
     std::tie(top_logits_NK, topk_ids_NK) = at::topk(logits_NE.to(at::kFloat), K, -1);
@@ -101,6 +127,7 @@ Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor
   // DeepSeek-V3 adds 1e-20 to the denominator (sigmoid scores need not sum to 1).
   if (c.norm_topk_prob)
     topk_w_NK = c.scoring_func == "sigmoid" ? topk_w_NK / (topk_w_NK.sum(-1, true) + 1e-20)
+                : c.norm_topk_min > 0       ? topk_w_NK / topk_w_NK.sum(-1, true).clamp_min(c.norm_topk_min)
                                             : topk_w_NK / topk_w_NK.sum(-1, true);
   if (c.routed_scaling_factor != 1.0) topk_w_NK = topk_w_NK * c.routed_scaling_factor;
   if (skip_NK.defined() && !c.skip_renormalize) topk_w_NK = topk_w_NK.masked_fill(skip_NK, 0);

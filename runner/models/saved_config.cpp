@@ -65,6 +65,7 @@ void write_saved_config(const fs::path& dir, const hf::ModelConfig& c, const Fam
     }
   if (!has_count_key) raw[family.expert_count_key] = c.num_routed_experts_max();
   raw["num_experts_per_tok"] = c.num_experts_per_tok;  // a pruning plan may lower top-k
+  if (raw.contains("moe_k")) raw["moe_k"] = c.num_experts_per_tok;  // ERNIE-4.5's spelling of it
   // Grouped routing (DeepSeek): pruning may have had to give up the groups
   // (models/expert_surgery.h).
   for (auto [key, value] : {std::pair<const char*, int64_t>{"n_group", c.n_group}, {"topk_group", c.topk_group}})

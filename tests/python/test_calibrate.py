@@ -40,8 +40,10 @@ def reference_stats(model_dir, data):
             hooks.append(layer.mlp.register_forward_hook(
                 lambda mod, inp, out, idx=idx: captured.setdefault(idx, []).append(inp[0].reshape(-1, inp[0].shape[-1]))))
             # Routers other than softmax top-k (GLM-4.5, MiniMax-M2: sigmoid with a correction
-            # bias) return (logits, gates, ids): their own choice and gates are the reference.
-            hooks.append(layer.mlp.gate.register_forward_hook(
+            # bias; ERNIE-4.5: softmax with one; Phi-3.5-MoE's sparsemixer, its `router`)
+            # return (logits, gates, ids): their own choice and gates are the reference.
+            router = layer.mlp.gate if hasattr(layer.mlp, "gate") else layer.mlp.router
+            hooks.append(router.register_forward_hook(
                 lambda mod, inp, out, idx=idx: chosen.setdefault(idx, []).append(out)
                 if isinstance(out, tuple) and len(out) == 3 else None))
     with torch.no_grad():
@@ -54,7 +56,7 @@ def reference_stats(model_dir, data):
     for idx, xs in captured.items():
         x = torch.cat(xs).double()
         mlp = model.model.layers[idx].mlp
-        w_r = mlp.gate.weight.double()
+        w_r = (mlp.gate if hasattr(mlp, "gate") else mlp.router).weight.double()
         gu, down = mlp.experts.gate_up_proj.double(), mlp.experts.down_proj.double()
         E, F = gu.shape[0], gu.shape[1] // 2
         if idx in chosen:
@@ -104,7 +106,7 @@ def reference_stats(model_dir, data):
     return out
 
 
-@pytest.mark.parametrize("family", ["mixtral", "qwen3", "glm4_moe", "minimax_m2"])
+@pytest.mark.parametrize("family", ["mixtral", "qwen3", "glm4_moe", "minimax_m2", "ernie4_5_moe", "phimoe"])
 def test_statistics_equal_a_python_recomputation_from_transformers(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = token_file(tmp_path / "cal.json")

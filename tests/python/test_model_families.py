@@ -1,4 +1,5 @@
-"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe) and MiniMax-M2 end to end: moelab prune -> transformers
+"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe), MiniMax-M2, GLM-4.7-Flash
+(glm4_moe_lite), ERNIE-4.5 and Phi-3.5-MoE (phimoe) end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -28,11 +29,15 @@ DROPS = {
     "glm4_moe": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),     # one per group of 4
     "glm4_moe_air": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),        # fused, bf16, no dense
     "minimax_m2": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),          # bias on the MoE block
+    "glm4_moe_lite": (["1:1,5", "2:2"], ["1:0,4", "2:1,5"], [1, 2], 8),             # MLA; one per group of 4
+    "ernie4_5_moe": (["1:1,5", "2:2"], ["1:3", "2:6"], [1, 2], 8),                  # [1, E] bias; layer 0 dense
+    "phimoe": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),              # sparsemixer, LayerNorm
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
              "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts",
-             "minimax_m2": "num_local_experts"}
+             "minimax_m2": "num_local_experts", "glm4_moe_lite": "n_routed_experts",
+             "ernie4_5_moe": "moe_num_experts", "phimoe": "num_local_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -82,6 +87,9 @@ def check_survivors(pruned, original, drops, num_experts):
         for name in ("e_score_correction_bias", "bias"):  # DeepSeek-V3, gpt-oss
             if getattr(gate0, name, None) is not None:
                 assert torch.equal(getattr(gate, name), getattr(gate0, name)[keep])
+        if hasattr(gate0, "moe_statics"):  # ERNIE-4.5: [1, E], experts along the second axis
+            bias, bias0 = gate.moe_statics.e_score_correction_bias, gate0.moe_statics.e_score_correction_bias
+            assert torch.equal(bias, bias0[:, keep])
         experts, experts0 = pruned.model.layers[layer].mlp.experts, original.model.layers[layer].mlp.experts
         assert torch.equal(experts.down_proj, experts0.down_proj[keep])
         assert torch.equal(experts.gate_up_proj, experts0.gate_up_proj[keep])
@@ -158,7 +166,9 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
 @pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
                                                  ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0]),
                                                  ("gpt_oss", 0, []), ("glm4_moe", 32, [0]),
-                                                 ("glm4_moe_air", 64, []), ("minimax_m2", 0, [])])
+                                                 ("glm4_moe_air", 64, []), ("minimax_m2", 0, []),
+                                                 ("glm4_moe_lite", 32, [0]), ("ernie4_5_moe", 32, [0]),
+                                                 ("phimoe", 0, [])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["shared_expert_intermediate_size"] == shared
@@ -172,7 +182,7 @@ def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, s
                 assert layer["shared_expert"]["prunable"] is False
     assert (info["params"]["shared_experts"] > 0) == (shared > 0)
     assert info["family"] == family.removesuffix("_air")
-    assert info["attention"]["kind"] == ("mla" if family.startswith("deepseek") else "gqa")
+    assert info["attention"]["kind"] == ("mla" if family.startswith("deepseek") or family == "glm4_moe_lite" else "gqa")
     text = moelab("inspect", fixtures / "models" / family).stdout
     if shared:
         assert "shared expert (never pruned)" in text
@@ -184,6 +194,11 @@ def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, s
                                    "correction_bias": True}
         assert "correction bias" in text
         assert ("multi-head latent" in text) == (family == "deepseek_v3")
+    if family == "phimoe":
+        assert info["routing"]["topk_method"] == "sparsemixer" and info["routing"]["jitter_eps"] == pytest.approx(0.3)
+        assert "sparsemixer" in text
+    if family == "ernie4_5_moe":
+        assert info["routing"]["scoring"] == "softmax" and info["routing"]["correction_bias"] is True
 
 
 def criteria_names(moelab):
@@ -195,11 +210,11 @@ def criteria_names(moelab):
 
 
 # NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
-NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2"}
+NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe"}
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2"])
+                                    "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -228,7 +243,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2"])
+                                    "minimax_m2", "ernie4_5_moe", "phimoe"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -248,7 +263,8 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2",
+                                    "glm4_moe_lite", "ernie4_5_moe", "phimoe"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
     """moelab train builds every tensor of the family (MLA, shared experts, correction
@@ -264,7 +280,10 @@ def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logit
     init, trained = load_file(str(tmp_path / "init" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert set(init) == set(trained)
     shared = [n for n in init if "shared_expert" in n]
-    assert bool(shared) == (family not in ("olmoe", "minimax_m2"))
+    assert bool(shared) == (family not in ("olmoe", "minimax_m2", "phimoe"))
+    # LayerNorm biases and lm_head's bias (Phi-3.5-MoE) are trained like the rest.
+    for name in [n for n in init if n.endswith("layernorm.bias") or n == "lm_head.bias"]:
+        assert not torch.equal(init[name], trained[name]), name
     # Full training moves shared experts and every attention weight too.
     for name in shared + [n for n in init if "self_attn" in n and n.endswith("proj.weight")]:
         assert not torch.equal(init[name], trained[name]), name
@@ -275,11 +294,14 @@ def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logit
     assert max((a - b).abs().max().item() for a, b in zip(hf, mine)) <= 1e-4
 
 
-# family -> (count key, experts after a 25% merge of 16 or 8, the correction bias of layer 1, grouped)
+# family -> (count key, experts after a 25% merge of 16 or 8, the correction bias of layer 1 and its
+# shape, grouped)
 MERGE_CASES = {
-    "deepseek_v3": ("n_routed_experts", 12, "model.layers.1.mlp.gate.e_score_correction_bias", True),
-    "glm4_moe": ("n_routed_experts", 12, "model.layers.1.mlp.gate.e_score_correction_bias", True),
-    "minimax_m2": ("num_local_experts", 6, "model.layers.1.block_sparse_moe.e_score_correction_bias", False),
+    "deepseek_v3": ("n_routed_experts", 12, "model.layers.1.mlp.gate.e_score_correction_bias", (12,), True),
+    "glm4_moe": ("n_routed_experts", 12, "model.layers.1.mlp.gate.e_score_correction_bias", (12,), True),
+    "minimax_m2": ("num_local_experts", 6, "model.layers.1.block_sparse_moe.e_score_correction_bias", (6,), False),
+    "glm4_moe_lite": ("n_routed_experts", 6, "model.layers.1.mlp.gate.e_score_correction_bias", (6,), True),
+    "ernie4_5_moe": ("moe_num_experts", 6, "model.layers.1.mlp.moe_statics.e_score_correction_bias", (1, 6), False),
 }
 
 
@@ -289,7 +311,7 @@ def test_merged_correction_bias_routers_load_in_transformers_with_matching_logit
     """moelab merge on the sigmoid routers with a correction bias: the bias is merged like the
     router rows, merged experts belong to no group (n_group = topk_group = 1, said on stderr),
     and transformers runs the result with moelab's logits."""
-    key, after, bias, grouped = MERGE_CASES[family]
+    key, after, bias, bias_shape, grouped = MERGE_CASES[family]
     src = fixtures / "models" / family
     data = tmp_path / "cal.json"
     data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
@@ -302,7 +324,7 @@ def test_merged_correction_bias_routers_load_in_transformers_with_matching_logit
     if grouped:
         assert (cfg["n_group"], cfg["topk_group"]) == (1, 1)
     merged = load_file(str(out / "model.safetensors"))
-    assert merged[bias].shape == (after,)
+    assert merged[bias].shape == bias_shape
     ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
     hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
@@ -372,6 +394,12 @@ def test_minimax_m2_rotary_dim_of_the_hub_config_gives_transformers_logits(fixtu
     ("minimax_m2", "use_routing_bias", False),
     ("glm4_moe", "topk_method", "greedy"),          # GLM-4.5's router is noaux_tc only
     ("glm4_moe", "n_group", 3),                      # 16 experts do not split into 3 groups
+    ("glm4_moe_lite", "topk_method", "greedy"),
+    ("glm4_moe_lite", "partial_rotary_factor", 0.5),  # the latent attention rotates every rope channel
+    ("ernie4_5_moe", "use_bias", True),              # no ERNIE-4.5 MoE checkpoint has biases
+    ("ernie4_5_moe", "moe_layer_interval", 0),
+    ("phimoe", "num_experts_per_tok", 4),            # sparsemixer routes to two experts
+    ("phimoe", "router_jitter_noise", 1.5),
 ])
 def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(family, key, value, fixtures, moelab,
                                                                                 tmp_path):
@@ -384,3 +412,46 @@ def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(f
     proc = moelab("inspect", d, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "config.json" in proc.stderr and key in proc.stderr
+
+
+def test_multi_token_prediction_weights_are_skipped_as_transformers_skips_them(fixtures, moelab, tmp_path):
+    """GLM-4.x, DeepSeek-V3 and ERNIE-4.5 checkpoints carry multi-token-prediction weights
+    (layer num_hidden_layers; ERNIE's "mtp" tensors) that the causal LM does not use: moelab
+    loads such a checkpoint with transformers' logits and does not write them into a pruned
+    one (their experts would not match it). A family without them still refuses a stray tensor."""
+    from safetensors.torch import save_file
+    ref = load_file(str(fixtures / "models" / "glm4_moe_lite.ref.safetensors"))
+    src = tmp_path / "with_mtp"
+    shutil.copytree(fixtures / "models" / "glm4_moe_lite", src)
+    tensors = load_file(str(src / "model.safetensors"))
+    extra = {"model.layers.3.eh_proj.weight": torch.ones(64, 128),
+             "model.layers.3.mlp.experts.0.gate_proj.weight": torch.ones(32, 64),
+             "model.mtp_block.0.weight": torch.ones(4)}
+    save_file({**tensors, **extra}, str(src / "model.safetensors"), metadata={"format": "pt"})
+    got = moelab_logits(moelab, src, ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(split_ref(ref), got)) <= 1e-4
+    out = tmp_path / "pruned"
+    prune(moelab, src, out, ["1:0,4", "2:1,5"])
+    written = load_file(str(out / "model.safetensors"))
+    assert not set(extra) & set(written) and "model.norm.weight" in written
+
+    other = tmp_path / "mixtral_extra"
+    shutil.copytree(fixtures / "models" / "mixtral", other)
+    tensors = load_file(str(other / "model.safetensors"))
+    save_file({**tensors, "model.layers.3.eh_proj.weight": torch.ones(4)}, str(other / "model.safetensors"),
+              metadata={"format": "pt"})
+    proc = moelab("forward", other, "--ids-json", write_ids_json(tmp_path / "ids.json", ref["input_ids"],
+                                                                   ref["lengths"]),
+                  "--out", tmp_path / "x.safetensors", check=False)
+    assert proc.returncode != 0 and "model.layers.3.eh_proj.weight" in proc.stderr
+
+
+def test_longrope_factor_lists_of_the_wrong_length_are_refused_naming_the_field(fixtures, moelab, tmp_path):
+    d = tmp_path / "phimoe"
+    shutil.copytree(fixtures / "models" / "phimoe", d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["rope_parameters"]["long_factor"] = cfg["rope_parameters"]["long_factor"][:-1]
+    (d / "config.json").write_text(json.dumps(cfg))
+    proc = moelab("inspect", d, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "config.json" in proc.stderr and "long_factor" in proc.stderr

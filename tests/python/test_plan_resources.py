@@ -21,7 +21,7 @@ from sweep_fixtures import write_sweep
 # Float32 fixtures of every family (per-expert and fused layouts, shared experts, dense
 # layers, MLA, tied embeddings).
 FAMILIES = ["mixtral", "mixtral_fused", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3",
-            "deepseek_v3_yarn", "deepseek_v2", "glm4_moe", "minimax_m2"]
+            "deepseek_v3_yarn", "deepseek_v2", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe"]
 ELEMENT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 
@@ -41,7 +41,8 @@ def checkpoint_bytes(model_dir, ranks):
     the safetensors headers, with the block placement of cluster/expert_placement.h:
     rank r owns [floor(r E / P), floor((r + 1) E / P)) of every layer."""
     config = json.loads((model_dir / "config.json").read_text())
-    E = config.get("num_local_experts") or config.get("num_experts") or config.get("n_routed_experts")
+    E = (config.get("num_local_experts") or config.get("num_experts") or config.get("n_routed_experts")
+         or config.get("moe_num_experts"))  # ERNIE-4.5
     shared, per_rank = 0, [0] * ranks
     owner = [next(r for r in range(ranks) if r * E // ranks <= e < (r + 1) * E // ranks) for e in range(E)]
     for f in sorted(model_dir.glob("*.safetensors")):
