@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   moelab::cli::add_calibrate_command(app);
   moelab::cli::add_score_command(app);
   moelab::cli::add_eval_command(app);
+  moelab::cli::add_generate_command(app);
   moelab::cli::add_merge_command(app);
   moelab::cli::add_set_skipping_command(app);
   moelab::cli::add_compress_command(app);

@@ -11,6 +11,7 @@
 #include "common/file_text.h"
 #include "common/python_text.h"
 #include "common/seeded_shuffle.h"
+#include "jobs/json_lines.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moelab::jobs {
@@ -114,26 +115,6 @@ McItem parse_item(const nlohmann::json& j, const McFormat& f, const std::string&
                                 std::to_string(it.choices.size()) + " choices: 0.." +
                                 std::to_string(it.choices.size() - 1) + ")");
   return it;
-}
-
-// Calls fn(object, "path: line N", N) for every non-blank line of a JSON-lines file; a line
-// that is not a JSON object is an InputError naming it.
-template <typename Fn>
-void for_each_json_line(const std::string& path, const std::string& what, Fn fn) {
-  std::istringstream in(read_file_text(path, what));
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ": line " + std::to_string(n);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      throw InputError(where, "not valid JSON");
-    }
-    if (!j.is_object()) throw InputError(where, "not a JSON object");
-    fn(j, where, n);
-  }
 }
 
 std::vector<McItem> read_items(const std::string& path, const McFormat& f) {

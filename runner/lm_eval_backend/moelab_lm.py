@@ -10,8 +10,11 @@ lm-eval's own Hugging Face backend (HFLM) would:
   (sum of the continuation's log-probabilities, whether greedy decoding gives it);
 - loglikelihood_rolling: `moelab eval --data ... --windows lm-eval` (lm-eval's disjoint
   windows) -> the document's total log-likelihood;
-- generate_until: not implemented yet (no generation in moelab's runtime): refused with a
-  message, never a wrong answer.
+- generate_until: `moelab generate --requests` (greedy decoding; the stop strings with the
+  tokenizer's end-of-sequence text added and the context cut from the left to max_length -
+  max_gen_toks tokens, as HFLM.generate_until does) -> the continuation cut before the first
+  stop string (lm-eval's postprocess_generated_text). Sampling (do_sample, temperature > 0)
+  is refused with a message.
 
 Model arguments (`--model_args`): pretrained (the checkpoint folder, required), moelab (the
 binary; default $MOELAB_BIN, else `moelab` on PATH), ranks (MPI ranks, default 1),
@@ -126,7 +129,62 @@ class MoelabLM(LM):
             self.cache_hook.add_partial("loglikelihood_rolling", r.args, o)
         return out
 
+    def _eos_text(self):
+        """HFLM's `eos`: the tokenizer's end-of-sequence token as text (tokenizer_config.json)."""
+        folder = self.tokenizer if self.tokenizer and os.path.isdir(str(self.tokenizer)) else self.pretrained
+        path = os.path.join(folder, "tokenizer_config.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            eos = json.load(f).get("eos_token")
+        return eos.get("content") if isinstance(eos, dict) else eos
+
+    def _model_max_length(self):
+        """HFLM's max_length when none is given: the model's max_position_embeddings, else 2048."""
+        if self.max_length:
+            return self.max_length
+        with open(os.path.join(self.pretrained, "config.json"), encoding="utf-8") as f:
+            return int(json.load(f).get("max_position_embeddings") or 2048)
+
     def generate_until(self, requests, disable_tqdm=False):
-        raise NotImplementedError("moelab: generate_until (generative tasks) is not implemented yet; moelab's runtime "
-                                  "has no generation. Run log-likelihood tasks (multiple_choice, loglikelihood, "
-                                  "loglikelihood_rolling) with --model moelab, or generative ones with --model hf.")
+        from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+        if not requests:
+            return []
+        eos = self._eos_text()
+        lines, untils = [], []
+        for r in requests:
+            context, gen_kwargs = r.args
+            kwargs = normalize_gen_kwargs(dict(gen_kwargs), 256)
+            if kwargs.get("do_sample") or float(kwargs.get("temperature") or 0.0) > 0:
+                raise NotImplementedError("moelab: only greedy generation (do_sample false, temperature 0) is "
+                                          "implemented")
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            untils.append(until)
+            lines.append({"context": context, "until": until, "max_gen_toks": int(kwargs.pop("max_gen_toks"))})
+        with tempfile.TemporaryDirectory(prefix="moelab-lm-eval-") as d:
+            path, out = os.path.join(d, "requests.jsonl"), os.path.join(d, "generated.jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                for line in lines:
+                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            cmd = [self.moelab, *(["--ranks", str(self.ranks)] if self.ranks > 1 else []), "generate",
+                   self.pretrained, "--requests", path, "--out", out, "--batch-size", str(self.batch_size),
+                   "--max-length", str(self._model_max_length())]
+            if self.add_bos_token is False:
+                cmd.append("--no-special-tokens")
+            if self.tokenizer:
+                cmd += ["--tokenizer", str(self.tokenizer)]
+            if self.dtype:
+                cmd += ["--dtype", str(self.dtype)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                errs = [l for l in proc.stderr.splitlines() if l.startswith("error:")] or proc.stderr.splitlines()[-5:]
+                raise RuntimeError(f"moelab generate failed (exit {proc.returncode}): " + " | ".join(errs))
+            with open(out, encoding="utf-8") as f:
+                rows = sorted((json.loads(x) for x in f if x.strip()), key=lambda x: x["request"])
+        if len(rows) != len(requests):
+            raise RuntimeError(f"moelab returned {len(rows)} continuations for {len(requests)} requests")
+        res = [postprocess_generated_text(generation=x["text"], stop=u, think_end_token=None)
+               for x, u in zip(rows, untils)]
+        for r, o in zip(requests, res):
+            self.cache_hook.add_partial("generate_until", r.args, o)
+        return res

@@ -8,6 +8,7 @@
 // never renormalised (the router ignores norm_topk_prob).
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 namespace {
@@ -34,13 +35,7 @@ FamilySpec deepseek_v2_family() {
   s.name = "deepseek_v2";
   s.architectures = {"DeepseekV2ForCausalLM"};
   s.model_types = {"deepseek_v2"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  s.names.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
-  s.names.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
-  s.names.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+  use_mlp_experts_names(s.names);
   s.read_hparams = read_hparams;
   s.expert_count_key = "n_routed_experts";
   return s;

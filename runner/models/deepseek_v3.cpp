@@ -16,6 +16,7 @@
 
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 
@@ -87,13 +88,7 @@ FamilySpec deepseek_v3_family() {
   s.name = "deepseek_v3";
   s.architectures = {"DeepseekV3ForCausalLM"};
   s.model_types = {"deepseek_v3"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  s.names.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
-  s.names.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
-  s.names.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+  use_mlp_experts_names(s.names);
   s.read_hparams = read_hparams;
   s.expert_count_key = "n_routed_experts";
   s.has_mtp = true;

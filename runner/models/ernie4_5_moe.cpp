@@ -15,6 +15,7 @@
 // and num_experts_per_tok onto them, and either spelling is read.
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 namespace {
@@ -78,13 +79,7 @@ FamilySpec ernie4_5_moe_family() {
   s.name = "ernie4_5_moe";
   s.architectures = {"Ernie4_5_MoeForCausalLM"};
   s.model_types = {"ernie4_5_moe"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  s.names.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
-  s.names.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
-  s.names.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+  use_mlp_experts_names(s.names);
   s.names.router_correction_bias = "model.layers.{L}.mlp.moe_statics.e_score_correction_bias";
   s.names.correction_bias_row = true;
   s.read_hparams = read_hparams;

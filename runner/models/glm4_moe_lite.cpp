@@ -13,6 +13,7 @@
 //   - the multi-token-prediction layer (index num_hidden_layers) is skipped, as transformers does.
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 namespace {
@@ -48,17 +49,7 @@ void read_hparams(hf::ModelConfig& c) {
   if (c.rope.partial_rotary_factor != 1.0)
     f.fail("partial_rotary_factor", "must be 1 (the latent attention rotates all qk_rope_head_dim channels)");
 
-  if (f.has("topk_method") && f.string("topk_method", "") != "noaux_tc")
-    f.fail("topk_method", "\"" + f.string("topk_method", "") + "\" is not supported (GLM-4.7-Flash routes with noaux_tc)");
-  c.scoring_func = "sigmoid";
-  c.router_correction_bias = true;
-  c.topk_method = "noaux_tc";
-  c.n_group = f.opt_int("n_group").value_or(1);
-  c.topk_group = f.opt_int("topk_group").value_or(1);
-  if (c.n_group < 1 || e % c.n_group != 0) f.fail("n_group", "must divide the " + key + " (" + std::to_string(e) + ")");
-  if (c.topk_group < 1 || c.topk_group > c.n_group) f.fail("topk_group", "must be in [1, n_group]");
-  c.norm_topk_prob = f.boolean("norm_topk_prob", true);
-  c.routed_scaling_factor = f.number("routed_scaling_factor", 1.8);
+  read_glm4_router(c, f, key, e, /*default_scaling=*/1.8);
 }
 
 }  // namespace
@@ -68,13 +59,7 @@ FamilySpec glm4_moe_lite_family() {
   s.name = "glm4_moe_lite";
   s.architectures = {"Glm4MoeLiteForCausalLM"};
   s.model_types = {"glm4_moe_lite"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  s.names.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
-  s.names.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
-  s.names.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+  use_mlp_experts_names(s.names);
   s.read_hparams = read_hparams;
   s.expert_count_key = "n_routed_experts";
   s.has_mtp = true;

@@ -80,9 +80,34 @@ def test_loglikelihood_rolling_equals_lm_evals_hf_backend(add_bos_token, moelab_
         assert abs(w - g) <= 1e-4 * max(1.0, abs(w)), (w, g)
 
 
-def test_generation_is_refused_with_a_message(mlm):
-    with pytest.raises(NotImplementedError, match="generate_until"):
-        mlm.generate_until(instances("generate_until", [("2 + 2 =", {"until": ["\n"]})]))
+GEN_REQUESTS = [
+    ("The Debian project", {"until": ["."], "max_gen_toks": 24}),
+    ("Question: what does apt do?\nAnswer:", {"until": ["\n", "Question:"], "max_gen_toks": 40}),
+    ("A package is", {"max_gen_toks": 16}),                                   # the EOS text only
+    (" ".join(["word"] * 120) + " The kernel", {"until": ["\n\n"], "max_gen_toks": 20}),  # cut from the left
+    ("Zürich and Kraków", {"until": [","], "do_sample": False, "max_gen_toks": 12}),
+]
+
+
+def test_generate_until_equals_lm_evals_hf_backend(moelab_bin):
+    """Greedy continuations, stop strings (with the tokenizer's EOS text added), max_gen_toks and
+    the left cut to max_length - max_gen_toks as HFLM.generate_until (batch size 1: HFLM's
+    batches pad on the left, which moves positions' rounding, not the rule)."""
+    from lm_eval.models.huggingface import HFLM
+    hflm = HFLM(pretrained=str(MODEL), dtype="float32", device="cpu", batch_size=1, max_length=MAX_LENGTH)
+    want = hflm.generate_until(instances("generate_until", GEN_REQUESTS))
+    for ranks in (1, 2):
+        mlm = moelab_lm.MoelabLM(pretrained=str(MODEL), moelab=moelab_bin, max_length=MAX_LENGTH, batch_size=2,
+                                 ranks=ranks)
+        got = mlm.generate_until(instances("generate_until", GEN_REQUESTS))
+        assert got == want, (ranks, got, want)
+    assert any(w.strip() for w in want)  # the model does write something
+
+
+def test_sampling_is_refused_with_a_message(mlm):
+    with pytest.raises(NotImplementedError, match="greedy"):
+        mlm.generate_until(instances("generate_until", [("2 + 2 =", {"until": ["\n"], "do_sample": True,
+                                                                        "temperature": 0.7})]))
 
 
 def write_tasks(tmp_path):

@@ -1,0 +1,60 @@
+// Greedy generation (moelab generate; lm-eval's generate_until through
+// runner/lm_eval_backend): each request's context is extended one token at a time by the
+// argmax of the model's next-token logits (float32), as transformers' generate with
+// do_sample=False, until an end-of-sequence id, a stop string in the generated text, or
+// max_gen_toks tokens.
+//
+// Requests are spread over ranks like evaluation (sequences by data parallelism, experts by
+// expert parallelism); each round runs every unfinished sequence once and all ranks learn
+// the round's new tokens, so the output does not depend on the rank count. Without a KV
+// cache each round recomputes the whole sequence: a request of C context tokens generating
+// G tokens costs about G forwards of C + G / 2 tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cluster/communicator.h"
+#include "models/moe_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace moelab::jobs {
+
+struct GenerationRequest {
+  std::string context;
+  std::vector<std::string> until;  // stop strings (the text is cut before the first one found)
+  int64_t max_gen_toks = 256;      // tokens generated at most, > 0
+  int64_t line = 0;                // 1-based line of the requests file (0: not from a file)
+};
+
+// JSON lines {"context": str, "until": [str] (optional), "max_gen_toks": int (optional,
+// default `default_max_gen_toks`)}. InputError naming the file and line on a bad field.
+std::vector<GenerationRequest> read_generation_requests(const std::string& path, int64_t default_max_gen_toks);
+
+struct GenerationSettings {
+  // Longest input: contexts are cut from the left to max_length - max_gen_toks tokens (as
+  // lm-eval's HF backend); 0: no cut.
+  int64_t max_length = 0;
+  bool add_special_tokens = true;  // encode contexts with the tokenizer's special tokens
+  std::vector<int64_t> eos_ids;    // generation stops after producing one (not included)
+  int64_t batch_size = 8;          // sequences per forward
+};
+
+struct GenerationResult {
+  std::vector<int64_t> context_ids;  // after the cut
+  std::vector<int64_t> tokens;       // generated, without the end-of-sequence id
+  std::string text;                  // tokens decoded without special tokens, cut before the first stop string
+  std::string stop;                  // "until" | "eos" | "length"
+};
+
+// Runs every request to its end; the same results on every rank.
+std::vector<GenerationResult> generate_greedy(const models::MoeModel& model, cluster::Communicator& comm,
+                                              const Tokenizer& tok, const std::vector<GenerationRequest>& requests,
+                                              const GenerationSettings& settings);
+
+// The end-of-sequence ids of a checkpoint folder: generation_config.json's eos_token_id
+// (an id or a list), else config.json's; empty when neither names one.
+std::vector<int64_t> eos_token_ids(const std::string& model_dir, const nlohmann::json& config_raw);
+
+}  // namespace moelab::jobs

@@ -1,0 +1,31 @@
+#include "models/family_parts.h"
+
+namespace moelab::models {
+
+void use_mlp_experts_names(TensorNames& n) {
+  n.router = "model.layers.{L}.mlp.gate.weight";
+  n.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
+  n.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
+  n.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
+  n.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
+  n.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
+  n.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+}
+
+void read_glm4_router(hf::ModelConfig& c, const hf::JsonFields& f, const std::string& key, int64_t e,
+                      double default_scaling) {
+  if (f.has("topk_method") && f.string("topk_method", "") != "noaux_tc")
+    f.fail("topk_method", "\"" + f.string("topk_method", "") + "\" is not supported (GLM-4.x routes with noaux_tc)");
+  c.scoring_func = "sigmoid";
+  c.router_correction_bias = true;
+  c.router_fp32 = true;
+  c.topk_method = "noaux_tc";
+  c.n_group = f.opt_int("n_group").value_or(1);
+  c.topk_group = f.opt_int("topk_group").value_or(1);
+  if (c.n_group < 1 || e % c.n_group != 0) f.fail("n_group", "must divide the " + key + " (" + std::to_string(e) + ")");
+  if (c.topk_group < 1 || c.topk_group > c.n_group) f.fail("topk_group", "must be in [1, n_group]");
+  c.norm_topk_prob = f.boolean("norm_topk_prob", true);
+  c.routed_scaling_factor = f.number("routed_scaling_factor", default_scaling);
+}
+
+}  // namespace moelab::models

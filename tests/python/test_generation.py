@@ -1,0 +1,90 @@
+"""moelab generate: greedy decoding equal to transformers' generate(do_sample=False) token for
+token on the shipped model, under 1 and 2 ranks; stop strings and lengths as documented;
+bad requests refused in one line. (lm-eval's generate_until through it:
+test_lm_eval_backend.py.)"""
+import json
+import pathlib
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "debian-moe"
+PROMPTS = ["The Debian project", "apt-get install", "Question: what is a package?\nAnswer:"]
+NEW = 20
+
+
+@pytest.fixture(scope="module")
+def hf_continuations():
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
+    out = []
+    for p in PROMPTS:
+        ids = tok(p, return_tensors="pt").input_ids
+        with torch.no_grad():
+            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        new = gen[0, ids.shape[1]:].tolist()
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos])
+        cut = next((i for i, t in enumerate(new) if t in eos), len(new))
+        out.append(new[:cut])
+    return out
+
+
+def write_requests(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_greedy_tokens_equal_transformers_generate(ranks, hf_continuations, moelab, tmp_path):
+    req = write_requests(tmp_path / "r.jsonl", [{"context": p, "max_gen_toks": NEW} for p in PROMPTS])
+    out = tmp_path / "gen.jsonl"
+    moelab(*(["--ranks", 2] if ranks == 2 else []), "generate", MODEL, "--requests", req, "--out", out)
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["request"] for r in rows] == [0, 1, 2] and [r["line"] for r in rows] == [1, 2, 3]
+    for row, want in zip(rows, hf_continuations):
+        assert row["tokens"] == want
+        assert row["stop"] == ("length" if len(want) == NEW else "eos")
+    assert any(len(w) > 3 for w in hf_continuations)
+
+
+def test_stop_strings_end_generation_and_cut_the_text(moelab, tmp_path):
+    """The text is cut before the first stop string; generation stops on the token that
+    completes it; a later request's own max_gen_toks wins over --max-new-tokens."""
+    free = write_requests(tmp_path / "free.jsonl", [{"context": PROMPTS[0], "max_gen_toks": 40}])
+    moelab("generate", MODEL, "--requests", free, "--out", tmp_path / "free.out")
+    text = json.loads((tmp_path / "free.out").read_text())["text"]
+    # Two characters of the free text whose first occurrence is past its start.
+    cut = next(k for k in range(len(text) // 2, len(text) - 1) if text.find(text[k:k + 2]) == k)
+    stop = text[cut:cut + 2]
+    req = write_requests(tmp_path / "r.jsonl", [{"context": PROMPTS[0], "until": [stop], "max_gen_toks": 40},
+                                                 {"context": PROMPTS[0]}])
+    moelab("generate", MODEL, "--requests", req, "--out", tmp_path / "o.jsonl", "--max-new-tokens", 5)
+    a, b = [json.loads(l) for l in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert a["stop"] == "until" and a["text"] == text[:cut] and stop not in a["text"]
+    assert len(a["tokens"]) < 40
+    assert b["stop"] in ("length", "eos") and len(b["tokens"]) <= 5
+
+
+def test_text_prompts_print_prompt_and_continuation(moelab):
+    proc = moelab("generate", MODEL, "--text", PROMPTS[0], "--max-new-tokens", 8)
+    assert proc.stdout.startswith(PROMPTS[0]) and len(proc.stdout.strip()) > len(PROMPTS[0])
+
+
+@pytest.mark.parametrize("line,field", [('{"context": 3}', '"context"'),
+                                        ('{"context": "a", "max_gen_toks": 0}', '"max_gen_toks"'),
+                                        ('{"context": "a", "until": [1]}', '"until"'),
+                                        ("not json", "not valid JSON")])
+def test_a_bad_request_is_one_line_naming_the_file_line_and_field(line, field, moelab, tmp_path):
+    req = tmp_path / "r.jsonl"
+    req.write_text('{"context": "fine"}\n' + line + "\n")
+    out = tmp_path / "o.jsonl"
+    proc = moelab("generate", MODEL, "--requests", req, "--out", out, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"{req}: line 2" in proc.stderr and field in proc.stderr
+    assert not out.exists()
+    proc = moelab("generate", MODEL, "--requests", req, check=False)
+    assert proc.returncode == 2 and "--out" in proc.stderr
