@@ -20,9 +20,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "moelab: which experts of a Mixture-of-Experts model can you remove, and what does it cost?\n\n"
       "Loads Hugging Face MoE checkpoints (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2, DeepSeek-V3,\n"
-      "gpt-oss, GLM-4.5, MiniMax-M2), runs them as transformers does (expert parallel over MPI ranks),\n"
-      "collects calibration statistics, scores experts with many criteria, removes, merges or compresses\n"
-      "experts, fine-tunes, evaluates, and runs whole grids of such jobs (sweeps) here or on Slurm.\n"
+      "gpt-oss, GLM-4.5, MiniMax-M2, Llama-4), runs them as transformers does (expert parallel over MPI\n"
+      "ranks), collects calibration statistics, scores experts with many criteria, removes, merges or\n"
+      "compresses experts, fine-tunes, evaluates, and runs whole grids of such jobs (sweeps) here or on Slurm.\n"
       "Every subcommand has its own --help.\n\n"
       "Examples (on the shipped default model, from the repository's root):\n"
       "  moelab inspect models/debian-moe\n"

@@ -15,6 +15,7 @@ const std::vector<FamilySpec>& registry() {
       gpt_oss_family(),
       glm4_moe_family(),
       minimax_m2_family(),
+      llama4_family(),
   };
   return r;
 }

@@ -89,6 +89,11 @@ struct FamilySpec {
                        ExpertWeights& w) = nullptr;
   void (*save_experts)(const ExpertWeights& w, int64_t layer,
                        std::vector<std::pair<std::string, at::Tensor>>& out) = nullptr;
+  // Llama-4's fused experts (Llama4TextExperts: x @ W): experts_gate_up_fused [E, D, 2F]
+  // (gate columns first, then up) and experts_down_fused [E, F, D], the transposes of
+  // transformers 5's [E, 2F, D] / [E, D, F]; read and written in that layout (the
+  // family's only one), sliced along the experts like the other fused layouts.
+  bool experts_fused_transposed = false;
 };
 
 // The families, one per file; a new family adds its file and one line to the
@@ -102,6 +107,7 @@ FamilySpec deepseek_v2_family();
 FamilySpec gpt_oss_family();
 FamilySpec glm4_moe_family();
 FamilySpec minimax_m2_family();
+FamilySpec llama4_family();
 // What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
 // experts and the multi-head latent attention config.
 void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);

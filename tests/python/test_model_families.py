@@ -1,4 +1,4 @@
-"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe) and MiniMax-M2 end to end: moelab prune -> transformers
+"""Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe), MiniMax-M2 and Llama-4 (llama4) end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -28,11 +28,12 @@ DROPS = {
     "glm4_moe": (["1:1,5", "2:2"], ["1:0,4,8,12", "2:1,5,10,15"], [1, 2], 16),     # one per group of 4
     "glm4_moe_air": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),        # fused, bf16, no dense
     "minimax_m2": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),          # bias on the MoE block
+    "llama4": (["0:1,5", "3:2"], ["0:3", "1:0", "3:7"], [0, 1, 3], 8),              # layer 2 dense, fused [E, D, 2F]
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
              "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts",
-             "minimax_m2": "num_local_experts"}
+             "minimax_m2": "num_local_experts", "llama4": "num_local_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -68,21 +69,28 @@ def parse(drop):
     return int(layer), [int(e) for e in experts.split(",")]
 
 
+def block(model, layer):
+    """Decoder layer `layer`'s MLP or MoE block (Llama-4 calls it feed_forward)."""
+    layer = model.model.layers[layer]
+    return layer.mlp if hasattr(layer, "mlp") else layer.feed_forward
+
+
 def shared_block(model, layer):
-    mlp = model.model.layers[layer].mlp
+    mlp = block(model, layer)
     return getattr(mlp, "shared_expert", None) or getattr(mlp, "shared_experts", None)
 
 
 def check_survivors(pruned, original, drops, num_experts):
     for layer, dropped in map(parse, drops):
         keep = [e for e in range(num_experts) if e not in dropped]
-        mlp, mlp0 = pruned.model.layers[layer].mlp, original.model.layers[layer].mlp
-        gate, gate0 = (mlp.router, mlp0.router) if hasattr(mlp0, "router") else (mlp.gate, mlp0.gate)  # gpt-oss: router
+        mlp, mlp0 = block(pruned, layer), block(original, layer)
+        # gpt-oss, Llama-4: router
+        gate, gate0 = (mlp.router, mlp0.router) if hasattr(mlp0, "router") else (mlp.gate, mlp0.gate)
         assert torch.equal(gate.weight, gate0.weight[keep])
         for name in ("e_score_correction_bias", "bias"):  # DeepSeek-V3, gpt-oss
             if getattr(gate0, name, None) is not None:
                 assert torch.equal(getattr(gate, name), getattr(gate0, name)[keep])
-        experts, experts0 = pruned.model.layers[layer].mlp.experts, original.model.layers[layer].mlp.experts
+        experts, experts0 = mlp.experts, mlp0.experts
         assert torch.equal(experts.down_proj, experts0.down_proj[keep])
         assert torch.equal(experts.gate_up_proj, experts0.gate_up_proj[keep])
         for name in ("gate_up_proj_bias", "down_proj_bias"):  # gpt-oss
@@ -158,7 +166,8 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
 @pytest.mark.parametrize("family,shared,dense", [("qwen2_moe", 80, [1]), ("olmoe", 0, []),
                                                  ("deepseek_v3", 32, [0]), ("deepseek_v2", 64, [0]),
                                                  ("gpt_oss", 0, []), ("glm4_moe", 32, [0]),
-                                                 ("glm4_moe_air", 64, []), ("minimax_m2", 0, [])])
+                                                 ("glm4_moe_air", 64, []), ("minimax_m2", 0, []),
+                                                 ("llama4", 32, [2])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["shared_expert_intermediate_size"] == shared
@@ -195,11 +204,12 @@ def criteria_names(moelab):
 
 
 # NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
-NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2"}
+# Llama-4's gates scale the experts' input: NAEE's re-routing does not reproduce that either.
+NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2", "llama4"}
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2"])
+                                    "minimax_m2", "llama4"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -228,7 +238,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2"])
+                                    "minimax_m2", "llama4"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -248,7 +258,8 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     assert all(m[0][0] == "wiki" and 1 < m[0][1]["perplexity"] < float("inf") for m in metrics.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2"])
+@pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2",
+                                    "llama4"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
     """moelab train builds every tensor of the family (MLA, shared experts, correction
@@ -372,6 +383,11 @@ def test_minimax_m2_rotary_dim_of_the_hub_config_gives_transformers_logits(fixtu
     ("minimax_m2", "use_routing_bias", False),
     ("glm4_moe", "topk_method", "greedy"),          # GLM-4.5's router is noaux_tc only
     ("glm4_moe", "n_group", 3),                      # 16 experts do not split into 3 groups
+    ("llama4", "attention_chunk_size", None),        # layer_types still names chunked layers
+    ("llama4", "partial_rotary_factor", 0.5),        # Llama-4 rotates whole heads
+    ("llama4", "moe_layers", [0, 4]),                # no layer 4
+    ("llama4", "no_rope_layers", [1, 0]),            # fewer entries than layers
+    ("llama4", "num_experts_per_tok", 9),            # more than the 8 experts
 ])
 def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(family, key, value, fixtures, moelab,
                                                                                 tmp_path):
@@ -384,3 +400,58 @@ def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(f
     proc = moelab("inspect", d, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "config.json" in proc.stderr and key in proc.stderr
+
+
+def test_llama4_config_readings_and_the_switches_the_fixture_exercises(fixtures, moelab, tmp_path):
+    """Llama-4's defaults: without no_rope_layers and layer_types, no_rope_layer_interval 2
+    gives the fixture's NoPE layers and chunked RoPE layers (transformers' logits). Each of
+    chunked attention, temperature tuning and the L2 q/k norm changes the logits when turned
+    off (the fixture exercises them), and a multimodal config is refused in one line."""
+    src = fixtures / "models" / "llama4"
+    ref = load_file(str(fixtures / "models" / "llama4.ref.safetensors"))
+    want = split_ref(ref)
+
+    def variant(name, edit):
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        cfg = json.loads((d / "config.json").read_text())
+        edit(cfg)
+        (d / "config.json").write_text(json.dumps(cfg))
+        return d
+
+    def interval(c):
+        del c["no_rope_layers"], c["layer_types"]
+        c["no_rope_layer_interval"] = 2
+
+    got = moelab_logits(moelab, variant("interval", interval), ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(want, got)) <= 1e-4
+    for name, edit in [("unchunked", lambda c: (c.pop("layer_types"), c.update(attention_chunk_size=None))),
+                       ("no_temperature", lambda c: c.update(attn_temperature_tuning=False)),
+                       ("no_qk_norm", lambda c: c.update(use_qk_norm=False))]:
+        d = variant(name, edit)
+        got = moelab_logits(moelab, d, ref, tmp_path)
+        diff = max((a - b).abs().max().item() for a, b in zip(want, got))
+        assert diff > 1e-3, name
+        hf = hf_logits(hf_model(d, trust_remote_code=False), ref)  # and transformers agrees
+        assert max((a - b).abs().max().item() for a, b in zip(hf, got)) <= 1e-4, name
+    multimodal = tmp_path / "multimodal"
+    multimodal.mkdir()
+    text = json.loads((src / "config.json").read_text())
+    (multimodal / "config.json").write_text(json.dumps(
+        {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4", "text_config": text,
+         "vision_config": {}}))
+    proc = moelab("inspect", multimodal, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "config.json" in proc.stderr and "text_config" in proc.stderr
+
+
+def test_llama4_gate_ratios_are_refused_in_one_line(fixtures, moelab, tmp_path):
+    """NAEE's dynamic skipping thresholds come from softmax probabilities; Llama-4 gates by
+    sigmoids of the logits, on the experts' input: the statistic is refused, not made up."""
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
+    proc = moelab("calibrate", fixtures / "models" / "llama4", "--data", data, "--seq-len", 16, "--collect",
+                  "gate_ratios", "--out", tmp_path / "s.h5", check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert "gate_ratios" in errors[0] and "config.json" in errors[0]

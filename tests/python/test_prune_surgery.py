@@ -28,6 +28,7 @@ DROPS = {
     "glm4_moe": ["1:1,5", "2:2"],                  # uneven: groups given up, correction bias sliced
     "glm4_moe_air": ["0:1,5", "2:2"],              # fused bf16 experts
     "minimax_m2": ["0:1,5", "2:2"],                # correction bias of the MoE block sliced
+    "llama4": ["0:1,5", "3:2"],                    # fused [E, D, 2F] experts, layer 2 dense
 }
 
 

@@ -114,12 +114,15 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // q/k/v biases and per-head q/k norm, RoPE on half of each head, DeepSeek-V3's router,
 // first dense layer, shared expert; glm4_moe_air: RoPE on a quarter, no dense layer, one
 // group, 2 shared experts, fused layout, bf16 storage; minimax_m2: q/k norm over all heads,
-// RoPE on rotary_dim channels, sigmoid router with the MoE block's correction bias.
+// RoPE on rotary_dim channels, sigmoid router with the MoE block's correction bias;
+// llama4: interleaved MoE and dense layers, NoPE layers with temperature tuning, chunked
+// attention and the L2 q/k norm on RoPE layers, complex llama3 RoPE, top-k of the logits
+// with sigmoid gates on the experts' input, shared expert, fused [E, D, 2F] experts.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
                                            "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip",
                                            "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group",
-                                           "gpt_oss", "glm4_moe", "glm4_moe_air", "minimax_m2"));
+                                           "gpt_oss", "glm4_moe", "glm4_moe_air", "minimax_m2", "llama4"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -151,7 +154,7 @@ TEST(ModelLoading, SharedExpertsAndFirstDenseLayersAreKeptOutOfTheRoutedExperts)
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
   for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3", "deepseek_v2",
-                           "deepseek_v2_group", "glm4_moe", "minimax_m2"}) {
+                           "deepseek_v2_group", "glm4_moe", "minimax_m2", "llama4"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;
