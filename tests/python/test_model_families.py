@@ -455,3 +455,55 @@ def test_llama4_gate_ratios_are_refused_in_one_line(fixtures, moelab, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr
     assert "gate_ratios" in errors[0] and "config.json" in errors[0]
+
+
+def test_llama4_dense_outputs_and_merge_round_trip(fixtures, moelab, tmp_path):
+    """The dense observation (HC-SMoE's every expert on every token) runs Llama-4's expert j on
+    its input as it would see it, x * sigmoid(logit_j): equal to a Python recomputation from
+    the inputs of transformers' MoE blocks. moelab merge on those statistics writes the fused
+    [E, D, 2F] experts that transformers loads with moelab's logits."""
+    import h5py
+    import numpy as np
+
+    src = fixtures / "models" / "llama4"
+    rows = [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": rows}))
+    moelab("calibrate", src, "--data", data, "--seq-len", 16, "--collect", "dense_outputs", "--out", tmp_path / "s.h5")
+    model = hf_model(src, trust_remote_code=False)
+    captured, hooks = {}, []
+    for idx, layer in enumerate(model.model.layers):
+        if hasattr(layer.feed_forward, "experts"):
+            hooks.append(layer.feed_forward.register_forward_hook(
+                lambda mod, inp, out, idx=idx: captured.setdefault(idx, []).append(inp[0].reshape(-1, inp[0].shape[-1]))))
+    with torch.no_grad():
+        model(input_ids=torch.tensor(rows))
+    for h in hooks:
+        h.remove()
+    with h5py.File(tmp_path / "s.h5") as f:
+        for idx, xs in captured.items():
+            ff = model.model.layers[idx].feed_forward
+            x = torch.cat(xs).double()
+            gu, down = ff.experts.gate_up_proj.double(), ff.experts.down_proj.double()  # [E, D, 2F], [E, F, D]
+            gates = torch.sigmoid(x @ ff.router.weight.double().T)  # [N, E]
+            F = down.shape[1]
+            want = []
+            for e in range(gu.shape[0]):
+                h = (x * gates[:, e : e + 1]) @ gu[e]
+                want.append(((torch.nn.functional.silu(h[:, :F]) * h[:, F:]) @ down[e]).sum(0))
+            want = torch.stack(want).detach().numpy()
+            got = f[f"layer_{idx:03d}"]["dense_out_sum_ED"][:]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=f"layer {idx}")
+    out = tmp_path / "merged"
+    moelab("merge", src, "--stats", tmp_path / "s.h5", "--ratio", 0.25, "--out", out)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["num_local_experts"] == 6
+    merged = load_file(str(out / "model.safetensors"))
+    assert merged["model.layers.0.feed_forward.experts.gate_up_proj"].shape == (6, 64, 64)
+    assert merged["model.layers.0.feed_forward.experts.down_proj"].shape == (6, 32, 64)
+    ref = load_file(str(fixtures / "models" / "llama4.ref.safetensors"))
+    hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    worst = max((a - b).abs().max().item() for a, b in zip(hf, mine))
+    print(f"[merge] llama4: max |logit diff| transformers vs moelab = {worst:.3g}")
+    assert worst <= 1e-4
