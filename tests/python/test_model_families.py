@@ -388,6 +388,9 @@ def test_minimax_m2_rotary_dim_of_the_hub_config_gives_transformers_logits(fixtu
     ("llama4", "moe_layers", [0, 4]),                # no layer 4
     ("llama4", "no_rope_layers", [1, 0]),            # fewer entries than layers
     ("llama4", "num_experts_per_tok", 9),            # more than the 8 experts
+    ("llama4", "moelab_skip_beta", [0.5, 0.5, 0, 0.5]),  # NAEE skipping compares softmax gates
+    ("llama4", "moelab_compressed_experts", {"main": 1}),  # gates on the input, not the output
+    ("qwen3", "layer_types", ["chunked_attention"] * 3),  # only Llama-4 implements chunked attention
 ])
 def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(family, key, value, fixtures, moelab,
                                                                                 tmp_path):
