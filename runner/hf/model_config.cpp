@@ -113,6 +113,12 @@ ModelConfig read_model_config(const std::string& path) {
   if (c.architecture.empty() && c.model_type.empty())
     throw InputError(path, "neither \"architectures\" nor \"model_type\" is set: cannot tell the model family");
 
+  // A multimodal config (Llama4ForConditionalGeneration: text_config, vision_config,
+  // weights under language_model.*): only text models are read.
+  if (c.raw.contains("text_config") && c.raw["text_config"].is_object())
+    f.fail("text_config", "multimodal checkpoints (" + (c.architecture.empty() ? c.model_type : c.architecture) +
+                              ") are not supported: moelab reads text models only (for Llama-4: Llama4ForCausalLM, "
+                              "model_type \"llama4_text\")");
   c.vocab_size = f.positive_int("vocab_size");
   c.hidden_size = f.positive_int("hidden_size");
   c.num_hidden_layers = f.positive_int("num_hidden_layers");
@@ -144,11 +150,17 @@ ModelConfig read_model_config(const std::string& path) {
     const auto& v = c.raw["layer_types"];
     if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
       f.fail("layer_types", "must list one attention type per layer (" + std::to_string(c.num_hidden_layers) + ")");
+    bool chunked = false;
     for (const auto& t : v) {
-      if (!t.is_string() || (t != "full_attention" && t != "sliding_attention"))
-        f.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\"");
+      if (!t.is_string() || (t != "full_attention" && t != "sliding_attention" && t != "chunked_attention"))
+        f.fail("layer_types", "entries must be \"full_attention\", \"sliding_attention\" or \"chunked_attention\"");
       c.sliding_layers.push_back(t == "sliding_attention");
+      c.chunked_layers.push_back(t == "chunked_attention");
+      chunked = chunked || t == "chunked_attention";
     }
+    // Llama-4's chunked attention: the family reads attention_chunk_size;
+    // models::load_config refuses chunked layers that no family reading set up.
+    if (!chunked) c.chunked_layers.clear();
   }
   if (c.raw.contains("moelab_skip_beta") && !c.raw["moelab_skip_beta"].is_null()) {
     const auto& v = c.raw["moelab_skip_beta"];

@@ -174,6 +174,34 @@ struct ModelConfig {
   bool compressed_official() const { return compressed() && compressed_variant == "official"; }
   nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
 
+  // Llama-4 (transformers models/llama4/modeling_llama4.py; models/llama4.cpp):
+  //   rope_layers: per layer, whether it applies RoPE (config.json "no_rope_layers", 1 =
+  //     RoPE); the others are NoPE layers. Empty: every layer applies RoPE;
+  //   rope_complex: RoPE as a complex multiplication of the pairs (x_2i, x_2i+1)
+  //     (apply_rotary_emb), computed in float32 from float32 tables, then cast back;
+  //   attention_chunk_size, chunked_layers: on the layers config.json "layer_types" marks
+  //     "chunked_attention", a query attends only to the causal keys of its own chunk of
+  //     attention_chunk_size positions (position / chunk equal; create_chunked_causal_mask);
+  //   qk_l2_norm: q and k of each head divided by their RMS (Llama4TextL2Norm, eps
+  //     rms_norm_eps, no weight) after RoPE, on RoPE layers only ("use_qk_norm");
+  //   attn_temperature_tuning: on NoPE layers, q at position p is multiplied by
+  //     log1p(floor((p + 1) / floor_scale)) * attn_scale + 1;
+  //   router_gate_on_input: top-k of the raw logits, gate = sigmoid(logit) (float32, cast
+  //     to the compute dtype), and the gate scales the EXPERT INPUT (x * gate) instead of
+  //     its output; the outputs are summed with weight 1 (Llama4TextMoe.forward).
+  std::vector<bool> rope_layers;
+  bool uses_rope(int64_t layer) const { return rope_layers.empty() || rope_layers.at(layer); }
+  bool rope_complex = false;
+  std::optional<int64_t> attention_chunk_size;
+  std::vector<bool> chunked_layers;
+  bool uses_chunked_attention(int64_t layer) const {
+    return attention_chunk_size && !chunked_layers.empty() && chunked_layers.at(layer);
+  }
+  bool qk_l2_norm = false;
+  bool attn_temperature_tuning = false;
+  double floor_scale = 8192.0, attn_scale = 0.1;
+  bool router_gate_on_input = false;
+
   int64_t num_routed_experts_max() const;
   bool is_moe_layer(int64_t layer) const { return num_experts_per_layer.at(layer) > 0; }
   // MoE layers only: decoder-layer index -> routed experts.

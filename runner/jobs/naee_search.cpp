@@ -63,13 +63,14 @@ NaeeSearch::NaeeSearch(const models::MoeModel& model, NaeeOptions opts)
   // Mixtral / Qwen / OLMoE route); DeepSeek's router variants are not reproduced.
   const auto& c = model.config;
   if (c.scoring_func != "softmax" || c.topk_method != "greedy" || c.router_correction_bias ||
-      c.routed_scaling_factor != 1.0)
+      c.routed_scaling_factor != 1.0 || c.router_gate_on_input)
   {
     char scale[32];
     std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
     throw InputError(c.path, "NAEE's expert-set search re-routes by softmax top-k; " + model.family->name +
                                  "'s router (" + c.scoring_func + " scores, " + c.topk_method +
-                                 (c.router_correction_bias ? ", correction bias" : "") + ", routed_scaling_factor " +
+                                 (c.router_correction_bias ? ", correction bias" : "") +
+                                 (c.router_gate_on_input ? ", gates on the experts' input" : "") + ", routed_scaling_factor " +
                                  scale + ") is not supported by NAEE");
   }
   for (int64_t l = 0; l < model.config.num_hidden_layers; ++l) {

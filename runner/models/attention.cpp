@@ -31,6 +31,35 @@ at::Tensor proj(const at::Tensor& x, const at::Tensor& wt, const at::Tensor& b) 
   return b.defined() ? at::linear(x, wt, b) : at::linear(x, wt);
 }
 
+// Llama4TextL2Norm: x / RMS(x) over the last axis in float32, no weight, cast back.
+at::Tensor l2_norm(const at::Tensor& x, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  return (xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
+}
+
+// Llama-4 after the q/k/v projections, q [B, H, T, A] and k [B, G, T, A]
+// (Llama4TextAttention.forward): on RoPE layers the complex rotation, then the L2 norm
+// when use_qk_norm; on NoPE layers neither, and with attn_temperature_tuning each query
+// scaled by log1p(floor((p + 1) / floor_scale)) * attn_scale + 1 (float32, cast back).
+// RoPE's pair layout [evens, odds] is a permutation of transformers' interleaved one,
+// applied to q and k alike (dot products and the L2 norm do not see it).
+void llama4_qk(const hf::ModelConfig& c, int64_t layer, at::Tensor& q, at::Tensor& k, const at::Tensor& cos_TA,
+               const at::Tensor& sin_TA) {
+  if (c.uses_rope(layer)) {
+    q = apply_rope_interleaved(q, cos_TA, sin_TA);
+    k = apply_rope_interleaved(k, cos_TA, sin_TA);
+    if (c.qk_l2_norm) {
+      q = l2_norm(q, c.rms_norm_eps);
+      k = l2_norm(k, c.rms_norm_eps);
+    }
+  } else if (c.attn_temperature_tuning) {
+    const int64_t T = q.size(2);
+    at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(q.device()));
+    at::Tensor scale_T = at::log1p(at::floor((pos + 1.0) / c.floor_scale)) * c.attn_scale + 1.0;
+    q = (q * scale_T.view({1, 1, T, 1})).to(q.scalar_type());
+  }
+}
+
 // Multi-head latent attention (DeepseekV3Attention.forward, without a cache). Shape
 // letters: Q qk_head_dim, O qk_nope, P qk_rope, U v_head_dim, C kv_lora_rank.
 at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
@@ -90,7 +119,8 @@ at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const 
 }  // namespace
 
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
-                             const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT) {
+                             const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT,
+                             int64_t layer) {
   if (c.mla) return mla_forward(w, c, x_BTD, cos_TA, sin_TA, mask_B1TT);
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1), A = c.head_dim;
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads;
@@ -113,9 +143,15 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
     q = rms_norm(q, w.q_norm_A, c.rms_norm_eps);
     k = rms_norm(k, w.k_norm_A, c.rms_norm_eps);
   }
-  const auto rope = c.rope_interleaved ? apply_rope_interleaved : apply_rope;  // ERNIE-4.5: interleaved pairs
-  q = rope(q.transpose(1, 2), cos_TA, sin_TA);  // [B, H, T, A]
-  k = rope(k.transpose(1, 2), cos_TA, sin_TA);  // [B, G, T, A]
+  if (c.rope_complex) {  // Llama-4
+    q = q.transpose(1, 2);
+    k = k.transpose(1, 2);
+    llama4_qk(c, layer, q, k, cos_TA, sin_TA);
+  } else {
+    const auto rope = c.rope_interleaved ? apply_rope_interleaved : apply_rope;  // ERNIE-4.5: interleaved pairs
+    q = rope(q.transpose(1, 2), cos_TA, sin_TA);  // [B, H, T, A]
+    k = rope(k.transpose(1, 2), cos_TA, sin_TA);  // [B, G, T, A]
+  }
   v = v.transpose(1, 2);
   if (G != H) {  // grouped-query attention: each kv head serves H/G query heads
     k = k.repeat_interleave(H / G, 1);

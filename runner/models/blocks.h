@@ -20,16 +20,21 @@ at::Tensor decoder_norm(const at::Tensor& x, const at::Tensor& weight, const at:
 // The config's hidden_act (silu, gelu, gelu_pytorch_tanh, relu).
 at::Tensor activation(const at::Tensor& x, const std::string& name);
 
-// Self-attention of one layer. x [B, T, D]; mask [B, 1, T, T] bool (true = attend), or
-// undefined for plain causal attention.
+// Self-attention of decoder layer `layer`. x [B, T, D]; mask [B, 1, T, T] bool (true =
+// attend), or undefined for plain causal attention.
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
-                             const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT);
+                             const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT,
+                             int64_t layer);
 
 // The router's decision for the N tokens of one MoE layer (models/routing.cpp).
 struct Routing {
   at::Tensor logits_NE;        // router logits [N, E] (compute dtype)
   at::Tensor topk_ids_NK;      // chosen experts [N, K] int64, descending probability
-  at::Tensor gates_NK;         // gate weights as applied [N, K] (compute dtype); 0 for slots not run
+  at::Tensor gates_NK;         // the router's gates [N, K] (compute dtype); 0 for slots not run
+  at::Tensor combine_NK;       // the weights of the experts' outputs in the combine [N, K]:
+                               // gates_NK, or ones when the gates scale the input
+  at::Tensor input_gates_NK;   // Llama-4 (router_gate_on_input): gates_NK, which scale each
+                               // (token, slot) row's expert input; undefined otherwise
   at::Tensor dispatch_ids_NK;  // topk_ids with E for slots not run (NAEE-skipped, compressed auxiliary)
   at::Tensor x_in_NC;          // what the experts see: x [N, D], or with compressed experts
                                // (models/compressed_experts.h) x*c1 | x*c3 | c2 [N, 2D + F]

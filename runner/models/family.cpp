@@ -18,6 +18,7 @@ const std::vector<FamilySpec>& registry() {
       glm4_moe_lite_family(),
       ernie4_5_moe_family(),
       phimoe_family(),
+      llama4_family(),
   };
   return r;
 }

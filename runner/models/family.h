@@ -101,6 +101,11 @@ struct FamilySpec {
   // (_keys_to_ignore_on_load_unexpected): the loader skips them too and pruning does not
   // write them (their experts would no longer match the pruned config).
   bool has_mtp = false;
+  // Llama-4's fused experts (Llama4TextExperts: x @ W): experts_gate_up_fused [E, D, 2F]
+  // (gate columns first, then up) and experts_down_fused [E, F, D], the transposes of
+  // transformers 5's [E, 2F, D] / [E, D, F]; read and written in that layout (the
+  // family's only one), sliced along the experts like the other fused layouts.
+  bool experts_fused_transposed = false;
 };
 
 // Whether `name` is a multi-token-prediction tensor of a family with has_mtp.
@@ -120,6 +125,7 @@ FamilySpec minimax_m2_family();
 FamilySpec glm4_moe_lite_family();
 FamilySpec ernie4_5_moe_family();
 FamilySpec phimoe_family();
+FamilySpec llama4_family();
 // What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
 // experts and the multi-head latent attention config.
 void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);

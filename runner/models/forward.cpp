@@ -11,16 +11,23 @@
 namespace moelab::models {
 namespace {
 
-// [B, 1, T, T] bool: causal, keys within the sequence's length, and inside the
-// sliding window when the config has one (key > query - window).
+// [B, 1, T, T] bool: causal, keys within the sequence's length, inside the sliding
+// window when the config has one (key > query - window), and in the query's chunk under
+// Llama-4's chunked attention (key / chunk == query / chunk; sequences are right-padded,
+// so positions start at 0 as transformers' chunked_overlay counts them).
 at::Tensor build_mask(const std::vector<int64_t>& lengths, int64_t T, std::optional<int64_t> window,
-                      at::Device device) {
+                      at::Device device, std::optional<int64_t> chunk = std::nullopt) {
   auto i64 = at::TensorOptions().dtype(at::kLong).device(device);
   at::Tensor q = at::arange(T, i64).unsqueeze(1), k = at::arange(T, i64).unsqueeze(0);
   at::Tensor allowed = k <= q;
   if (window) allowed = allowed.logical_and(k > q - *window);
   at::Tensor len = at::tensor(lengths, at::TensorOptions().dtype(at::kLong)).to(device).view({-1, 1, 1, 1});
-  return allowed.view({1, 1, T, T}).logical_and(k.view({1, 1, 1, T}) < len);
+  at::Tensor mask = allowed.view({1, 1, T, T}).logical_and(k.view({1, 1, 1, T}) < len);
+  if (!chunk) return mask;
+  // A padding query keeps its unchunked row: a chunk wholly past the sequence's end would
+  // leave it no key at all (NaN rows, which masked keys still multiply by 0 in the next layer).
+  at::Tensor in_chunk = (at::floor_divide(k, *chunk) == at::floor_divide(q, *chunk)).view({1, 1, T, T});
+  return mask.logical_and(in_chunk.logical_or(q.view({1, 1, T, 1}) >= len));
 }
 
 }  // namespace
@@ -38,9 +45,10 @@ BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, co
     for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
   ctx.valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
   // LongRoPE changes its frequencies with the sequence length; the others are fixed.
+  // Llama-4 (rope_complex) rotates in float32 from float32 tables (apply_rotary_emb).
   auto [inv_freq, scaling] = c.rope.type == "longrope" ? rope_inv_freq(c, T)
                                                        : std::make_pair(m.rope_inv_freq, m.rope_attention_scaling);
-  auto [cos_TA, sin_TA] = rope_cos_sin(inv_freq, scaling, T, m.dtype, m.device);
+  auto [cos_TA, sin_TA] = rope_cos_sin(inv_freq, scaling, T, c.rope_complex ? at::kFloat : m.dtype, m.device);
   ctx.cos_TA = cos_TA;
   ctx.sin_TA = sin_TA;
   // No padding: plain causal attention needs no mask (undefined: attention_forward
@@ -49,6 +57,7 @@ BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, co
   for (int64_t len : lengths) padded = padded || len != T;
   if (padded) ctx.full_mask = build_mask(lengths, T, std::nullopt, m.device);
   ctx.window_mask = c.sliding_window ? build_mask(lengths, T, c.sliding_window, m.device) : ctx.full_mask;
+  if (c.attention_chunk_size) ctx.chunk_mask = build_mask(lengths, T, std::nullopt, m.device, c.attention_chunk_size);
   return ctx;
 }
 
@@ -60,9 +69,11 @@ at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64
                                  const BatchContext& ctx, MoeObserver* observer) {
   const auto& c = m.config;
   const int64_t B = ctx.B, T = ctx.T, D = c.hidden_size;
-  const at::Tensor& mask = c.uses_sliding_window(l) ? ctx.window_mask : ctx.full_mask;
-  at::Tensor h = h_BTD + attention_forward(L.attn, c, decoder_norm(h_BTD, L.attn_norm_D, L.attn_norm_bias_D, c), ctx.cos_TA,
-                                           ctx.sin_TA, mask);
+  const at::Tensor& mask = c.uses_chunked_attention(l) ? ctx.chunk_mask
+                           : c.uses_sliding_window(l)   ? ctx.window_mask
+                                                        : ctx.full_mask;
+  at::Tensor h = h_BTD + attention_forward(L.attn, c, decoder_norm(h_BTD, L.attn_norm_D, L.attn_norm_bias_D, c),
+                                           ctx.cos_TA, ctx.sin_TA, mask, l);
   // Without padding every position is valid: plain views and adds instead of
   // gathering and scattering the rows (the same values).
   const bool all_valid = ctx.valid_N.size(0) == B * T;

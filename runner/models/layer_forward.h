@@ -20,6 +20,7 @@ struct BatchContext {
   at::Tensor cos_TA, sin_TA;         // RoPE tables (compute dtype)
   at::Tensor full_mask, window_mask;  // [B, 1, T, T] bool; full_mask undefined when no
                                       // sequence is padded (causal attention, is_causal)
+  at::Tensor chunk_mask;              // Llama-4 chunked attention [B, 1, T, T] bool (or undefined)
 };
 
 // Checks the batch (as forward() does; B >= 1) and builds its context on the model's device.

@@ -40,8 +40,17 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
       t.release(name);
       return x;
     };
-    w.gate_up_EFD = local(fused_gu, {E, 2 * F, D});
-    w.down_EDF = local(tensor_name(n.experts_down_fused, l), {E, D, F});
+    if (fam.experts_fused_transposed) {  // Llama-4: [E, D, 2F] and [E, F, D] (x @ W)
+      w.gate_up_EFD = local(fused_gu, {E, D, 2 * F});
+      w.down_EDF = local(tensor_name(n.experts_down_fused, l), {E, F, D});
+      if (w.gate_up_EFD.defined()) {
+        w.gate_up_EFD = w.gate_up_EFD.transpose(1, 2).contiguous();
+        w.down_EDF = w.down_EDF.transpose(1, 2).contiguous();
+      }
+    } else {
+      w.gate_up_EFD = local(fused_gu, {E, 2 * F, D});
+      w.down_EDF = local(tensor_name(n.experts_down_fused, l), {E, D, F});
+    }
   } else {
     w.router_ED = t.take(tensor_name(n.router, l), {E, D});
     // Copied one expert at a time into the stacked tensors, each source dropped
@@ -218,6 +227,15 @@ hf::ModelConfig load_config_file(const std::string& path) {
                                " (at least one auxiliary expert)");
   if (c.compressed() && !c.skip_beta.empty())
     throw InputError(path, "fields \"moelab_compressed_experts\" and \"moelab_skip_beta\" cannot be combined");
+  if (!c.chunked_layers.empty() && !c.attention_chunk_size)
+    throw InputError(path, "field \"layer_types\": \"chunked_attention\" is not supported by " + fam.name +
+                               " (only Llama-4 reads attention_chunk_size)");
+  if (c.router_gate_on_input && !c.skip_beta.empty())
+    throw InputError(path, "field \"moelab_skip_beta\" (NAEE dynamic skipping) is not supported by " + fam.name +
+                               " (its sigmoid gates scale the experts' input; skipping compares softmax gates)");
+  if (c.router_gate_on_input && c.compressed())
+    throw InputError(path, "field \"moelab_compressed_experts\" is not supported by " + fam.name +
+                               " (its router gates the experts' input, not their output)");
   if (c.hidden_act != "silu" && c.hidden_act != "gelu" && c.hidden_act != "gelu_pytorch_tanh" && c.hidden_act != "relu")
     throw InputError(path, "field \"hidden_act\" \"" + c.hidden_act +
                                "\" is not supported (supported: silu, gelu, gelu_pytorch_tanh, relu)");

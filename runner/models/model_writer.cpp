@@ -64,6 +64,10 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
       const int64_t F = w.down_EDF.size(2);
       if (m.family->save_experts) {  // a layout of the family's own (gpt-oss)
         m.family->save_experts(w, l, out);
+      } else if (m.family->experts_fused_transposed) {  // Llama-4: [E, D, 2F], [E, F, D]
+        out.emplace_back(tensor_name(n.router, l), w.router_ED);
+        out.emplace_back(tensor_name(n.experts_gate_up_fused, l), w.gate_up_EFD.transpose(1, 2).contiguous());
+        out.emplace_back(tensor_name(n.experts_down_fused, l), w.down_EDF.transpose(1, 2).contiguous());
       } else {
         out.emplace_back(tensor_name(n.router, l), w.router_ED);
         put(tensor_name(n.router_correction_bias, l),

@@ -6,6 +6,14 @@
 // differentiable (the moves through models/dispatch_autograd.h) so that gradients
 // reach the experts' weights on whichever rank holds them. Routing (top-k, NAEE
 // skipping, compressed experts) is models/routing.cpp.
+//
+// Llama-4's router gates the experts' INPUT (hf::ModelConfig::router_gate_on_input): a
+// row enters its expert as x * g and its output is summed with weight 1. What the
+// observers see then: on_routing the router's gates g (gate_sum_E is the sum of the
+// sigmoid gates), on_expert the activation and output of the expert on its input as the
+// expert sees it, x * g (act_norm_*, out_norm_*, activation moments), with row weight 1,
+// so that gate_out_norm_sum_E and EASY-EP's g ||f|| are the norms of what the rows add
+// to the layer's output, ||f(x * g)||, as for the other families g ||f(x)|| is.
 #include <ATen/core/grad_mode.h>
 
 #include "models/blocks.h"
@@ -104,7 +112,8 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
 }
 
 // Dense observation: every expert on every token, reported as [N, E, D] (on x itself,
-// without compressed experts' vectors).
+// without compressed experts' vectors; under Llama-4's gate on the input, on x scaled by
+// the expert's own sigmoid gate).
 void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND,
                          const at::Tensor& logits_NE, int64_t layer, ExpertDispatcher& dispatcher,
                          MoeObserver& observer) {
@@ -114,7 +123,15 @@ void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const
   at::Tensor all_NE = at::arange(E, i64).unsqueeze(0).expand({N, E}).contiguous();
   at::Tensor ones_NE = at::ones({N, E}, x_ND.options());
   auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, all_NE, ones_NE));
-  at::Tensor x_MD = dispatcher.to_experts(x_ND.index_select(0, plan->rows.token_of), *plan);
+  at::Tensor x_RD = x_ND.index_select(0, plan->rows.token_of);
+  // Llama-4 (router_gate_on_input): expert j sees x * sigmoid(logit_j), as it would if chosen.
+  if (c.router_gate_on_input)
+    x_RD = x_RD * at::sigmoid(logits_NE.to(at::kFloat))
+                      .reshape(-1)
+                      .index_select(0, plan->rows.token_of * E + plan->rows.expert_of)
+                      .to(x_ND.scalar_type())
+                      .unsqueeze(1);
+  at::Tensor x_MD = dispatcher.to_experts(x_RD, *plan);
   at::Tensor y_MD = compute_local_experts(w, c, *plan, x_MD, /*ce_rows=*/false, [](auto&&...) {});
   // Rows come back expert-major (stable sort: token order within an expert).
   at::Tensor y_END = dispatcher.to_tokens(y_MD, *plan).view({E, N, D});
@@ -139,9 +156,14 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
                       (w.ces_E3W.defined() && w.ces_E3W.requires_grad()));
   // Slots that do not run (NAEE-skipped, compressed experts' auxiliary) carry expert
   // id E: the plan leaves them out.
-  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, r.dispatch_ids_NK, r.gates_NK));
+  // The plan carries the combine weights (the gates, or ones when they scale the input).
+  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, r.dispatch_ids_NK, r.combine_NK));
   const DispatchedTokens& d = *plan;
-  at::Tensor x_MD = move_to_experts(dispatcher, plan, r.x_in_NC.index_select(0, d.rows.token_of), track);
+  at::Tensor x_RC = r.x_in_NC.index_select(0, d.rows.token_of);
+  // Llama-4: each (token, slot) row enters its expert as x * gate (Llama4TextMoe.forward).
+  if (r.input_gates_NK.defined())
+    x_RC = x_RC * r.input_gates_NK.reshape(-1).index_select(0, d.rows.order).unsqueeze(1);
+  at::Tensor x_MD = move_to_experts(dispatcher, plan, x_RC, track);
 
   // Compute: one matmul pair per local expert on its contiguous slice.
   at::Tensor y_MD = compute_local_experts(w, c, d, x_MD, c.compressed_official(),

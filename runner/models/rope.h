@@ -25,7 +25,8 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos_TA, const at::T
 // Rotary embedding on interleaved pairs (x_2i, x_2i+1), each rotated by frequency i;
 // the result is laid out [rotated evens, rotated odds] (transformers
 // apply_rotary_pos_emb_interleave in models/deepseek_v3/modeling_deepseek_v3.py). ERNIE-4.5
-// and DeepSeek-V2's complex rotation give the same pairs, interleaved; q and k are
+// and DeepSeek-V2's complex rotation give the same pairs, interleaved, and so does Llama-4's
+// (computed in the tables' dtype, float32 for it, and cast back to x's); q and k are
 // permuted alike, so their dot products are the same. x [B, heads, T, A] (full rotation).
 at::Tensor apply_rope_interleaved(const at::Tensor& x, const at::Tensor& cos_TA, const at::Tensor& sin_TA);
 

@@ -35,6 +35,10 @@
 //    (moelab-v1). g are the router's top-k gates after its own normalisation. The
 //    formulas and their source: models/compressed_experts.cpp.
 //
+// Llama-4 (hf::ModelConfig::router_gate_on_input): top-k of the raw logits, gate =
+// sigmoid(logit); the gate multiplies the expert's input row (x * g) and the expert's
+// output is added with weight 1 (Routing::input_gates_NK, combine_NK).
+//
 // Slots that do not run (skipped, auxiliary) are sent to the sentinel expert id E.
 #include <limits>
 #include <tuple>
@@ -106,6 +110,12 @@ Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor
   at::Tensor topk_w_NK, topk_ids_NK;
   if (c.topk_method == "sparsemixer") {
     std::tie(topk_w_NK, topk_ids_NK) = sparsemixer(logits_NE.to(at::kFloat), c.router_jitter_eps);
+  } else if (c.router_gate_on_input) {
+    // Llama-4 (Llama4Router): top-k of the raw logits (compute dtype), gate = sigmoid of
+    // each chosen logit in float32; no renormalisation, no scaling (read_hparams).
+    at::Tensor top_logits_NK;
+    std::tie(top_logits_NK, topk_ids_NK) = at::topk(logits_NE, K, -1);
+    topk_w_NK = at::sigmoid(top_logits_NK.to(at::kFloat));
   } else if (c.softmax_over_topk) {
     // gpt-oss (GptOssTopKRouter): top-k of the logits, then a softmax over those k.
     at::Tensor top_logits_NK;
@@ -142,6 +152,12 @@ Routing route(const ExpertWeights& w, const hf::ModelConfig& c, const at::Tensor
     aux_NK = (at::arange(K, topk_ids_NK.options()) >= c.compressed_main).unsqueeze(0).expand({x_ND.size(0), K});
   }
 
+  if (c.router_gate_on_input) {  // the gates scale the experts' input; outputs are summed
+    r.input_gates_NK = r.gates_NK;
+    r.combine_NK = at::ones_like(r.gates_NK);
+  } else {
+    r.combine_NK = r.gates_NK;
+  }
   r.dispatch_ids_NK = skip_NK.defined() ? topk_ids_NK.masked_fill(skip_NK, E) : topk_ids_NK;
   if (aux_NK.defined()) r.dispatch_ids_NK = r.dispatch_ids_NK.masked_fill(aux_NK, E);
   return r;

@@ -23,12 +23,13 @@ from transformers import CLASS
 def _resize_experts(model, config, count_attr):
     counts = config.moelab_num_experts_per_layer
     for idx, layer in enumerate(model.model.layers):
-        block = layer.mlp
+        attr = "mlp" if hasattr(layer, "mlp") else "feed_forward"  # Llama-4: feed_forward
+        block = getattr(layer, attr)
         if counts[idx] == 0 or not hasattr(block, "experts"):
             continue
         layer_config = copy.copy(config)
         setattr(layer_config, count_attr, counts[idx])
-        layer.mlp = type(block)(layer_config)
+        setattr(layer, attr, type(block)(layer_config))
 
 
 class MoelabCLASS(CLASS):

@@ -163,11 +163,12 @@ TEST_P(ExpertParallel, LogitsMatchTransformers) {
 // (replicated, never dispatched) and dense layers; olmoe: 16 experts top-4;
 // deepseek_v3, glm4_moe: grouped top-k over 16 experts with a correction bias (over 3
 // ranks: 5, 5, 6); minimax_m2: the MoE block's correction bias, 8 experts; glm4_moe_lite:
-// MLA; ernie4_5_moe: [1, E] correction bias sliced per rank; phimoe: sparsemixer.
+// MLA; ernie4_5_moe: [1, E] correction bias sliced per rank; phimoe: sparsemixer; llama4:
+// gates on the experts' input (scaled rows travel), a dense layer, a shared expert.
 INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertParallel,
                          ::testing::Values("mixtral", "qwen3", "mixtral_swa_sharded", "qwen2_moe", "olmoe", "deepseek_v3",
                                            "deepseek_v2", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe",
-                                           "phimoe"));
+                                           "phimoe", "llama4"));
 
 // Gradients of the experts' weights after forward + backward of the mean next-token
 // loss over all batches (as calibrate does for the gradient criteria).

@@ -27,6 +27,11 @@ def calibrate(moelab, model, data, out, *extra, ranks=None):
     return moelab(*args)
 
 
+def block(layer):
+    """A decoder layer's MLP or MoE block (Llama-4 calls it feed_forward)."""
+    return layer.mlp if hasattr(layer, "mlp") else layer.feed_forward
+
+
 @torch.no_grad()
 def reference_stats(model_dir, data):
     """Per MoE layer, the same sums, from the inputs of transformers' MoE blocks."""
@@ -36,13 +41,15 @@ def reference_stats(model_dir, data):
     captured, chosen = {}, {}
     hooks = []
     for idx, layer in enumerate(model.model.layers):
-        if hasattr(layer.mlp, "experts"):
-            hooks.append(layer.mlp.register_forward_hook(
+        if hasattr(block(layer), "experts"):
+            hooks.append(block(layer).register_forward_hook(
                 lambda mod, inp, out, idx=idx: captured.setdefault(idx, []).append(inp[0].reshape(-1, inp[0].shape[-1]))))
+            if model.config.model_type == "llama4_text":
+                continue  # Llama-4: the router's top-k of the logits, recomputed below
             # Routers other than softmax top-k (GLM-4.5, MiniMax-M2: sigmoid with a correction
             # bias; ERNIE-4.5: softmax with one; Phi-3.5-MoE's sparsemixer, its `router`)
             # return (logits, gates, ids): their own choice and gates are the reference.
-            router = layer.mlp.gate if hasattr(layer.mlp, "gate") else layer.mlp.router
+            router = block(layer).gate if hasattr(block(layer), "gate") else block(layer).router
             hooks.append(router.register_forward_hook(
                 lambda mod, inp, out, idx=idx: chosen.setdefault(idx, []).append(out)
                 if isinstance(out, tuple) and len(out) == 3 else None))
@@ -55,11 +62,19 @@ def reference_stats(model_dir, data):
     out = {}
     for idx, xs in captured.items():
         x = torch.cat(xs).double()
-        mlp = model.model.layers[idx].mlp
+        mlp = block(model.model.layers[idx])
+        gate_on_input = cfg.model_type == "llama4_text"
         w_r = (mlp.gate if hasattr(mlp, "gate") else mlp.router).weight.double()
         gu, down = mlp.experts.gate_up_proj.double(), mlp.experts.down_proj.double()
+        if gate_on_input:  # Llama4TextExperts: [E, D, 2F] and [E, F, D] (x @ W)
+            gu, down = gu.transpose(1, 2), down.transpose(1, 2)
         E, F = gu.shape[0], gu.shape[1] // 2
-        if idx in chosen:
+        if gate_on_input:
+            # Llama-4: top-k of the logits, gate = sigmoid(logit) on the expert's input; the
+            # statistics are those of the expert on x * g, its output added with weight 1.
+            top_logits, top_i = torch.topk(x @ w_r.T, k, dim=-1)
+            top_w = torch.sigmoid(top_logits)
+        elif idx in chosen:
             top_w = torch.cat([c[1] for c in chosen[idx]]).double()
             top_i = torch.cat([c[2] for c in chosen[idx]])
         else:
@@ -76,7 +91,8 @@ def reference_stats(model_dir, data):
         for t in range(x.shape[0]):
             for j in range(k):
                 e, g = int(top_i[t, j]), float(top_w[t, j])
-                h = x[t] @ gu[e].T
+                x_in = x[t] * g if gate_on_input else x[t]
+                h = x_in @ gu[e].T
                 a = torch.nn.functional.silu(h[:F]) * h[F:]
                 f = a @ down[e].T
                 s["tokens_E"][e] += 1
@@ -84,7 +100,7 @@ def reference_stats(model_dir, data):
                 s["act_norm_sum_E"][e] += float(a.norm())
                 s["act_norm_sq_sum_E"][e] += float(a.norm()) ** 2
                 s["out_norm_sum_E"][e] += float(f.norm())
-                s["gate_out_norm_sum_E"][e] += g * float(f.norm())
+                s["gate_out_norm_sum_E"][e] += (1.0 if gate_on_input else g) * float(f.norm())
                 s["act_sum_EF"][e] += a.numpy()
                 s["act_sq_sum_EF"][e] += (a ** 2).numpy()
                 seen[e, tokens[t]] = True
@@ -99,14 +115,15 @@ def reference_stats(model_dir, data):
         for t in range(x.shape[0]):
             for j in range(k):
                 e = int(top_i[t, j])
-                h = x[t] @ gu[e].T
+                h = (x[t] * float(top_w[t, j]) if gate_on_input else x[t]) @ gu[e].T
                 a = (torch.nn.functional.silu(h[:F]) * h[F:]).numpy()
                 s["act_outliers_E"][e] += np.sum(np.abs(a - mean[e]) > 3 * std[e])
         out[idx] = s
     return out
 
 
-@pytest.mark.parametrize("family", ["mixtral", "qwen3", "glm4_moe", "minimax_m2", "ernie4_5_moe", "phimoe"])
+@pytest.mark.parametrize("family", ["mixtral", "qwen3", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe",
+                                    "phimoe", "llama4"])
 def test_statistics_equal_a_python_recomputation_from_transformers(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = token_file(tmp_path / "cal.json")

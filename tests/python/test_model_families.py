@@ -1,5 +1,5 @@
 """Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe), MiniMax-M2, GLM-4.7-Flash
-(glm4_moe_lite), ERNIE-4.5 and Phi-3.5-MoE (phimoe) end to end: moelab prune -> transformers
+(glm4_moe_lite), ERNIE-4.5, Phi-3.5-MoE (phimoe) and Llama-4 (llama4) end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -32,12 +32,14 @@ DROPS = {
     "glm4_moe_lite": (["1:1,5", "2:2"], ["1:0,4", "2:1,5"], [1, 2], 8),             # MLA; one per group of 4
     "ernie4_5_moe": (["1:1,5", "2:2"], ["1:3", "2:6"], [1, 2], 8),                  # [1, E] bias; layer 0 dense
     "phimoe": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),              # sparsemixer, LayerNorm
+    "llama4": (["0:1,5", "3:2"], ["0:3", "1:0", "3:7"], [0, 1, 3], 8),              # layer 2 dense, fused [E, D, 2F]
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
              "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts",
              "minimax_m2": "num_local_experts", "glm4_moe_lite": "n_routed_experts",
-             "ernie4_5_moe": "moe_num_experts", "phimoe": "num_local_experts"}
+             "ernie4_5_moe": "moe_num_experts", "phimoe": "num_local_experts",
+             "llama4": "num_local_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -73,16 +75,23 @@ def parse(drop):
     return int(layer), [int(e) for e in experts.split(",")]
 
 
+def block(model, layer):
+    """Decoder layer `layer`'s MLP or MoE block (Llama-4 calls it feed_forward)."""
+    layer = model.model.layers[layer]
+    return layer.mlp if hasattr(layer, "mlp") else layer.feed_forward
+
+
 def shared_block(model, layer):
-    mlp = model.model.layers[layer].mlp
+    mlp = block(model, layer)
     return getattr(mlp, "shared_expert", None) or getattr(mlp, "shared_experts", None)
 
 
 def check_survivors(pruned, original, drops, num_experts):
     for layer, dropped in map(parse, drops):
         keep = [e for e in range(num_experts) if e not in dropped]
-        mlp, mlp0 = pruned.model.layers[layer].mlp, original.model.layers[layer].mlp
-        gate, gate0 = (mlp.router, mlp0.router) if hasattr(mlp0, "router") else (mlp.gate, mlp0.gate)  # gpt-oss: router
+        mlp, mlp0 = block(pruned, layer), block(original, layer)
+        # gpt-oss, Llama-4: router
+        gate, gate0 = (mlp.router, mlp0.router) if hasattr(mlp0, "router") else (mlp.gate, mlp0.gate)
         assert torch.equal(gate.weight, gate0.weight[keep])
         for name in ("e_score_correction_bias", "bias"):  # DeepSeek-V3, gpt-oss
             if getattr(gate0, name, None) is not None:
@@ -90,7 +99,7 @@ def check_survivors(pruned, original, drops, num_experts):
         if hasattr(gate0, "moe_statics"):  # ERNIE-4.5: [1, E], experts along the second axis
             bias, bias0 = gate.moe_statics.e_score_correction_bias, gate0.moe_statics.e_score_correction_bias
             assert torch.equal(bias, bias0[:, keep])
-        experts, experts0 = pruned.model.layers[layer].mlp.experts, original.model.layers[layer].mlp.experts
+        experts, experts0 = mlp.experts, mlp0.experts
         assert torch.equal(experts.down_proj, experts0.down_proj[keep])
         assert torch.equal(experts.gate_up_proj, experts0.gate_up_proj[keep])
         for name in ("gate_up_proj_bias", "down_proj_bias"):  # gpt-oss
@@ -168,7 +177,7 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
                                                  ("gpt_oss", 0, []), ("glm4_moe", 32, [0]),
                                                  ("glm4_moe_air", 64, []), ("minimax_m2", 0, []),
                                                  ("glm4_moe_lite", 32, [0]), ("ernie4_5_moe", 32, [0]),
-                                                 ("phimoe", 0, [])])
+                                                 ("phimoe", 0, []), ("llama4", 32, [2])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["shared_expert_intermediate_size"] == shared
@@ -210,11 +219,12 @@ def criteria_names(moelab):
 
 
 # NAEE's subset search re-routes with a softmax top-k: DeepSeek-V3's router is not that.
-NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe"}
+# Llama-4's gates scale the experts' input: NAEE's re-routing does not reproduce that either.
+NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4"}
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe"])
+                                    "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -243,7 +253,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2", "ernie4_5_moe", "phimoe"])
+                                    "minimax_m2", "ernie4_5_moe", "phimoe", "llama4"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -264,7 +274,7 @@ def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2",
-                                    "glm4_moe_lite", "ernie4_5_moe", "phimoe"])
+                                    "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4"])
 def test_train_from_the_config_gives_a_model_transformers_runs_with_moelab_logits(family, fixtures, moelab,
                                                                                   tmp_path):
     """moelab train builds every tensor of the family (MLA, shared experts, correction
@@ -302,15 +312,17 @@ MERGE_CASES = {
     "minimax_m2": ("num_local_experts", 6, "model.layers.1.block_sparse_moe.e_score_correction_bias", (6,), False),
     "glm4_moe_lite": ("n_routed_experts", 6, "model.layers.1.mlp.gate.e_score_correction_bias", (6,), True),
     "ernie4_5_moe": ("moe_num_experts", 6, "model.layers.1.mlp.moe_statics.e_score_correction_bias", (1, 6), False),
+    "phimoe": ("num_local_experts", 6, None, None, False),  # no bias: the sparsemixer router's rows only
 }
 
 
 @pytest.mark.parametrize("family", list(MERGE_CASES))
-def test_merged_correction_bias_routers_load_in_transformers_with_matching_logits(family, fixtures, moelab,
-                                                                                  tmp_path):
-    """moelab merge on the sigmoid routers with a correction bias: the bias is merged like the
-    router rows, merged experts belong to no group (n_group = topk_group = 1, said on stderr),
-    and transformers runs the result with moelab's logits."""
+def test_merged_routers_and_their_biases_load_in_transformers_with_matching_logits(family, fixtures, moelab,
+                                                                                        tmp_path):
+    """moelab merge on the routers with a correction bias (sigmoid, or ERNIE-4.5's softmax) and on
+    Phi-3.5-MoE's sparsemixer: a bias is merged like the router rows, merged experts belong to no
+    group (n_group = topk_group = 1, said on stderr), and transformers runs the result with
+    moelab's logits."""
     key, after, bias, bias_shape, grouped = MERGE_CASES[family]
     src = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -324,7 +336,8 @@ def test_merged_correction_bias_routers_load_in_transformers_with_matching_logit
     if grouped:
         assert (cfg["n_group"], cfg["topk_group"]) == (1, 1)
     merged = load_file(str(out / "model.safetensors"))
-    assert merged[bias].shape == bias_shape
+    if bias is not None:
+        assert merged[bias].shape == bias_shape
     ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
     hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
@@ -400,6 +413,14 @@ def test_minimax_m2_rotary_dim_of_the_hub_config_gives_transformers_logits(fixtu
     ("ernie4_5_moe", "moe_layer_interval", 0),
     ("phimoe", "num_experts_per_tok", 4),            # sparsemixer routes to two experts
     ("phimoe", "router_jitter_noise", 1.5),
+    ("llama4", "attention_chunk_size", None),        # layer_types still names chunked layers
+    ("llama4", "partial_rotary_factor", 0.5),        # Llama-4 rotates whole heads
+    ("llama4", "moe_layers", [0, 4]),                # no layer 4
+    ("llama4", "no_rope_layers", [1, 0]),            # fewer entries than layers
+    ("llama4", "num_experts_per_tok", 9),            # more than the 8 experts
+    ("llama4", "moelab_skip_beta", [0.5, 0.5, 0, 0.5]),  # NAEE skipping compares softmax gates
+    ("llama4", "moelab_compressed_experts", {"main": 1}),  # gates on the input, not the output
+    ("qwen3", "layer_types", ["chunked_attention"] * 3),  # only Llama-4 implements chunked attention
 ])
 def test_a_router_option_moelab_does_not_implement_is_refused_naming_the_field(family, key, value, fixtures, moelab,
                                                                                 tmp_path):
@@ -455,3 +476,110 @@ def test_longrope_factor_lists_of_the_wrong_length_are_refused_naming_the_field(
     proc = moelab("inspect", d, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "config.json" in proc.stderr and "long_factor" in proc.stderr
+
+
+def test_llama4_config_readings_and_the_switches_the_fixture_exercises(fixtures, moelab, tmp_path):
+    """Llama-4's defaults: without no_rope_layers and layer_types, no_rope_layer_interval 2
+    gives the fixture's NoPE layers and chunked RoPE layers (transformers' logits). Each of
+    chunked attention, temperature tuning and the L2 q/k norm changes the logits when turned
+    off (the fixture exercises them), and a multimodal config is refused in one line."""
+    src = fixtures / "models" / "llama4"
+    ref = load_file(str(fixtures / "models" / "llama4.ref.safetensors"))
+    want = split_ref(ref)
+
+    def variant(name, edit):
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        cfg = json.loads((d / "config.json").read_text())
+        edit(cfg)
+        (d / "config.json").write_text(json.dumps(cfg))
+        return d
+
+    def interval(c):
+        del c["no_rope_layers"], c["layer_types"]
+        c["no_rope_layer_interval"] = 2
+
+    got = moelab_logits(moelab, variant("interval", interval), ref, tmp_path)
+    assert max((a - b).abs().max().item() for a, b in zip(want, got)) <= 1e-4
+    for name, edit in [("unchunked", lambda c: (c.pop("layer_types"), c.update(attention_chunk_size=None))),
+                       ("no_temperature", lambda c: c.update(attn_temperature_tuning=False)),
+                       ("no_qk_norm", lambda c: c.update(use_qk_norm=False))]:
+        d = variant(name, edit)
+        got = moelab_logits(moelab, d, ref, tmp_path)
+        diff = max((a - b).abs().max().item() for a, b in zip(want, got))
+        assert diff > 1e-3, name
+        hf = hf_logits(hf_model(d, trust_remote_code=False), ref)  # and transformers agrees
+        assert max((a - b).abs().max().item() for a, b in zip(hf, got)) <= 1e-4, name
+    multimodal = tmp_path / "multimodal"
+    multimodal.mkdir()
+    text = json.loads((src / "config.json").read_text())
+    (multimodal / "config.json").write_text(json.dumps(
+        {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4", "text_config": text,
+         "vision_config": {}}))
+    proc = moelab("inspect", multimodal, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "config.json" in proc.stderr and "text_config" in proc.stderr
+
+
+def test_llama4_gate_ratios_are_refused_in_one_line(fixtures, moelab, tmp_path):
+    """NAEE's dynamic skipping thresholds come from softmax probabilities; Llama-4 gates by
+    sigmoids of the logits, on the experts' input: the statistic is refused, not made up."""
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]}))
+    proc = moelab("calibrate", fixtures / "models" / "llama4", "--data", data, "--seq-len", 16, "--collect",
+                  "gate_ratios", "--out", tmp_path / "s.h5", check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert "gate_ratios" in errors[0] and "config.json" in errors[0]
+
+
+def test_llama4_dense_outputs_and_merge_round_trip(fixtures, moelab, tmp_path):
+    """The dense observation (HC-SMoE's every expert on every token) runs Llama-4's expert j on
+    its input as it would see it, x * sigmoid(logit_j): equal to a Python recomputation from
+    the inputs of transformers' MoE blocks. moelab merge on those statistics writes the fused
+    [E, D, 2F] experts that transformers loads with moelab's logits."""
+    import h5py
+    import numpy as np
+
+    src = fixtures / "models" / "llama4"
+    rows = [[1 + (i * 7 + j * 3) % 500 for j in range(16)] for i in range(6)]
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": rows}))
+    moelab("calibrate", src, "--data", data, "--seq-len", 16, "--collect", "dense_outputs", "--out", tmp_path / "s.h5")
+    model = hf_model(src, trust_remote_code=False)
+    captured, hooks = {}, []
+    for idx, layer in enumerate(model.model.layers):
+        if hasattr(layer.feed_forward, "experts"):
+            hooks.append(layer.feed_forward.register_forward_hook(
+                lambda mod, inp, out, idx=idx: captured.setdefault(idx, []).append(inp[0].reshape(-1, inp[0].shape[-1]))))
+    with torch.no_grad():
+        model(input_ids=torch.tensor(rows))
+    for h in hooks:
+        h.remove()
+    with h5py.File(tmp_path / "s.h5") as f:
+        for idx, xs in captured.items():
+            ff = model.model.layers[idx].feed_forward
+            x = torch.cat(xs).double()
+            gu, down = ff.experts.gate_up_proj.double(), ff.experts.down_proj.double()  # [E, D, 2F], [E, F, D]
+            gates = torch.sigmoid(x @ ff.router.weight.double().T)  # [N, E]
+            F = down.shape[1]
+            want = []
+            for e in range(gu.shape[0]):
+                h = (x * gates[:, e : e + 1]) @ gu[e]
+                want.append(((torch.nn.functional.silu(h[:, :F]) * h[:, F:]) @ down[e]).sum(0))
+            want = torch.stack(want).detach().numpy()
+            got = f[f"layer_{idx:03d}"]["dense_out_sum_ED"][:]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=f"layer {idx}")
+    out = tmp_path / "merged"
+    moelab("merge", src, "--stats", tmp_path / "s.h5", "--ratio", 0.25, "--out", out)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["num_local_experts"] == 6
+    merged = load_file(str(out / "model.safetensors"))
+    assert merged["model.layers.0.feed_forward.experts.gate_up_proj"].shape == (6, 64, 64)
+    assert merged["model.layers.0.feed_forward.experts.down_proj"].shape == (6, 32, 64)
+    ref = load_file(str(fixtures / "models" / "llama4.ref.safetensors"))
+    hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
+    mine = moelab_logits(moelab, out, ref, tmp_path)
+    worst = max((a - b).abs().max().item() for a, b in zip(hf, mine))
+    print(f"[merge] llama4: max |logit diff| transformers vs moelab = {worst:.3g}")
+    assert worst <= 1e-4
