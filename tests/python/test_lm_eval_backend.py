@@ -104,6 +104,48 @@ def test_generate_until_equals_lm_evals_hf_backend(moelab_bin):
     assert any(w.strip() for w in want)  # the model does write something
 
 
+def test_a_generate_until_task_through_simple_evaluate_gives_the_hf_backends_outputs(moelab_bin, tmp_path):
+    """An lm-eval task YAML of output type generate_until (the shape of GSM8K's: a prompt, stop
+    strings, max_gen_toks, exact_match): every sample's filtered response and the metric are
+    those of the HF backend (batch size 1 there, see above)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM  # noqa: F401  (registers --model hf)
+    from lm_eval.tasks import TaskManager
+    items = tmp_path / "gen.jsonl"
+    rows = [{"question": it["query"].strip(), "answer": it["choices"][it["gold"]].strip()} for it in en_items(8)]
+    items.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "gen.yaml").write_text(f"""task: moelab_test_gen
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {items}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n", "."]
+  max_gen_toks: 24
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+""")
+    outs = {}
+    for model, args, batch in (("hf", f"pretrained={MODEL},dtype=float32,max_length={MAX_LENGTH}", 1),
+                               ("moelab", f"pretrained={MODEL},moelab={moelab_bin},max_length={MAX_LENGTH}", 4)):
+        outs[model] = simple_evaluate(model=model, model_args=args, tasks=["moelab_test_gen"],
+                                      task_manager=TaskManager(include_path=str(tmp_path)), num_fewshot=0,
+                                      batch_size=batch, device="cpu", log_samples=True)
+    resp = {m: [s["filtered_resps"] for s in sorted(o["samples"]["moelab_test_gen"], key=lambda s: s["doc_id"])]
+            for m, o in outs.items()}
+    assert resp["moelab"] == resp["hf"] and len(resp["hf"]) == len(rows)
+    assert any(r[0].strip() for r in resp["hf"])  # something was generated
+    assert (outs["moelab"]["results"]["moelab_test_gen"]["exact_match,none"]
+            == outs["hf"]["results"]["moelab_test_gen"]["exact_match,none"])
+
+
 def test_sampling_is_refused_with_a_message(mlm):
     with pytest.raises(NotImplementedError, match="greedy"):
         mlm.generate_until(instances("generate_until", [("2 + 2 =", {"until": ["\n"], "do_sample": True,
@@ -152,6 +194,7 @@ metric_list:
 
 def test_simple_evaluate_gives_the_hf_backends_metrics(moelab_bin, tmp_path):
     from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM  # noqa: F401  (registers --model hf)
     from lm_eval.tasks import TaskManager
     tasks = write_tasks(tmp_path)
     results = {}
