@@ -63,12 +63,11 @@ class MoelabLM(LM):
         self.dtype = dtype
 
     # --- running moelab ---------------------------------------------------------------
-    def _eval(self, workdir, *args):
-        per_item = os.path.join(workdir, "per_item.jsonl")
-        cmd = [self.moelab, *(["--ranks", str(self.ranks)] if self.ranks > 1 else []), "eval", self.pretrained,
-               "--per-item", per_item, "--overwrite", "--batch-size", str(self.batch_size), *args]
-        if self.max_length:
-            cmd += ["--max-length", str(self.max_length)]
+    def _run(self, subcommand, out, *args):
+        """`moelab SUBCOMMAND pretrained ARGS` with the model arguments every subcommand takes;
+        the JSON lines it wrote to `out`. A failure raises with moelab's error lines."""
+        cmd = [self.moelab, *(["--ranks", str(self.ranks)] if self.ranks > 1 else []), subcommand, self.pretrained,
+               "--overwrite", "--batch-size", str(self.batch_size), *args]
         if self.tokenizer:
             cmd += ["--tokenizer", str(self.tokenizer)]
         if self.dtype:
@@ -76,9 +75,14 @@ class MoelabLM(LM):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")] or proc.stderr.splitlines()[-5:]
-            raise RuntimeError(f"moelab eval failed (exit {proc.returncode}): " + " | ".join(lines))
-        with open(per_item, encoding="utf-8") as f:
+            raise RuntimeError(f"moelab {subcommand} failed (exit {proc.returncode}): " + " | ".join(lines))
+        with open(out, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
+
+    def _eval(self, workdir, *args):
+        per_item = os.path.join(workdir, "per_item.jsonl")
+        max_length = ["--max-length", str(self.max_length)] if self.max_length else []
+        return self._run("eval", per_item, "--per-item", per_item, *max_length, *args)
 
     # --- the three request types --------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm=False):
@@ -166,21 +170,10 @@ class MoelabLM(LM):
             with open(path, "w", encoding="utf-8") as f:
                 for line in lines:
                     f.write(json.dumps(line, ensure_ascii=False) + "\n")
-            cmd = [self.moelab, *(["--ranks", str(self.ranks)] if self.ranks > 1 else []), "generate",
-                   self.pretrained, "--requests", path, "--out", out, "--batch-size", str(self.batch_size),
-                   "--max-length", str(self._model_max_length())]
-            if self.add_bos_token is False:
-                cmd.append("--no-special-tokens")
-            if self.tokenizer:
-                cmd += ["--tokenizer", str(self.tokenizer)]
-            if self.dtype:
-                cmd += ["--dtype", str(self.dtype)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                errs = [l for l in proc.stderr.splitlines() if l.startswith("error:")] or proc.stderr.splitlines()[-5:]
-                raise RuntimeError(f"moelab generate failed (exit {proc.returncode}): " + " | ".join(errs))
-            with open(out, encoding="utf-8") as f:
-                rows = sorted((json.loads(x) for x in f if x.strip()), key=lambda x: x["request"])
+            no_special = ["--no-special-tokens"] if self.add_bos_token is False else []
+            rows = self._run("generate", out, "--requests", path, "--out", out, "--max-length",
+                             str(self._model_max_length()), *no_special)
+        rows.sort(key=lambda x: x["request"])
         if len(rows) != len(requests):
             raise RuntimeError(f"moelab returned {len(rows)} continuations for {len(requests)} requests")
         res = [postprocess_generated_text(generation=x["text"], stop=u, think_end_token=None)

@@ -12,6 +12,13 @@ void use_mlp_experts_names(TensorNames& n) {
   n.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
 }
 
+void use_block_sparse_moe_names(TensorNames& n) {
+  n.router = "model.layers.{L}.block_sparse_moe.gate.weight";
+  n.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
+  n.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
+  n.expert_down = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
+}
+
 void read_glm4_router(hf::ModelConfig& c, const hf::JsonFields& f, const std::string& key, int64_t e,
                       double default_scaling) {
   if (f.has("topk_method") && f.string("topk_method", "") != "noaux_tc")

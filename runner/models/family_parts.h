@@ -13,6 +13,10 @@ namespace moelab::models {
 // shared experts `mlp.shared_experts.{gate,up,down}_proj` (DeepSeek-V2/V3, GLM-4.x, ERNIE-4.5).
 void use_mlp_experts_names(TensorNames& names);
 
+// Mixtral's names: router `block_sparse_moe.gate`, routed experts
+// `block_sparse_moe.experts.{E}.w1` (gate) / `w3` (up) / `w2` (down) (Mixtral, MiniMax-M2, Phi-3.5-MoE).
+void use_block_sparse_moe_names(TensorNames& names);
+
 // GLM-4.5's router (Glm4MoeTopkRouter, DeepSeek-V3's; GLM-4.5 and GLM-4.7-Flash): float32
 // logits, sigmoid scores, the correction bias for the choice only, noaux_tc over n_group
 // groups (checked to divide `experts`, the value of config key `expert_key`), gates

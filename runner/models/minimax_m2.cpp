@@ -15,6 +15,7 @@
 // qk_norm_type and the MTP settings are ignored, as transformers ignores them.
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 namespace {
@@ -65,10 +66,7 @@ FamilySpec minimax_m2_family() {
   s.name = "minimax_m2";
   s.architectures = {"MiniMaxM2ForCausalLM"};
   s.model_types = {"minimax_m2"};
-  s.names.router = "model.layers.{L}.block_sparse_moe.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
-  s.names.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
-  s.names.expert_down = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
+  use_block_sparse_moe_names(s.names);
   s.names.router_correction_bias = "model.layers.{L}.block_sparse_moe.e_score_correction_bias";
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_local_experts";

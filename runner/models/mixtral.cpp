@@ -4,6 +4,7 @@
 // divide by the top-k sum; transformers models/mixtral/modeling_mixtral.py).
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 namespace {
@@ -30,10 +31,7 @@ FamilySpec mixtral_family() {
   s.name = "mixtral";
   s.architectures = {"MixtralForCausalLM"};
   s.model_types = {"mixtral"};
-  s.names.router = "model.layers.{L}.block_sparse_moe.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
-  s.names.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
-  s.names.expert_down = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
+  use_block_sparse_moe_names(s.names);
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_local_experts";
   return s;

@@ -13,6 +13,7 @@
 //     backpropagates Heun's estimator instead, which moelab does not reproduce.
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 
 namespace moelab::models {
 namespace {
@@ -56,10 +57,7 @@ FamilySpec phimoe_family() {
   s.name = "phimoe";
   s.architectures = {"PhimoeForCausalLM"};
   s.model_types = {"phimoe"};
-  s.names.router = "model.layers.{L}.block_sparse_moe.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
-  s.names.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
-  s.names.expert_down = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
+  use_block_sparse_moe_names(s.names);
   s.names.router_fused = "model.layers.{L}.mlp.router.weight";  // transformers 5's PhimoeSparseMoeBlock.router
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_local_experts";
