@@ -97,9 +97,20 @@ void remove_job_output(const std::string& results_dir, const Job& job) {
   std::error_code ec;
   fs::remove_all(out, ec);
   if (!fs::is_directory(out.parent_path(), ec)) return;
-  const std::string stem = out.filename().string() + ".tmp-";
-  for (const auto& e : fs::directory_iterator(out.parent_path(), ec))
-    if (e.path().filename().string().rfind(stem, 0) == 0) fs::remove_all(e.path(), ec);
+  // Besides its main output a job may write side outputs named after it in the same
+  // folder (a prune job's "<id>.plan.json"); a kill leaves their temp names behind.
+  // Job ids are 16 hex digits, so "<id>." belongs to this job alone. Committed side
+  // outputs stay: a fine-tuning job resumes from its "<id>.ckpt".
+  const std::string name = out.filename().string();
+  const std::string side = job.id + ".";
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
+    const std::string n = e.path().filename().string();
+    const bool own_temp = n.rfind(name + ".tmp-", 0) == 0;
+    const bool side_temp = !job.id.empty() && n.rfind(side, 0) == 0 && n.find(".tmp-") != std::string::npos;
+    if (own_temp || side_temp) stale.push_back(e.path());
+  }
+  for (const auto& p : stale) fs::remove_all(p, ec);
 }
 
 }  // namespace moelab::schedulers

@@ -53,8 +53,9 @@ class SweepLock {
   int fd_ = -1;
 };
 
-// Removes a job's output (file or folder) and any "<output>.tmp-*" leftovers of a
-// killed attempt, so that an unfinished job starts clean.
+// Removes a job's output (file or folder) and the "<output>.tmp-*" and "<id>.*.tmp-*"
+// leftovers (temp names of its main and side outputs) of a killed attempt, so that an
+// unfinished job starts clean. Finished side outputs ("<id>.ckpt", resume state) stay.
 void remove_job_output(const std::string& results_dir, const Job& job);
 
 }  // namespace moelab::schedulers
