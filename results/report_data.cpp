@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "results/lm_eval_records.h"
 #include "results/result_records.h"
 
 namespace moelab::results::report {
@@ -249,6 +250,7 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
   }
 
   std::vector<std::string> domains, tasks;
+  std::vector<Metric> lm_tasks;  // lm-eval tasks, in first-seen order
   for (size_t i = 0; i < r.jobs.size(); ++i) {
     const Job& job = r.jobs[i];
     if (job.state != "done") continue;
@@ -264,6 +266,17 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
         } else if (rec.kind == "multiple_choice") {
           if (const double v = metric(rec, acc_metric, path); !std::isnan(v)) e.values["acc:" + rec.task] = v;
           add_unique(tasks, rec.task);
+        } else if (rec.kind == "lm_eval") {
+          // One column per lm-eval task: its primary metric (the first of its metric_list).
+          const std::string primary = rec.details.value("primary_metric", std::string());
+          if (primary.empty()) throw InputError(path, "an lm_eval record of " + rec.task + " has no details.primary_metric");
+          if (const double v = metric(rec, primary, path); !std::isnan(v)) e.values["lm:" + rec.task] = v;
+          if (std::none_of(lm_tasks.begin(), lm_tasks.end(), [&](const Metric& m) { return m.key == "lm:" + rec.task; })) {
+            const std::string base = primary.substr(0, primary.find(','));
+            const auto& hib = rec.details.value("higher_is_better", nlohmann::json::object());
+            const bool lower = hib.contains(base) && hib.at(base).is_boolean() && !hib.at(base).get<bool>();
+            lm_tasks.push_back({"lm:" + rec.task, rec.task + " " + primary, lower, lm_eval_metric_is_fraction(primary)});
+          }
         }
       }
       r.evals.push_back(std::move(e));
@@ -297,6 +310,7 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
       if (n == tasks.size()) e.values["avg"] = sum / double(n);
     }
   }
+  for (const auto& m : lm_tasks) r.metrics.push_back(m);  // after Avg, not in it: their metrics differ in kind
   return r;
 }
 

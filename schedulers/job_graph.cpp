@@ -362,6 +362,30 @@ JobGraph build_job_graph(const SweepSpec& s) {
       ev.tags = t.tags;
       b.add(std::move(ev));
     }
+  // lm-evaluation-harness tasks: one `moelab lm-eval` job per evaluated model (a job of
+  // kind eval, so that executors, status and reports treat it as one). It starts its
+  // own ranks (job_command does not wrap it in mpirun).
+  if (const LmEvalSpec& le = s.eval.lm_eval; !le.tasks.empty())
+    for (const auto& t : to_eval) {
+      Job ev;
+      ev.kind = "eval";
+      const bool kshot = t.tags.at("recovery").rfind("kshot-", 0) == 0;
+      const std::string shots_note = kshot ? " " + t.tags.at("recovery") : "";
+      ev.label = "lm-eval " + (t.dep.empty() ? "unpruned " + t.model : b.get(t.dep).label) + shots_note;
+      if (!t.dep.empty()) ev.deps = {t.dep};
+      ev.args = {"lm-eval", t.model};
+      for (const auto& task : le.tasks) ev.args.insert(ev.args.end(), {"--task", task});
+      if (!le.include_path.empty()) ev.args.insert(ev.args.end(), {"--include-path", le.include_path});
+      const int64_t shots = kshot ? t.shots : le.num_fewshot;
+      if (shots >= 0) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(shots)});
+      if (le.limit > 0) ev.args.insert(ev.args.end(), {"--limit", num(le.limit)});
+      if (le.apply_chat_template) ev.args.push_back("--apply-chat-template");
+      ev.args.insert(ev.args.end(), {"--ranks", std::to_string(s.resources_for("eval").ranks), "--batch-size",
+                                     std::to_string(le.batch_size), "--results", "{out}/eval/{id}.jsonl"});
+      ev.output = "eval/{id}.jsonl";
+      ev.tags = t.tags;
+      b.add(std::move(ev));
+    }
   return b.take();
 }
 

@@ -27,7 +27,9 @@ std::string this_executable() {
 std::vector<std::string> job_command(const Job& job, const std::string& results_dir, const LaunchSettings& how) {
   std::vector<std::string> cmd;
   const std::string ranks = std::to_string(job.resources.ranks);
-  if (job.resources.ranks > 1) {
+  // `moelab lm-eval` is one Python process that starts `moelab --ranks P` per request batch.
+  const bool starts_own_ranks = !job.args.empty() && job.args.front() == "lm-eval";
+  if (job.resources.ranks > 1 && !starts_own_ranks) {
     if (how.launcher == "srun") {
       cmd = {"srun", "--mpi=" + how.srun_mpi, "--ntasks", ranks};
     } else {

@@ -361,6 +361,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   s.include = parse_filters(r, root["include"], "include");
   s.exclude = parse_filters(r, root["exclude"], "exclude");
   if (const YAML::Node ev = root["eval"]) {
+    if (!ev.IsMap()) r.fail("eval", "expected a map (perplexity, tasks, max_length, num_fewshot, lm_eval)");
     if (const YAML::Node ppl = ev["perplexity"])
       for (size_t i = 0; i < ppl.size(); ++i) {
         const std::string k = "eval.perplexity[" + std::to_string(i) + "]";
@@ -374,6 +375,47 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (size_t i = 0; i < s.eval.tasks.size(); ++i) check_path(r, "eval.tasks[" + std::to_string(i) + "]", s.eval.tasks[i]);
     if (ev["max_length"]) s.eval.max_length = r.as<int64_t>(ev["max_length"], "eval.max_length");
     if (ev["num_fewshot"]) s.eval.num_fewshot = r.as<int64_t>(ev["num_fewshot"], "eval.num_fewshot");
+    for (const auto& kv : ev) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "perplexity" && k != "tasks" && k != "max_length" && k != "num_fewshot" && k != "lm_eval")
+        r.fail("eval." + k, "unknown key (perplexity, tasks, max_length, num_fewshot, lm_eval)");
+    }
+    if (const YAML::Node le = ev["lm_eval"]) {
+      if (!le.IsMap())
+        r.fail("eval.lm_eval", "expected a map (tasks, include_path, num_fewshot, limit, apply_chat_template, batch_size)");
+      for (const auto& kv : le) {
+        const std::string k = kv.first.as<std::string>();
+        static const std::set<std::string> kKeys = {"tasks",         "include_path", "num_fewshot", "limit",
+                                                    "apply_chat_template", "batch_size"};
+        if (!kKeys.count(k))
+          r.fail("eval.lm_eval." + k,
+                 "unknown key (tasks, include_path, num_fewshot, limit, apply_chat_template, batch_size)");
+      }
+      LmEvalSpec& l = s.eval.lm_eval;
+      l.tasks = r.list<std::string>(le["tasks"], "eval.lm_eval.tasks");
+      if (l.tasks.empty()) r.fail("eval.lm_eval.tasks", "name at least one lm-eval task");
+      for (size_t i = 0; i < l.tasks.size(); ++i)
+        if (l.tasks[i].empty() || l.tasks[i].find_first_of(", ") != std::string::npos)
+          r.fail("eval.lm_eval.tasks[" + std::to_string(i) + "]", "\"" + l.tasks[i] + "\" is not a task name");
+      if (le["include_path"]) {
+        l.include_path = r.as<std::string>(le["include_path"], "eval.lm_eval.include_path");
+        check_path(r, "eval.lm_eval.include_path", l.include_path);
+      }
+      if (le["num_fewshot"]) {
+        l.num_fewshot = r.as<int64_t>(le["num_fewshot"], "eval.lm_eval.num_fewshot");
+        if (l.num_fewshot < 0) r.fail("eval.lm_eval.num_fewshot", "must be >= 0");
+      }
+      if (le["limit"]) {
+        l.limit = r.as<double>(le["limit"], "eval.lm_eval.limit");
+        if (!(l.limit > 0)) r.fail("eval.lm_eval.limit", "must be > 0 (a count, or a fraction below 1)");
+      }
+      if (le["apply_chat_template"])
+        l.apply_chat_template = r.as<bool>(le["apply_chat_template"], "eval.lm_eval.apply_chat_template");
+      if (le["batch_size"]) {
+        l.batch_size = r.as<int64_t>(le["batch_size"], "eval.lm_eval.batch_size");
+        if (l.batch_size < 1) r.fail("eval.lm_eval.batch_size", "must be >= 1");
+      }
+    }
   }
   if (const YAML::Node res = root["resources"]) {
     static const std::set<std::string> kKinds = {"calibrate", "prune", "finetune", "eval"};
@@ -450,8 +492,9 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   for (const auto& p : s.procedures)
     if (p != "one-shot" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");
   for (size_t i = 0; i < s.recovery.size(); ++i)
-    if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty())
-      r.fail("recovery[" + std::to_string(i) + "]", "k-shot recovery needs eval.tasks (it is a task evaluation setting)");
+    if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty() && s.eval.lm_eval.tasks.empty())
+      r.fail("recovery[" + std::to_string(i) + "]",
+             "k-shot recovery needs eval.tasks or eval.lm_eval (it is a task evaluation setting)");
   return s;
 }
 }  // namespace

@@ -94,10 +94,22 @@ struct LotterySettings {
   std::vector<std::string> data;  // general text; default: the point's calibration data
 };
 
+// eval.lm_eval: lm-evaluation-harness tasks run through moelab's backend (moelab lm-eval),
+// one job per evaluated model beside the native eval job; records of kind "lm_eval".
+struct LmEvalSpec {
+  std::vector<std::string> tasks;  // lm-eval task or group names; empty: no lm-eval jobs
+  std::string include_path;        // folder of task YAMLs (absolute after parsing); "" for none
+  int64_t num_fewshot = -1;        // -1: each task's own (a k-shot recovery point sets k)
+  double limit = 0;                // items per task (>= 1) or fraction (< 1); 0: all
+  bool apply_chat_template = false;
+  int64_t batch_size = 8;
+};
+
 struct EvalSpec {
   std::vector<std::pair<std::string, std::string>> perplexity;  // (domain, file)
   std::vector<std::string> tasks;
   int64_t max_length = 512, num_fewshot = 0;
+  LmEvalSpec lm_eval;
 };
 
 // One grid point: everything that decides one pruned-and-evaluated model.

@@ -15,6 +15,7 @@ void add_calibrate_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_lm_eval_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_set_skipping_command(CLI::App& app);
 void add_finetune_command(CLI::App& app);

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   moelab::cli::add_score_command(app);
   moelab::cli::add_eval_command(app);
   moelab::cli::add_generate_command(app);
+  moelab::cli::add_lm_eval_command(app);
   moelab::cli::add_merge_command(app);
   moelab::cli::add_set_skipping_command(app);
   moelab::cli::add_compress_command(app);
@@ -81,7 +82,8 @@ int main(int argc, char** argv) {
   app.add_option("--ranks", ranks,
                  "run on P MPI ranks: relaunches as `mpirun -np P moelab ...` (experts split over ranks, "
                  "batches over ranks, rank 0 writes outputs)");
-  // plan-resources takes --ranks as the rank count it plans for; it never relaunches.
+  // plan-resources takes --ranks as the rank count it plans for, lm-eval as the ranks of the
+  // moelab processes its backend starts; neither relaunches.
   std::string command;
   for (const auto& a : args)
     if (!app.get_subcommands([&](const CLI::App* s) { return s->get_name() == a; }).empty()) {
@@ -90,7 +92,8 @@ int main(int argc, char** argv) {
     }
   try {
     args = moelab::cli::rewrite_overrides(args);
-    if (command != "plan-resources") args = moelab::cluster::relaunch_under_mpirun_if_asked(args);
+    if (command != "plan-resources" && command != "lm-eval")
+      args = moelab::cluster::relaunch_under_mpirun_if_asked(args);
   } catch (const moelab::InputError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

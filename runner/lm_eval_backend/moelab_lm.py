@@ -21,7 +21,9 @@ binary; default $MOELAB_BIN, else `moelab` on PATH), ranks (MPI ranks, default 1
 max_length (default: moelab's default, the model's max_position_embeddings as HFLM),
 batch_size (sequences per forward), add_bos_token (HFLM's: unset or true keeps the tokenizer's
 special tokens, as `tokenizer.encode` does by default; false drops them, rolling requests only),
-tokenizer (a tokenizer.json or folder other than the model's), dtype (moelab's --dtype).
+tokenizer (a tokenizer.json or folder other than the model's), dtype (moelab's --dtype),
+compute_device (moelab's --device, e.g. cuda; lm-eval's own `device` argument, cuda:0 by default
+in its CLI, is ignored so that a CPU run stays on the CPU).
 
 Use: `python3 runner/lm_eval_backend/run_lm_eval.py --model moelab --model_args
 pretrained=models/debian-moe --tasks ...` (the same arguments as `lm_eval`).
@@ -43,7 +45,7 @@ def _truthy(v):
 @register_model("moelab")
 class MoelabLM(LM):
     def __init__(self, pretrained, moelab=None, ranks=1, max_length=None, batch_size=8, add_bos_token=None,
-                 tokenizer=None, dtype=None, **unused):
+                 tokenizer=None, dtype=None, compute_device=None, **unused):
         super().__init__()
         self.pretrained = str(pretrained)
         if not os.path.isfile(os.path.join(self.pretrained, "config.json")):
@@ -61,6 +63,7 @@ class MoelabLM(LM):
         self.add_bos_token = None if add_bos_token in (None, "", "None") else _truthy(add_bos_token)
         self.tokenizer = tokenizer
         self.dtype = dtype
+        self.compute_device = compute_device
 
     # --- running moelab ---------------------------------------------------------------
     def _run(self, subcommand, out, *args):
@@ -72,6 +75,8 @@ class MoelabLM(LM):
             cmd += ["--tokenizer", str(self.tokenizer)]
         if self.dtype:
             cmd += ["--dtype", str(self.dtype)]
+        if self.compute_device:
+            cmd += ["--device", str(self.compute_device)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")] or proc.stderr.splitlines()[-5:]

@@ -28,8 +28,8 @@ def fixtures():
 def moelab(moelab_bin):
     """Runs `moelab ARGS...`; returns the CompletedProcess (text mode)."""
 
-    def run(*args, check=True):
-        proc = subprocess.run([moelab_bin, *map(str, args)], capture_output=True, text=True, timeout=600)
+    def run(*args, check=True, cwd=None):
+        proc = subprocess.run([moelab_bin, *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(f"moelab {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
         return proc

@@ -20,7 +20,7 @@ OUTPUT_OPTIONS = {"--out", "--output", "--results", "--plan-out", "--per-item", 
 GLOBAL_VALUE_OPTIONS = {"--ranks", "--log-level", "--config"}
 PATH_SUFFIX = re.compile(r"\.(jsonl?|h5|txt|ya?ml|safetensors|csv|tex|md|html|png|sh)$")
 # Commands whose first positional argument is a path (a model, a spec, a results folder).
-PATH_POSITIONAL = {"inspect", "forward", "prune", "calibrate", "eval", "merge", "set-skipping", "compress", "finetune",
+PATH_POSITIONAL = {"inspect", "forward", "prune", "calibrate", "eval", "lm-eval", "generate", "merge", "set-skipping", "compress", "finetune",
                    "plan-resources", "status", "report", "submit"}
 
 
