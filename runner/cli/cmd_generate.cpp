@@ -50,6 +50,8 @@ void run_generate(const GenerateArgs& a) {
   s.max_length = a.max_length;
   s.add_special_tokens = !a.no_special_tokens;
   s.eos_ids = jobs::eos_token_ids(a.model.model_dir, config.raw);
+  if (config.raw.contains("bos_token_id") && config.raw["bos_token_id"].is_number_integer())
+    s.bos_token = config.raw["bos_token_id"].get<int64_t>();
   s.batch_size = a.batch_size;
 
   jobs::reuse_freed_blocks();

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/file_text.h"
 #include "jobs/json_lines.h"
+#include "jobs/multiple_choice.h"
 
 namespace moelab::jobs {
 namespace {
@@ -90,7 +91,8 @@ std::vector<GenerationResult> generate_greedy(const models::MoeModel& model, clu
   std::vector<bool> done(S, false);
   for (int64_t i = 0; i < S; ++i) {
     const auto& r = requests[i];
-    std::vector<int64_t> ids = tok.encode(r.context, settings.add_special_tokens);
+    const bool special = settings.add_special_tokens && !starts_with_token_text(tok, settings.bos_token, r.context);
+    std::vector<int64_t> ids = tok.encode(r.context, special);
     if (settings.max_length > 0) {
       const int64_t keep = settings.max_length - r.max_gen_toks;
       if (keep <= 0)

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,11 @@ struct GenerationSettings {
   // Longest input: contexts are cut from the left to max_length - max_gen_toks tokens (as
   // lm-eval's HF backend); 0: no cut.
   int64_t max_length = 0;
-  bool add_special_tokens = true;  // encode contexts with the tokenizer's special tokens
+  bool add_special_tokens = true;  // encode contexts with the tokenizer's special tokens ...
+  // ... except a context that starts with this token's text (lm-eval's has_bos_prefix with
+  // the tokenizer's BOS; HFLM decides it per batch from the batch's first context, moelab
+  // per request: the same whenever a batch's contexts agree, as chat-templated ones do).
+  std::optional<int64_t> bos_token;
   std::vector<int64_t> eos_ids;    // generation stops after producing one (not included)
   int64_t batch_size = 8;          // sequences per forward
 };

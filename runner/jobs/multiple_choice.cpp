@@ -191,6 +191,12 @@ std::string build_context(const McTask& task, int64_t item, const std::vector<in
   return ctx + task.items[item].query;
 }
 
+bool starts_with_token_text(const Tokenizer& tok, std::optional<int64_t> token, const std::string& text) {
+  if (!token || *token < 0) return false;
+  const std::string t = tok.decode({*token}, /*skip_special_tokens=*/false);
+  return !t.empty() && text.compare(0, t.size(), t) == 0;
+}
+
 std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenizer& tok, const std::string& context,
                                                                   const std::string& continuation,
                                                                   std::optional<int64_t> prefix_token,
@@ -207,8 +213,9 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenize
   const size_t keep = rstrip_length(context);
   const std::string ctx_text = context.substr(0, keep);
   const std::string cont_text = context.substr(keep) + continuation;
-  std::vector<int64_t> whole = tok.encode(ctx_text + cont_text, /*add_special_tokens=*/true);
-  std::vector<int64_t> ctx = tok.encode(ctx_text, /*add_special_tokens=*/true);
+  const std::string whole_text = ctx_text + cont_text;
+  std::vector<int64_t> whole = tok.encode(whole_text, !starts_with_token_text(tok, prefix_token, whole_text));
+  std::vector<int64_t> ctx = tok.encode(ctx_text, !starts_with_token_text(tok, prefix_token, ctx_text));
   std::vector<int64_t> cont;
   if (whole.size() > ctx.size()) cont.assign(whole.begin() + int64_t(ctx.size()), whole.end());
   return {ctx, cont};

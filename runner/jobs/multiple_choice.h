@@ -9,7 +9,8 @@
 //   continuation = target_delimiter + choice, for each choice
 // Tokenization (lm-eval's `_encode_pair` for causal models): trailing whitespace of
 // the context moves to the front of the continuation; then whole = encode(context +
-// continuation) and ctx = encode(context), both with the tokenizer's special tokens,
+// continuation) and ctx = encode(context), both with the tokenizer's special tokens
+// (unless the string starts with the prefix token's text: has_bos_prefix, below),
 // and the continuation's tokens are whole[len(ctx):]. An empty context becomes the
 // prefix token (BOS, else EOS) and the continuation is encoded without special
 // tokens. Context + continuation is cut from the left to max_length + 1 tokens.
@@ -93,7 +94,14 @@ std::vector<int64_t> draw_fewshot(const McTask& task, int64_t item, int64_t k, u
 // The context string of `item` given its shots.
 std::string build_context(const McTask& task, int64_t item, const std::vector<int64_t>& shots);
 
-// lm-eval's (context tokens, continuation tokens).
+// lm-eval's has_bos_prefix (0.4.13): HFLM encodes a string that already starts with the
+// text of `token` (its prefix token: BOS, else EOS) without the tokenizer's special
+// tokens, so that a chat-templated prompt ("<s><|user|>...") gets no second BOS. False
+// when `token` is unset or decodes to nothing.
+bool starts_with_token_text(const Tokenizer& tok, std::optional<int64_t> token, const std::string& text);
+
+// lm-eval's (context tokens, continuation tokens); each of the two encodings drops the
+// special tokens when its string starts with the prefix token's text (has_bos_prefix).
 std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const Tokenizer& tok, const std::string& context,
                                                                   const std::string& continuation,
                                                                   std::optional<int64_t> prefix_token,

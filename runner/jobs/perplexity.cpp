@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/file_text.h"
 #include "common/python_text.h"
+#include "jobs/multiple_choice.h"
 #include "jobs/text_documents.h"
 #include "tokenizer/tokenizer.h"
 
@@ -73,7 +74,11 @@ PerplexityPlan plan_perplexity(const std::vector<TextFile>& files, const std::ve
     for (size_t d = 0; d < docs[f].size(); ++d) {
       std::vector<int64_t> ids;
       try {
-        ids = tok.encode(docs[f][d], /*add_special_tokens=*/!rule.lm_eval_rolling || rule.add_special_tokens);
+        // lm-eval's rolling rule encodes as HFLM.tok_encode: add_bos_token, except that a
+        // document starting with the prefix token's text gets no special tokens (has_bos_prefix).
+        const bool special = !rule.lm_eval_rolling ||
+                             (rule.add_special_tokens && !starts_with_token_text(tok, rule.prefix_token, docs[f][d]));
+        ids = tok.encode(docs[f][d], special);
       } catch (const InputError& e) {
         const bool jsonl = has_suffix(files[f].path, ".jsonl");
         throw InputError(files[f].path, (jsonl ? "document " + std::to_string(d + 1) + ": " : "") + e.what());

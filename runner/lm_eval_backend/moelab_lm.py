@@ -10,6 +10,9 @@ lm-eval's own Hugging Face backend (HFLM) would:
   (sum of the continuation's log-probabilities, whether greedy decoding gives it);
 - loglikelihood_rolling: `moelab eval --data ... --windows lm-eval` (lm-eval's disjoint
   windows) -> the document's total log-likelihood;
+- chat templates (`--apply_chat_template`): rendered by the model's Hugging Face tokenizer, as
+  HFLM.apply_chat_template does; moelab encodes a string that starts with the BOS text without a
+  second BOS (lm-eval's has_bos_prefix);
 - generate_until: `moelab generate --requests` (greedy decoding; the stop strings with the
   tokenizer's end-of-sequence text added and the context cut from the left to max_length -
   max_gen_toks tokens, as HFLM.generate_until does) -> the continuation cut before the first
@@ -21,7 +24,8 @@ binary; default $MOELAB_BIN, else `moelab` on PATH), ranks (MPI ranks, default 1
 max_length (default: moelab's default, the model's max_position_embeddings as HFLM),
 batch_size (sequences per forward), add_bos_token (HFLM's: unset or true keeps the tokenizer's
 special tokens, as `tokenizer.encode` does by default; false drops them, rolling requests only),
-tokenizer (a tokenizer.json or folder other than the model's), dtype (moelab's --dtype),
+tokenizer (a tokenizer.json or folder other than the model's; a folder's chat template is the one
+`--apply_chat_template` uses), dtype (moelab's --dtype),
 compute_device (moelab's --device, e.g. cuda; lm-eval's own `device` argument, cuda:0 by default
 in its CLI, is ignored so that a CPU run stays on the CPU).
 
@@ -61,7 +65,8 @@ class MoelabLM(LM):
         # HFLM (0.4.13): None -> tokenizer.encode's default (its special tokens, a BOS where the
         # tokenizer adds one), True -> the same, False -> none.
         self.add_bos_token = None if add_bos_token in (None, "", "None") else _truthy(add_bos_token)
-        self.tokenizer = tokenizer
+        self.tokenizer_path = tokenizer
+        self._hf_tokenizer = None
         self.dtype = dtype
         self.compute_device = compute_device
 
@@ -71,8 +76,8 @@ class MoelabLM(LM):
         the JSON lines it wrote to `out`. A failure raises with moelab's error lines."""
         cmd = [self.moelab, *(["--ranks", str(self.ranks)] if self.ranks > 1 else []), subcommand, self.pretrained,
                "--overwrite", "--batch-size", str(self.batch_size), *args]
-        if self.tokenizer:
-            cmd += ["--tokenizer", str(self.tokenizer)]
+        if self.tokenizer_path:
+            cmd += ["--tokenizer", str(self.tokenizer_path)]
         if self.dtype:
             cmd += ["--dtype", str(self.dtype)]
         if self.compute_device:
@@ -140,13 +145,45 @@ class MoelabLM(LM):
 
     def _eos_text(self):
         """HFLM's `eos`: the tokenizer's end-of-sequence token as text (tokenizer_config.json)."""
-        folder = self.tokenizer if self.tokenizer and os.path.isdir(str(self.tokenizer)) else self.pretrained
-        path = os.path.join(folder, "tokenizer_config.json")
+        path = os.path.join(self._tokenizer_folder(), "tokenizer_config.json")
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
             eos = json.load(f).get("eos_token")
         return eos.get("content") if isinstance(eos, dict) else eos
+
+    def _tokenizer_folder(self):
+        tp = self.tokenizer_path
+        return str(tp) if tp and os.path.isdir(str(tp)) else self.pretrained
+
+    # --- chat templates (lm-eval --apply_chat_template), rendered as HFLM renders them ----
+    @property
+    def tokenizer(self):
+        """The Hugging Face tokenizer, for its chat template only (moelab tokenizes in C++)."""
+        if self._hf_tokenizer is None:
+            from transformers import AutoTokenizer
+            self._hf_tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_folder())
+        return self._hf_tokenizer
+
+    @property
+    def tokenizer_name(self):
+        return self._tokenizer_folder().replace("/", "__")
+
+    def chat_template(self, chat_template=False):
+        from lm_eval.api.model import TemplateLM
+        return TemplateLM.chat_template(self, chat_template)
+
+    def apply_chat_template(self, chat_history, add_generation_prompt=True):
+        """HFLM.apply_chat_template (0.4.13): the tokenizer's template, as text; a template that
+        refuses a system turn gets the history without it. The rendered prompt usually starts
+        with the BOS text, which moelab then encodes without a second BOS (has_bos_prefix)."""
+        import jinja2
+        kwargs = dict(tokenize=False, add_generation_prompt=add_generation_prompt,
+                      continue_final_message=not add_generation_prompt)
+        try:
+            return self.tokenizer.apply_chat_template(chat_history, **kwargs)
+        except jinja2.exceptions.TemplateError:
+            return self.tokenizer.apply_chat_template([m for m in chat_history if m["role"] != "system"], **kwargs)
 
     def _model_max_length(self):
         """HFLM's max_length when none is given: the model's max_position_embeddings, else 2048."""

@@ -245,3 +245,99 @@ def test_a_bad_requests_file_is_one_line_naming_the_line_and_field(moelab, tmp_p
     assert not (tmp_path / "o.jsonl").exists()
     proc = moelab("eval", MODEL, "--requests", bad, check=False)
     assert proc.returncode == 2 and "--per-item" in proc.stderr
+
+
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def chat_model(tmp_path_factory):
+    """The shipped model with a chat template that starts with the BOS text (as Llama's,
+    Mistral's and most chat templates do); weights linked, not copied."""
+    d = tmp_path_factory.mktemp("chat_model")
+    for f in MODEL.iterdir():
+        if f.is_file():
+            (d / f.name).symlink_to(f)
+    cfg = json.loads((MODEL / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = CHAT_TEMPLATE
+    (d / "tokenizer_config.json").unlink()
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def test_strings_that_start_with_the_bos_text_get_no_second_bos_as_in_lm_eval(chat_model, moelab_bin):
+    """lm-eval's has_bos_prefix: HFLM encodes a string that already starts with the prefix
+    token's text ('<|endoftext|>' here) without the tokenizer's special tokens - what every
+    chat-templated prompt does. Log-likelihoods, rolling documents and generations agree."""
+    from lm_eval.models.huggingface import HFLM
+    hflm = HFLM(pretrained=str(chat_model), dtype="float32", device="cpu", batch_size=1, max_length=MAX_LENGTH)
+    mlm = moelab_lm.MoelabLM(pretrained=str(chat_model), moelab=moelab_bin, max_length=MAX_LENGTH, batch_size=2)
+    bos = "<|endoftext|>"
+    it = en_items(1)[0]
+    pairs = [(bos + "<|user|>\nThe Debian project is", " a free operating system"), (bos + it["query"], it["choices"][0]),
+             ("The Debian project is", " free")]
+    want = hflm.loglikelihood(instances("loglikelihood", pairs))
+    got = mlm.loglikelihood(instances("loglikelihood", pairs))
+    for (w, wg), (g, gg) in zip(want, got):
+        assert abs(w - g) <= 1e-4 * max(1.0, abs(w)) and wg == gg, (w, g)
+    docs = [bos + en_documents(1)[0], en_documents(2)[1]]
+    want = hflm.loglikelihood_rolling(instances("loglikelihood_rolling", [(d,) for d in docs]))
+    got = mlm.loglikelihood_rolling(instances("loglikelihood_rolling", [(d,) for d in docs]))
+    for w, g in zip(want, got):
+        assert abs(w - g) <= 1e-4 * max(1.0, abs(w)), (w, g)
+    gen = [(bos + "<|user|>\nWhat is Debian?\n<|assistant|>\n", {"until": ["\n"], "max_gen_toks": 16})]
+    assert mlm.generate_until(instances("generate_until", gen)) == hflm.generate_until(instances("generate_until", gen))
+
+
+def test_apply_chat_template_gives_the_hf_backends_prompts_and_scores(chat_model, moelab_bin, tmp_path):
+    """`--apply_chat_template` (simple_evaluate's apply_chat_template=True): moelab renders the
+    model's chat template as HFLM does; every sample's prompt and log-likelihoods, and the
+    metrics, equal the HF backend's."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM  # noqa: F401  (registers --model hf)
+    from lm_eval.tasks import TaskManager
+    tasks = write_tasks(tmp_path)
+    outs = {}
+    for model, args in (("hf", f"pretrained={chat_model},dtype=float32,max_length={MAX_LENGTH}"),
+                        ("moelab", f"pretrained={chat_model},moelab={moelab_bin},max_length={MAX_LENGTH}")):
+        outs[model] = simple_evaluate(model=model, model_args=args, tasks=["moelab_test_mc"], limit=8,
+                                      task_manager=TaskManager(include_path=str(tasks)), num_fewshot=0, batch_size=4,
+                                      device="cpu", apply_chat_template=True, log_samples=True)
+    samples = {m: sorted(o["samples"]["moelab_test_mc"], key=lambda s: s["doc_id"]) for m, o in outs.items()}
+    for h, m in zip(samples["hf"], samples["moelab"]):
+        assert h["arguments"] == m["arguments"]  # the same chat-templated prompts
+        first = h["arguments"][0]
+        context = first[0] if isinstance(first, (list, tuple)) else first["arg_0"]
+        assert context.startswith("<|endoftext|><|user|>\n"), context[:40]
+        for (wl, _), (gl, _) in zip([r[0] for r in h["resps"]], [r[0] for r in m["resps"]]):
+            assert abs(float(wl) - float(gl)) <= 1e-4 * max(1.0, abs(float(wl))), (wl, gl)
+    for metric in ("acc,none", "acc_norm,none"):
+        assert outs["moelab"]["results"]["moelab_test_mc"][metric] == outs["hf"]["results"]["moelab_test_mc"][metric]
+
+
+def test_k_shot_on_a_pruned_model_gives_the_hf_backends_scores_under_two_ranks(moelab, moelab_bin, tmp_path):
+    """lm-eval draws the shots (its seeded sampler) for both backends; on a model with half
+    of every layer's experts dropped, 3-shot log-likelihoods of every sample and the metrics
+    equal the HF backend's, with moelab on 2 ranks."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM  # noqa: F401  (registers --model hf)
+    from lm_eval.tasks import TaskManager
+    pruned = tmp_path / "pruned"
+    moelab("prune", MODEL, *sum([["--drop", f"{layer}:1,3,4,6"] for layer in range(4)], []), "--out", pruned)
+    (tmp_path / "tasks").mkdir()
+    tasks = write_tasks(tmp_path / "tasks")
+    outs = {}
+    for model, args in (("hf", f"pretrained={pruned},dtype=float32,max_length={MAX_LENGTH}"),
+                        ("moelab", f"pretrained={pruned},moelab={moelab_bin},ranks=2,max_length={MAX_LENGTH}")):
+        outs[model] = simple_evaluate(model=model, model_args=args, tasks=["moelab_test_mc"], limit=10,
+                                      task_manager=TaskManager(include_path=str(tasks)), num_fewshot=3, batch_size=4,
+                                      device="cpu", log_samples=True)
+    samples = {m: sorted(o["samples"]["moelab_test_mc"], key=lambda s: s["doc_id"]) for m, o in outs.items()}
+    for h, m in zip(samples["hf"], samples["moelab"]):
+        assert h["arguments"] == m["arguments"]  # the same 3 shots in the same order
+        for (wl, _), (gl, _) in zip([r[0] for r in h["resps"]], [r[0] for r in m["resps"]]):
+            assert abs(float(wl) - float(gl)) <= 1e-4 * max(1.0, abs(float(wl))), (wl, gl)
+    for metric in ("acc,none", "acc_norm,none"):
+        assert outs["moelab"]["results"]["moelab_test_mc"][metric] == outs["hf"]["results"]["moelab_test_mc"][metric]
+    assert outs["hf"]["n-shot"]["moelab_test_mc"] == 3
