@@ -192,9 +192,46 @@ int64_t JobGraph::count(const std::string& kind) const {
   return n;
 }
 
+// `moelab finetune MODEL ...` with a recovery's settings; resumable (a requeued task goes on
+// from its last checkpoint).
+std::vector<std::string> finetune_args(const std::string& model, const Recovery& r, uint64_t seed) {
+  std::vector<std::string> a = {"finetune", model};
+  for (const auto& f : r.data) a.insert(a.end(), {"--data", f});
+  if (!r.sft.empty()) a.insert(a.end(), {"--sft", r.sft});
+  a.insert(a.end(), {"--seq-len", std::to_string(r.seq_len), "--steps", std::to_string(r.steps), "--lr", num(r.lr),
+                     "--batch-size", std::to_string(r.batch_size), "--params", r.params, "--seed",
+                     std::to_string(seed), "--checkpoint-dir", "{out}/finetune/{id}.ckpt", "--checkpoint-every",
+                     std::to_string(std::max<int64_t>(1, r.steps / 4)), "--auto-resume", "--out",
+                     "{out}/finetune/{id}", "--overwrite"});
+  return a;
+}
+
 JobGraph build_job_graph(const SweepSpec& s) {
   const std::vector<GridPoint> grid = expand_grid(s);
   Builder b(s);
+  // finetune_first: each model is fine-tuned once and every job after it (calibration,
+  // scoring, pruning, the unpruned baseline's evaluation) starts from the fine-tuned one;
+  // RouterNormChange scores it against the model as given.
+  std::map<std::string, std::string> first_ft;  // model -> its fine-tuning job
+  if (s.finetune_first.kind == "finetune")
+    for (const auto& m : s.models) {
+      Job ft;
+      ft.kind = "finetune";
+      ft.label = "finetune first " + s.finetune_first.label() + " " + m;
+      ft.args = finetune_args(m, s.finetune_first, s.seeds.empty() ? 0 : s.seeds.front());
+      ft.output = "finetune/{id}";
+      ft.tags = {{"model", m}, {"criterion", "none"}, {"ratio", "0"}, {"procedure", "none"}, {"recovery", "none"},
+                 {"stage", "finetune_first"}};
+      first_ft[m] = b.add(std::move(ft));
+    }
+  auto model_path = [&](const std::string& m) {
+    auto it = first_ft.find(m);
+    return it == first_ft.end() ? m : "{out}/" + b.get(it->second).output;
+  };
+  auto model_deps = [&](const std::string& m) {
+    auto it = first_ft.find(m);
+    return it == first_ft.end() ? std::vector<std::string>{} : std::vector<std::string>{it->second};
+  };
   // Statistics each (model, calibration set) must serve: the data criteria of its one-shot points.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> calib_criteria;
   for (const auto& p : grid)
@@ -208,7 +245,8 @@ JobGraph build_job_graph(const SweepSpec& s) {
     std::string list;
     for (const auto& c : crits) list += (list.empty() ? "" : ",") + c;
     j.label = "calibrate " + key.second + " for " + list;
-    j.args = {"calibrate", key.first};
+    j.args = {"calibrate", model_path(key.first)};
+    j.deps = model_deps(key.first);
     for (const auto& a : data_args(s.calibration_set(key.second))) j.args.push_back(a);
     j.args.insert(j.args.end(), {"--criteria", list});
     const CalibrationSpecEntry& cal = s.calibration_set(key.second);
@@ -254,17 +292,20 @@ JobGraph build_job_graph(const SweepSpec& s) {
     j.kind = "score";
     std::string list;
     std::vector<std::string> crits;
+    j.deps = model_deps(p.model);
     if (!cal.empty()) {
       const std::string calib = calibrate_job.at({p.model, cal});
-      j.deps = {calib};
+      j.deps.push_back(calib);
       for (const auto& c : calib_criteria.at({p.model, cal})) crits.push_back(c);
     }
     for (const auto& c : all_criteria)
       if (!needs_data(c)) crits.push_back(c);
     for (const auto& c : crits) list += (list.empty() ? "" : ",") + c;
     j.label = "score " + list + (cal.empty() ? "" : " on " + cal);
-    j.args = {"score", "--model", p.model};
-    if (!cal.empty()) j.args.insert(j.args.end(), {"--stats", "{out}/" + b.get(j.deps[0]).output});
+    j.args = {"score", "--model", model_path(p.model)};
+    if (!cal.empty()) j.args.insert(j.args.end(), {"--stats", "{out}/" + b.get(j.deps.back()).output});
+    if (std::find(crits.begin(), crits.end(), "RouterNormChange") != crits.end())
+      j.args.insert(j.args.end(), {"--second-model", p.model});  // the model before finetune_first
     j.args.insert(j.args.end(), {"--criteria", list, "--seed", std::to_string(p.seed), "--out", "{out}/score/{id}.json"});
     j.output = "score/{id}.json";
     return score_job[key] = b.add(std::move(j));
@@ -285,22 +326,24 @@ JobGraph build_job_graph(const SweepSpec& s) {
   for (const auto& m : s.models) {
     const std::map<std::string, std::string> base = {
         {"model", m}, {"criterion", "none"}, {"ratio", "0"}, {"procedure", "none"}, {"recovery", "none"}};
-    to_eval.push_back({"", m, s.eval.num_fewshot, base});
+    const std::string dep = first_ft.count(m) ? first_ft.at(m) : "";
+    to_eval.push_back({dep, model_path(m), s.eval.num_fewshot, base});
     for (int64_t k : kshots) {
       auto tags = base;
       tags["recovery"] = "kshot-" + std::to_string(k);
-      to_eval.push_back({"", m, k, tags});
+      to_eval.push_back({dep, model_path(m), k, tags});
     }
   }
   for (const auto& p : grid) {
     Job pr;
     pr.kind = "prune";
     pr.label = "prune " + p.criterion.label() + " r=" + num(p.ratio) + " " + p.procedure;
-    pr.args = {"prune", p.model, "--criterion", p.criterion.name, "--direction", p.criterion.direction, "--ratio",
+    pr.args = {"prune", model_path(p.model), "--criterion", p.criterion.name, "--direction", p.criterion.direction, "--ratio",
                num(p.ratio)};
+    pr.deps = model_deps(p.model);
     if (p.procedure == "one-shot") {
       const std::string sc = scores_for(p);
-      pr.deps = {sc};
+      pr.deps.push_back(sc);
       pr.args.insert(pr.args.end(), {"--scores", "{out}/" + b.get(sc).output});
     } else {
       pr.args.insert(pr.args.end(), {"--procedure", p.procedure});
@@ -324,15 +367,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
       ft.kind = "finetune";
       ft.label = "finetune " + p.recovery.label() + " after " + b.get(prune_id).label;
       ft.deps = {prune_id};
-      ft.args = {"finetune", "{out}/" + b.get(prune_id).output};
-      for (const auto& f : p.recovery.data) ft.args.insert(ft.args.end(), {"--data", f});
-      if (!p.recovery.sft.empty()) ft.args.insert(ft.args.end(), {"--sft", p.recovery.sft});
-      ft.args.insert(ft.args.end(), {"--seq-len", std::to_string(p.recovery.seq_len), "--steps",
-                                     std::to_string(p.recovery.steps), "--lr", num(p.recovery.lr), "--batch-size",
-                                     std::to_string(p.recovery.batch_size), "--params", p.recovery.params, "--seed",
-                                     std::to_string(p.seed), "--checkpoint-dir", "{out}/finetune/{id}.ckpt",
-                                     "--checkpoint-every", std::to_string(std::max<int64_t>(1, p.recovery.steps / 4)),
-                                     "--auto-resume", "--out", "{out}/finetune/{id}", "--overwrite"});
+      ft.args = finetune_args("{out}/" + b.get(prune_id).output, p.recovery, p.seed);
       ft.output = "finetune/{id}";
       ft.tags = point_tags(p);
       final_id = b.add(std::move(ft));

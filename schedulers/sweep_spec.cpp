@@ -121,6 +121,31 @@ CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std:
   return c;
 }
 
+// A fine-tuning run's settings (a recovery's finetune map, finetune_first); errors name
+// `fkey`.<field>.
+Recovery parse_finetune(const Reader& r, const YAML::Node& f, const std::string& fkey) {
+  Recovery rec;
+  rec.kind = "finetune";
+  if (!f.IsMap()) r.fail(fkey, "expected a map (steps, lr, data or sft, batch_size, seq_len, params)");
+  rec.steps = r.as<int64_t>(f["steps"], fkey + ".steps");
+  if (rec.steps <= 0) r.fail(fkey + ".steps", "must be positive");
+  if (f["lr"]) rec.lr = r.as<double>(f["lr"], fkey + ".lr");
+  if (!(rec.lr > 0)) r.fail(fkey + ".lr", "must be positive");
+  if (f["batch_size"]) rec.batch_size = r.as<int64_t>(f["batch_size"], fkey + ".batch_size");
+  if (f["seq_len"]) rec.seq_len = r.as<int64_t>(f["seq_len"], fkey + ".seq_len");
+  if (f["params"]) rec.params = r.as<std::string>(f["params"], fkey + ".params");
+  if (rec.params != "full" && rec.params != "router" && rec.params != "experts")
+    r.fail(fkey + ".params", "must be full, router or experts");
+  rec.data = r.list<std::string>(f["data"], fkey + ".data");
+  if (f["sft"]) rec.sft = r.as<std::string>(f["sft"], fkey + ".sft");
+  if (rec.data.empty() == rec.sft.empty())
+    r.fail(fkey, "give either data (text files) or sft (a prompt/answer JSONL)");
+  for (size_t i = 0; i < rec.data.size(); ++i)
+    check_path(r, fkey + ".data[" + std::to_string(i) + "]", rec.data[i]);
+  if (!rec.sft.empty()) check_path(r, fkey + ".sft", rec.sft);
+  return rec;
+}
+
 Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string& key) {
   Recovery rec;
   if (n.IsScalar()) {
@@ -136,25 +161,7 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
   }
   if (!n.IsMap() || !n["finetune"])
     r.fail(key, "expected none, {kshot: K} or {finetune: {steps, lr, data or sft, ...}}");
-  const YAML::Node f = n["finetune"];
-  rec.kind = "finetune";
-  rec.steps = r.as<int64_t>(f["steps"], key + ".finetune.steps");
-  if (rec.steps <= 0) r.fail(key + ".finetune.steps", "must be positive");
-  if (f["lr"]) rec.lr = r.as<double>(f["lr"], key + ".finetune.lr");
-  if (!(rec.lr > 0)) r.fail(key + ".finetune.lr", "must be positive");
-  if (f["batch_size"]) rec.batch_size = r.as<int64_t>(f["batch_size"], key + ".finetune.batch_size");
-  if (f["seq_len"]) rec.seq_len = r.as<int64_t>(f["seq_len"], key + ".finetune.seq_len");
-  if (f["params"]) rec.params = r.as<std::string>(f["params"], key + ".finetune.params");
-  if (rec.params != "full" && rec.params != "router" && rec.params != "experts")
-    r.fail(key + ".finetune.params", "must be full, router or experts");
-  rec.data = r.list<std::string>(f["data"], key + ".finetune.data");
-  if (f["sft"]) rec.sft = r.as<std::string>(f["sft"], key + ".finetune.sft");
-  if (rec.data.empty() == rec.sft.empty())
-    r.fail(key + ".finetune", "give either data (text files) or sft (a prompt/answer JSONL)");
-  for (size_t i = 0; i < rec.data.size(); ++i)
-    check_path(r, key + ".finetune.data[" + std::to_string(i) + "]", rec.data[i]);
-  if (!rec.sft.empty()) check_path(r, key + ".finetune.sft", rec.sft);
-  return rec;
+  return parse_finetune(r, n["finetune"], key + ".finetune");
 }
 
 Resources parse_resources(const Reader& r, const YAML::Node& n, const std::string& key) {
@@ -261,11 +268,12 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   if (!root.IsMap()) r.fail("(top level)", "expected a map of sweep keys");
   static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
-                                              "eval",     "resources", "slurm",    "lottery", "device"};
+                                              "eval",     "resources", "slurm",    "lottery", "device",
+                                              "finetune_first"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
-                                   "seeds, include, exclude, eval, resources, slurm, lottery, device)");
+                                   "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first)");
   }
   SweepSpec s;
   s.path = path;
@@ -360,6 +368,9 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   s.seeds = root["seeds"] ? r.list<uint64_t>(root["seeds"], "seeds") : std::vector<uint64_t>{0};
   s.include = parse_filters(r, root["include"], "include");
   s.exclude = parse_filters(r, root["exclude"], "exclude");
+  if (const YAML::Node ff = root["finetune_first"]) {  // the keys of a recovery's finetune map
+    s.finetune_first = parse_finetune(r, ff, "finetune_first");
+  }
   if (const YAML::Node ev = root["eval"]) {
     if (!ev.IsMap()) r.fail("eval", "expected a map (perplexity, tasks, max_length, num_fewshot, lm_eval)");
     if (const YAML::Node ppl = ev["perplexity"])
@@ -487,7 +498,9 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (const auto& need : criteria::make_criterion(c.name)->needs())
       data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
     if (data && s.calibration.empty()) r.fail("calibration", c.name + " needs calibration statistics: add a set");
-    if (c.name == "RouterNormChange") r.fail("criteria", "RouterNormChange needs a second checkpoint: not in sweeps yet");
+    if (c.name == "RouterNormChange" && s.finetune_first.kind == "none")
+      r.fail("criteria", "RouterNormChange compares a fine-tuned model with the one it came from: add finetune_first "
+                         "(the sweep then prunes the fine-tuned model)");
   }
   for (const auto& p : s.procedures)
     if (p != "one-shot" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");

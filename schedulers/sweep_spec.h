@@ -136,6 +136,10 @@ struct SweepSpec {
   std::map<std::string, Resources> resources;  // by job kind
   SlurmSettings slurm;
   LotterySettings lottery;
+  // finetune_first: fine-tune every model before anything else and prune the fine-tuned
+  // one (Chowdhury et al., ICML 2024: experts of a model fine-tuned on a downstream task;
+  // RouterNormChange scores it against the model as given). kind "none": off.
+  Recovery finetune_first;
   std::string device = "cpu";  // where jobs compute: cpu | cuda (calibrate, prune, finetune, eval)
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
   Resources resources_for(const std::string& kind) const;
