@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "results/lm_eval_records.h"
 #include "results/result_records.h"
+#include "schedulers/job_process.h"
 
 #ifndef MOELAB_VERSION
 #define MOELAB_VERSION "0.1.0"
@@ -46,13 +47,6 @@ struct LmEvalArgs {
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
-}
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw InputError("/proc/self/exe", "cannot find the moelab binary");
-  return std::string(buf, static_cast<size_t>(n));
 }
 
 std::string number_text(double v) {
@@ -147,7 +141,7 @@ void run_lm_eval(const LmEvalArgs& a) {
   for (const auto& t : a.tasks) tasks += (tasks.empty() ? "" : ",") + t;
   const std::string model_abs = fs::absolute(a.model).lexically_normal().string();
   // The batch size goes as lm-eval's own --batch_size, which it hands to the model type.
-  std::string model_args = "pretrained=" + model_abs + ",moelab=" + self_exe() + ",ranks=" + std::to_string(a.ranks);
+  std::string model_args = "pretrained=" + model_abs + ",moelab=" + schedulers::this_executable() + ",ranks=" + std::to_string(a.ranks);
   if (a.max_length > 0) model_args += ",max_length=" + std::to_string(a.max_length);
   if (!a.dtype.empty()) model_args += ",dtype=" + a.dtype;
   if (a.device != "cpu") model_args += ",compute_device=" + a.device;
