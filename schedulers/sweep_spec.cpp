@@ -89,10 +89,17 @@ std::string to_string(double v) {
   return o.str();
 }
 
+// std::filesystem::exists without the throw: a name too long for the file system (a
+// component over 255 bytes) is "does not exist" to the spec's reader, not a crash.
+bool path_exists(const std::filesystem::path& p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+
 // Resolves `p` against the spec's folder, checks it exists, returns it absolute.
 void check_path(const Reader& r, const std::string& key, std::string& p) {
   const std::string abs = r.resolve(p);
-  if (!std::filesystem::exists(abs)) r.fail(key, "\"" + p + "\" does not exist");
+  if (!path_exists(abs)) r.fail(key, "\"" + p + "\" does not exist");
   p = abs;
 }
 
@@ -257,7 +264,7 @@ SweepSpec load_sweep_spec(const std::string& path) {
 
 namespace {
 SweepSpec parse_sweep_spec(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw InputError(path, "no such sweep spec");
+  if (!path_exists(path)) throw InputError(path, "no such sweep spec");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -286,7 +293,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   if (s.models.empty()) r.fail("model", "give the model directory (or a list)");
   for (size_t i = 0; i < s.models.size(); ++i) {
     check_path(r, s.models.size() > 1 ? "model[" + std::to_string(i) + "]" : "model", s.models[i]);
-    if (!std::filesystem::exists(std::filesystem::path(s.models[i]) / "config.json"))
+    if (!path_exists(std::filesystem::path(s.models[i]) / "config.json"))
       r.fail("model", "\"" + s.models[i] + "\" has no config.json");
   }
   if (const YAML::Node cal = root["calibration"]) {
