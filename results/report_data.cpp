@@ -91,13 +91,18 @@ std::string arg_after(const std::vector<std::string>& args, const std::string& f
   return "";
 }
 
-std::vector<Job> read_plan(const std::string& plan_path, std::string& name) {
+std::vector<Job> read_plan(const std::string& plan_path, std::string& name, std::vector<ClaimSpec>& claims) {
   const json plan = parse_json_file(plan_path, "sweep plan");
   const Fields f(plan_path);
   if (!plan.is_object()) f.fail("(top level)", "expected an object {name, jobs}");
   name = f.str(plan, "name", "(top level)");
   const json& jobs = f.at(plan, "jobs", "(top level)");
   if (!jobs.is_array()) f.fail("jobs", "expected a list of jobs");
+  if (plan.contains("claims")) {
+    const json& cl = plan.at("claims");
+    if (!cl.is_array()) f.fail("claims", "expected a list of claims");
+    for (size_t i = 0; i < cl.size(); ++i) claims.push_back(claim_from_json(cl[i], plan_path, "claims[" + std::to_string(i) + "]"));
+  }
   std::vector<Job> out;
   std::set<std::string> ids;
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -235,7 +240,7 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
   if (!fs::exists(plan)) throw InputError(dir, "not a sweep results directory (no plan.json)");
   SweepResults r;
   r.acc_metric = acc_metric;
-  r.jobs = read_plan(plan.string(), r.name);
+  r.jobs = read_plan(plan.string(), r.name, r.claims);
 
   for (auto& job : r.jobs) {
     const fs::path record = root / "jobs" / (job.id + ".json");

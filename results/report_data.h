@@ -1,5 +1,5 @@
 // What `moelab report` reads from a sweep's results directory (schedulers/results_dir.h):
-// plan.json (jobs and their tags), jobs/<id>.json (done or failed), eval/<id>.jsonl
+// plan.json (jobs and their tags, the claims), jobs/<id>.json (done or failed), eval/<id>.jsonl
 // (results_format.md) and score/<id>.json (criteria/scores_file.h). Calibration
 // statistics (HDF5) are read separately (report_usage.h) so that this part needs
 // neither HDF5 nor torch.
@@ -11,6 +11,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "results/claims.h"
 
 namespace moelab::results::report {
 
@@ -56,6 +58,7 @@ struct SweepResults {
   std::vector<std::string> models;    // model tags in plan order
   std::vector<std::string> calibrations;  // calibration set names in plan order (non-empty)
   std::vector<std::string> not_done;  // one line per job that is not done: "<state>: <label> (<id>)"
+  std::vector<ClaimSpec> claims;      // the sweep spec's claims (plan.json "claims"), spec order
 
   // The model's name for tables: the last component of its path (the full tag when two
   // models of the sweep share that name).

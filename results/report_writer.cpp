@@ -7,6 +7,7 @@
 #include "common/atomic_output.h"
 #include "common/error.h"
 #include "results/report_agreement.h"
+#include "results/report_claims.h"
 #include "results/report_data.h"
 #include "results/report_html.h"
 #include "results/report_kendall.h"
@@ -46,7 +47,10 @@ ReportSummary write_report(const ReportOptions& o) {
   if (fs::exists(out) && !fs::is_empty(out) && !fs::exists(out / "report.json"))
     throw InputError(out.string(), "exists and is not a moelab report (remove it or give another --out)");
 
-  std::vector<Table> tables = build_result_tables(r);
+  std::vector<Table> tables;
+  if (!r.claims.empty()) tables.push_back(build_claims_table(r));  // first: what the sweep was run to find out
+  const std::vector<Table> results = build_result_tables(r);
+  tables.insert(tables.end(), results.begin(), results.end());
   const std::vector<Table> kendall = build_kendall_tables(r);
   tables.insert(tables.end(), kendall.begin(), kendall.end());
   const std::vector<Table> overlap = build_overlap_tables(r);

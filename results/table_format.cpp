@@ -155,9 +155,19 @@ std::string to_latex(const Table& t) {
   std::string s = "\\begin{table}[ht]\n\\centering\n";
   s += "\\caption{" + latex_escape(t.title) + ". " + latex_escape(t.caption) + "}\n";
   s += "\\label{tab:" + t.id + "}\n";
-  // Shrink to the line width only when wider than it.
-  s += "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n";
-  s += "\\begin{tabular}{" + std::string(nl, 'l') + std::string(t.columns.size(), 'r') + "}\n\\toprule\n";
+  // A table of text only (the claims): wrapped columns sharing the line; shrinking it
+  // would make sentences unreadable. Else shrink to the line width only when wider than it.
+  const bool text_only = t.columns.empty() && nl > 0;
+  if (text_only) {
+    char width[32];
+    std::snprintf(width, sizeof width, "p{%.3f\\linewidth}", 0.92 / double(nl));
+    s += "{\\small\n\\begin{tabular}{";
+    for (size_t i = 0; i < nl; ++i) s += width;
+    s += "}\n\\toprule\n";
+  } else {
+    s += "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n";
+    s += "\\begin{tabular}{" + std::string(nl, 'l') + std::string(t.columns.size(), 'r') + "}\n\\toprule\n";
+  }
   if (has_groups(t)) {
     std::string rules;
     s += std::string(nl > 0 ? nl - 1 : 0, '&');
@@ -196,7 +206,7 @@ std::string to_latex(const Table& t) {
     }
     s += " \\\\\n";
   }
-  s += "\\bottomrule\n\\end{tabular}}\n\\end{table}\n";
+  s += "\\bottomrule\n\\end{tabular}}\n\\end{table}\n";  // "}" closes the resize box or the small-font group
   return s;
 }
 

@@ -51,8 +51,13 @@ ResultsDir ResultsDir::prepare(const std::string& dir, const SweepSpec& spec, co
   std::stringstream text;
   text << in.rdbuf();
   write_file_atomic(root / "sweep.yaml", text.str());
-  const nlohmann::json plan = {{"name", spec.name}, {"spec", fs::absolute(spec.path).string()},
-                               {"jobs", graph_to_json(graph)}};
+  nlohmann::json plan = {{"name", spec.name}, {"spec", fs::absolute(spec.path).string()},
+                         {"jobs", graph_to_json(graph)}};
+  // The claims travel with the plan: `moelab report` reads nothing but the results directory.
+  if (!spec.claims.empty()) {
+    plan["claims"] = nlohmann::json::array();
+    for (const auto& c : spec.claims) plan["claims"].push_back(results::claim_to_json(c));
+  }
   write_file_atomic(root / "plan.json", plan.dump(1) + "\n");
   ResultsDir r;
   r.path_ = root.string();

@@ -263,6 +263,65 @@ SweepSpec load_sweep_spec(const std::string& path) {
 }
 
 namespace {
+// A YAML node as JSON with every scalar a string (claim_from_json reads numbers from
+// strings), so that claims have one reader for the spec and for plan.json.
+nlohmann::json yaml_to_json(const YAML::Node& n) {
+  if (n.IsMap()) {
+    nlohmann::json o = nlohmann::json::object();
+    for (const auto& kv : n) o[kv.first.Scalar()] = yaml_to_json(kv.second);
+    return o;
+  }
+  if (n.IsSequence()) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& e : n) a.push_back(yaml_to_json(e));
+    return a;
+  }
+  if (n.IsScalar()) return n.Scalar();
+  return nullptr;
+}
+
+// A claim's grid values and metric against the sweep: a value no grid point has, or a
+// metric no evaluation of the sweep writes, would make a claim that is never measured.
+void check_claim(const Reader& r, const SweepSpec& s, const results::ClaimSpec& c, const std::string& field) {
+  if (c.kind == "not_measured") return;
+  auto check_value = [&](const std::string& key, const std::string& k, const std::string& v) {
+    const std::string where = field + "." + key + "." + k;
+    bool ok = false;
+    if (k == "criterion") {
+      for (const auto& x : s.criteria) ok |= x.label() == v;
+      if (!ok) r.fail(where, "\"" + v + "\" is not a criterion of this sweep (as labelled: Min-EAN, Max-RWN)");
+    } else if (k == "ratio") {
+      char* end = nullptr;
+      const double d = std::strtod(v.c_str(), &end);
+      for (double x : s.ratios) ok |= *end == '\0' && std::fabs(x - d) < 1e-9;
+      if (!ok) r.fail(where, "\"" + v + "\" is not one of the sweep's ratios");
+    } else if (k == "procedure") {
+      ok = std::find(s.procedures.begin(), s.procedures.end(), v) != s.procedures.end();
+      if (!ok) r.fail(where, "\"" + v + "\" is not one of the sweep's procedures");
+    } else if (k == "recovery") {
+      for (const auto& x : s.recovery) ok |= x.label() == v || x.label().rfind(v + "-", 0) == 0;
+      if (!ok) r.fail(where, "\"" + v + "\" is not a recovery setting of this sweep (its label or kind: none, kshot-3, kshot)");
+    } else if (k == "calibration") {
+      for (const auto& x : s.calibration) ok |= x.name == v;
+      if (!ok) r.fail(where, "\"" + v + "\" is not a calibration set of this sweep");
+    } else if (k == "model") {
+      for (const auto& m : s.models) ok |= m == v || std::filesystem::path(m).filename() == v;
+      if (!ok) r.fail(where, "\"" + v + "\" is not a model of this sweep (its path or folder name)");
+    }
+  };
+  for (const auto& [k, v] : c.select) check_value("select", k, v);
+  for (const auto& [k, v] : c.versus) check_value("versus", k, v);
+  const std::string& m = c.metric;
+  bool ok = m == "avg" ? s.eval.tasks.size() >= 2 : false;
+  if (m.rfind("ppl:", 0) == 0)
+    for (const auto& [domain, file] : s.eval.perplexity) ok |= "ppl:" + domain == m;
+  if (m.rfind("acc:", 0) == 0) ok = m.size() > 4 && !s.eval.tasks.empty();
+  if (m.rfind("lm:", 0) == 0) ok = m.size() > 3 && !s.eval.lm_eval.tasks.empty();
+  if (!ok)
+    r.fail(field + ".metric", "\"" + m + "\" is no metric of this sweep's eval section (ppl:<perplexity name>, "
+                              "acc:<task>, avg with two tasks or more, lm:<lm-eval task>)");
+}
+
 SweepSpec parse_sweep_spec(const std::string& path) {
   if (!path_exists(path)) throw InputError(path, "no such sweep spec");
   YAML::Node root;
@@ -276,11 +335,11 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
                                               "eval",     "resources", "slurm",    "lottery", "device",
-                                              "finetune_first"};
+                                              "finetune_first", "claims"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
-                                   "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first)");
+                                   "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first, claims)");
   }
   SweepSpec s;
   s.path = path;
@@ -515,6 +574,14 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty() && s.eval.lm_eval.tasks.empty())
       r.fail("recovery[" + std::to_string(i) + "]",
              "k-shot recovery needs eval.tasks or eval.lm_eval (it is a task evaluation setting)");
+  if (const YAML::Node cl = root["claims"]) {
+    if (!cl.IsSequence()) r.fail("claims", "expected a list of {paper, claim, kind, metric, select, ...}");
+    for (size_t i = 0; i < cl.size(); ++i) {
+      const std::string field = "claims[" + std::to_string(i) + "]";
+      s.claims.push_back(results::claim_from_json(yaml_to_json(cl[i]), path, field));
+      check_claim(r, s, s.claims.back(), field);
+    }
+  }
   return s;
 }
 }  // namespace

@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "results/claims.h"
+
 namespace moelab::schedulers {
 
 struct CalibrationSpecEntry {
@@ -141,6 +143,9 @@ struct SweepSpec {
   // RouterNormChange scores it against the model as given). kind "none": off.
   Recovery finetune_first;
   std::string device = "cpu";  // where jobs compute: cpu | cuda (calibrate, prune, finetune, eval)
+  // claims: papers' claims the report checks on this sweep's results (results/claims.h);
+  // their grid values and metrics are checked against the grid and eval sections.
+  std::vector<results::ClaimSpec> claims;
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
   Resources resources_for(const std::string& kind) const;
 };

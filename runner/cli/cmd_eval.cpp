@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
+#include "cli/task_format.h"
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
 #include "common/atomic_output.h"
@@ -55,52 +56,6 @@ jobs::TextFile parse_data_arg(const std::string& arg) {
   if (sep != std::string::npos && sep > 0 && arg.substr(0, sep).find('/') == std::string::npos && !fs::exists(arg))
     return {arg.substr(0, sep), arg.substr(sep + 1)};
   return {fs::path(arg).stem().string(), arg};
-}
-
-// The optional YAML beside a task file (same stem, .yaml or .yml): McFormat fields.
-jobs::McFormat read_task_format(const std::string& task_path) {
-  jobs::McFormat f;
-  fs::path yaml;
-  for (const char* ext : {".yaml", ".yml"})
-    if (fs::exists(fs::path(task_path).replace_extension(ext))) yaml = fs::path(task_path).replace_extension(ext);
-  if (yaml.empty()) return f;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(yaml.string());
-  } catch (const YAML::Exception& e) {
-    throw InputError(yaml.string(), std::string("not valid YAML: ") + e.what());
-  }
-  if (!root.IsMap()) throw InputError(yaml.string(), "expected a mapping of task settings");
-  const std::map<std::string, std::string*> fields = {
-      {"name", &f.name},
-      {"query_field", &f.query_field},
-      {"choices_field", &f.choices_field},
-      {"gold_field", &f.gold_field},
-      {"prompt_template", &f.prompt_template},
-      {"target_delimiter", &f.target_delimiter},
-      {"fewshot_delimiter", &f.fewshot_delimiter},
-      {"description", &f.description},
-      {"fewshot_file", &f.fewshot_file},
-      {"fewshot_sampler", &f.fewshot_sampler}};
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    auto it = fields.find(key);
-    if (it == fields.end()) {
-      std::string known;
-      for (const auto& [k, _] : fields) known += (known.empty() ? "" : ", ") + k;
-      throw InputError(yaml.string(), "unknown key \"" + key + "\" (known: " + known + ")");
-    }
-    if (!kv.second.IsScalar()) throw InputError(yaml.string(), "key \"" + key + "\" must be a string");
-    *it->second = kv.second.as<std::string>();
-  }
-  if (f.fewshot_sampler != "random" && f.fewshot_sampler != "first_n")
-    throw InputError(yaml.string(), "key \"fewshot_sampler\" is \"" + f.fewshot_sampler +
-                                        "\"; known: random, first_n");
-  if (!f.prompt_template.empty())
-    jobs::check_prompt_template(f.prompt_template, yaml.string() + ": key \"prompt_template\"");
-  if (!f.fewshot_file.empty() && fs::path(f.fewshot_file).is_relative())
-    f.fewshot_file = (yaml.parent_path() / f.fewshot_file).string();
-  return f;
 }
 
 void check_vocab(const std::vector<jobs::ScoredSequence>& seqs, int64_t vocab, const std::string& tokenizer) {

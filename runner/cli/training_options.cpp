@@ -2,8 +2,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/model_options.h"
+#include "cli/task_format.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "jobs/stop_signal.h"
@@ -13,7 +16,7 @@ namespace moelab::cli {
 void TrainingArgs::add_to(CLI::App* cmd, int64_t min_steps) {
   cmd->add_option("--data", data.files, "text, JSONL (--text-field) or token-id files (next-token loss)");
   cmd->add_option("--text-field", data.text_field, "JSONL field holding the text");
-  cmd->add_option("--sft", sft, "JSONL of prompt/answer pairs (loss on answers only)");
+  cmd->add_option("--sft", sft, "JSONL of prompt/answer pairs, or a multiple-choice task file (its contexts and right answers); loss on answers only");
   cmd->add_option("--prompt-field", prompt_field, "SFT prompt field");
   cmd->add_option("--answer-field", answer_field, "SFT answer field");
   cmd->add_option("--seq-len", data.seq_len, "tokens per sequence (text windows; SFT examples are cut to it)")
@@ -55,8 +58,28 @@ void TrainingArgs::check(const std::string& command, bool data_required) const {
                      "no checkpoint to resume from (give --checkpoint-dir of a run that saved one)");
 }
 
+namespace {
+
+// Whether an --sft file is a multiple-choice task (configs/tasks/README.md): its first
+// item has the format's choices field and no prompt field.
+bool is_task_file(const std::string& path, const std::string& prompt_field, const std::string& choices_field) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) break;
+  const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && !j.contains(prompt_field) && j.contains(choices_field);
+}
+
+}  // namespace
+
 std::vector<jobs::TrainingExample> TrainingArgs::load_examples() const {
-  if (!sft.empty()) return jobs::load_sft_examples(sft, data.tokenizer, prompt_field, answer_field, data.seq_len);
+  if (!sft.empty()) {
+    // A task file: train on each item's context and right answer, as the task scores them.
+    if (const jobs::McFormat f = read_task_format(sft); is_task_file(sft, prompt_field, f.choices_field))
+      return jobs::sft_examples_from_task(jobs::read_mc_task(sft, f), data.tokenizer, data.seq_len);
+    return jobs::load_sft_examples(sft, data.tokenizer, prompt_field, answer_field, data.seq_len);
+  }
   if (!data.files.empty()) return jobs::load_text_examples(data);
   return {};
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "jobs/calibration_data.h"
+#include "jobs/multiple_choice.h"
 
 namespace moelab::jobs {
 
@@ -27,5 +28,10 @@ std::vector<TrainingExample> load_text_examples(const CalibrationSpec& spec);
 std::vector<TrainingExample> load_sft_examples(const std::string& path, const std::string& tokenizer,
                                                const std::string& prompt_field, const std::string& answer_field,
                                                int64_t seq_len);
+
+// SFT on a multiple-choice task's items: prompt = the item's zero-shot context as
+// evaluation builds it (description, template), answer = target_delimiter + the right
+// choice; encoded and cut as load_sft_examples does. Training on what the task scores.
+std::vector<TrainingExample> sft_examples_from_task(const McTask& task, const std::string& tokenizer, int64_t seq_len);
 
 }  // namespace moelab::jobs

@@ -177,6 +177,29 @@ def test_sft_puts_the_loss_on_answers_only(model_with_tokenizer, moelab, tmp_pat
     close(g["embed"], hf.model.embed_tokens.weight.grad, "sft embed")
 
 
+def test_sft_on_a_task_file_trains_on_its_contexts_and_right_answers(model_with_tokenizer, moelab, tmp_path):
+    """`--sft task.jsonl` (a multiple-choice task, with the YAML beside it) gives exactly the
+    gradients of `--sft pairs.jsonl` holding prompt = description + query, answer =
+    target_delimiter + choices[gold], the rule configs/tasks/README.md states; the pairs
+    path itself is checked against transformers above."""
+    model, _ = model_with_tokenizer
+    items = [{"query": "Two plus two is", "choices": ["five", "four", "six"], "gold": 1},
+             {"query": "The capital of France is", "choices": ["Paris", "Rome"], "gold": 0},
+             {"query": "Snow is", "choices": ["green", "hot", "white"], "gold": 2}]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(x) for x in items) + "\n")
+    (tmp_path / "t.yaml").write_text('description: "Answer.\\n"\ntarget_delimiter: " => "\n')
+    pairs = [{"prompt": "Answer.\n" + x["query"], "answer": " => " + x["choices"][x["gold"]]} for x in items]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(x) for x in pairs) + "\n")
+    for name in ("t", "p"):
+        moelab("finetune", model, "--sft", tmp_path / f"{name}.jsonl", "--seq-len", 64, "--steps", 1, "--batch-size", 3,
+               "--log-file", tmp_path / f"{name}.log", "--save-grads", tmp_path / f"{name}.safetensors",
+               "--out", tmp_path / f"o{name}")
+    first = [{k: losses(tmp_path / f"{n}.log")[0][k] for k in ("loss", "targets")} for n in ("t", "p")]
+    assert first[0] == first[1]
+    a, b = load_file(str(tmp_path / "t.safetensors")), load_file(str(tmp_path / "p.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_bad_inputs_are_one_line_errors(model_with_tokenizer, fixtures, moelab, tmp_path):
     model, _ = model_with_tokenizer
     token_file(tmp_path / "d.json")
