@@ -229,6 +229,27 @@ def test_the_lm_eval_command_line_runs_with_model_moelab(moelab_bin, tmp_path):
     assert 0.5 < res["acc,none"] <= 1.0
 
 
+def test_the_lm_eval_command_line_still_runs_lm_evals_own_model_types(tmp_path):
+    """run_lm_eval.py registers moelab; lm-eval's own `--model hf` must still load (lm-eval
+    imports its models only while its registry is empty) and score as lm-eval does."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM  # noqa: F401  (registers --model hf)
+    from lm_eval.tasks import TaskManager
+    tasks = write_tasks(tmp_path)
+    out = tmp_path / "out"
+    args = f"pretrained={MODEL},dtype=float32,max_length={MAX_LENGTH}"
+    proc = subprocess.run([sys.executable, str(REPO / "runner" / "lm_eval_backend" / "run_lm_eval.py"),
+                           "--model", "hf", "--model_args", args, "--tasks", "moelab_test_mc", "--include_path",
+                           str(tasks), "--output_path", str(out), "--batch_size", "4", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_DATASETS_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(next(out.rglob("results*.json")).read_text())["results"]["moelab_test_mc"]
+    want = simple_evaluate(model="hf", model_args=args, tasks=["moelab_test_mc"],
+                           task_manager=TaskManager(include_path=str(tasks)), num_fewshot=0, batch_size=4,
+                           device="cpu")["results"]["moelab_test_mc"]
+    assert res["acc,none"] == want["acc,none"] and res["acc_norm,none"] == want["acc_norm,none"]
+
+
 def test_bad_model_arguments_are_one_clear_error(moelab_bin, tmp_path):
     with pytest.raises(ValueError, match="config.json"):
         moelab_lm.MoelabLM(pretrained=str(tmp_path), moelab=moelab_bin)
