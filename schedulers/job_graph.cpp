@@ -44,7 +44,8 @@ class Builder {
 
   // Adds the job unless an identical one exists; returns its id.
   std::string add(Job j) {
-    if (s_.device != "cpu" && j.kind != "score") {  // score reads weights only, on the CPU
+    // score reads weights only, compress writes vectors of ones: both on the CPU.
+    if (s_.device != "cpu" && j.kind != "score" && !(j.args.size() > 0 && j.args[0] == "compress")) {
       j.args.push_back("--device");
       j.args.push_back(s_.device);
     }
@@ -378,6 +379,42 @@ JobGraph build_job_graph(const SweepSpec& s) {
       to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
     }
   }
+  // Compressed experts: one compress job per (model, main count), shared by the recovery
+  // settings after it; tagged as a criterion of their own at ratio 0 (no expert removed).
+  for (const auto& m : s.models)
+    for (int64_t main : s.compressed_experts.main)
+      for (const auto& rec : s.recovery)
+        for (uint64_t seed : s.seeds) {
+          const std::string variant = s.compressed_experts.variant;
+          std::map<std::string, std::string> tags = {
+              {"model", m},           {"calibration", ""},          {"criterion", compressed_label(main)},
+              {"ratio", "0"},         {"procedure", "compress"},     {"recovery", "none"},
+              {"seed", std::to_string(seed)}};
+          Job c;
+          c.kind = "prune";
+          c.label = "compress main " + std::to_string(main) + " (" + variant + ")";
+          c.args = {"compress", model_path(m), "--main", std::to_string(main), "--variant", variant,
+                    "--out", "{out}/prune/{id}", "--overwrite"};
+          c.deps = model_deps(m);
+          c.output = "prune/{id}";
+          c.tags = tags;
+          c.tags.erase("seed");  // one compress job for every seed: compression draws nothing
+          std::string final_id = b.add(std::move(c));
+          tags["recovery"] = rec.label();
+          if (rec.kind == "finetune") {
+            Job ft;
+            ft.kind = "finetune";
+            ft.label = "finetune " + rec.label() + " after " + b.get(final_id).label;
+            ft.deps = {final_id};
+            ft.args = finetune_args("{out}/" + b.get(final_id).output, rec, seed);
+            ft.output = "finetune/{id}";
+            ft.tags = tags;
+            final_id = b.add(std::move(ft));
+          }
+          const int64_t shots = rec.kind == "kshot" ? rec.shots : s.eval.num_fewshot;
+          if (evaluated.insert({final_id, shots}).second)
+            to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
+        }
   if (!s.eval.perplexity.empty() || !s.eval.tasks.empty())
     for (const auto& t : to_eval) {
       Job ev;

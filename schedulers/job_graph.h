@@ -5,6 +5,8 @@
 //              sweep that can use those statistics (weight criteria need none);
 //   prune      one per grid point without recovery (one-shot reads the scores;
 //              iterative and lottery re-collect statistics themselves);
+//   prune      (`moelab compress`) one per (model, main count) of compressed_experts,
+//              tagged criterion Compressed-main<k>, ratio 0, procedure compress;
 //   finetune   one per (prune job, recovery setting);
 //   eval       one per final model, and once per unpruned model.
 // Job ids are stable: a hash of the job's kind, its arguments and its inputs' ids, so

@@ -27,9 +27,10 @@ std::string this_executable() {
 std::vector<std::string> job_command(const Job& job, const std::string& results_dir, const LaunchSettings& how) {
   std::vector<std::string> cmd;
   const std::string ranks = std::to_string(job.resources.ranks);
-  // `moelab lm-eval` is one Python process that starts `moelab --ranks P` per request batch.
-  const bool starts_own_ranks = !job.args.empty() && job.args.front() == "lm-eval";
-  if (job.resources.ranks > 1 && !starts_own_ranks) {
+  // `moelab lm-eval` is one Python process that starts `moelab --ranks P` per request batch;
+  // `moelab compress` is one process (it writes a copy with vectors of ones).
+  const bool one_process = !job.args.empty() && (job.args.front() == "lm-eval" || job.args.front() == "compress");
+  if (job.resources.ranks > 1 && !one_process) {
     if (how.launcher == "srun") {
       cmd = {"srun", "--mpi=" + how.srun_mpi, "--ntasks", ranks};
     } else {

@@ -142,7 +142,7 @@ Recovery parse_finetune(const Reader& r, const YAML::Node& f, const std::string&
   if (f["seq_len"]) rec.seq_len = r.as<int64_t>(f["seq_len"], fkey + ".seq_len");
   if (f["params"]) rec.params = r.as<std::string>(f["params"], fkey + ".params");
   if (rec.params != "full" && rec.params != "router" && rec.params != "experts")
-    r.fail(fkey + ".params", "must be full, router or experts");
+    r.fail(fkey + ".params", "must be full, router or experts (full also trains compressed experts' vectors)");
   rec.data = r.list<std::string>(f["data"], fkey + ".data");
   if (f["sft"]) rec.sft = r.as<std::string>(f["sft"], fkey + ".sft");
   if (rec.data.empty() == rec.sft.empty())
@@ -231,6 +231,8 @@ bool matches(const GridPoint& p, const std::map<std::string, std::string>& f) {
 
 }  // namespace
 
+std::string compressed_label(int64_t main) { return "Compressed-main" + std::to_string(main); }
+
 std::string Recovery::label() const {
   if (kind == "none") return "none";
   if (kind == "kshot") return "kshot-" + std::to_string(shots);
@@ -289,14 +291,17 @@ void check_claim(const Reader& r, const SweepSpec& s, const results::ClaimSpec& 
     bool ok = false;
     if (k == "criterion") {
       for (const auto& x : s.criteria) ok |= x.label() == v;
+      for (int64_t m : s.compressed_experts.main) ok |= compressed_label(m) == v;
       if (!ok) r.fail(where, "\"" + v + "\" is not a criterion of this sweep (as labelled: Min-EAN, Max-RWN)");
     } else if (k == "ratio") {
       char* end = nullptr;
       const double d = std::strtod(v.c_str(), &end);
       for (double x : s.ratios) ok |= *end == '\0' && std::fabs(x - d) < 1e-9;
+      ok |= *end == '\0' && d == 0 && !s.compressed_experts.main.empty();  // compressed points drop nothing
       if (!ok) r.fail(where, "\"" + v + "\" is not one of the sweep's ratios");
     } else if (k == "procedure") {
-      ok = std::find(s.procedures.begin(), s.procedures.end(), v) != s.procedures.end();
+      ok = std::find(s.procedures.begin(), s.procedures.end(), v) != s.procedures.end() ||
+           (v == "compress" && !s.compressed_experts.main.empty());
       if (!ok) r.fail(where, "\"" + v + "\" is not one of the sweep's procedures");
     } else if (k == "recovery") {
       for (const auto& x : s.recovery) ok |= x.label() == v || x.label().rfind(v + "-", 0) == 0;
@@ -335,11 +340,12 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
                                               "eval",     "resources", "slurm",    "lottery", "device",
-                                              "finetune_first", "claims"};
+                                              "finetune_first", "claims", "compressed_experts"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
-                                   "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first, claims)");
+                                   "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first, claims, "
+                                   "compressed_experts)");
   }
   SweepSpec s;
   s.path = path;
@@ -574,6 +580,21 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty() && s.eval.lm_eval.tasks.empty())
       r.fail("recovery[" + std::to_string(i) + "]",
              "k-shot recovery needs eval.tasks or eval.lm_eval (it is a task evaluation setting)");
+  if (const YAML::Node ce = root["compressed_experts"]) {
+    if (!ce.IsMap()) r.fail("compressed_experts", "expected a map {main: [k_m, ...], variant}");
+    for (const auto& kv : ce) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "main" && k != "variant") r.fail("compressed_experts." + k, "unknown key (main, variant)");
+    }
+    s.compressed_experts.main = r.list<int64_t>(ce["main"], "compressed_experts.main");
+    if (s.compressed_experts.main.empty()) r.fail("compressed_experts.main", "give the main experts per token (k_m >= 1)");
+    for (size_t i = 0; i < s.compressed_experts.main.size(); ++i)
+      if (s.compressed_experts.main[i] < 1)
+        r.fail("compressed_experts.main[" + std::to_string(i) + "]", "must be >= 1 (and below the model's top-k)");
+    if (ce["variant"]) s.compressed_experts.variant = r.as<std::string>(ce["variant"], "compressed_experts.variant");
+    if (s.compressed_experts.variant != "official" && s.compressed_experts.variant != "moelab-v1")
+      r.fail("compressed_experts.variant", shown_value(s.compressed_experts.variant) + " is not official or moelab-v1");
+  }
   if (const YAML::Node cl = root["claims"]) {
     if (!cl.IsSequence()) r.fail("claims", "expected a list of {paper, claim, kind, metric, select, ...}");
     for (size_t i = 0; i < cl.size(); ++i) {

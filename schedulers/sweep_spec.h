@@ -107,6 +107,18 @@ struct LmEvalSpec {
   int64_t batch_size = 8;
 };
 
+// compressed_experts: compressed experts (arXiv 2503.00634; `moelab compress`) as points
+// beside the pruned ones: per model and main count, a compress job (no expert removed: a
+// token's `main` highest-gated experts run, the others' vectors modulate them), then each
+// recovery setting of the sweep (fine-tuning trains the vectors: params full or
+// compressed) and the evaluation. Tagged criterion compressed_label(main), ratio 0,
+// procedure "compress".
+struct CompressedExpertsSpec {
+  std::vector<int64_t> main;        // empty: none
+  std::string variant = "official";  // official | moelab-v1 (moelab compress --variant)
+};
+std::string compressed_label(int64_t main);  // "Compressed-main1"
+
 struct EvalSpec {
   std::vector<std::pair<std::string, std::string>> perplexity;  // (domain, file)
   std::vector<std::string> tasks;
@@ -146,6 +158,7 @@ struct SweepSpec {
   // claims: papers' claims the report checks on this sweep's results (results/claims.h);
   // their grid values and metrics are checked against the grid and eval sections.
   std::vector<results::ClaimSpec> claims;
+  CompressedExpertsSpec compressed_experts;
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
   Resources resources_for(const std::string& kind) const;
 };

@@ -1,6 +1,6 @@
 """The shipped paper specs run as a user runs them (`moelab sweep run` from the repository
 root, then `moelab report`), and the report's claims table lists every claim of the spec
-with numbers taken from the sweep's own eval records. About 13 minutes on 2 cores: a long
+with numbers taken from the sweep's own eval records. About 16 minutes on 2 cores: a long
 suite, run with MOELAB_LONG_TESTS=1 (scripts/test.sh)."""
 import csv
 import io
@@ -15,7 +15,7 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(os.environ.get("MOELAB_LONG_TESTS") != "1",
-                                reason="long suite: MOELAB_LONG_TESTS=1 runs the paper specs (~13 min)")
+                                reason="long suite: MOELAB_LONG_TESTS=1 runs the paper specs (~16 min)")
 
 
 def eval_numbers(results):
@@ -39,7 +39,7 @@ def eval_numbers(results):
     return shown
 
 
-@pytest.mark.parametrize("spec", ["mc-suite-claims.yaml", "router-norm-change.yaml"])
+@pytest.mark.parametrize("spec", ["mc-suite-claims.yaml", "router-norm-change.yaml", "compressed-experts.yaml"])
 def test_a_paper_spec_runs_and_its_report_states_every_claim_with_the_records_numbers(spec, moelab, tmp_path):
     results = tmp_path / "results"
     moelab("sweep", "run", f"configs/paper/{spec}", "--results", results, "--jobs", "2", cwd=REPO)
