@@ -335,6 +335,25 @@ JobGraph build_job_graph(const SweepSpec& s) {
       to_eval.push_back({dep, model_path(m), k, tags});
     }
   }
+  // After the job that wrote a point's model: its recovery fine-tuning (if any), then its
+  // evaluation target (once per final model and shots setting). `tags`: the point's.
+  auto recover_and_evaluate = [&](const std::string& model_job, const Recovery& rec, uint64_t seed,
+                                  const std::map<std::string, std::string>& tags) {
+    std::string final_id = model_job;
+    if (rec.kind == "finetune") {
+      Job ft;
+      ft.kind = "finetune";
+      ft.label = "finetune " + rec.label() + " after " + b.get(model_job).label;
+      ft.deps = {model_job};
+      ft.args = finetune_args("{out}/" + b.get(model_job).output, rec, seed);
+      ft.output = "finetune/{id}";
+      ft.tags = tags;
+      final_id = b.add(std::move(ft));
+    }
+    const int64_t shots = rec.kind == "kshot" ? rec.shots : s.eval.num_fewshot;
+    if (evaluated.insert({final_id, shots}).second)
+      to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
+  };
   for (const auto& p : grid) {
     Job pr;
     pr.kind = "prune";
@@ -361,23 +380,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
     pr.output = "prune/{id}";
     pr.tags = point_tags(p);
     pr.tags["recovery"] = "none";
-    const std::string prune_id = b.add(std::move(pr));
-    std::string final_id = prune_id;
-    if (p.recovery.kind == "finetune") {
-      Job ft;
-      ft.kind = "finetune";
-      ft.label = "finetune " + p.recovery.label() + " after " + b.get(prune_id).label;
-      ft.deps = {prune_id};
-      ft.args = finetune_args("{out}/" + b.get(prune_id).output, p.recovery, p.seed);
-      ft.output = "finetune/{id}";
-      ft.tags = point_tags(p);
-      final_id = b.add(std::move(ft));
-    }
-    const int64_t shots = p.recovery.kind == "kshot" ? p.recovery.shots : s.eval.num_fewshot;
-    if (evaluated.insert({final_id, shots}).second) {
-      auto tags = point_tags(p);
-      to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
-    }
+    recover_and_evaluate(b.add(std::move(pr)), p.recovery, p.seed, point_tags(p));
   }
   // Compressed experts: one compress job per (model, main count), shared by the recovery
   // settings after it; tagged as a criterion of their own at ratio 0 (no expert removed).
@@ -399,21 +402,9 @@ JobGraph build_job_graph(const SweepSpec& s) {
           c.output = "prune/{id}";
           c.tags = tags;
           c.tags.erase("seed");  // one compress job for every seed: compression draws nothing
-          std::string final_id = b.add(std::move(c));
+          const std::string compress_id = b.add(std::move(c));
           tags["recovery"] = rec.label();
-          if (rec.kind == "finetune") {
-            Job ft;
-            ft.kind = "finetune";
-            ft.label = "finetune " + rec.label() + " after " + b.get(final_id).label;
-            ft.deps = {final_id};
-            ft.args = finetune_args("{out}/" + b.get(final_id).output, rec, seed);
-            ft.output = "finetune/{id}";
-            ft.tags = tags;
-            final_id = b.add(std::move(ft));
-          }
-          const int64_t shots = rec.kind == "kshot" ? rec.shots : s.eval.num_fewshot;
-          if (evaluated.insert({final_id, shots}).second)
-            to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
+          recover_and_evaluate(compress_id, rec, seed, tags);
         }
   if (!s.eval.perplexity.empty() || !s.eval.tasks.empty())
     for (const auto& t : to_eval) {
