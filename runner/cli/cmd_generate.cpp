@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "jobs/generation.h"
 #include "jobs/memory_budget.h"
+#include "jobs/memory_guard.h"
+#include "jobs/resource_plan.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moelab::cli {
@@ -37,7 +39,6 @@ void run_generate(const GenerateArgs& a) {
   if (!a.out.empty() && fs::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
-  a.model.check_memory(jobs::holding_model("moelab generate", true), comm->size());
   std::vector<jobs::GenerationRequest> requests;
   if (!a.requests.empty()) {
     if (!fs::exists(a.requests)) throw InputError(a.requests, "no such requests file");
@@ -53,13 +54,21 @@ void run_generate(const GenerateArgs& a) {
   if (config.raw.contains("bos_token_id") && config.raw["bos_token_id"].is_number_integer())
     s.bos_token = config.raw["bos_token_id"].get<int64_t>();
   s.batch_size = a.batch_size;
+  const auto contexts = jobs::encode_contexts(tok, requests, s, config.vocab_size);
+  // The weights and, beside them, the largest batch's key/value cache.
+  jobs::MemoryCheck check = jobs::holding_model("moelab generate", true);
+  check.extra_what = "key/value cache of " + std::to_string(std::min<int64_t>(a.batch_size, int64_t(requests.size()))) +
+                     " sequence(s), --batch-size";
+  check.extra_bytes =
+      jobs::kv_cache_peak_bytes(config, jobs::dtype_bytes(a.model.dtype), requests, contexts, a.batch_size);
+  a.model.check_memory(check, comm->size());
 
   jobs::reuse_freed_blocks();
   models::MoeModel m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                                         : models::load_model(a.model.model_dir, a.model.load_options());
   spdlog::info("generating for {} request(s), greedy, at most {} new token(s) each by default", requests.size(),
                a.max_new_tokens);
-  const auto results = jobs::generate_greedy(m, *comm, tok, requests, s);
+  const auto results = jobs::generate_greedy(m, *comm, tok, requests, contexts, s);
   if (comm->rank() == 0) {
     if (!a.out.empty()) {
       std::string text;
@@ -91,7 +100,8 @@ void add_generate_command(CLI::App& app) {
       "--max-new-tokens. --requests takes lm-eval generate_until requests as JSON lines {\"context\",\n"
       "\"until\": [...], \"max_gen_toks\"} and writes {\"request\", \"text\", \"tokens\", \"stop\",\n"
       "\"n_context\"} lines to --out (the lm-eval backend runner/lm_eval_backend uses it). Requests are\n"
-      "spread over ranks; each step recomputes the whole sequence (no KV cache yet).\n\n"
+      "spread over ranks in batches of --batch-size; each batch runs its contexts once, then one token\n"
+      "per step over a key/value cache.\n\n"
       "Examples:\n"
       "  moelab generate models/debian-moe --text 'The Debian project' --max-new-tokens 24\n"
       "  moelab generate models/debian-moe --text 'Question: what is apt?' --until '.' --max-new-tokens 48\n"

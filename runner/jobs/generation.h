@@ -4,11 +4,12 @@
 // do_sample=False, until an end-of-sequence id, a stop string in the generated text, or
 // max_gen_toks tokens.
 //
-// Requests are spread over ranks like evaluation (sequences by data parallelism, experts by
-// expert parallelism); each round runs every unfinished sequence once and all ranks learn
-// the round's new tokens, so the output does not depend on the rank count. Without a KV
-// cache each round recomputes the whole sequence: a request of C context tokens generating
-// G tokens costs about G forwards of C + G / 2 tokens.
+// Requests are spread over ranks like evaluation (batches of sequences by data
+// parallelism, experts by expert parallelism). Each batch runs its contexts once, then one
+// token per step over a key/value cache (models/kv_cache.h, as transformers' generate), so a
+// request of C context tokens generating G tokens costs one forward of C tokens and G of
+// one token; the cache holds 2 x layers x B x kv_heads x head_dim x (C + G) values of the
+// compute dtype. All ranks learn every request's tokens at the end.
 #pragma once
 
 #include <cstdint>
@@ -53,9 +54,26 @@ struct GenerationResult {
   std::string stop;                  // "until" | "eos" | "length"
 };
 
-// Runs every request to its end; the same results on every rank.
+// Each request's context as token ids, as generation runs it: encoded (special tokens by
+// the settings' BOS rule), cut from the left to max_length - max_gen_toks. InputError
+// naming the request for a context that cannot run (no token, no room, an id outside
+// [0, vocab_size)).
+std::vector<std::vector<int64_t>> encode_contexts(const Tokenizer& tok, const std::vector<GenerationRequest>& requests,
+                                                  const GenerationSettings& settings, int64_t vocab_size);
+
+// The largest key/value cache one rank holds while generating (bytes): over the batches of
+// settings.batch_size requests, 2 (keys, values) x layers x B x each layer's per-token
+// width x (longest context + max_gen_toks) x dtype_bytes. For the memory check before the
+// model is loaded.
+int64_t kv_cache_peak_bytes(const hf::ModelConfig& config, int64_t dtype_bytes,
+                            const std::vector<GenerationRequest>& requests,
+                            const std::vector<std::vector<int64_t>>& contexts, int64_t batch_size);
+
+// Runs every request (its context from encode_contexts) to its end; the same results on
+// every rank.
 std::vector<GenerationResult> generate_greedy(const models::MoeModel& model, cluster::Communicator& comm,
                                               const Tokenizer& tok, const std::vector<GenerationRequest>& requests,
+                                              const std::vector<std::vector<int64_t>>& contexts,
                                               const GenerationSettings& settings);
 
 // The end-of-sequence ids of a checkpoint folder: generation_config.json's eos_token_id

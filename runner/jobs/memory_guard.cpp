@@ -23,7 +23,7 @@ int64_t planned_peak(const hf::ModelConfig& c, const MemoryCheck& check) {
   const ResourcePlan plan = plan_resources(c, check.query);
   int64_t peak = 0;
   for (const RankPlan& r : plan.ranks) peak = std::max(peak, r.total() - (check.statistics ? 0 : r.statistics));
-  return peak;
+  return peak + check.extra_bytes;
 }
 
 int local_ranks() {
@@ -44,6 +44,9 @@ void check_memory(const hf::ModelConfig& c, const MemoryCheck& check) {
   std::string msg = "the planned peak memory is " + format_bytes(planned) +
                     (here > 1 ? " (" + std::to_string(here) + " ranks of " + format_bytes(per_rank) + " on this node)"
                               : "") +
+                    (check.extra_bytes > 0 ? " (" + check.extra_what + ": " + format_bytes(check.extra_bytes) +
+                                                 (here > 1 ? " per rank)" : ")")
+                                           : "") +
                     ", more than the " + format_bytes(limit->bytes) + " this process may use (" + limit->source + ")";
   std::vector<std::string> fits;
   if (check.offer_layerwise && !check.query.layerwise) {

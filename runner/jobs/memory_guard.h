@@ -18,6 +18,10 @@ struct MemoryCheck {
   bool statistics = false;
   bool offer_layerwise = false;  // calibrate: name --layerwise with its planned peak
   bool offer_ranks = false;      // commands that spread experts over ranks (--ranks)
+  // A command's own working memory beyond the plan, per rank (bytes; generation's key/value
+  // cache), named in the message as `extra_what`.
+  int64_t extra_bytes = 0;
+  std::string extra_what;
 };
 
 // A command that holds the model and runs a little on it (forward, eval, merge,

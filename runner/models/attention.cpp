@@ -2,6 +2,7 @@
 // Qwen2/3-MoE, OLMoE; gpt-oss with sinks) and multi-head latent attention (DeepSeek-V2/V3).
 #include <limits>
 #include <optional>
+#include <tuple>
 
 #include "models/blocks.h"
 #include "models/rope.h"
@@ -44,7 +45,7 @@ at::Tensor l2_norm(const at::Tensor& x, double eps) {
 // RoPE's pair layout [evens, odds] is a permutation of transformers' interleaved one,
 // applied to q and k alike (dot products and the L2 norm do not see it).
 void llama4_qk(const hf::ModelConfig& c, int64_t layer, at::Tensor& q, at::Tensor& k, const at::Tensor& cos_TA,
-               const at::Tensor& sin_TA) {
+               const at::Tensor& sin_TA, const KvStep* kv) {
   if (c.uses_rope(layer)) {
     q = apply_rope_interleaved(q, cos_TA, sin_TA);
     k = apply_rope_interleaved(k, cos_TA, sin_TA);
@@ -53,17 +54,21 @@ void llama4_qk(const hf::ModelConfig& c, int64_t layer, at::Tensor& q, at::Tenso
       k = l2_norm(k, c.rms_norm_eps);
     }
   } else if (c.attn_temperature_tuning) {
+    // Positions 0..T-1, or each new token's own under a cache ([B, 1, T, 1]).
     const int64_t T = q.size(2);
-    at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(q.device()));
-    at::Tensor scale_T = at::log1p(at::floor((pos + 1.0) / c.floor_scale)) * c.attn_scale + 1.0;
-    q = (q * scale_T.view({1, 1, T, 1})).to(q.scalar_type());
+    at::Tensor pos = kv ? kv->positions_BT.to(at::kFloat).unsqueeze(1).unsqueeze(-1)
+                        : at::arange(T, at::TensorOptions().dtype(at::kFloat).device(q.device())).view({1, 1, T, 1});
+    at::Tensor scale = at::log1p(at::floor((pos + 1.0) / c.floor_scale)) * c.attn_scale + 1.0;
+    q = (q * scale).to(q.scalar_type());
   }
 }
 
-// Multi-head latent attention (DeepseekV3Attention.forward, without a cache). Shape
-// letters: Q qk_head_dim, O qk_nope, P qk_rope, U v_head_dim, C kv_lora_rank.
+// Multi-head latent attention (DeepseekV3Attention.forward). Shape letters: Q
+// qk_head_dim, O qk_nope, P qk_rope, U v_head_dim, C kv_lora_rank. A cache keeps the
+// expanded keys and values (as transformers' DynamicCache does), not the latent.
 at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
-                       const at::Tensor& cos_TP, const at::Tensor& sin_TP, const at::Tensor& mask_B1TT) {
+                       const at::Tensor& cos_TP, const at::Tensor& sin_TP, const at::Tensor& mask_B1TT, int64_t layer,
+                       const KvStep* kv) {
   const hf::MlaConfig& a = *c.mla;
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1), H = c.num_attention_heads;
   const int64_t O = a.qk_nope_head_dim, P = a.qk_rope_head_dim, U = a.v_head_dim, C = a.kv_lora_rank;
@@ -85,10 +90,11 @@ at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, cons
     q_rot = apply_rope(q_rot, cos_TP, sin_TP);
     k_rot = apply_rope(k_rot, cos_TP, sin_TP);
   }
-  at::Tensor kv = at::linear(kv_BTC, w.wkv_b).view({B, T, H, O + U}).transpose(1, 2);  // [B, H, T, O + U]
-  at::Tensor k = at::cat({kv.narrow(-1, 0, O), k_rot.expand({B, H, T, P})}, -1);
-  at::Tensor v = kv.narrow(-1, O, U);
+  at::Tensor kv_BHTX = at::linear(kv_BTC, w.wkv_b).view({B, T, H, O + U}).transpose(1, 2);  // [B, H, T, O + U]
+  at::Tensor k = at::cat({kv_BHTX.narrow(-1, 0, O), k_rot.expand({B, H, T, P})}, -1);
+  at::Tensor v = kv_BHTX.narrow(-1, O, U);
   q = at::cat({q_pass, q_rot}, -1);
+  if (kv) std::tie(k, v) = kv->append(layer, k, v);
   at::Tensor out = at::scaled_dot_product_attention(q, k, v.contiguous(), optional_mask(mask_B1TT), 0.0, !mask_B1TT.defined(),
                                                     a.softmax_scale);
   out = out.transpose(1, 2).reshape({B, T, H * U});
@@ -102,8 +108,8 @@ at::Tensor mla_forward(const AttentionWeights& w, const hf::ModelConfig& c, cons
 // masked keys get -inf, and a row whose keys are all masked attends only to its sink.
 at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& mask_B1TT, const at::Tensor& sinks_H, double scale) {
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
-  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale;  // [B, H, T, T]
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Tk = k.size(2);
+  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale;  // [B, H, T, Tk]
   // Undefined mask: causal (no sequence padded).
   const at::Tensor allowed = mask_B1TT.defined()
                                  ? mask_B1TT
@@ -112,7 +118,7 @@ at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const 
   at::Tensor sinks = sinks_H.to(scores.scalar_type()).view({1, H, 1, 1}).expand({B, H, T, 1});
   at::Tensor combined = at::cat({scores, sinks}, -1);
   combined = combined - std::get<0>(combined.max(-1, /*keepdim=*/true));
-  at::Tensor probs = at::softmax(combined, -1).narrow(-1, 0, T);
+  at::Tensor probs = at::softmax(combined, -1).narrow(-1, 0, Tk);
   return at::matmul(probs.to(v.scalar_type()), v);
 }
 
@@ -120,8 +126,8 @@ at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const 
 
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT,
-                             int64_t layer) {
-  if (c.mla) return mla_forward(w, c, x_BTD, cos_TA, sin_TA, mask_B1TT);
+                             int64_t layer, const KvStep* kv) {
+  if (c.mla) return mla_forward(w, c, x_BTD, cos_TA, sin_TA, mask_B1TT, layer, kv);
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1), A = c.head_dim;
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads;
   at::Tensor q = proj(x_BTD, w.wq_HAD, w.bq);
@@ -146,13 +152,14 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
   if (c.rope_complex) {  // Llama-4
     q = q.transpose(1, 2);
     k = k.transpose(1, 2);
-    llama4_qk(c, layer, q, k, cos_TA, sin_TA);
+    llama4_qk(c, layer, q, k, cos_TA, sin_TA, kv);
   } else {
     const auto rope = c.rope_interleaved ? apply_rope_interleaved : apply_rope;  // ERNIE-4.5: interleaved pairs
     q = rope(q.transpose(1, 2), cos_TA, sin_TA);  // [B, H, T, A]
     k = rope(k.transpose(1, 2), cos_TA, sin_TA);  // [B, G, T, A]
   }
   v = v.transpose(1, 2);
+  if (kv) std::tie(k, v) = kv->append(layer, k, v);
   if (G != H) {  // grouped-query attention: each kv head serves H/G query heads
     k = k.repeat_interleave(H / G, 1);
     v = v.repeat_interleave(H / G, 1);

@@ -7,9 +7,23 @@
 #include <string>
 #include <vector>
 
+#include "models/kv_cache.h"
 #include "models/moe_model.h"
 
 namespace moelab::models {
+
+// One cached decoding step (models/kv_cache.h, forward_cached): where the new tokens sit
+// and where their keys and values go.
+struct KvStep {
+  KvCache* cache = nullptr;
+  std::vector<int64_t> past, lengths;  // cached and new tokens per sequence [B]
+  int64_t keys = 0;                    // key slots the new queries see: max over b of past + lengths
+  at::Tensor positions_BT;             // each new token's position, past[b] + t (int64, model device;
+                                       // padding rows clamped to keys - 1)
+  // Writes the new tokens' keys and values of `layer` (k [B, G, T, A], v [B, G, T, U]) into
+  // the cache and returns the layer's first `keys` slots: [B, G, keys, A], [B, G, keys, U].
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v) const;
+};
 
 // RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
@@ -21,10 +35,11 @@ at::Tensor decoder_norm(const at::Tensor& x, const at::Tensor& weight, const at:
 at::Tensor activation(const at::Tensor& x, const std::string& name);
 
 // Self-attention of decoder layer `layer`. x [B, T, D]; mask [B, 1, T, T] bool (true =
-// attend), or undefined for plain causal attention.
+// attend), or undefined for plain causal attention. With a cached step `kv`: the RoPE
+// tables are per token [B, 1, T, A], the keys are the cache's (mask [B, 1, T, kv->keys]).
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT,
-                             int64_t layer);
+                             int64_t layer, const KvStep* kv = nullptr);
 
 // The router's decision for the N tokens of one MoE layer (models/routing.cpp).
 struct Routing {

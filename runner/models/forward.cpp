@@ -73,7 +73,7 @@ at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64
                            : c.uses_sliding_window(l)   ? ctx.window_mask
                                                         : ctx.full_mask;
   at::Tensor h = h_BTD + attention_forward(L.attn, c, decoder_norm(h_BTD, L.attn_norm_D, L.attn_norm_bias_D, c),
-                                           ctx.cos_TA, ctx.sin_TA, mask, l);
+                                           ctx.cos_TA, ctx.sin_TA, mask, l, ctx.kv);
   // Without padding every position is valid: plain views and adds instead of
   // gathering and scattering the rows (the same values).
   const bool all_valid = ctx.valid_N.size(0) == B * T;
@@ -139,8 +139,12 @@ at::Tensor forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std:
     at::Tensor logits = at::empty({0, h.size(1), c.vocab_size}, at::TensorOptions().dtype(m.dtype).device(m.device));
     return h.requires_grad() ? logits + h.sum() : logits;
   }
-  h = decoder_norm(h, m.final_norm_D, m.final_norm_bias_D, c);
-  return m.lm_head_bias_V.defined() ? at::linear(h, m.lm_head_VD, m.lm_head_bias_V) : at::linear(h, m.lm_head_VD);
+  return output_logits(m, h);
+}
+
+at::Tensor output_logits(const MoeModel& m, const at::Tensor& h) {
+  at::Tensor x = decoder_norm(h, m.final_norm_D, m.final_norm_bias_D, m.config);
+  return m.lm_head_bias_V.defined() ? at::linear(x, m.lm_head_VD, m.lm_head_bias_V) : at::linear(x, m.lm_head_VD);
 }
 
 void observe_forward(const MoeModel& m, const at::Tensor& input_ids_BT, const std::vector<int64_t>& lengths,

@@ -12,6 +12,8 @@
 
 namespace moelab::models {
 
+struct KvStep;  // models/blocks.h
+
 // What every layer of one batch needs besides the hidden states: the valid
 // positions, RoPE tables and attention masks (cheap to rebuild per layer).
 struct BatchContext {
@@ -21,6 +23,9 @@ struct BatchContext {
   at::Tensor full_mask, window_mask;  // [B, 1, T, T] bool; full_mask undefined when no
                                       // sequence is padded (causal attention, is_causal)
   at::Tensor chunk_mask;              // Llama-4 chunked attention [B, 1, T, T] bool (or undefined)
+  // A cached decoding step (forward_cached): the tables are then [B, 1, T, A] (each token's
+  // position) and the masks [B, 1, T, kv->keys]; null for a whole-sequence forward.
+  const KvStep* kv = nullptr;
 };
 
 // Checks the batch (as forward() does; B >= 1) and builds its context on the model's device.
@@ -33,6 +38,9 @@ at::Tensor valid_token_ids(const at::Tensor& input_ids_BT, const BatchContext& c
 // attention, then the MoE block (observed) or dense MLP, each with its residual.
 at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64_t layer, const at::Tensor& h_BTD,
                                  const BatchContext& ctx, MoeObserver* observer);
+
+// The final norm and lm_head on the last layer's output h [..., D] -> logits [..., V].
+at::Tensor output_logits(const MoeModel& m, const at::Tensor& h);
 
 // A rank without tokens in this step: its share of MoE layer `layer`'s expert
 // exchange (B = 0 under expert parallelism). Returns the empty routed output [0, D].
