@@ -16,7 +16,8 @@ calibrate default: every statistic group but gradients and NAEE, and act_outlier
 layer by layer) and mode (--layerwise, --memory-budget). Prints a Markdown table with
 planned / measured per rank; exits 1 when a ratio is outside 1 +- --tolerance.
 
-  python3 bench/plan_vs_measured.py --moelab build/runner/moelab [--modes whole layerwise scratch] [--json out.json]
+  python3 bench/plan_vs_measured.py --moelab build/runner/moelab [--modes whole layerwise scratch]
+      [--stored float32|bfloat16] [--json out.json]
 """
 import argparse
 import json
@@ -40,13 +41,14 @@ SIZES = {
 MODES = ["whole", "layerwise", "scratch"]
 
 
-def make_model(path, hidden, inter, layers, experts, vocab):
+def make_model(path, hidden, inter, layers, experts, vocab, stored="float32"):
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     cfg = MixtralConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                         num_attention_heads=8, num_key_value_heads=4, num_local_experts=experts,
                         num_experts_per_tok=2, max_position_embeddings=1024)
-    model = MixtralForCausalLM(cfg)
+    model = MixtralForCausalLM(cfg).to(getattr(torch, stored))
+    model.config.torch_dtype = stored
     model.save_pretrained(path)
     return sum(p.numel() for p in model.parameters())
 
@@ -108,6 +110,9 @@ def main():
     ap.add_argument("--num-samples", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--tolerance", type=float, default=0.15)
+    # The checkpoint's dtype on disk (calibrate computes in float32 either way): bfloat16 is
+    # what users download, converted tensor by tensor while loading.
+    ap.add_argument("--stored", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--json", type=pathlib.Path)
     args = ap.parse_args()
     calib = {"seq_len": args.seq_len, "num_samples": args.num_samples, "batch_size": args.batch_size}
@@ -117,7 +122,7 @@ def main():
         for name in args.sizes:
             hidden, inter, layers, experts, vocab = SIZES[name]
             model = tmp / f"model_{name}"
-            params = make_model(model, hidden, inter, layers, experts, vocab)
+            params = make_model(model, hidden, inter, layers, experts, vocab, args.stored)
             g = torch.Generator().manual_seed(0)
             data = tmp / "ids.json"
             data.write_text(json.dumps({"input_ids": torch.randint(
@@ -147,7 +152,7 @@ def main():
                               file=sys.stderr)
             shutil.rmtree(model, ignore_errors=True)  # the next size needs the disk space
     print(f"calibration: {args.num_samples} x {args.seq_len} tokens, batch {args.batch_size}, default criteria, "
-          "float32, OMP_NUM_THREADS=1\n")
+          f"float32 compute, checkpoint stored in {args.stored}, OMP_NUM_THREADS=1\n")
     print("| model | params | mode | --memory-budget | P | rank | planned MiB | measured MiB | planned / measured |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:

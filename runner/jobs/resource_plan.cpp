@@ -31,6 +31,16 @@ int64_t layer_shared_params(const hf::ModelConfig& c, int64_t layer) {
   return p.total - p.routed_experts - p.embedding - p.lm_head - c.hidden_size /* final norm */;
 }
 
+// Elements of the largest weight every rank holds (embedding or lm_head, a projection,
+// a dense or shared MLP matrix): the loader converts one tensor at a time and drops its
+// mapped pages after (models/tensor_taker.h), so this one's pages are the most resident.
+int64_t largest_shared_tensor(const hf::ModelConfig& c) {
+  const int64_t D = c.hidden_size;
+  const int64_t q_width = c.mla ? c.num_attention_heads * c.mla->qk_head_dim() : c.num_attention_heads * c.head_dim;
+  return std::max({c.vocab_size * D, q_width * D, c.dense_intermediate_size * D,
+                   c.shared_expert_intermediate_size * D});
+}
+
 // Statistic sums of one MoE layer with E experts (results/calibration_stats.h):
 // in memory while collecting (in_file = false) or in the HDF5 file (true: the token
 // bitmap packed to bits, no outlier thresholds).
@@ -281,12 +291,12 @@ ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
       }
       rp.layer_bytes = rp.shared + rp.experts;
       // The largest of: one batch through one layer (no logits); loading a layer's
-      // expert: its three matrices cloned out of the mapping while their mapped pages
-      // are resident; and, before the first layer (no layer held then: counted here
+      // expert: its three matrices' mapped pages, resident while they are copied (and
+      // converted) into the layer's stacked experts; and, before the first layer (no layer held then: counted here
       // less the layer), one batch's embeddings (models::embed_from_checkpoint): the
       // mapped pages of its rows (a page at least each, at most the whole matrix), the
       // gathered rows and their conversion to the compute dtype.
-      const int64_t load = rp.experts_held > 0 ? expert_params(c) * (s + file_s) : 0;
+      const int64_t load = rp.experts_held > 0 ? expert_params(c) * file_s : 0;
       const int64_t row = x.D * file_s;
       const int64_t embed = std::min(std::min(x.V, x.N) * std::max<int64_t>(row, 4096), x.V * row) + x.N * row +
                             (file_s != s ? x.N * x.D * s : 0);
@@ -297,7 +307,7 @@ ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
       for (int64_t l = 0; l < c.num_hidden_layers; ++l) held += place.count(c.num_experts_per_layer[l], r);
       rp.experts_held = held;
       rp.shared = shared_params * s;
-      rp.checkpoint = file_s != s ? shared_params * file_s : 0;
+      rp.checkpoint = file_s != s ? largest_shared_tensor(c) * file_s : 0;
       // model_loader.cpp copies one expert at a time into the stacked tensors.
       rp.experts = (held + (held > 0 ? 1 : 0)) * expert_params(c) * s;
       rp.activations = fwd.peak();

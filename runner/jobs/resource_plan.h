@@ -12,10 +12,10 @@
 //                 bench/RESULTS.md "Resource planner");
 //   shared        weights every rank holds: embeddings, lm_head, norms, attention,
 //                 routers, shared experts, dense MLP layers, in the compute dtype;
-//   checkpoint    memory-mapped checkpoint pages of those weights that stay resident
-//                 when the compute dtype differs from the file's (a converted copy is
-//                 kept AND the mapped source pages were touched); 0 otherwise (the
-//                 weights are then views of the mapped file);
+//   checkpoint    when the compute dtype differs from the file's, the mapped pages of
+//                 the largest of those weights while it is converted (the loader drops
+//                 each tensor's pages once it is converted); 0 otherwise (the weights
+//                 are then views of the mapped file);
 //   experts       this rank's routed experts (contiguous block of every MoE layer,
 //                 cluster/expert_placement.h), 3 D F values each, plus the one expert
 //                 being copied while loading;

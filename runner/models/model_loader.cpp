@@ -31,12 +31,13 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
     w.router_ED = t.take(t.has(tensor_name(n.router, l)) ? tensor_name(n.router, l) : tensor_name(n.router_fused, l),
                          {E, D});
     // Views of the memory-mapped file: only the local experts' pages are touched,
-    // and dropped once copied.
+    // copied (and converted) without a copy of the other experts, and dropped once copied.
     auto local = [&](const std::string& name, std::vector<int64_t> shape) {
       t.uncount((E - count) * shape[1] * shape[2]);  // only `count` experts are kept
-      at::Tensor x = t.take(name, std::move(shape), /*view=*/true);
+      at::Tensor x = t.take_stored(name, std::move(shape));
       if (!x.defined()) return x;
-      x = x.narrow(0, first, count).clone();
+      const auto& o = t.options();
+      x = x.narrow(0, first, count).to(o.device, o.dtype, /*non_blocking=*/false, /*copy=*/true);
       t.release(name);
       return x;
     };
@@ -53,8 +54,9 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
     }
   } else {
     w.router_ED = t.take(tensor_name(n.router, l), {E, D});
-    // Copied one expert at a time into the stacked tensors, each source dropped
-    // from memory right after: peak memory is the result plus one expert.
+    // Copied one expert at a time into the stacked tensors, converted by the copy itself
+    // (no temporary in the compute dtype), each source's mapped pages dropped right
+    // after: peak memory is the result plus one expert's pages.
     const auto& o = t.options();
     if (t.weights()) {
       auto opts = at::TensorOptions().dtype(o.dtype).device(o.device);
@@ -71,7 +73,7 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
       }
       const std::string gate = tensor_name(n.expert_gate, l, e), up = tensor_name(n.expert_up, l, e),
                         down = tensor_name(n.expert_down, l, e);
-      at::Tensor g = t.take(gate, {F, D}), u = t.take(up, {F, D}), d = t.take(down, {D, F});
+      at::Tensor g = t.take_stored(gate, {F, D}), u = t.take_stored(up, {F, D}), d = t.take_stored(down, {D, F});
       if (!t.weights()) continue;
       w.gate_up_EFD[e - first].narrow(0, 0, F).copy_(g);
       w.gate_up_EFD[e - first].narrow(0, F, F).copy_(u);

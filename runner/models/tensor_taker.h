@@ -39,11 +39,13 @@ class TensorTaker {
     for (int64_t d : shape) n *= d;
     taken_elements_ += n;
     if (!opts_.weights) return at::Tensor();
-    at::Tensor x = ck_.tensor(name).to(opts_.device, opts_.dtype);
-    if (owned_ && !view && x.is_cpu()) {
-      x = x.clone();
-      ck_.release(name);
-    }
+    const at::Tensor stored = ck_.tensor(name);
+    at::Tensor x = stored.to(opts_.device, opts_.dtype);
+    const bool converted = x.data_ptr() != stored.data_ptr();
+    if (owned_ && !view && !converted) x = x.clone();
+    // A converted (or owned) copy no longer needs the mapped pages: dropping them keeps a
+    // bf16 checkpoint loaded in float32 at its float32 size, not both.
+    if (converted || (owned_ && !view)) ck_.release(name);
     return x;
   }
   // The tensor as stored: CPU, file dtype, a view of the mapping (undefined without

@@ -362,3 +362,71 @@ def test_k_shot_on_a_pruned_model_gives_the_hf_backends_scores_under_two_ranks(m
     for metric in ("acc,none", "acc_norm,none"):
         assert outs["moelab"]["results"]["moelab_test_mc"][metric] == outs["hf"]["results"]["moelab_test_mc"][metric]
     assert outs["hf"]["n-shot"]["moelab_test_mc"] == 3
+
+
+def test_a_gsm8k_style_regex_task_and_rolling_perplexity_on_a_pruned_model_equal_hf_under_two_ranks(
+        moelab, moelab_bin, tmp_path):
+    """A generate_until task in GSM8K's shape (stop strings, max_gen_toks, a regex filter taking
+    the answer out of the text, exact_match), 0-shot and 2-shot, and a rolling-perplexity task,
+    on a model with half of every layer's experts dropped: moelab on 2 ranks (its generation
+    over the KV cache, several sequences per batch) gives the HF backend's prompts, filtered
+    answers, per-document log-likelihoods (within 1e-4) and metrics."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM  # noqa: F401  (registers --model hf)
+    from lm_eval.tasks import TaskManager
+    pruned = tmp_path / "pruned"
+    moelab("prune", MODEL, *sum([["--drop", f"{layer}:0,2,5,7"] for layer in range(4)], []), "--out", pruned)
+    (tmp_path / "tasks").mkdir()
+    tasks = write_tasks(tmp_path / "tasks")
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text("".join(json.dumps({"question": it["query"], "answer": it["choices"][it["gold"]].split()[0]},
+                                      ensure_ascii=False) + "\n" for it in en_items(8)), encoding="utf-8")
+    (tasks / "gen.yaml").write_text(f"""task: moelab_test_gsm8k_like
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {gen}
+test_split: test
+fewshot_split: test
+output_type: generate_until
+doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{answer}}}}"
+target_delimiter: ""
+generation_kwargs:
+  until: ["\\n\\n", "Question:"]
+  max_gen_toks: 24
+  do_sample: false
+filter_list:
+  - name: first_word
+    filter:
+      - function: regex
+        regex_pattern: "\\\\S+"
+        group_select: 0
+      - function: take_first
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+""")
+    for shots, task in ((0, "moelab_test_gsm8k_like"), (2, "moelab_test_gsm8k_like"), (0, "moelab_test_ppl")):
+        outs = {}
+        for model, args, batch in (("hf", f"pretrained={pruned},dtype=float32,max_length={MAX_LENGTH}", 1),
+                                   ("moelab", f"pretrained={pruned},moelab={moelab_bin},ranks=2,"
+                                              f"max_length={MAX_LENGTH}", 4)):
+            outs[model] = simple_evaluate(model=model, model_args=args, tasks=[task], num_fewshot=shots,
+                                          task_manager=TaskManager(include_path=str(tasks)), batch_size=batch,
+                                          device="cpu", log_samples=True)
+        samples = {m: sorted(o["samples"][task], key=lambda s: s["doc_id"]) for m, o in outs.items()}
+        assert len(samples["hf"]) == len(samples["moelab"]) > 0
+        for h, m in zip(samples["hf"], samples["moelab"]):
+            assert h["arguments"] == m["arguments"], (shots, task)  # the same prompts (and shots)
+            if task == "moelab_test_ppl":
+                assert abs(float(h["resps"][0][0]) - float(m["resps"][0][0])) <= 1e-4 * abs(float(h["resps"][0][0]))
+            else:
+                assert h["resps"] == m["resps"] and h["filtered_resps"] == m["filtered_resps"], (shots, h, m)
+        for metric, want in outs["hf"]["results"][task].items():
+            got = outs["moelab"]["results"][task][metric]
+            assert got == want if isinstance(want, str) else got == pytest.approx(want, rel=1e-6), (task, metric)
+        if task != "moelab_test_ppl":
+            assert any(s["filtered_resps"][0].strip() for s in samples["hf"])  # answers were generated
+            assert outs["moelab"]["n-shot"][task] == shots

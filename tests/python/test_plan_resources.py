@@ -118,8 +118,11 @@ def test_dtype_halves_weights_and_bf16_checkpoint_pages(moelab, fixtures):
     f32 = plan(moelab, model, "--dtype", "float32")["per_rank"][0]
     bf16 = plan(moelab, model, "--dtype", "bfloat16")["per_rank"][0]
     assert bf16["shared_weights"] * 2 == f32["shared_weights"]
-    # A float32 checkpoint computed in bfloat16: the mapped float32 pages stay too.
-    assert bf16["checkpoint_pages"] == f32["shared_weights"]
+    # A float32 checkpoint computed in bfloat16: the float32 pages of the tensor being
+    # converted, the largest one (the embedding here), are resident beside the copies.
+    config = json.loads((model / "config.json").read_text())
+    assert bf16["checkpoint_pages"] == config["vocab_size"] * config["hidden_size"] * 4
+    assert f32["checkpoint_pages"] == 0
 
 
 def test_statistics_grow_with_the_groups(moelab, fixtures):
@@ -457,3 +460,39 @@ def test_sweep_advises_and_plans_layer_by_layer_calibration(moelab, fixtures, tm
         spec = write_sweep(tmp_path / "spec4", model, resources=resources, calibration=[{**cal[0], **bad}])
         line = one_line_error(moelab("sweep", "plan", spec, check=False))
         assert f"calibration[0].{words}" in line, line
+
+
+def test_a_bf16_checkpoint_loads_at_its_float32_size_plus_one_tensor(moelab_bin, tmp_path):
+    """Loading converts tensor by tensor and drops each one's mapped bf16 pages (experts are
+    converted by the copy into their stacked tensors): a bf16 checkpoint computed in float32
+    peaks within its largest tensor (the embedding, in float32) of the same model stored in
+    float32, and gives the same logits. Before, the whole bf16 file stayed resident beside
+    the float32 copy (+110 MB here)."""
+    if not pathlib.Path("/usr/bin/time").exists():
+        pytest.skip("/usr/bin/time is not installed")
+    import torch
+    from safetensors.torch import load_file, save_file
+    from bf16_checkpoint import write_bf16_mixtral
+    b16, f32 = tmp_path / "b16", tmp_path / "f32"
+    hidden, vocab = 512, 8192
+    file_bytes = write_bf16_mixtral(b16, layers=4, experts=8, hidden=hidden, ffn=1024, vocab=vocab)
+    f32.mkdir()
+    for p in b16.iterdir():
+        if p.suffix == ".safetensors":
+            save_file({k: v.float() for k, v in load_file(str(p)).items()}, str(f32 / p.name), metadata={"format": "pt"})
+        elif p.name == "config.json":
+            (f32 / p.name).write_text(json.dumps(dict(json.loads(p.read_text()), torch_dtype="float32")))
+        else:
+            shutil.copy(p, f32 / p.name)
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"input_ids": [[1 + (i * 7) % 500 for i in range(24)]]}))
+    peaks, logits = {}, {}
+    for name, model in (("f32", f32), ("b16", b16)):
+        out = tmp_path / f"{name}.safetensors"
+        peaks[name] = peak_rss([moelab_bin, "--log-level", "warn", "forward", str(model), "--ids-json", str(ids),
+                                "--out", str(out)], tmp_path, 1)[0]
+        logits[name] = load_file(str(out))["logits.0"]
+    assert torch.equal(logits["f32"], logits["b16"])
+    largest = vocab * hidden * 4
+    assert file_bytes > 5 * largest  # what the old loader kept resident is far above the bound
+    assert peaks["b16"] <= peaks["f32"] + largest + (8 << 20), (peaks, largest)
