@@ -7,6 +7,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/layerwise_options.h"
 #include "cli/model_options.h"
 #include "cluster/communicator.h"
 #include "cluster/cuda_support.h"
@@ -35,8 +36,7 @@ struct CalibrateArgs {
   bool overwrite = false;
   jobs::NaeeOptions naee;
   std::vector<double> power_exponents = results::default_power_exponents();
-  bool layerwise = false;
-  std::string memory_budget, scratch_dir;
+  LayerwiseArgs lw;
   int64_t checkpoint_every = 0;
   std::string checkpoint_dir;
 };
@@ -62,7 +62,7 @@ void run_calibrate(const CalibrateArgs& a) {
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   // The default set leaves out what needs the whole model when going layer by layer.
   // (and so does a resumable pass: a second pass is not checkpointed).
-  if ((a.layerwise || a.checkpoint_every > 0) && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
+  if ((a.lw.layerwise || a.checkpoint_every > 0) && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
   std::string known;
   for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
   for (const auto& g : a.collect) {
@@ -74,17 +74,15 @@ void run_calibrate(const CalibrateArgs& a) {
   if (!(a.naee.ratio >= 0 && a.naee.ratio < 1)) throw InputError("--naee-ratio", "must be in [0, 1)");
   check_power_exponents(a.power_exponents);
   jobs::LayerwiseOptions lw;
-  if (a.layerwise) {
+  if (a.lw.layerwise) {
     jobs::check_layerwise_groups(groups);
-    if (!a.memory_budget.empty()) lw.memory_budget = jobs::parse_byte_size("--memory-budget", a.memory_budget);
-    lw.scratch_dir = !a.scratch_dir.empty() ? a.scratch_dir
-                                            : std::filesystem::absolute(a.out).parent_path().string();
+    lw = a.lw.options(std::filesystem::absolute(a.out).parent_path().string());
   }
   if (a.checkpoint_every > 0) jobs::check_resumable_groups(groups);
   // Family members named here get their exponents.
   const std::vector<double> exponents = criteria::power_exponents_for(a.criteria, a.power_exponents);
   check_power_exponents(exponents);
-  if (!a.layerwise) {  // the whole model: refused before the data and the model are read
+  if (!a.lw.layerwise) {  // the whole model: refused before the data and the model are read
     jobs::MemoryCheck mc;
     mc.command = "moelab calibrate";
     mc.query.batch_size = a.batch_size;
@@ -111,18 +109,18 @@ void run_calibrate(const CalibrateArgs& a) {
   if (a.checkpoint_every > 0) {
     opts.checkpoint.every = a.checkpoint_every;
     opts.checkpoint.dir = a.checkpoint_dir.empty() ? a.out + ".ckpt" : a.checkpoint_dir;
-    opts.checkpoint.unit = a.layerwise ? "layer" : "step";
+    opts.checkpoint.unit = a.lw.layerwise ? "layer" : "step";
     // What the sums depend on besides the ranks (checked on their own): the token ids,
     // the model, the compute dtype, the batches and the groups.
     std::string settings = std::filesystem::absolute(a.model.model_dir).lexically_normal().string() + "|" +
                            std::string(c10::toString(load.dtype)) + "|batch " + std::to_string(a.batch_size) + "|" + list +
-                           (a.layerwise ? "|layerwise" : "");
+                           (a.lw.layerwise ? "|layerwise" : "");
     for (double x : exponents) settings += "|" + std::to_string(x);
     opts.checkpoint.fingerprint = jobs::calibration_fingerprint(set.sequences, settings);
   }
   jobs::CalibrationCheckpoint(opts.checkpoint, *comm).check();  // refused before any work or log line
   models::MoeModel m;
-  if (a.layerwise) {  // a shell: every layer is read when its turn comes
+  if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes
     if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
     m = models::load_model_shell(a.model.model_dir, load);
     jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
@@ -143,7 +141,7 @@ void run_calibrate(const CalibrateArgs& a) {
   opts.power_exponents = exponents;
   results::CalibrationStats st;
   try {
-    st = a.layerwise ? jobs::collect_statistics_layerwise(m, a.model.model_dir, load, *comm, set, groups, opts, lw)
+    st = a.lw.layerwise ? jobs::collect_statistics_layerwise(m, a.model.model_dir, load, *comm, set, groups, opts, lw)
                      : jobs::collect_statistics(m, *comm, set, groups, opts);
   } catch (const jobs::CalibrationInterrupted& e) {
     // SIGUSR1 (a batch job near its time limit): the checkpoint is saved; exit 75 so
@@ -165,19 +163,7 @@ void run_calibrate(const CalibrateArgs& a) {
   }
   comm->barrier();
   jobs::CalibrationCheckpoint(opts.checkpoint, *comm).remove();  // the output holds it all now
-  const int64_t peak = jobs::peak_resident_bytes();
-  spdlog::info("peak resident memory: {} ({} above the {} at start{}; getrusage ru_maxrss {})", jobs::mib(peak),
-               jobs::mib(peak - baseline), jobs::mib(baseline),
-               lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "", jobs::mib(jobs::rusage_peak_bytes()));
-  if (lw.memory_budget && peak - baseline > lw.memory_budget)
-    spdlog::warn("peak resident memory exceeded --memory-budget by {}", jobs::mib(peak - baseline - lw.memory_budget));
-  if (m.device.is_cuda()) {  // on a GPU the budget holds for the device too (one layer and one batch there)
-    const int64_t device_peak = cluster::cuda_peak_allocated_bytes(m.device.index() < 0 ? 0 : m.device.index());
-    spdlog::info("peak device memory: {} allocated{}", jobs::mib(device_peak),
-                 lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "");
-    if (lw.memory_budget && device_peak > lw.memory_budget)
-      spdlog::warn("peak device memory exceeded --memory-budget by {}", jobs::mib(device_peak - lw.memory_budget));
-  }
+  report_peak_memory(baseline, lw, m.device);
 }
 
 }  // namespace
@@ -246,24 +232,8 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
       ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
-  cmd->add_flag("--layerwise", a->layerwise,
-                "one decoder layer at a time (see above); not with gradients, naee, act_outliers");
-  cmd->add_option("--memory-budget", a->memory_budget,
-                  "with --layerwise: resident memory (RSS, VmHWM) each process may add above its own size when "
-                  "calibrate starts (libtorch, MPI and the arguments: about 120 MB on CPU, logged at the end with the "
-                  "peak). It counts everything the run adds: the code libtorch pages in as its kernels first run "
-                  "(about 20 MB on CPU, whatever the model), the largest layer's weights (this rank's share, "
-                  "compute dtype), the hidden states of the rank's calibration tokens (kept in memory when they fit "
-                  "in half of what that layer leaves, else in a scratch file) and one batch's working memory. "
-                  "Sizes like 512M, 8G (powers of 1024). On a GPU (--device cuda) the layer's weights and one "
-                  "batch live on the device, the hidden states on the host: the budget holds for each (a layer "
-                  "larger than it is refused; the device's allocator peak is logged at the end, and its cache "
-                  "emptied after each layer)")
-      ->needs(cmd->get_option("--layerwise"));
-  cmd->add_option("--scratch-dir", a->scratch_dir,
-                  "with --layerwise: directory of the hidden-states scratch file (default: that of --out); the file "
-                  "has no name (unlinked on creation) and goes with the process")
-      ->needs(cmd->get_option("--layerwise"));
+  a->lw.add_to(cmd, "one decoder layer at a time (see above); not with gradients, naee, act_outliers",
+               "that of --out");
   cmd->add_option("--checkpoint-every", a->checkpoint_every,
                   "save the running sums every N steps (a step: one batch on every rank; with --layerwise: one "
                   "decoder layer, and each rank's hidden states are saved too) so that the same command, "

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/layerwise_options.h"
 #include "cli/model_options.h"
 #include "cli/task_format.h"
 #include "cluster/communicator.h"
@@ -18,7 +19,11 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "jobs/efficiency.h"
+#include "jobs/layerwise_forward.h"
 #include "jobs/memory_budget.h"
+#include "jobs/memory_guard.h"
+#include "models/layer_loader.h"
+#include "cluster/alltoall_dispatcher.h"
 #include "jobs/multiple_choice.h"
 #include "jobs/perplexity.h"
 #include "results/result_records.h"
@@ -44,6 +49,7 @@ struct EvalArgs {
   uint64_t fewshot_seed = 1234;
   bool efficiency = false, overwrite = false;
   jobs::EfficiencySpec bench;
+  LayerwiseArgs lw;
 };
 
 // "--data wiki:path.txt" names the domain ("--data=wiki=path.txt" too); "--data
@@ -204,7 +210,16 @@ void run_eval(const EvalArgs& a) {
   if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
     throw InputError(a.per_item, "output already exists (pass --overwrite to replace it)");
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
-  a.model.check_memory(jobs::holding_model("moelab eval", true), int(P));  // before any data is read
+  const int64_t baseline = jobs::peak_resident_bytes();
+  if (a.lw.layerwise && a.efficiency)
+    throw InputError("--efficiency", "times whole-model forwards; run it without --layerwise");
+  const jobs::LayerwiseOptions lw =
+      a.lw.options(a.results.empty() ? std::string(".") : fs::absolute(a.results).parent_path().string());
+  if (!a.lw.layerwise) {  // before any data is read; layer by layer the layers' sizes are checked below
+    jobs::MemoryCheck check = jobs::holding_model("moelab eval", true);
+    check.offer_layerwise = true;
+    a.model.check_memory(check, int(P));
+  }
   // The default context is the model's, as lm-eval's HF backend takes it (2048 when the
   // config does not say).
   const int64_t model_context = config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
@@ -275,27 +290,43 @@ void run_eval(const EvalArgs& a) {
                                                        a.requests + ": line " + std::to_string(r.line)));
   if (!request_seqs.empty()) check_vocab(request_seqs, config.vocab_size, tok_path);
 
-  jobs::reuse_freed_blocks();
-  models::MoeModel m = P > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
-                             : models::load_model(a.model.model_dir, a.model.load_options());
+  models::MoeModel m;
+  models::LoadOptions load = a.model.load_options();
+  jobs::LogitsRunner run;
+  if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes, once per scored list
+    if (P > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
+    m = models::load_model_shell(a.model.model_dir, load);
+    jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
+    run = [&](const std::vector<std::vector<int64_t>>& seqs, const cluster::DataParallelOptions& dp,
+              const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
+      jobs::run_layerwise(m, a.model.model_dir, load, *comm, seqs, dp, lw, nullptr, on_logits);
+    };
+  } else {
+    jobs::reuse_freed_blocks();
+    m = P > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load) : models::load_model(a.model.model_dir, load);
+    run = [&](const std::vector<std::vector<int64_t>>& seqs, const cluster::DataParallelOptions& dp,
+              const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
+      cluster::run_data_parallel(m, *comm, seqs, dp, nullptr, on_logits);
+    };
+  }
   Output out;
   if (ppl_plan) {
     spdlog::info("perplexity: {} file(s), {} document(s), {} window(s) of <= {} tokens, {}", files.size(),
                  ppl_plan->docs.size(), ppl_plan->windows.size(), max_length,
                  ppl_plan->rule.lm_eval_rolling ? "lm-eval's rolling windows" : "stride " + std::to_string(stride));
-    auto scores = jobs::score_sequences(m, *comm, ppl_plan->windows, a.batch_size);
+    auto scores = jobs::score_sequences(run, *comm, ppl_plan->windows, a.batch_size);
     add_perplexity(a, m, *ppl_plan, jobs::summarize_perplexity(*ppl_plan, scores), P, out);
   }
   for (const auto& plan : mc_plans) {
     spdlog::info("task {}: {} items, {} requests, {}-shot", plan.task->format.name, plan.task->items.size(),
                  plan.requests.size(), mc.num_fewshot);
-    auto scores = jobs::score_sequences(m, *comm, plan.requests, a.batch_size);
+    auto scores = jobs::score_sequences(run, *comm, plan.requests, a.batch_size);
     add_multiple_choice(a, m, plan, jobs::summarize_mc(plan, scores), P, out);
   }
   if (!request_seqs.empty()) {
     // Raw scores for a caller that aggregates them itself (lm-eval): per-item lines only.
     spdlog::info("requests: {} log-likelihood request(s) from {}", request_seqs.size(), a.requests);
-    auto scores = jobs::score_sequences(m, *comm, request_seqs, a.batch_size);
+    auto scores = jobs::score_sequences(run, *comm, request_seqs, a.batch_size);
     for (size_t i = 0; i < scores.size(); ++i)
       out.per_item.push_back({{"kind", "loglikelihood"}, {"request", int64_t(i)}, {"line", requests[i].line},
                               {"loglik", scores[i].logprob}, {"greedy", scores[i].greedy},
@@ -306,6 +337,7 @@ void run_eval(const EvalArgs& a) {
                  a.bench.batch_size, a.bench.seq_len);
     add_efficiency(a, m, jobs::measure_efficiency(m, *comm, a.bench), P, out);
   }
+  if (a.lw.layerwise) report_peak_memory(baseline, lw, m.device);
   if (comm->rank() == 0) {
     print_table(out);
     if (!a.per_item.empty()) {
@@ -349,7 +381,8 @@ void add_eval_command(CLI::App& app) {
       "  moelab eval pruned/ --efficiency --results results.jsonl\n"
       "  moelab eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --windows lm-eval --max-length 256\n"
       "  moelab eval models/debian-moe --requests configs/tasks/requests_example.jsonl --per-item scores.jsonl\n"
-      "  moelab --ranks 2 eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --max-length 256 --stride 128 --results r.jsonl");
+      "  moelab --ranks 2 eval models/debian-moe --data models/debian-moe/corpus/en.test.jsonl --max-length 256 --stride 128 --results r.jsonl\n"
+      "  moelab eval models/debian-moe --task configs/tasks/debian_moe_en.jsonl --layerwise --memory-budget 64M");
   auto a = std::make_shared<EvalArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--data", a->data, "[DOMAIN:]FILE: text for perplexity (.txt, .jsonl); domain defaults to the "
@@ -389,6 +422,12 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
   cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
       ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  a->lw.add_to(cmd,
+               "one decoder layer at a time from the safetensors (each rank only its experts), the hidden states "
+               "of every window or request kept between layers: the same numbers as the whole model, bit for bit, "
+               "in a fraction of its memory; the layers are read once per data file list, task and request file; "
+               "not with --efficiency",
+               "that of --results, else the working directory");
   cmd->callback([a] {
     auto comm = cluster::world(a->comm);
     cluster::run_or_abort(*comm, [&] { run_eval(*a); });

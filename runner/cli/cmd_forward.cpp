@@ -6,6 +6,12 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/layerwise_options.h"
+#include "cluster/alltoall_dispatcher.h"
+#include "jobs/layerwise_forward.h"
+#include "jobs/memory_budget.h"
+#include "jobs/memory_guard.h"
+#include "models/layer_loader.h"
 #include "cli/model_options.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -28,6 +34,7 @@ struct ForwardArgs {
   int top = 0;
   int64_t batch_size = 8;
   bool routing = false;
+  LayerwiseArgs lw;
 };
 
 // Records top-k expert choices and gate weights per layer, cut per sequence: a
@@ -77,10 +84,24 @@ void run_forward_on_rank(const ForwardArgs& a) {
 
   // Several ranks (mpirun): experts split over ranks, batches over ranks.
   auto comm = cluster::world(a.comm);
-  a.model.check_memory(jobs::holding_model("moelab forward", true), comm->size());
-  models::MoeModel m = comm->size() > 1
-                           ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
-                           : models::load_model(a.model.model_dir, a.model.load_options());
+  const int64_t baseline = jobs::peak_resident_bytes();
+  if (a.lw.layerwise && a.routing)
+    throw InputError("--routing", "records one whole forward at a time; run it without --layerwise");
+  const jobs::LayerwiseOptions lw =
+      a.lw.options(a.out.empty() ? std::string(".") : std::filesystem::absolute(a.out).parent_path().string());
+  models::LoadOptions load = a.model.load_options();
+  models::MoeModel m;
+  if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes
+    if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
+    m = models::load_model_shell(a.model.model_dir, load);
+    jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
+  } else {
+    jobs::MemoryCheck check = jobs::holding_model("moelab forward", true);
+    check.offer_layerwise = true;
+    a.model.check_memory(check, comm->size());
+    m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load)
+                         : models::load_model(a.model.model_dir, load);
+  }
   RoutingRecorder rec;
   std::optional<jobs::SkipCounter> skips;  // NAEE dynamic skipping: how many expert rows it saved
   std::vector<models::MoeObserver*> observers;
@@ -91,12 +112,16 @@ void run_forward_on_rank(const ForwardArgs& a) {
   std::vector<at::Tensor> local_logits;
   cluster::DataParallelOptions dp;
   dp.batch_size = a.batch_size;
-  cluster::run_data_parallel(m, *comm, seqs, dp, observers.empty() ? nullptr : &fan,
-                             [&](int64_t index, const at::Tensor& logits_TV) {
-                               local_index.push_back(index);
-                               local_logits.push_back(logits_TV.to(at::kCPU, at::kFloat));
-                               if (a.routing) rec.on_sequence(index, logits_TV.size(0));
-                             });
+  const auto on_logits = [&](int64_t index, const at::Tensor& logits_TV) {
+    local_index.push_back(index);
+    local_logits.push_back(logits_TV.to(at::kCPU, at::kFloat));
+    if (a.routing) rec.on_sequence(index, logits_TV.size(0));
+  };
+  if (a.lw.layerwise)
+    jobs::run_layerwise(m, a.model.model_dir, load, *comm, seqs, dp, lw, observers.empty() ? nullptr : &fan, on_logits);
+  else
+    cluster::run_data_parallel(m, *comm, seqs, dp, observers.empty() ? nullptr : &fan, on_logits);
+  if (a.lw.layerwise) report_peak_memory(baseline, lw, m.device);
   const int64_t S = int64_t(seqs.size());
   std::vector<at::Tensor> logits = cluster::gather_sequence_outputs(*comm, local_index, local_logits, S);
   std::map<int64_t, std::vector<at::Tensor>> routing;
@@ -156,7 +181,8 @@ void add_forward_command(CLI::App& app) {
       "  (ids.json: {\"input_ids\": [[1, 2, 3], [4, 5]]} or tokenize's {\"ids\": [...]})\n"
       "  mpirun -np 4 moelab forward models/debian-moe --ids-json ids.json --out logits.safetensors\n"
       "  (expert parallel: each rank holds 1/4 of every layer's experts and runs 1/4 of the batches;\n"
-      "   rank 0 writes the output)");
+      "   rank 0 writes the output)\n"
+      "  moelab forward models/debian-moe --text 'The quick brown fox' --top 5 --layerwise --memory-budget 64M");
   auto a = std::make_shared<ForwardArgs>();
   a->model.add_to(cmd);
   cmd->add_option("--ids-json", a->ids_json, "JSON file {\"input_ids\": [[...], ...]} of pre-tokenized sequences")
@@ -169,6 +195,11 @@ void add_forward_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--comm", a->comm, "communicator under mpirun: auto (MPI), mpi, nccl (GPU tensors), local")
       ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  a->lw.add_to(cmd,
+               "one decoder layer at a time from the safetensors (each rank only its experts), the hidden states "
+               "kept between layers: the same logits as the whole model, bit for bit, in a fraction of its "
+               "memory; not with --routing",
+               "that of --out, else the working directory");
   cmd->callback([a] { run_forward(*a); });
 }
 

@@ -7,6 +7,16 @@ namespace moelab::jobs {
 
 std::vector<SequenceScore> score_sequences(const models::MoeModel& model, cluster::Communicator& comm,
                                            const std::vector<ScoredSequence>& seqs, int64_t batch_size) {
+  return score_sequences(
+      [&](const std::vector<std::vector<int64_t>>& inputs, const cluster::DataParallelOptions& dp,
+          const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
+        cluster::run_data_parallel(model, comm, inputs, dp, nullptr, on_logits);
+      },
+      comm, seqs, batch_size);
+}
+
+std::vector<SequenceScore> score_sequences(const LogitsRunner& run, cluster::Communicator& comm,
+                                           const std::vector<ScoredSequence>& seqs, int64_t batch_size) {
   const int64_t S = int64_t(seqs.size());
   std::vector<std::vector<int64_t>> inputs;
   inputs.reserve(S);
@@ -23,7 +33,7 @@ std::vector<SequenceScore> score_sequences(const models::MoeModel& model, cluste
   int64_t* gr = greedy.data_ptr<int64_t>();
   cluster::DataParallelOptions dp;
   dp.batch_size = batch_size;
-  cluster::run_data_parallel(model, comm, inputs, dp, nullptr, [&](int64_t i, const at::Tensor& logits_TV) {
+  run(inputs, dp, [&](int64_t i, const at::Tensor& logits_TV) {
     const auto& s = seqs[i];
     const int64_t n = int64_t(s.ids.size()), first = s.first_scored;
     // Position t - 1 predicts token t.

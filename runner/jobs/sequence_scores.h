@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cluster/communicator.h"
+#include "cluster/data_parallel.h"
 #include "models/moe_model.h"
 
 namespace moelab::jobs {
@@ -33,6 +35,15 @@ struct SequenceScore {
 // by one rank and moved exactly, so results depend on the rank count only through
 // the forward's float rounding.
 std::vector<SequenceScore> score_sequences(const models::MoeModel& model, cluster::Communicator& comm,
+                                           const std::vector<ScoredSequence>& seqs, int64_t batch_size);
+
+// What computes the logits: run(sequences, options, on_logits) calls on_logits(index,
+// logits [len, V]) on the rank that ran each sequence, as cluster::run_data_parallel
+// (the whole model) or jobs::run_layerwise (one layer at a time) do.
+using LogitsRunner = std::function<void(const std::vector<std::vector<int64_t>>&, const cluster::DataParallelOptions&,
+                                        const std::function<void(int64_t, const at::Tensor&)>&)>;
+// The same scores, the logits computed by `run`.
+std::vector<SequenceScore> score_sequences(const LogitsRunner& run, cluster::Communicator& comm,
                                            const std::vector<ScoredSequence>& seqs, int64_t batch_size);
 
 }  // namespace moelab::jobs

@@ -26,6 +26,12 @@ MoeModel load_model_shell(const std::string& dir, const LoadOptions& opts);
 // tensor is a copy in opts.dtype on opts.device.
 void load_layer(MoeModel& m, const std::string& dir, int64_t layer, const LoadOptions& opts);
 
+// Reads the final norm (with its LayerNorm bias), the lm_head (the embedding matrix
+// when tied) and its bias into the shell, as load_model does, copies owned by the
+// process; drop_output_head frees them again.
+void load_output_head(MoeModel& m, const std::string& dir, const LoadOptions& opts);
+void drop_output_head(MoeModel& m);
+
 // Bytes that layer `layer`'s weights take in this process (its share of the routed
 // experts under the model's dispatcher) in the compute dtype: what load_layer adds.
 int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t layer);

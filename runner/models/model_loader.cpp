@@ -308,6 +308,24 @@ void load_layer(MoeModel& m, const std::string& dir, int64_t l, const LoadOption
   m.layers.at(l) = load_layer_weights(t, *m.family, m.config, l, *m.dispatcher);
 }  // the mapping goes with ck: nothing of the file stays resident
 
+void load_output_head(MoeModel& m, const std::string& dir, const LoadOptions& opts) {
+  hf::Checkpoint ck(dir);
+  LoadOptions o = opts;
+  o.weights = true;
+  TensorTaker t(ck, o, /*owned=*/true);
+  const auto& c = m.config;
+  const auto& n = m.family->names;
+  const int64_t D = c.hidden_size, V = c.vocab_size;
+  m.final_norm_D = t.take(n.final_norm, {D});
+  if (c.layer_norm) m.final_norm_bias_D = t.take(n.final_norm_bias, {D});
+  if (c.lm_head_bias) m.lm_head_bias_V = t.take(n.lm_head_bias, {V});
+  m.lm_head_VD = t.take(c.tie_word_embeddings ? n.embed : n.lm_head, {V, D});
+}
+
+void drop_output_head(MoeModel& m) {
+  m.final_norm_D = m.final_norm_bias_D = m.lm_head_VD = m.lm_head_bias_V = at::Tensor();
+}
+
 int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t l) {
   hf::Checkpoint ck(dir);
   LoadOptions o;
