@@ -57,8 +57,23 @@ find_package(ICU REQUIRED COMPONENTS uc)
 # get this folder first on their include path so <fmt/...> resolves to Debian's.
 set(MOELAB_FMT_SHIM ${CMAKE_BINARY_DIR}/fmt_shim)
 file(MAKE_DIRECTORY ${MOELAB_FMT_SHIM})
-if(NOT EXISTS ${MOELAB_FMT_SHIM}/fmt)
-  file(CREATE_LINK /usr/include/fmt ${MOELAB_FMT_SHIM}/fmt SYMBOLIC)
+# Debian's fmt headers: /usr/include/fmt, or under the prefix that scripts/gpu_check.sh
+# unpacks Debian's packages into on a machine without them (read from fmt's own target).
+get_target_property(_fmt_inc fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+set(_fmt_dir /usr/include/fmt)
+foreach(_d IN LISTS _fmt_inc)
+  if(EXISTS ${_d}/fmt/format.h)
+    set(_fmt_dir ${_d}/fmt)
+    break()
+  endif()
+endforeach()
+set(_fmt_old "")
+if(IS_SYMLINK ${MOELAB_FMT_SHIM}/fmt)
+  file(READ_SYMLINK ${MOELAB_FMT_SHIM}/fmt _fmt_old)
+endif()
+if(NOT _fmt_old STREQUAL _fmt_dir)
+  file(REMOVE ${MOELAB_FMT_SHIM}/fmt)
+  file(CREATE_LINK ${_fmt_dir} ${MOELAB_FMT_SHIM}/fmt SYMBOLIC)
 endif()
 
 # Links a target against libtorch's CPU part, with the include-order fix above.
