@@ -116,3 +116,18 @@ def test_a_model_refused_whole_under_a_limit_is_evaluated_and_forwarded_layer_by
     assert fw.returncode == 0
     a, b = load_file(str(tmp_path / "whole.safetensors")), load_file(str(tmp_path / "lw.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_help_examples_of_layerwise_eval_and_forward_run_as_documented(moelab, moelab_bin):
+    """The --help examples, as a user types them from the repository root."""
+    for command in ("eval", "forward"):
+        lines = [l.strip() for l in moelab(command, "--help").stdout.splitlines() if "--layerwise --memory-budget" in l]
+        assert len(lines) == 1, lines
+        import shlex
+        args = shlex.split(lines[0])
+        assert args[0] == "moelab"
+        proc = subprocess.run([moelab_bin, *args[1:]], cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, PMIX_MCA_psec="native"))
+        assert proc.returncode == 0, proc.stderr
+        assert "layer by layer" in proc.stderr and "peak resident memory" in proc.stderr
+        assert proc.stdout.strip()  # the table, or the next tokens
