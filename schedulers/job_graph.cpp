@@ -421,6 +421,10 @@ JobGraph build_job_graph(const SweepSpec& s) {
       ev.args.insert(ev.args.end(), {"--max-length", std::to_string(s.eval.max_length), "--results",
                                      "{out}/eval/{id}.jsonl"});
       if (!s.eval.tasks.empty()) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(t.shots)});
+      if (s.eval.layerwise) {
+        ev.args.push_back("--layerwise");
+        if (!s.eval.memory_budget.empty()) ev.args.insert(ev.args.end(), {"--memory-budget", s.eval.memory_budget});
+      }
       ev.output = "eval/{id}.jsonl";
       ev.tags = t.tags;
       b.add(std::move(ev));

@@ -103,6 +103,15 @@ void check_path(const Reader& r, const std::string& key, std::string& p) {
   p = abs;
 }
 
+// A memory budget: a size like 512M or 8G (what --memory-budget accepts).
+void check_byte_size(const Reader& r, const std::string& key, const std::string& value) {
+  try {
+    jobs::parse_byte_size("memory_budget", value);
+  } catch (const InputError&) {
+    r.fail(key, "\"" + value + "\" is not a size like 512M or 8G");
+  }
+}
+
 CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std::string& key) {
   CriterionChoice c;
   std::string name;
@@ -391,11 +400,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
       if (cal[i]["memory_budget"]) {
         c.memory_budget = r.as<std::string>(cal[i]["memory_budget"], k + ".memory_budget");
         if (!c.layerwise) r.fail(k + ".memory_budget", "needs layerwise: true");
-        try {
-          jobs::parse_byte_size("memory_budget", c.memory_budget);
-        } catch (const InputError&) {
-          r.fail(k + ".memory_budget", "\"" + c.memory_budget + "\" is not a size like 512M or 8G");
-        }
+        check_byte_size(r, k + ".memory_budget", c.memory_budget);
       }
       for (const auto& other : s.calibration)
         if (other.name == c.name) r.fail(k + ".name", "\"" + c.name + "\" is used twice");
@@ -444,7 +449,8 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     s.finetune_first = parse_finetune(r, ff, "finetune_first");
   }
   if (const YAML::Node ev = root["eval"]) {
-    if (!ev.IsMap()) r.fail("eval", "expected a map (perplexity, tasks, max_length, num_fewshot, lm_eval)");
+    if (!ev.IsMap())
+      r.fail("eval", "expected a map (perplexity, tasks, max_length, num_fewshot, layerwise, memory_budget, lm_eval)");
     if (const YAML::Node ppl = ev["perplexity"])
       for (size_t i = 0; i < ppl.size(); ++i) {
         const std::string k = "eval.perplexity[" + std::to_string(i) + "]";
@@ -458,10 +464,17 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (size_t i = 0; i < s.eval.tasks.size(); ++i) check_path(r, "eval.tasks[" + std::to_string(i) + "]", s.eval.tasks[i]);
     if (ev["max_length"]) s.eval.max_length = r.as<int64_t>(ev["max_length"], "eval.max_length");
     if (ev["num_fewshot"]) s.eval.num_fewshot = r.as<int64_t>(ev["num_fewshot"], "eval.num_fewshot");
+    if (ev["layerwise"]) s.eval.layerwise = r.as<bool>(ev["layerwise"], "eval.layerwise");
+    if (ev["memory_budget"]) {
+      s.eval.memory_budget = r.as<std::string>(ev["memory_budget"], "eval.memory_budget");
+      if (!s.eval.layerwise) r.fail("eval.memory_budget", "needs layerwise: true");
+      check_byte_size(r, "eval.memory_budget", s.eval.memory_budget);
+    }
     for (const auto& kv : ev) {
       const std::string k = kv.first.as<std::string>();
-      if (k != "perplexity" && k != "tasks" && k != "max_length" && k != "num_fewshot" && k != "lm_eval")
-        r.fail("eval." + k, "unknown key (perplexity, tasks, max_length, num_fewshot, lm_eval)");
+      if (k != "perplexity" && k != "tasks" && k != "max_length" && k != "num_fewshot" && k != "lm_eval" &&
+          k != "layerwise" && k != "memory_budget")
+        r.fail("eval." + k, "unknown key (perplexity, tasks, max_length, num_fewshot, layerwise, memory_budget, lm_eval)");
     }
     if (const YAML::Node le = ev["lm_eval"]) {
       if (!le.IsMap())

@@ -19,6 +19,8 @@
 //     perplexity: [{name: wiki, data: data/wiki.txt}]
 //     tasks: [configs/tasks/tiny_arith.jsonl]
 //     max_length: 512
+//     # layerwise: true               # one decoder layer at a time (eval --layerwise)
+//     # memory_budget: 8G             # with layerwise: eval --memory-budget
 //   resources:                          # per job kind: calibrate, prune, finetune, eval
 //     calibrate: {ranks: 2, gpus: 0, mem: 8G, time: "00:30:00"}
 //   slurm: {partition: gpu, account: lab, throttle: 8, launcher: srun, sbatch_args: ["--qos=high"]}
@@ -123,6 +125,10 @@ struct EvalSpec {
   std::vector<std::pair<std::string, std::string>> perplexity;  // (domain, file)
   std::vector<std::string> tasks;
   int64_t max_length = 512, num_fewshot = 0;
+  // Evaluate one decoder layer at a time (eval --layerwise [--memory-budget]): for models
+  // whose weights do not fit resources.eval.mem; memory_budget as calibration's.
+  bool layerwise = false;
+  std::string memory_budget;
   LmEvalSpec lm_eval;
 };
 

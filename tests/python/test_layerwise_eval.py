@@ -131,3 +131,42 @@ def test_the_help_examples_of_layerwise_eval_and_forward_run_as_documented(moela
         assert proc.returncode == 0, proc.stderr
         assert "layer by layer" in proc.stderr and "peak resident memory" in proc.stderr
         assert proc.stdout.strip()  # the table, or the next tokens
+
+
+def test_a_sweep_with_layerwise_eval_passes_it_to_its_eval_jobs_and_gets_the_same_numbers(moelab, fixtures,
+                                                                                          tmp_path):
+    """eval.layerwise / eval.memory_budget: every eval job runs `moelab eval --layerwise
+    --memory-budget B`, and the sweep's numbers equal the same sweep evaluated whole."""
+    from conftest import mixtral_with_tokenizer
+    from sweep_fixtures import eval_metrics, plan, write_sweep
+    model = mixtral_with_tokenizer(fixtures, tmp_path / "mixtral")[0]
+    over = dict(criteria=["EAN"], ratios=[0.5], procedures=["one-shot"])
+    whole = write_sweep(tmp_path / "a", model, name="s", **over)
+    lw = write_sweep(tmp_path / "b", model, name="s", **over)
+    spec = __import__("yaml").safe_load(lw.read_text())
+    spec["eval"].update(layerwise=True, memory_budget="256M")
+    lw.write_text(__import__("yaml").safe_dump(spec))
+    for path, out in ((whole, tmp_path / "ra"), (lw, tmp_path / "rb")):
+        moelab("sweep", "run", path, "--results", out, "--jobs", 2)
+    evals = [j for j in plan(tmp_path / "rb")["jobs"] if j["kind"] == "eval"]
+    assert len(evals) == 2
+    for j in evals:
+        i = j["args"].index("--layerwise")
+        assert j["args"][i + 1:i + 3] == ["--memory-budget", "256M"]
+    assert all("--layerwise" not in j["args"] for j in plan(tmp_path / "ra")["jobs"])
+    assert eval_metrics(tmp_path / "ra") == eval_metrics(tmp_path / "rb")
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"memory_budget": "1G"}, "eval.memory_budget: needs layerwise: true"),
+    ({"layerwise": True, "memory_budget": "lots"}, "eval.memory_budget: \"lots\" is not a size"),
+    ({"layerwise": "maybe"}, "eval.layerwise"),
+])
+def test_bad_layerwise_eval_sections_are_one_line_errors(section, message, moelab, fixtures, tmp_path):
+    from sweep_fixtures import write_sweep
+    path = write_sweep(tmp_path, fixtures / "models" / "mixtral")
+    spec = __import__("yaml").safe_load(path.read_text())
+    spec["eval"].update(section)
+    path.write_text(__import__("yaml").safe_dump(spec))
+    proc = moelab("sweep", "plan", path, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
