@@ -219,6 +219,9 @@ std::vector<std::map<std::string, std::string>> parse_filters(const Reader& r, c
       if (!kKeys.count(name))
         r.fail(k + "." + name, "unknown key (model, calibration, criterion, ratio, procedure, recovery, seed)");
       f[name] = kv.second.as<std::string>();
+      // Numbers are compared as numbers (matches()): refused here when they are not.
+      if (name == "ratio") f[name] = std::to_string(r.as<double>(kv.second, k + ".ratio"));
+      if (name == "seed") f[name] = std::to_string(r.as<uint64_t>(kv.second, k + ".seed"));
     }
     out.push_back(std::move(f));
   }

@@ -69,6 +69,9 @@ def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moel
     ({"resources": {"eval": {"time": "1h"}}}, "resources.eval.time", "Slurm time limit"),
     ({"procedures": ["one-shot", "greedy"]}, "procedures[1]", "not one-shot"),
     ({"exclude": [{"colour": "red"}]}, "exclude[0].colour", "unknown key"),
+    # Found by the fuzzer: a filter's ratio that is not a number ended in an uncaught stod.
+    ({"include": [{"criterion": "EAN", "ratio": "NUL"}]}, "include[0].ratio", "a number"),
+    ({"exclude": [{"seed": "first"}]}, "exclude[0].seed", "expected"),
     ({"ratios": "half"}, "ratios", "a number"),
     ({"recovery": [{"kshot": 0}]}, "recovery[0].kshot", "positive"),
     ({"recovery": [{"kshot": 2}]}, "recovery[0]", "needs eval.tasks"),
