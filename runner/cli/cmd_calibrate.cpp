@@ -121,9 +121,7 @@ void run_calibrate(const CalibrateArgs& a) {
   jobs::CalibrationCheckpoint(opts.checkpoint, *comm).check();  // refused before any work or log line
   models::MoeModel m;
   if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes
-    if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
-    m = models::load_model_shell(a.model.model_dir, load);
-    jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
+    m = load_layerwise_shell(a.model.model_dir, comm, load, lw);
   } else {
     jobs::reuse_freed_blocks();
     m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load)

@@ -294,9 +294,7 @@ void run_eval(const EvalArgs& a) {
   models::LoadOptions load = a.model.load_options();
   jobs::LogitsRunner run;
   if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes, once per scored list
-    if (P > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
-    m = models::load_model_shell(a.model.model_dir, load);
-    jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
+    m = load_layerwise_shell(a.model.model_dir, comm, load, lw);
     run = [&](const std::vector<std::vector<int64_t>>& seqs, const cluster::DataParallelOptions& dp,
               const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
       jobs::run_layerwise(m, a.model.model_dir, load, *comm, seqs, dp, lw, nullptr, on_logits);

@@ -92,9 +92,7 @@ void run_forward_on_rank(const ForwardArgs& a) {
   models::LoadOptions load = a.model.load_options();
   models::MoeModel m;
   if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes
-    if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
-    m = models::load_model_shell(a.model.model_dir, load);
-    jobs::check_layer_budget(m, a.model.model_dir, lw.memory_budget);
+    m = load_layerwise_shell(a.model.model_dir, comm, load, lw);
   } else {
     jobs::MemoryCheck check = jobs::holding_model("moelab forward", true);
     check.offer_layerwise = true;

@@ -1,8 +1,10 @@
 #include "cli/layerwise_options.h"
 
+#include "cluster/alltoall_dispatcher.h"
 #include "cluster/cuda_support.h"
 #include "common/log.h"
 #include "jobs/memory_budget.h"
+#include "models/layer_loader.h"
 
 namespace moelab::cli {
 
@@ -31,6 +33,14 @@ jobs::LayerwiseOptions LayerwiseArgs::options(const std::string& default_scratch
   if (!memory_budget.empty()) lw.memory_budget = jobs::parse_byte_size("--memory-budget", memory_budget);
   lw.scratch_dir = scratch_dir.empty() ? default_scratch_dir : scratch_dir;
   return lw;
+}
+
+models::MoeModel load_layerwise_shell(const std::string& model_dir, const std::shared_ptr<cluster::Communicator>& comm,
+                                      models::LoadOptions& load, const jobs::LayerwiseOptions& lw) {
+  if (comm->size() > 1) load.dispatcher = std::make_shared<cluster::AllToAllDispatcher>(comm);
+  models::MoeModel m = models::load_model_shell(model_dir, load);
+  jobs::check_layer_budget(m, model_dir, lw.memory_budget);
+  return m;
 }
 
 void report_peak_memory(int64_t baseline, const jobs::LayerwiseOptions& lw, const at::Device& device) {

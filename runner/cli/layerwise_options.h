@@ -6,7 +6,9 @@
 
 #include <string>
 
+#include "cluster/communicator.h"
 #include "jobs/layerwise_calibration.h"
+#include "models/moe_model.h"
 
 namespace moelab::cli {
 
@@ -21,6 +23,12 @@ struct LayerwiseArgs {
   // size); scratch_dir: the default when --scratch-dir is not given.
   jobs::LayerwiseOptions options(const std::string& scratch_dir) const;
 };
+
+// The model's shell for a layer-by-layer pass (models/layer_loader.h): with the
+// expert-parallel dispatcher put into `load` when comm has several ranks; a layer larger
+// than the budget is refused (InputError naming it).
+models::MoeModel load_layerwise_shell(const std::string& model_dir, const std::shared_ptr<cluster::Communicator>& comm,
+                                      models::LoadOptions& load, const jobs::LayerwiseOptions& lw);
 
 // Logs the process's peak resident memory against `baseline` (its size at start) and the
 // budget, and on a GPU the device allocator's peak; warns when either exceeded the budget.

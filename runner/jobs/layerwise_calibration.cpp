@@ -53,6 +53,19 @@ int64_t check_layer_budget(const models::MoeModel& shell, const std::string& dir
   return largest;
 }
 
+std::unique_ptr<LayerStates> hidden_state_store(const models::MoeModel& m,
+                                                const std::vector<std::vector<int64_t>>& shapes,
+                                                int64_t largest_layer, const LayerwiseOptions& lw) {
+  int64_t state_bytes = 0;
+  for (const auto& s : shapes) state_bytes += s[0] * s[1] * s[2] * int64_t(at::elementSize(m.dtype));
+  const bool in_memory = lw.memory_budget == 0 || state_bytes <= (lw.memory_budget - largest_layer) / 2;
+  auto states = std::make_unique<LayerStates>(shapes, m.dtype, in_memory, lw.scratch_dir);
+  spdlog::info("layer by layer: {} layers, largest {} of weights on this rank; hidden states {} {}",
+               m.config.num_hidden_layers, mib(largest_layer), mib(state_bytes),
+               in_memory ? "in memory" : "in a scratch file in " + lw.scratch_dir);
+  return states;
+}
+
 results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, const std::string& dir,
                                                        const models::LoadOptions& load, cluster::Communicator& comm,
                                                        const CalibrationSet& set, const std::set<std::string>& groups,
@@ -82,15 +95,8 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
                             steps.push_back(std::move(s));
                           });
 
-  // Hidden states: in memory when they take at most half of what the largest layer
-  // leaves of the budget (the other half is the batches' working memory).
-  int64_t state_bytes = 0;
-  for (const auto& s : shapes) state_bytes += s[0] * s[1] * s[2] * int64_t(at::elementSize(m.dtype));
-  const bool in_memory = lw.memory_budget == 0 || state_bytes <= (lw.memory_budget - largest_layer) / 2;
-  LayerStates states(shapes, m.dtype, in_memory, lw.scratch_dir);
-  spdlog::info("layer by layer: {} layers, largest {} of weights on this rank; hidden states {} {}",
-               c.num_hidden_layers, mib(largest_layer), mib(state_bytes),
-               in_memory ? "in memory" : "in a scratch file in " + lw.scratch_dir);
+  const std::unique_ptr<LayerStates> store = hidden_state_store(m, shapes, largest_layer, lw);
+  LayerStates& states = *store;
 
   // Everything the pass needs between layers is the layer reached, `states` and the
   // collectors' sums: a checkpoint after layer l holds exactly those.

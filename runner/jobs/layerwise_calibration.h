@@ -18,12 +18,15 @@
 // next layer.
 #pragma once
 
+#include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cluster/communicator.h"
 #include "jobs/calibration_data.h"
 #include "jobs/collect_statistics.h"
+#include "jobs/layer_states.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -43,6 +46,13 @@ void check_layerwise_groups(const std::set<std::string>& groups);
 // The largest layer's weights (this rank's share, compute dtype) in bytes; throws
 // InputError("--memory-budget", ...) naming the layer when one exceeds a nonzero budget.
 int64_t check_layer_budget(const models::MoeModel& shell, const std::string& dir, int64_t budget);
+
+// The hidden states of a layer-by-layer pass, one [B, T, D] slot per batch (shapes):
+// in memory when they take at most half of what the largest layer leaves of the budget
+// (the other half is the batches' working memory), else in a scratch file; logged.
+std::unique_ptr<LayerStates> hidden_state_store(const models::MoeModel& shell,
+                                                const std::vector<std::vector<int64_t>>& shapes,
+                                                int64_t largest_layer, const LayerwiseOptions& lw);
 
 // Collective. shell: models::load_model_shell(dir, load) (with the expert-parallel
 // dispatcher when comm has several ranks); its layers are loaded and freed one by one

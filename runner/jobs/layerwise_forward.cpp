@@ -34,15 +34,8 @@ void run_layerwise(models::MoeModel& m, const std::string& dir, const models::Lo
                             steps.push_back({ids, lengths, idx, shapes.size()});
                             if (ids.size(0) > 0) shapes.push_back({ids.size(0), ids.size(1), c.hidden_size});
                           });
-  // Hidden states: in memory when they take at most half of what the largest layer
-  // leaves of the budget (calibrate --layerwise's rule).
-  int64_t state_bytes = 0;
-  for (const auto& s : shapes) state_bytes += s[0] * s[1] * s[2] * int64_t(at::elementSize(m.dtype));
-  const bool in_memory = lw.memory_budget == 0 || state_bytes <= (lw.memory_budget - largest_layer) / 2;
-  LayerStates states(shapes, m.dtype, in_memory, lw.scratch_dir);
-  spdlog::info("layer by layer: {} layers, largest {} of weights on this rank; hidden states {} {}",
-               c.num_hidden_layers, mib(largest_layer), mib(state_bytes),
-               in_memory ? "in memory" : "in a scratch file in " + lw.scratch_dir);
+  const std::unique_ptr<LayerStates> store = hidden_state_store(m, shapes, largest_layer, lw);
+  LayerStates& states = *store;
   for (const auto& s : steps)
     if (s.ids_BT.size(0) > 0) states.put(s.slot, models::embed_from_checkpoint(m, dir, s.ids_BT));
 
