@@ -29,21 +29,22 @@ void share_results(cluster::Communicator& comm, const std::vector<int64_t>& mine
   static const std::vector<std::string> kStops = {"until", "eos", "length"};
   const int64_t S = int64_t(out.size());
   at::Tensor head = at::zeros({S, 2}, at::kLong);  // token count, stop reason (1-based)
+  int64_t* h = head.data_ptr<int64_t>();
   for (int64_t i : mine) {
-    head[i][0] = int64_t(out[i].tokens.size());
-    head[i][1] = int64_t(std::find(kStops.begin(), kStops.end(), out[i].stop) - kStops.begin()) + 1;
+    h[2 * i] = int64_t(out[i].tokens.size());
+    h[2 * i + 1] = int64_t(std::find(kStops.begin(), kStops.end(), out[i].stop) - kStops.begin()) + 1;
   }
   comm.all_reduce_sum(head);
+  h = head.data_ptr<int64_t>();
   std::vector<int64_t> offset(S + 1, 0);
-  for (int64_t i = 0; i < S; ++i) offset[i + 1] = offset[i] + head[i][0].item<int64_t>();
+  for (int64_t i = 0; i < S; ++i) offset[i + 1] = offset[i] + h[2 * i];
   at::Tensor flat = at::zeros({offset[S]}, at::kLong);
-  for (int64_t i : mine)
-    for (size_t j = 0; j < out[i].tokens.size(); ++j) flat[offset[i] + int64_t(j)] = out[i].tokens[j];
+  for (int64_t i : mine) std::copy(out[i].tokens.begin(), out[i].tokens.end(), flat.data_ptr<int64_t>() + offset[i]);
   comm.all_reduce_sum(flat);
   const int64_t* f = flat.data_ptr<int64_t>();
   for (int64_t i = 0; i < S; ++i) {
     out[i].tokens.assign(f + offset[i], f + offset[i + 1]);
-    out[i].stop = kStops.at(size_t(head[i][1].item<int64_t>() - 1));
+    out[i].stop = kStops.at(size_t(h[2 * i + 1] - 1));
   }
 }
 
