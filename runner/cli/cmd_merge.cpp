@@ -9,8 +9,11 @@
 #include "cluster/communicator.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/memory_budget.h"
 #include "jobs/merge_plan.h"
+#include "models/checkpoint_surgery.h"
 #include "models/expert_merging.h"
+#include "models/layer_loader.h"
 #include "models/model_writer.h"
 #include "results/stats_file.h"
 
@@ -22,7 +25,18 @@ struct MergeArgs {
   std::string stats, plan_in, plan_out, out, save_dtype = "auto", router_merge;
   jobs::MergeOptions opts;
   bool overwrite = false;
+  bool in_memory = false;  // load the model and save it even where surgery would do
 };
+
+// Merging is surgery on the checkpoint files (models/checkpoint_surgery.h: one merge group
+// in memory at a time) unless asked otherwise, or for a compute dtype other than float32
+// (the in-memory merge rounds through it), MXFP4 checkpoints and gpt-oss' own layout,
+// which load the model and save it.
+bool by_surgery(const MergeArgs& a, const hf::ModelConfig& c) {
+  if (a.in_memory || (a.model.dtype != "auto" && a.model.dtype != "float32") || a.model.device != "cpu") return false;
+  if (c.raw.contains("quantization_config") && !c.raw["quantization_config"].is_null()) return false;
+  return models::family_for(c).load_experts == nullptr;
+}
 
 std::string groups_str(const jobs::LayerMerge& lm) {
   std::string s;
@@ -40,8 +54,12 @@ void run_merge(const MergeArgs& a) {
   if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   if (!a.router_merge.empty()) (void)jobs::parse_router_merge(a.router_merge, "--router-merge");
-  a.model.check_memory(jobs::holding_model("moelab merge", false), 1);
-  models::MoeModel m = models::load_model(a.model.model_dir, a.model.load_options());
+  const bool surgery = by_surgery(a, models::load_config(a.model.model_dir));
+  // Surgery plans on the model's shell: every tensor checked, none read.
+  if (!surgery) a.model.check_memory(jobs::holding_model("moelab merge", false), 1);
+  models::MoeModel m = surgery ? models::load_model_shell(a.model.model_dir, models::LoadOptions{})
+                               : models::load_model(a.model.model_dir, a.model.load_options());
+  const hf::ModelConfig input = m.config;
   const auto before = models::count_params(m);
 
   jobs::MergePlan plan;
@@ -58,7 +76,9 @@ void run_merge(const MergeArgs& a) {
     if (!a.router_merge.empty()) plan.router_merge = a.router_merge;  // the command line wins
     what = a.plan_in;
   }
-  models::merge_experts(m, jobs::to_expert_merges(plan), jobs::parse_router_merge(plan.router_merge, what), what);
+  const models::ExpertMerges merges = jobs::to_expert_merges(plan);
+  const models::RouterMerge router = jobs::parse_router_merge(plan.router_merge, what);
+  models::merge_experts(m, merges, router, what);  // on the shell: the checks and the merged config
   for (const auto& [l, lm] : plan.layers)
     spdlog::info("layer {}: {} experts -> {} groups {}", l, lm.num_experts, lm.groups.size(), groups_str(lm));
   if (!a.plan_out.empty()) {
@@ -66,10 +86,21 @@ void run_merge(const MergeArgs& a) {
     spdlog::info("wrote merge plan {}", a.plan_out);
   }
   if (a.out.empty()) return;
-  models::SaveOptions so;
-  so.overwrite = a.overwrite;
-  if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
-  models::save_model(m, a.out, so);
+  if (surgery) {
+    models::SurgeryOptions so;
+    so.overwrite = a.overwrite;
+    if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
+    // Each group's float64 sums are a few MiB, freed after each tensor: as their own
+    // mappings they go back to the system, instead of growing the heap (+120 MiB measured
+    // on a 400 MB checkpoint).
+    jobs::map_large_blocks();
+    models::merge_checkpoint(input, m.config, *m.family, merges, router, a.out, so);
+  } else {
+    models::SaveOptions so;
+    so.overwrite = a.overwrite;
+    if (a.save_dtype != "auto") so.dtype = parse_dtype(a.save_dtype);
+    models::save_model(m, a.out, so);
+  }
   const auto after = models::count_params(m);
   spdlog::info("wrote {} (router rows: {}): {} -> {} parameters ({} -> {} active per token)", a.out,
                plan.router_merge, before.total, after.total, before.active_per_token, after.active_per_token);
@@ -94,7 +125,10 @@ void add_merge_command(CLI::App& app) {
       "tokens) picks the E - round(ratio * E) most salient experts as centroids; each other expert joins\n"
       "the centroid with the most similar mean output; members are weighted by their REAP saliency.\n"
       "Plan (JSON, runner/jobs/merge_plan.h): per layer the groups of original expert ids, their weights\n"
-      "and dominant experts; --plan-out writes it, --plan applies a saved one.\n\n"
+      "and dominant experts; --plan-out writes it, --plan applies a saved one.\n"
+      "The merged checkpoint is written from the input's files tensor by tensor (memory: one merge group,\n"
+      "whatever the model's size; the same values as the in-memory merge of the float32-loaded model saved\n"
+      "in the input's dtype); --in-memory loads the model instead.\n\n"
       "Examples:\n"
       "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EUF --collect dense_outputs --out stats.h5\n"
       "  moelab merge models/debian-moe --stats stats.h5 --ratio 0.5 --plan-out merge.json --out merged/\n"
@@ -121,6 +155,10 @@ void add_merge_command(CLI::App& app) {
                   "dtype of the saved weights: auto (as the input), float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  cmd->add_flag("--in-memory", a->in_memory,
+                "load the model and save it (by default the merged checkpoint is written from the input's files, one "
+                "merge group in memory at a time, in the input's dtype; the in-memory path is taken anyway for "
+                "--dtype other than float32, --device cuda, MXFP4 checkpoints and gpt-oss)");
   cmd->callback([a] {
     auto comm = cluster::world("auto");
     cluster::run_or_abort(*comm, [&] { run_merge(*a); });

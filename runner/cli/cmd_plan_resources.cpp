@@ -1,18 +1,22 @@
-// moelab plan-resources: the memory one rank of `moelab calibrate` needs, from
-// config.json alone (jobs/resource_plan.h), and the smallest rank count that fits a
-// budget. No weight file is opened.
+// moelab plan-resources: the memory one rank of `moelab calibrate` (or eval, forward,
+// prune) needs, from config.json (jobs/resource_plan.h), and the smallest rank count
+// that fits a budget. No weight is read (prune: the safetensors headers are).
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "common/error.h"
 #include "criteria/registry.h"
+#include "hf/checkpoint.h"
 #include "jobs/layerwise_calibration.h"
 #include "jobs/memory_budget.h"
 #include "jobs/resource_plan.h"
+#include "models/family.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -20,7 +24,7 @@ namespace moelab::cli {
 namespace {
 
 struct PlanArgs {
-  std::string model_dir, dtype = "auto", budget, memory_budget;
+  std::string model_dir, command = "calibrate", dtype = "auto", budget, memory_budget;
   int ranks = 1;
   int64_t batch_size = 8, seq_len = 512, num_samples = 128;
   std::vector<std::string> criteria, collect;
@@ -31,6 +35,12 @@ struct PlanArgs {
 // (cmd_calibrate.cpp does the same: layer by layer, the default set leaves out
 // act_outliers, and groups that need the whole model are refused).
 std::set<std::string> groups_of(const PlanArgs& a) {
+  if (a.command != "calibrate") {
+    if (!a.criteria.empty() || !a.collect.empty())
+      throw InputError(a.criteria.empty() ? "--collect" : "--criteria",
+                       "plans calibrate's statistics; moelab " + a.command + " collects none");
+    return {};
+  }
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   if (a.layerwise && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
   const auto& all = results::all_stat_groups();
@@ -42,6 +52,27 @@ std::set<std::string> groups_of(const PlanArgs& a) {
   groups.insert(results::stat::kUsage);
   if (a.layerwise) jobs::check_layerwise_groups(groups);
   return groups;
+}
+
+// prune: the largest tensor and the largest fused-experts tensor of the checkpoint, from
+// its safetensors headers (no data is read); nothing when the directory has config.json
+// alone (the plan then estimates them from the config).
+void largest_tensors(const std::string& dir, const hf::ModelConfig& c, jobs::ResourceQuery& q) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(fs::path(dir) / "model.safetensors") && !fs::exists(fs::path(dir) / "model.safetensors.index.json"))
+    return;
+  const hf::Checkpoint ck(dir);
+  const models::FamilySpec& family = models::family_for(c);
+  std::set<std::string> fused;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (const auto& t : {family.names.experts_gate_up_fused, family.names.experts_down_fused})
+      fused.insert(models::tensor_name(t, l));
+  for (const auto& name : ck.names()) {
+    const hf::TensorInfo& info = ck.info(name);
+    const int64_t bytes = int64_t(info.end - info.begin);
+    q.largest_tensor_bytes = std::max(q.largest_tensor_bytes, bytes);
+    if (fused.count(name)) q.largest_fused_experts_bytes = std::max(q.largest_fused_experts_bytes, bytes);
+  }
 }
 
 nlohmann::json rank_json(const jobs::RankPlan& r) {
@@ -61,6 +92,10 @@ nlohmann::json rank_json(const jobs::RankPlan& r) {
 
 void run_plan(const PlanArgs& a) {
   jobs::ResourceQuery q;
+  q.command = jobs::planned_command(a.command);
+  if (q.command == jobs::PlannedCommand::Prune && (a.layerwise || a.ranks > 1))
+    throw InputError(a.layerwise ? "--layerwise" : "--ranks",
+                     "prune is surgery on the checkpoint files: one process, one tensor at a time");
   q.dtype = a.dtype;
   jobs::dtype_bytes(q.dtype);  // checked before reading anything
   q.ranks = a.ranks;
@@ -72,10 +107,11 @@ void run_plan(const PlanArgs& a) {
   q.groups = groups_of(a);
   q.budget = budget;
   if (!a.memory_budget.empty()) {
-    if (!a.layerwise) throw InputError("--memory-budget", "needs --layerwise (as calibrate's)");
+    if (!a.layerwise) throw InputError("--memory-budget", "needs --layerwise (as " + a.command + "'s)");
     q.memory_budget = jobs::parse_byte_size("--memory-budget", a.memory_budget);
   }
   const hf::ModelConfig c = models::load_config(a.model_dir);
+  if (q.command == jobs::PlannedCommand::Prune) largest_tensors(a.model_dir, c, q);
   const jobs::ResourcePlan plan = jobs::plan_resources(c, q);
   std::optional<int> fits;
   if (budget > 0) {
@@ -99,7 +135,8 @@ void run_plan(const PlanArgs& a) {
     for (const auto& r : plan.ranks) ranks.push_back(rank_json(r));
     nlohmann::json j = {{"model", a.model_dir},
                         {"architecture", c.architecture},
-                        {"mode", q.layerwise ? "layerwise" : "whole"},
+                        {"command", a.command},
+                        {"mode", q.command == jobs::PlannedCommand::Prune ? "surgery" : q.layerwise ? "layerwise" : "whole"},
                         {"ranks", q.ranks},
                         {"dtype", q.dtype == "auto" ? "float32" : q.dtype},
                         {"batch_size", q.batch_size},
@@ -119,16 +156,26 @@ void run_plan(const PlanArgs& a) {
   std::printf("%s: %s, %lld layers (%lld MoE), %lld routed experts at most per layer, top-%lld\n", a.model_dir.c_str(),
               c.architecture.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(moe_layers),
               static_cast<long long>(jobs::max_useful_ranks(c)), static_cast<long long>(c.num_experts_per_tok));
-  std::printf("calibrate on %d rank(s), %s, %s: %lld x %lld tokens per forward, %s sequences; statistics: %s\n",
-              q.ranks, q.layerwise ? "layer by layer" : "whole model", q.dtype == "auto" ? "float32" : q.dtype.c_str(),
+  if (q.command == jobs::PlannedCommand::Prune) {
+    const jobs::RankPlan& r = plan.ranks[0];
+    std::printf("prune by surgery on the checkpoint files (stored dtype %s): baseline %s + the largest tensor's mapped "
+                "pages %s + a sliced copy %s = peak %s\n",
+                c.torch_dtype.empty() ? "unknown" : c.torch_dtype.c_str(), jobs::format_bytes(r.baseline).c_str(),
+                jobs::format_bytes(r.checkpoint).c_str(), jobs::format_bytes(r.activations).c_str(),
+                jobs::format_bytes(plan.peak).c_str());
+    return;
+  }
+  std::printf("%s on %d rank(s), %s, %s: %lld x %lld tokens per forward, %s sequences; statistics: %s\n",
+              a.command.c_str(), q.ranks, q.layerwise ? "layer by layer" : "whole model", q.dtype == "auto" ? "float32" : q.dtype.c_str(),
               static_cast<long long>(std::min(q.batch_size, q.num_samples > 0 ? q.num_samples : q.batch_size)),
               static_cast<long long>(q.seq_len),
-              q.num_samples > 0 ? std::to_string(q.num_samples).c_str() : "all", groups.c_str());
+              q.num_samples > 0 ? std::to_string(q.num_samples).c_str() : "all", groups.empty() ? "none" : groups.c_str());
   if (q.layerwise) {
     const int64_t mb = jobs::layerwise_memory_budget(q);
     std::printf("layer by layer: one decoder layer's weights resident at a time (shared and experts: the largest "
-                "layer on the rank), no embedding or lm_head; calibrate --memory-budget %s\n",
-                mb > 0 ? jobs::format_bytes(mb).c_str() : "none (hidden states in memory)");
+                "layer on the rank), no embedding%s; %s --memory-budget %s\n",
+                q.command == jobs::PlannedCommand::Calibrate ? " or lm_head" : ", lm_head after the last layer",
+                a.command.c_str(), mb > 0 ? jobs::format_bytes(mb).c_str() : "none (hidden states in memory)");
   }
   std::printf("\n%-5s %-8s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "held", "baseline", "shared",
               "ckpt-pages", "experts", "activation", "statistics", "hidden", "total");
@@ -153,9 +200,10 @@ void run_plan(const PlanArgs& a) {
 void add_plan_resources_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "plan-resources",
-      "Estimate the peak memory per rank of `moelab calibrate` from config.json alone (no weights are\n"
-      "read), and the smallest rank count P that fits a budget. Sweeps run the same estimate before\n"
-      "running or submitting a calibration job and refuse one that exceeds its resources' mem.\n\n"
+      "Estimate the peak memory per rank of `moelab calibrate` (or --command eval, forward, prune) from\n"
+      "config.json alone (no weights are read), and the smallest rank count P that fits a budget.\n"
+      "Sweeps run the same estimate before running or submitting a calibration job and refuse one that\n"
+      "exceeds its resources' mem.\n\n"
       "Per rank (bytes of resident memory, what /usr/bin/time -f %M reports as peak RSS):\n"
       "  baseline     the process itself: libtorch CPU, MPI (measured; bench/RESULTS.md)\n"
       "  shared       weights every rank holds: embeddings, lm_head, norms, attention, routers, shared\n"
@@ -176,17 +224,30 @@ void add_plan_resources_command(CLI::App& app) {
       "activation is one batch through one layer, and the hidden states stay in memory unless they\n"
       "exceed half of what that layer leaves of --memory-budget (then a scratch file holds them), as\n"
       "calibrate decides; with --budget and no --memory-budget, calibrate is taken to get the budget\n"
-      "less the baseline. Both modes are within 15% of the measured peak RSS (bench/RESULTS.md).\n\n"
+      "less the baseline.\n"
+      "--command eval / forward: no statistics; the logits of a batch, and what the command keeps of\n"
+      "them (eval: one sequence's log-probabilities; forward: every sequence's logits, on rank 0);\n"
+      "with --layerwise the final norm and lm_head are loaded after the last layer (--num-samples:\n"
+      "eval's windows or forward's sequences; --seq-len: their length). --command prune: surgery on the\n"
+      "checkpoint files, the baseline plus the largest tensor's pages and a sliced copy.\n"
+      "Every mode is checked against the measured peak RSS (bench/plan_vs_measured.py, bench/RESULTS.md).\n\n"
       "Examples:\n"
       "  moelab plan-resources models/debian-moe --ranks 2\n"
       "  moelab plan-resources configs/shapes/mixtral-8x7b --ranks 8 --dtype bfloat16 --seq-len 2048 --budget 64GiB\n"
       "  moelab plan-resources configs/shapes/mixtral-8x7b --ranks 4 --layerwise --criteria EAN,REAP --json\n"
+      "  moelab plan-resources configs/shapes/olmoe-1b-7b --command eval --layerwise --memory-budget 3G --seq-len 2048\n"
+      "  moelab plan-resources configs/shapes/olmoe-1b-7b --command prune\n"
       "  (configs/shapes/: config.json alone of real models, for planning before a download)");
   auto a = std::make_shared<PlanArgs>();
-  cmd->add_option("model", a->model_dir, "model directory (only its config.json is read)")->required();
+  cmd->add_option("model", a->model_dir,
+                  "model directory (its config.json is read; with --command prune also the safetensors headers, "
+                  "when there are any)")
+      ->required();
   cmd->add_option("--ranks", a->ranks, "ranks P the calibration would run on (this command itself runs on one)")
       ->check(CLI::Range(1, 4096));
-  cmd->add_flag("--layerwise", a->layerwise, "layer-by-layer calibration (calibrate --layerwise)");
+  cmd->add_option("--command", a->command, "the command planned: calibrate (default), eval, forward, prune")
+      ->check(CLI::IsMember({"calibrate", "eval", "forward", "prune"}));
+  cmd->add_flag("--layerwise", a->layerwise, "layer by layer (calibrate, eval or forward --layerwise)");
   cmd->add_option("--memory-budget", a->memory_budget,
                   "with --layerwise: calibrate's --memory-budget (e.g. 8G), which decides whether the hidden "
                   "states go to a scratch file");

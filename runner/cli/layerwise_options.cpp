@@ -26,12 +26,17 @@ void LayerwiseArgs::add_to(CLI::App* cmd, const std::string& layerwise_help, con
                   "with --layerwise: directory of the hidden-states scratch file (default: " + scratch_default +
                       "); the file has no name (unlinked on creation) and goes with the process")
       ->needs(cmd->get_option("--layerwise"));
+  cmd->add_flag("--no-prefetch", no_prefetch,
+                "with --layerwise: do not read the next layer from disk while the current one runs (the page "
+                "cache's readahead, not counted in the budget; for measuring what it saves)")
+      ->needs(cmd->get_option("--layerwise"));
 }
 
 jobs::LayerwiseOptions LayerwiseArgs::options(const std::string& default_scratch_dir) const {
   jobs::LayerwiseOptions lw;
   if (!memory_budget.empty()) lw.memory_budget = jobs::parse_byte_size("--memory-budget", memory_budget);
   lw.scratch_dir = scratch_dir.empty() ? default_scratch_dir : scratch_dir;
+  lw.prefetch = !no_prefetch;
   return lw;
 }
 

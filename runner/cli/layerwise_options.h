@@ -13,7 +13,7 @@
 namespace moelab::cli {
 
 struct LayerwiseArgs {
-  bool layerwise = false;
+  bool layerwise = false, no_prefetch = false;
   std::string memory_budget, scratch_dir;
 
   // layerwise_help: what --layerwise means for the command (its limits);

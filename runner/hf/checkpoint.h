@@ -27,6 +27,7 @@ class Checkpoint {
   // The tensor as stored (CPU, file dtype, backed by the mapping).
   at::Tensor tensor(const std::string& name) const;
   void release(const std::string& name) const { files_.at(file_of(name))->release(name); }
+  void prefetch(const std::string& name) const { files_.at(file_of(name))->prefetch(name); }
   // The file that holds `name` (for error messages).
   const std::string& file_of(const std::string& name) const;
   std::vector<std::string> names() const;

@@ -171,6 +171,16 @@ void SafetensorsFile::release(const std::string& name) const {
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
+void SafetensorsFile::prefetch(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t base = reinterpret_cast<uintptr_t>(map_) + data_start_;
+  const uintptr_t begin = (base + it->second.begin) / page * page;
+  const uintptr_t end = base + it->second.end;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
+}
+
 void write_safetensors_streamed(const std::string& path, const std::vector<TensorSource>& tensors,
                                 const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();

@@ -48,6 +48,10 @@ class SafetensorsFile {
   // copied elsewhere, so that loading a model does not hold the file and the copy in
   // memory at once. Tensors still viewing those pages read them again from the file.
   void release(const std::string& name) const;
+  // Asks the kernel to read `name`'s data into the page cache ahead of use
+  // (MADV_WILLNEED: asynchronous readahead; nothing becomes resident in this process
+  // until the tensor is read).
+  void prefetch(const std::string& name) const;
 
  private:
   SafetensorsFile() = default;

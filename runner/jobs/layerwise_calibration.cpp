@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "jobs/collector_set.h"
 #include "jobs/layer_progress.h"
+#include "jobs/layer_prefetch.h"
 #include "jobs/layer_states.h"
 #include "jobs/memory_budget.h"
 #include "jobs/observer_fanout.h"
@@ -115,9 +116,11 @@ results::CalibrationStats collect_statistics_layerwise(models::MoeModel& m, cons
         states.put(slot_of_step[i], models::embed_from_checkpoint(m, dir, steps[i].ids_BT));
 
   LayerProgress progress(c.num_hidden_layers, int64_t(steps.size()));
+  LayerPrefetch prefetch(m, dir, lw.prefetch);
   for (int64_t l = layers_done; l < c.num_hidden_layers; ++l) {
     const models::LayerWeights shell_layer = m.layers[l];
     models::load_layer(m, dir, l, load);
+    prefetch.start(l + 1);  // read from disk while this layer runs
     const models::LayerWeights& L = m.layers[l];
     for (size_t i = 0; i < steps.size(); ++i) {
       const Step& s = steps[i];

@@ -38,6 +38,8 @@ struct LayerwiseOptions {
   // layer's weights (this rank's share).
   int64_t memory_budget = 0;
   std::string scratch_dir = ".";  // where the hidden states go when they do not fit
+  // Read the next layer into the page cache while this one runs (jobs/layer_prefetch.h).
+  bool prefetch = true;
 };
 
 // Throws InputError("--layerwise", ...) naming the first group that needs the whole model.

@@ -4,6 +4,7 @@
 
 #include "cluster/cuda_support.h"
 #include "common/log.h"
+#include "jobs/layer_prefetch.h"
 #include "jobs/layer_states.h"
 #include "jobs/memory_budget.h"
 #include "models/layer_forward.h"
@@ -39,9 +40,11 @@ void run_layerwise(models::MoeModel& m, const std::string& dir, const models::Lo
   for (const auto& s : steps)
     if (s.ids_BT.size(0) > 0) states.put(s.slot, models::embed_from_checkpoint(m, dir, s.ids_BT));
 
+  LayerPrefetch prefetch(m, dir, lw.prefetch);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const models::LayerWeights shell_layer = m.layers[l];
     models::load_layer(m, dir, l, load);
+    prefetch.start(l + 1);  // read from disk while this layer runs
     const models::LayerWeights& L = m.layers[l];
     for (const auto& s : steps) {
       if (s.ids_BT.size(0) == 0) {  // no batch here in this step: serve this rank's experts

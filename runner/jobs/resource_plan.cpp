@@ -11,6 +11,7 @@
 
 #include "cluster/expert_placement.h"
 #include "common/error.h"
+#include "models/family.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
 
@@ -155,7 +156,10 @@ ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Reso
     }
     f.moe = std::max(f.moe, m);
   }
-  f.logits = N * x.V * s + N * D * s;
+  // calibrate's pass stops at the last layer's hidden states (models::observe_forward)
+  // unless gradients need the loss; eval and forward compute the logits.
+  const bool logits = q.command != PlannedCommand::Calibrate || q.groups.count(stat::kGradients) != 0;
+  f.logits = logits ? N * x.V * s + N * D * s : 0;
   return f;
 }
 
@@ -179,10 +183,11 @@ int64_t expert_params(const hf::ModelConfig& c) { return 3 * c.hidden_size * c.m
 //               [N, D] with hidden_change's float64 copies (before, after, sum);
 //   dense       dense observation (dense_outputs): [N, E, D] rows out, back and viewed;
 //   mlp         a dense MLP's or the shared experts' gate, up and products [N, F'].
-// R' = the rows a rank receives (as many as it sends: a balanced router), n = twice the
-// balanced share of one expert of all the ranks' rows (as forward_bytes: random and
-// trained routers are uneven; measured 1.3-1.9x), the router's logits and
-// probabilities alive throughout.
+// R' = the rows a rank receives (as many as it sends: a balanced router), n = 1.5 times
+// the balanced share of one expert of all the ranks' rows (routers are uneven; twice it,
+// as forward_bytes takes, over-planned the layer-by-layer peaks by up to 19% at P = 2,
+// where one step pools every rank's batch and evens the experts out: bench/RESULTS.md),
+// the router's logits and probabilities alive throughout.
 int64_t layer_forward_bytes(const hf::ModelConfig& c, const Shapes& x, const ResourceQuery& q, int64_t residual,
                             int64_t attention) {
   auto has = [&](const std::string& k) { return q.groups.count(k) != 0; };
@@ -202,7 +207,7 @@ int64_t layer_forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Res
     }
     const int64_t R = N * std::min(x.K, E);
     const int64_t R_in = ceil_div(active * R, P);                   // rows this rank's experts receive
-    const int64_t n = std::min(active * N, 2 * ceil_div(active * R, E));  // rows of the largest expert
+    const int64_t n = std::min(active * N, 3 * ceil_div(active * R, E) / 2);  // rows of the largest expert
     const int64_t router = N * E * (s + 8);
     const int64_t expert = 2 * R_in * D * s + 3 * n * F * s + (act_f64 ? 2 * n * F * 8 : n * F * s);
     const int64_t combine = (P > 1 ? 3 * R_in + R : 3 * R_in) * D * s + (out_f64 ? R * D * 8 : 0);
@@ -216,7 +221,80 @@ int64_t layer_forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Res
   return residual + most;
 }
 
+
+int64_t file_bytes_per_value(const hf::ModelConfig& c, int64_t compute_bytes) {
+  return c.torch_dtype == "float32" || c.torch_dtype == "bfloat16" || c.torch_dtype == "float16" ||
+                 c.torch_dtype == "float64"
+             ? dtype_bytes(c.torch_dtype)
+             : compute_bytes;
+}
+
+// What eval and forward keep of the logits beyond one batch's [B, T, V] (in the plan's
+// activations), per rank: eval scores one sequence at a time (its rows in float32 and
+// their log-softmax, jobs/sequence_scores.cpp); forward keeps every sequence's logits in
+// float32 and gathers them on rank 0 (cmd_forward.cpp), so rank 0 holds all of them.
+int64_t kept_logits_bytes(const hf::ModelConfig& c, const ResourceQuery& q, int rank) {
+  const int64_t T = q.seq_len, V = c.vocab_size;
+  if (q.command == PlannedCommand::Eval) return 2 * T * V * 4;
+  if (q.command != PlannedCommand::Forward) return 0;
+  const int64_t S = q.num_samples > 0 ? q.num_samples : q.batch_size * q.ranks;
+  if (rank == 0) return S * T * V * 4;
+  int64_t mine = 0;
+  for (int64_t first = int64_t(rank) * q.batch_size; first < S; first += int64_t(q.ranks) * q.batch_size)
+    mine += std::min(q.batch_size, S - first);
+  return mine * T * V * 4;
+}
+
+// Pruning by surgery (models/checkpoint_surgery.cpp): one tensor at a time, copied from
+// the mapped input (its pages resident until written, then dropped) or, when its first
+// axis indexes experts, sliced to the kept rows (a copy beside the pages). The largest
+// tensor is the embedding or lm_head, a projection, a dense or shared MLP matrix, an
+// expert's matrix, or a layer's fused experts [E, 2F, D] in the fused layouts; the
+// sliced ones are the routers [E, D] and fused experts. Stored dtype throughout (the
+// output is written in it).
+ResourcePlan plan_surgery(const hf::ModelConfig& c, const ResourceQuery& q) {
+  const int64_t file_s = file_bytes_per_value(c, dtype_bytes(q.dtype));
+  const models::FamilySpec& family = models::family_for(c);
+  const bool fused = family.experts_fused_transposed || family.load_experts != nullptr;
+  int64_t E = 0;
+  for (int64_t n : c.num_experts_per_layer) E = std::max(E, n);
+  const int64_t D = c.hidden_size, F = c.moe_intermediate_size;
+  const int64_t fused_experts = q.largest_tensor_bytes > 0 ? q.largest_fused_experts_bytes
+                                : (fused ? E * 2 * F * D * file_s : 0);
+  const int64_t largest = q.largest_tensor_bytes > 0
+                              ? q.largest_tensor_bytes
+                              : std::max({largest_shared_tensor(c) * file_s, F * D * file_s, fused_experts});
+  const int64_t sliced = std::max(E * D * file_s, fused_experts);
+  ResourcePlan plan;
+  plan.query = q;
+  RankPlan rp;
+  rp.baseline = kProcessBaselineBytes;
+  rp.checkpoint = largest;
+  rp.activations = std::max<int64_t>(0, 2 * sliced - rp.checkpoint);  // a sliced copy beside its pages
+  plan.ranks.push_back(rp);
+  plan.peak = rp.total();
+  return plan;
+}
+
 }  // namespace
+
+PlannedCommand planned_command(const std::string& name) {
+  if (name == "calibrate") return PlannedCommand::Calibrate;
+  if (name == "eval") return PlannedCommand::Eval;
+  if (name == "forward") return PlannedCommand::Forward;
+  if (name == "prune") return PlannedCommand::Prune;
+  throw InputError("--command", "unknown command \"" + name + "\" (calibrate, eval, forward, prune)");
+}
+
+const char* planned_command_name(PlannedCommand command) {
+  switch (command) {
+    case PlannedCommand::Calibrate: return "calibrate";
+    case PlannedCommand::Eval: return "eval";
+    case PlannedCommand::Forward: return "forward";
+    case PlannedCommand::Prune: return "prune";
+  }
+  return "calibrate";
+}
 
 int64_t dtype_bytes(const std::string& dtype) {
   if (dtype == "float32" || dtype == "auto") return 4;
@@ -238,12 +316,17 @@ int64_t layerwise_memory_budget(const ResourceQuery& q) {
   return std::max<int64_t>(1, q.budget - (q.ranks > 1 ? kMpiRankBaselineBytes : kProcessBaselineBytes));
 }
 
-ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
+ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& query) {
+  ResourceQuery q = query;
+  // eval and forward collect nothing: no statistics, no collectors' copies.
+  const bool logits_job = q.command == PlannedCommand::Eval || q.command == PlannedCommand::Forward;
+  if (logits_job) q.groups.clear();
   if (q.ranks < 1 || q.ranks > 4096) throw InputError("--ranks", "must be in [1, 4096]");
   if (q.batch_size < 1) throw InputError("--batch-size", "must be positive");
   if (q.seq_len < 1) throw InputError("--seq-len", "must be positive");
   if (q.num_samples < 0) throw InputError("--num-samples", "must be >= 0 (0: all)");
   if (q.memory_budget < 0) throw InputError("--memory-budget", "must be positive");
+  if (q.command == PlannedCommand::Prune) return plan_surgery(c, q);
   const Shapes x = shapes_of(c, q);
   const int64_t s = x.s;
   const int P = q.ranks;
@@ -252,15 +335,12 @@ ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
   plan.tokens_per_forward = x.N;
 
   const models::ParamCounts params = models::count_params(c);
-  const int64_t file_s = c.torch_dtype == "float32" || c.torch_dtype == "bfloat16" || c.torch_dtype == "float16" ||
-                                 c.torch_dtype == "float64"
-                             ? dtype_bytes(c.torch_dtype)
-                             : s;
+  const int64_t file_s = file_bytes_per_value(c, s);
   // Whole model: every non-expert weight.
   const int64_t shared_params = params.total - params.routed_experts;
   const ForwardBytes fwd = forward_bytes(c, x, q);
   int64_t stats = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  for (int64_t l = 0; l < c.num_hidden_layers && !logits_job; ++l) {
     const int64_t E = c.num_experts_per_layer[l];
     if (E == 0) continue;
     stats += layer_stats_bytes(q.groups, E, x.F, x.D, x.V, false);
@@ -300,8 +380,17 @@ ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
       const int64_t row = x.D * file_s;
       const int64_t embed = std::min(std::min(x.V, x.N) * std::max<int64_t>(row, 4096), x.V * row) + x.N * row +
                             (file_s != s ? x.N * x.D * s : 0);
+      // eval and forward, after the last layer (models::load_output_head): the final
+      // norm and lm_head copied out of the mapping (its pages resident while copied),
+      // then each batch's normed states and logits and what the command keeps of them.
+      int64_t head = 0;
+      if (logits_job) {
+        const int64_t lm_head = x.V * x.D;
+        head = std::max(lm_head * (s + file_s),
+                        lm_head * s + x.N * (x.D + x.V) * s + kept_logits_bytes(c, q, r));
+      }
       rp.activations = std::max({layer_forward_bytes(c, x, q, fwd.residual, fwd.attention), load,
-                                 embed - rp.layer_bytes});
+                                 embed - rp.layer_bytes, head - rp.layer_bytes});
     } else {
       int64_t held = 0;
       for (int64_t l = 0; l < c.num_hidden_layers; ++l) held += place.count(c.num_experts_per_layer[l], r);
@@ -310,7 +399,7 @@ ResourcePlan plan_resources(const hf::ModelConfig& c, const ResourceQuery& q) {
       rp.checkpoint = file_s != s ? largest_shared_tensor(c) * file_s : 0;
       // model_loader.cpp copies one expert at a time into the stacked tensors.
       rp.experts = (held + (held > 0 ? 1 : 0)) * expert_params(c) * s;
-      rp.activations = fwd.peak();
+      rp.activations = fwd.peak() + kept_logits_bytes(c, q, r);
       if (gradients) {
         // Autograd keeps every layer's activations for the backward pass, the logits'
         // log-softmax and gradient, and one gradient per local expert weight

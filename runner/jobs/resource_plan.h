@@ -57,12 +57,24 @@ namespace moelab::jobs {
 inline constexpr int64_t kProcessBaselineBytes = 145LL << 20;
 inline constexpr int64_t kMpiRankBaselineBytes = 150LL << 20;
 
+// The command whose memory is planned. calibrate: the statistics sums and collectors;
+// eval and forward: no statistics, the logits of a batch and what the command keeps of
+// them (eval: one sequence's log-probabilities; forward: every sequence's logits, gathered
+// on rank 0); layer by layer also the output head's load at the end; prune: surgery on
+// the checkpoint files (models/checkpoint_surgery.h), one tensor at a time.
+enum class PlannedCommand { Calibrate, Eval, Forward, Prune };
+
+// "calibrate" | "eval" | "forward" | "prune"; throws InputError("--command", ...).
+PlannedCommand planned_command(const std::string& name);
+const char* planned_command_name(PlannedCommand command);
+
 struct ResourceQuery {
+  PlannedCommand command = PlannedCommand::Calibrate;
   int ranks = 1;                 // P
   std::string dtype = "float32"; // compute dtype: float32 | bfloat16 | float16 | float64
   int64_t batch_size = 8;        // sequences per forward (calibrate --batch-size)
   int64_t seq_len = 512;         // tokens per sequence
-  int64_t num_samples = 128;     // sequences in the calibration set (0: unknown, "all")
+  int64_t num_samples = 128;     // sequences in the calibration set (0: unknown, "all"); eval: windows
   std::set<std::string> groups;  // statistic groups (results::stat::k*)
   bool layerwise = false;        // one decoder layer resident at a time (calibrate --layerwise)
   // Layer-by-layer mode: calibrate's --memory-budget (bytes a rank may add above its
@@ -70,6 +82,11 @@ struct ResourceQuery {
   // exceed half of what its largest layer leaves of it, as calibrate decides
   // (jobs/layerwise_calibration.cpp).
   int64_t memory_budget = 0;
+  // prune: the checkpoint's largest tensor and its largest fused-experts tensor (bytes,
+  // as stored), read from the safetensors headers when the model directory has them;
+  // 0: estimated from config.json (the Hub's per-expert layout, fused for the families
+  // that only have that one).
+  int64_t largest_tensor_bytes = 0, largest_fused_experts_bytes = 0;
   // The most bytes per rank for everything (plan-resources --budget). Layer by layer
   // without a memory_budget, calibrate is taken to be given --memory-budget = budget
   // minus the process baseline. 0: no limit.

@@ -17,12 +17,27 @@ namespace {
 
 // What becomes of one input tensor.
 struct Action {
-  enum Kind { kCopy, kDrop, kRows } kind = kCopy;
-  std::string out_name;  // kCopy: the name written (a kept expert is renumbered)
-  int64_t experts = 0;   // kRows: the input's expert count (along `axis`)
-  int64_t axis = 0;      // kRows: the expert axis (1 for ERNIE-4.5's [1, E] correction bias)
+  enum Kind { kCopy, kDrop, kRows, kMix, kMixRows } kind = kCopy;
+  std::string out_name;  // kCopy, kMix: the name written (a kept or merged expert is renumbered)
+  int64_t experts = 0;   // kRows, kMixRows: the input's expert count (along `axis`)
+  int64_t axis = 0;      // kRows, kMixRows: the expert axis (1 for ERNIE-4.5's [1, E] correction bias)
   at::Tensor rows;       // kRows: kept experts [kept] int64
+  // kMix: the weighted sum of these tensors (a merged expert's matrix); kMixRows: one row
+  // per group along `axis`, the group's weighted rows, or its dominant's (`dominant`).
+  std::vector<std::string> sources;
+  std::vector<double> weights;
+  std::vector<ExpertGroup> groups;
+  bool dominant = false;
 };
+
+// sum_i weights[i] * x_i in float64, rounded through float32 (what expert_merging.cpp
+// computes on a model loaded in float32) to `dtype`: a merge by surgery writes the same
+// values as the in-memory one saved in the input's dtype.
+at::Tensor weighted_sum(const std::vector<at::Tensor>& xs, const std::vector<double>& weights, at::ScalarType dtype) {
+  at::Tensor acc = at::zeros(xs.at(0).sizes(), xs[0].options().dtype(at::kDouble));
+  for (size_t i = 0; i < xs.size(); ++i) acc += weights[i] * xs[i].to(at::kDouble);
+  return acc.to(at::kFloat).to(dtype);
+}
 
 // Per-layer actions of the tensors that name or index routed experts; the rest are
 // copied under their own name.
@@ -66,31 +81,76 @@ std::map<std::string, Action> expert_actions(const hf::ModelConfig& in, const Fa
   return out;
 }
 
-}  // namespace
+// The tensors that follow the router's rows when experts merge (the router, its
+// correction bias) and those averaged like the experts' matrices.
+std::vector<std::string> router_row_templates(const FamilySpec& fam) {
+  const TensorNames& n = fam.names;
+  return {n.router, n.router_fused, n.router_correction_bias};
+}
+std::vector<std::string> expert_row_templates(const FamilySpec& fam) {
+  const TensorNames& n = fam.names;
+  return {n.experts_gate_up_fused, n.experts_down_fused, n.experts_theta, n.experts_ces};
+}
 
-void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& pruned, const FamilySpec& family,
-                      const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
-                      const SurgeryOptions& opts) {
+std::map<std::string, Action> merge_actions(const hf::ModelConfig& in, const FamilySpec& fam,
+                                            const ExpertMerges& merges, RouterMerge router) {
+  const TensorNames& n = fam.names;
+  std::map<std::string, Action> out;
+  for (const auto& [l, groups] : merges) {
+    Action rows;
+    rows.kind = Action::kMixRows;
+    rows.experts = in.num_experts_per_layer.at(l);
+    rows.groups = groups;
+    for (const auto& tmpl : expert_row_templates(fam))
+      if (!tmpl.empty()) out[tensor_name(tmpl, l)] = rows;
+    rows.dominant = router == RouterMerge::kDominant;
+    for (const auto& tmpl : router_row_templates(fam))
+      if (!tmpl.empty()) out[tensor_name(tmpl, l)] = rows;
+    if (n.correction_bias_row) out[tensor_name(n.router_correction_bias, l)].axis = 1;
+    for (const std::string* tmpl : {&n.expert_gate, &n.expert_up, &n.expert_down}) {
+      if (tmpl->empty()) continue;
+      for (size_t g = 0; g < groups.size(); ++g) {
+        // Written where the group's dominant expert was; the other members are dropped.
+        Action a;
+        a.kind = Action::kMix;
+        a.out_name = tensor_name(*tmpl, l, int64_t(g));
+        a.weights = groups[g].weights;
+        for (int64_t e : groups[g].members) {
+          a.sources.push_back(tensor_name(*tmpl, l, e));
+          if (e != groups[g].dominant) out[tensor_name(*tmpl, l, e)] = Action{Action::kDrop};
+        }
+        out[tensor_name(*tmpl, l, groups[g].dominant)] = a;
+      }
+    }
+  }
+  return out;
+}
+
+// Writes out_dir from the input's files by `actions` (tensors without one are copied),
+// one output shard per input shard, one tensor produced at a time.
+void write_surgery(const hf::ModelConfig& input, const hf::ModelConfig& output, const FamilySpec& family,
+                   const std::map<std::string, Action>& actions, const std::string& out_dir,
+                   const SurgeryOptions& opts, const char* what) {
   const fs::path in_dir = fs::path(input.path).parent_path();
   const hf::Checkpoint ck(in_dir.string());
   const bool sharded = fs::exists(in_dir / "model.safetensors.index.json");
-  const auto actions = expert_actions(input, family, keep_of);
   // The input's tensors by file, in file order: each shard is read front to back.
   std::map<std::string, std::vector<std::string>> by_file;
   for (const std::string& name : ck.names()) by_file[ck.file_of(name)].push_back(name);
   AtomicDir dir(out_dir, opts.overwrite);
   nlohmann::json weight_map = nlohmann::json::object();
   int64_t total_bytes = 0, written_tensors = 0;
+  // The tensors the previous output was made from: their mapped pages are dropped when
+  // the next one is produced (and the last ones' after the file), so that only one
+  // output's inputs are resident at a time.
+  std::vector<std::string> previous;
+  auto drop_previous = [&ck, &previous] {
+    for (const auto& p : previous) ck.release(p);
+    previous.clear();
+  };
   for (auto& [file, names] : by_file) {
     std::sort(names.begin(), names.end(),
               [&](const std::string& a, const std::string& b) { return ck.info(a).begin < ck.info(b).begin; });
-    // The previous tensor's mapped pages are dropped when the next one is produced (and
-    // the last one's after the file): only one tensor's pages are resident at a time.
-    std::string previous;
-    auto drop_previous = [&ck, &previous] {
-      if (!previous.empty()) ck.release(previous);
-      previous.clear();
-    };
     std::vector<hf::TensorSource> sources;
     for (const std::string& name : names) {
       const hf::TensorInfo& info = ck.info(name);
@@ -100,24 +160,58 @@ void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& prune
       if (is_mtp_tensor(family, name, input.num_hidden_layers)) continue;  // not pruned with the model
       const bool convert = opts.dtype && c10::isFloatingType(info.dtype);
       hf::TensorSource s;
-      s.name = a.kind == Action::kCopy ? a.out_name : name;
+      s.name = a.kind == Action::kCopy || a.kind == Action::kMix ? a.out_name : name;
       s.dtype = convert ? *opts.dtype : info.dtype;
       s.shape = info.shape;
-      if (a.kind == Action::kRows) {
+      if (a.kind == Action::kRows || a.kind == Action::kMixRows) {
         if (int64_t(s.shape.size()) <= a.axis || s.shape[a.axis] != a.experts)
           throw InputError(file, "tensor \"" + name + "\" should have one row per expert (" +
                                      std::to_string(a.experts) + ") along its axis " + std::to_string(a.axis));
+      }
+      if (a.kind == Action::kRows) {
         s.shape[a.axis] = a.rows.size(0);
         s.produce = [&ck, &previous, drop_previous, name, rows = a.rows, axis = a.axis] {
           drop_previous();
-          previous = name;
+          previous = {name};
           return ck.tensor(name).index_select(axis, rows);
+        };
+      } else if (a.kind == Action::kMixRows) {
+        s.shape[a.axis] = int64_t(a.groups.size());
+        const at::ScalarType dtype = s.dtype;
+        s.produce = [&ck, &previous, drop_previous, name, a, dtype] {
+          drop_previous();
+          previous = {name};
+          const at::Tensor t = ck.tensor(name);
+          std::vector<at::Tensor> rows;
+          for (const auto& g : a.groups) {
+            if (a.dominant) {
+              rows.push_back(t.select(a.axis, g.dominant).to(at::kFloat).to(dtype));
+              continue;
+            }
+            std::vector<at::Tensor> members;
+            for (int64_t e : g.members) members.push_back(t.select(a.axis, e));
+            rows.push_back(weighted_sum(members, g.weights, dtype));
+          }
+          return at::stack(rows, a.axis);
+        };
+      } else if (a.kind == Action::kMix) {
+        for (const auto& src : a.sources)
+          if (!ck.has(src) || ck.info(src).shape != info.shape)
+            throw InputError(file, "tensor \"" + src + "\" is missing or differs in shape from \"" + name +
+                                       "\" (experts of one merge group)");
+        const at::ScalarType dtype = s.dtype;
+        s.produce = [&ck, &previous, drop_previous, a, dtype] {
+          drop_previous();
+          previous = a.sources;
+          std::vector<at::Tensor> xs;
+          for (const auto& src : a.sources) xs.push_back(ck.tensor(src));
+          return weighted_sum(xs, a.weights, dtype);
         };
       } else {
         // A view of the mapping: written as stored, no copy unless converted.
         s.produce = [&ck, &previous, drop_previous, name] {
           drop_previous();
-          previous = name;
+          previous = {name};
           return ck.tensor(name);
         };
       }
@@ -140,13 +234,29 @@ void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& prune
     nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
     write_file_atomic(dir.path() / "model.safetensors.index.json", index.dump(2));
   } else if (written_tensors == 0) {
-    throw InputError(in_dir.string(), "pruning would leave no tensor to write");
+    throw InputError(in_dir.string(), std::string(what) + " would leave no tensor to write");
   }
   SavedConfigOptions co;
   if (opts.dtype) co.dtype = dtype_config_name(*opts.dtype);
   co.dequantised = false;  // tensors are written as stored
-  write_saved_config(dir.path(), pruned, family, co, out_dir);
+  write_saved_config(dir.path(), output, family, co, out_dir);
   dir.commit();
+}
+
+}  // namespace
+
+void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& pruned, const FamilySpec& family,
+                      const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
+                      const SurgeryOptions& opts) {
+  write_surgery(input, pruned, family, expert_actions(input, family, keep_of), out_dir, opts, "pruning");
+}
+
+void merge_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& merged, const FamilySpec& family,
+                      const ExpertMerges& merges, RouterMerge router, const std::string& out_dir,
+                      const SurgeryOptions& opts) {
+  if (family.load_experts != nullptr)
+    throw InputError(input.path, "merging by surgery does not know " + family.name + "'s expert layout");
+  write_surgery(input, merged, family, merge_actions(input, family, merges, router), out_dir, opts, "merging");
 }
 
 }  // namespace moelab::models

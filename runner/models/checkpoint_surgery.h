@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "hf/model_config.h"
+#include "models/expert_merging.h"
 #include "models/family.h"
 
 namespace moelab::models {
@@ -43,6 +44,21 @@ struct SurgeryOptions {
 // experts has another first axis.
 void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& pruned, const FamilySpec& family,
                       const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
+                      const SurgeryOptions& opts = {});
+
+// Merging as surgery (moelab merge): each listed layer's groups become its experts, in
+// group order. A merged expert's gate, up and down tensors are the weighted sum of its
+// members' (float64, rounded through float32 to the stored dtype or opts.dtype: the
+// values the in-memory merge of a float32-loaded model saves), written in the file and
+// place of the group's dominant expert; the members' other tensors are dropped. Tensors
+// with one row per expert keep one row per group: the router and its correction bias
+// the group's weighted rows (RouterMerge::kAverage) or the dominant's (kDominant), fused
+// experts, compressed-expert vectors and theta the weighted rows. merged: the output's
+// config (models::merge_experts applied to the model's shell). Peak memory: one group's
+// tensors and their float64 sum. Not for families with a layout of their own (gpt-oss):
+// InputError.
+void merge_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& merged, const FamilySpec& family,
+                      const ExpertMerges& merges, RouterMerge router, const std::string& out_dir,
                       const SurgeryOptions& opts = {});
 
 }  // namespace moelab::models

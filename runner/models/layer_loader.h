@@ -36,6 +36,12 @@ void drop_output_head(MoeModel& m);
 // experts under the model's dispatcher) in the compute dtype: what load_layer adds.
 int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t layer);
 
+// Starts reading layer `layer`'s tensors (this rank's share, as load_layer reads them)
+// into the page cache (hf::SafetensorsFile::prefetch), so that the next load_layer
+// finds them there instead of waiting on the disk. Nothing is copied or kept
+// resident by this process; safe to call from another thread while layers run.
+void prefetch_layer(const MoeModel& m, const std::string& dir, int64_t layer);
+
 // The embeddings of a batch: input_ids [B, T] int64 -> [B, T, D] in m.dtype on the
 // CPU, read from the mapped embedding rows (the matrix itself is never copied whole).
 at::Tensor embed_from_checkpoint(const MoeModel& m, const std::string& dir, const at::Tensor& input_ids_BT);

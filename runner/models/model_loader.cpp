@@ -326,6 +326,15 @@ void drop_output_head(MoeModel& m) {
   m.final_norm_D = m.final_norm_bias_D = m.lm_head_VD = m.lm_head_bias_V = at::Tensor();
 }
 
+void prefetch_layer(const MoeModel& m, const std::string& dir, int64_t l) {
+  hf::Checkpoint ck(dir);
+  LoadOptions o;
+  o.weights = false;
+  TensorTaker t(ck, o);
+  load_layer_weights(t, *m.family, m.config, l, *m.dispatcher);
+  for (const auto& name : t.names()) ck.prefetch(name);
+}
+
 int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t l) {
   hf::Checkpoint ck(dir);
   LoadOptions o;

@@ -29,7 +29,10 @@ class TensorTaker {
       throw InputError(ck_.file_of(name), "tensor \"" + name + "\" has shape " + shape_str(info.shape) +
                                               ", but config.json implies " + shape_str(shape));
     ck_.mark_used(name);
+    names_.push_back(name);
   }
+  // The tensors checked or taken so far, in order.
+  const std::vector<std::string>& names() const { return names_; }
 
   // The tensor in the compute dtype and device (undefined without weights).
   // view: never copied here, even when owned (the caller keeps a copy of a part).
@@ -84,6 +87,7 @@ class TensorTaker {
   const LoadOptions& opts_;
   bool owned_ = false;
   int64_t taken_elements_ = 0;
+  std::vector<std::string> names_;
 };
 
 }  // namespace moelab::models

@@ -1,8 +1,13 @@
 // Safetensors reader/writer: round trip, and every corruption named in the file.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "common/error.h"
 #include "hf/safetensors.h"
@@ -110,4 +115,51 @@ TEST(Safetensors, UnknownDtypeAndBadJsonAreRejected) {
   auto q = tmp_path("json.safetensors");
   write_raw(q, "{not json", "");
   expect_error(q, "JSON");
+}
+
+namespace {
+
+// Fraction of the pages of [begin, end) of `p` that are in the page cache (mincore on a
+// fresh mapping: it says what the kernel holds, not what this process touched).
+double cached_fraction(const fs::path& p, size_t begin, size_t end) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  const size_t size = fs::file_size(p);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t first = begin / page, last = (end + page - 1) / page;
+  std::vector<unsigned char> in((size + page - 1) / page);
+  ::mincore(map, size, in.data());
+  ::munmap(map, size);
+  size_t n = 0;
+  for (size_t i = first; i < last; ++i) n += in[i] & 1;
+  return double(n) / double(last - first);
+}
+
+}  // namespace
+
+TEST(Safetensors, PrefetchReadsOneTensorIntoThePageCache) {
+  auto p = tmp_path("prefetch.safetensors");
+  // a: 16 MiB, b: 4 MiB after it.
+  moelab::hf::write_safetensors(p.string(), {{"a", at::randn({4096, 1024})}, {"b", at::randn({1024, 1024})}});
+  {  // written back and evicted, so that the cache holds none of the file
+    const int fd = ::open(p.c_str(), O_RDONLY);
+    ::fdatasync(fd);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+  auto f = SafetensorsFile::open(p.string());
+  const size_t b_end = fs::file_size(p), b_begin = b_end - 4 * 1024 * 1024;
+  // a's second half: far from the header, whose reading made the kernel read ahead into a.
+  const size_t a_tail = b_begin - 8 * 1024 * 1024;
+  if (cached_fraction(p, b_begin, b_end) > 0.5) GTEST_SKIP() << "this file system keeps the file cached (tmpfs?)";
+  f->prefetch("b");
+  double b = 0;
+  for (int i = 0; i < 200 && b < 0.99; ++i) {  // readahead is asynchronous: wait up to 2 s
+    b = cached_fraction(p, b_begin, b_end);
+    if (b < 0.99) ::usleep(10000);
+  }
+  EXPECT_GT(b, 0.99);
+  EXPECT_LT(cached_fraction(p, a_tail, b_begin - 4096), 0.05);  // only b was asked for
+  f->prefetch("no such tensor");  // nothing to do
 }
