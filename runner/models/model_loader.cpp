@@ -326,22 +326,32 @@ void drop_output_head(MoeModel& m) {
   m.final_norm_D = m.final_norm_bias_D = m.lm_head_VD = m.lm_head_bias_V = at::Tensor();
 }
 
-void prefetch_layer(const MoeModel& m, const std::string& dir, int64_t l) {
+namespace {
+
+// Goes through layer l's tensors as load_layer takes them, reading none, then hands the
+// checkpoint and the taker (names and element counts taken) to f.
+template <class F>
+void walk_layer(const MoeModel& m, const std::string& dir, int64_t l, F&& f) {
   hf::Checkpoint ck(dir);
   LoadOptions o;
   o.weights = false;
   TensorTaker t(ck, o);
   load_layer_weights(t, *m.family, m.config, l, *m.dispatcher);
-  for (const auto& name : t.names()) ck.prefetch(name);
+  f(ck, t);
+}
+
+}  // namespace
+
+void prefetch_layer(const MoeModel& m, const std::string& dir, int64_t l) {
+  walk_layer(m, dir, l, [](const hf::Checkpoint& ck, const TensorTaker& t) {
+    for (const auto& name : t.names()) ck.prefetch(name);
+  });
 }
 
 int64_t layer_weight_bytes(const MoeModel& m, const std::string& dir, int64_t l) {
-  hf::Checkpoint ck(dir);
-  LoadOptions o;
-  o.weights = false;
-  TensorTaker t(ck, o);
-  load_layer_weights(t, *m.family, m.config, l, *m.dispatcher);
-  return t.taken_elements() * int64_t(at::elementSize(m.dtype));
+  int64_t elements = 0;
+  walk_layer(m, dir, l, [&](const hf::Checkpoint&, const TensorTaker& t) { elements = t.taken_elements(); });
+  return elements * int64_t(at::elementSize(m.dtype));
 }
 
 at::Tensor embed_from_checkpoint(const MoeModel& m, const std::string& dir, const at::Tensor& input_ids_BT) {

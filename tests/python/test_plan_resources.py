@@ -36,6 +36,20 @@ def one_line_error(proc):
     return lines[0]
 
 
+def tensor_bytes(model_dir):
+    """name -> bytes of every tensor of the checkpoint, from the safetensors headers."""
+    out = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as st:
+            for name in st.keys():
+                t = st.get_slice(name)
+                numel = 1
+                for d in t.get_shape():
+                    numel *= d
+                out[name] = numel * ELEMENT_BYTES[t.get_dtype()]
+    return out
+
+
 def checkpoint_bytes(model_dir, ranks):
     """(bytes of every tensor but the routed experts, [bytes of rank r's experts]), from
     the safetensors headers, with the block placement of cluster/expert_placement.h:
@@ -45,22 +59,15 @@ def checkpoint_bytes(model_dir, ranks):
          or config.get("moe_num_experts"))  # ERNIE-4.5
     shared, per_rank = 0, [0] * ranks
     owner = [next(r for r in range(ranks) if r * E // ranks <= e < (r + 1) * E // ranks) for e in range(E)]
-    for f in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as st:
-            for name in st.keys():
-                t = st.get_slice(name)
-                numel = 1
-                for d in t.get_shape():
-                    numel *= d
-                nbytes = numel * ELEMENT_BYTES[t.get_dtype()]
-                m = re.search(r"\.experts\.(\d+)\.", name)
-                if m:  # one expert's gate, up or down matrix
-                    per_rank[owner[int(m.group(1))]] += nbytes
-                elif re.search(r"\.experts\.(gate_up_proj|down_proj)$", name):  # fused [E, ...]
-                    for e in range(E):
-                        per_rank[owner[e]] += nbytes // E
-                else:
-                    shared += nbytes
+    for name, nbytes in tensor_bytes(model_dir).items():
+        m = re.search(r"\.experts\.(\d+)\.", name)
+        if m:  # one expert's gate, up or down matrix
+            per_rank[owner[int(m.group(1))]] += nbytes
+        elif re.search(r"\.experts\.(gate_up_proj|down_proj)$", name):  # fused [E, ...]
+            for e in range(E):
+                per_rank[owner[e]] += nbytes // E
+        else:
+            shared += nbytes
     return shared, per_rank
 
 
@@ -531,15 +538,7 @@ def test_prune_plan_is_the_baseline_plus_the_largest_tensor_and_a_sliced_copy(mo
     """Surgery copies one tensor at a time: the plan is the process baseline, the largest
     tensor's pages (read from the headers) and, for a fused-experts tensor, its sliced copy."""
     model = fixtures / "models" / family
-    sizes = {}
-    for f in model.glob("*.safetensors"):
-        with safe_open(str(f), "pt") as st:
-            for name in st.keys():
-                t = st.get_slice(name)
-                n = 1
-                for d in t.get_shape():
-                    n *= d
-                sizes[name] = n * ELEMENT_BYTES[t.get_dtype()]
+    sizes = tensor_bytes(model)
     p = plan(moelab, model, "--command", "prune")
     r = p["per_rank"][0]
     assert p["mode"] == "surgery" and len(p["per_rank"]) == 1
