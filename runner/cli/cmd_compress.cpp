@@ -11,7 +11,10 @@
 #include "cluster/communicator.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "models/checkpoint_surgery.h"
 #include "models/compressed_experts.h"
+#include "models/family.h"
+#include "models/layer_loader.h"
 #include "models/model_writer.h"
 
 namespace moelab::cli {
@@ -23,6 +26,7 @@ struct CompressArgs {
   std::string variant = "official";
   bool overwrite = false;
   bool memory_check = true;
+  bool in_memory = false;  // load the model and save it even where surgery would do
 };
 
 void run_compress(const CompressArgs& a) {
@@ -36,16 +40,30 @@ void run_compress(const CompressArgs& a) {
                                    std::to_string(k) + " as auxiliary");
   if (!c0.skip_beta.empty())
     throw InputError(c0.path, "has NAEE skipping (moelab_skip_beta), which cannot be combined with compressed experts");
-  models::LoadOptions lo;  // float32 on CPU; written back in the checkpoint's dtype
-  if (a.memory_check) check_model_memory(a.model_dir, "float32", jobs::holding_model("moelab compress", false), 1);
-  models::MoeModel m = models::load_model(a.model_dir, lo);
-  m.config.compressed_main = a.main;
-  m.config.compressed_variant = a.variant;
-  for (auto& L : m.layers)
-    if (L.moe) models::init_ce_vectors(*L.moe, m.config, L.moe->num_experts(), L.moe->router_ED.options());
-  models::SaveOptions so;
-  so.overwrite = a.overwrite;
-  models::save_model(m, a.out, so);
+  // Surgery on the checkpoint files (models/checkpoint_surgery.h: one tensor in memory)
+  // unless asked otherwise, or for MXFP4 checkpoints, gpt-oss' own layout and a model
+  // already compressed, which load the model and save it.
+  const bool quantised = c0.raw.contains("quantization_config") && !c0.raw["quantization_config"].is_null();
+  if (!a.in_memory && !quantised && !c0.compressed() && models::family_for(c0).load_experts == nullptr) {
+    models::MoeModel shell = models::load_model_shell(a.model_dir, models::LoadOptions{});  // checks every tensor
+    hf::ModelConfig out = shell.config;
+    out.compressed_main = a.main;
+    out.compressed_variant = a.variant;
+    models::SurgeryOptions so;
+    so.overwrite = a.overwrite;
+    models::compress_checkpoint(shell.config, out, *shell.family, a.out, so);
+  } else {
+    models::LoadOptions lo;  // float32 on CPU; written back in the checkpoint's dtype
+    if (a.memory_check) check_model_memory(a.model_dir, "float32", jobs::holding_model("moelab compress", false), 1);
+    models::MoeModel m = models::load_model(a.model_dir, lo);
+    m.config.compressed_main = a.main;
+    m.config.compressed_variant = a.variant;
+    for (auto& L : m.layers)
+      if (L.moe) models::init_ce_vectors(*L.moe, m.config, L.moe->num_experts(), L.moe->router_ED.options());
+    models::SaveOptions so;
+    so.overwrite = a.overwrite;
+    models::save_model(m, a.out, so);
+  }
   spdlog::info("wrote {} (compressed experts, {}: {} main + {} auxiliary of top-{}, vectors = ones)", a.out,
                a.variant, a.main, k - a.main, k);
 }
@@ -69,7 +87,9 @@ void add_compress_command(CLI::App& app) {
       "With vectors = ones the official model is the top-k model without its auxiliary experts\n"
       "(moelab-v1: the top-k_m model). Train the vectors with `moelab finetune --params\n"
       "compressed` (or full). config.json gets moelab_compressed_experts {\"main\": k_m,\n"
-      "\"variant\": V}; transformers ignores it and the vectors and would run the uncompressed model.\n\n"
+      "\"variant\": V}; transformers ignores it and the vectors and would run the uncompressed model.\n"
+      "The output is written from the input's files one tensor at a time (memory: about one tensor,\n"
+      "whatever the model's size); --in-memory loads the model instead.\n\n"
       "Examples:\n"
       "  moelab compress models/debian-moe --main 1 --out compressed/\n"
       "  moelab finetune compressed/ --sft configs/tasks/debian_moe_en.jsonl --params compressed --steps 100 --out tuned/");
@@ -83,6 +103,10 @@ void add_compress_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "output model directory (written atomically)")->required();
   cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
   add_memory_check_flag(cmd, &a->memory_check);
+  cmd->add_flag("--in-memory", a->in_memory,
+                "load the model and save it (by default the output is written from the input's files one tensor at "
+                "a time, in the input's dtype, the vectors added after each layer's router; the in-memory path is "
+                "taken anyway for MXFP4 checkpoints, gpt-oss and a model already compressed)");
   cmd->callback([a] {
     auto comm = cluster::world("auto");
     cluster::run_or_abort(*comm, [&] { run_compress(*a); });

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "hf/checkpoint.h"
+#include "models/compressed_experts.h"
 #include "models/saved_config.h"
 
 namespace fs = std::filesystem;
@@ -128,9 +129,11 @@ std::map<std::string, Action> merge_actions(const hf::ModelConfig& in, const Fam
 
 // Writes out_dir from the input's files by `actions` (tensors without one are copied),
 // one output shard per input shard, one tensor produced at a time.
+// `after`: new tensors written right after an input tensor, in its shard.
 void write_surgery(const hf::ModelConfig& input, const hf::ModelConfig& output, const FamilySpec& family,
                    const std::map<std::string, Action>& actions, const std::string& out_dir,
-                   const SurgeryOptions& opts, const char* what) {
+                   const SurgeryOptions& opts, const char* what,
+                   const std::map<std::string, std::vector<hf::TensorSource>>& after = {}) {
   const fs::path in_dir = fs::path(input.path).parent_path();
   const hf::Checkpoint ck(in_dir.string());
   const bool sharded = fs::exists(in_dir / "model.safetensors.index.json");
@@ -215,10 +218,14 @@ void write_surgery(const hf::ModelConfig& input, const hf::ModelConfig& output, 
           return ck.tensor(name);
         };
       }
+      sources.push_back(std::move(s));
+      if (auto extra = after.find(name); extra != after.end())
+        sources.insert(sources.end(), extra->second.begin(), extra->second.end());
+    }
+    for (const auto& s : sources) {
       int64_t numel = 1;
       for (int64_t d : s.shape) numel *= d;
       total_bytes += numel * int64_t(at::elementSize(s.dtype));
-      sources.push_back(std::move(s));
     }
     if (sources.empty()) continue;  // every tensor of this shard was dropped
     const std::string fname = fs::path(file).filename().string();
@@ -249,6 +256,36 @@ void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& prune
                       const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
                       const SurgeryOptions& opts) {
   write_surgery(input, pruned, family, expert_actions(input, family, keep_of), out_dir, opts, "pruning");
+}
+
+void compress_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& compressed, const FamilySpec& family,
+                         const std::string& out_dir, const SurgeryOptions& opts) {
+  if (family.load_experts != nullptr || input.compressed())
+    throw InputError(input.path, "compressing by surgery needs a plain checkpoint of the generic expert layouts");
+  const hf::Checkpoint ck(fs::path(input.path).parent_path().string());
+  const TensorNames& n = family.names;
+  std::map<std::string, std::vector<hf::TensorSource>> after;
+  for (int64_t l = 0; l < input.num_hidden_layers; ++l) {
+    const int64_t E = input.num_experts_per_layer[l];
+    if (E == 0) continue;
+    std::string anchor = tensor_name(n.router, l);
+    if (!ck.has(anchor)) anchor = tensor_name(n.router_fused, l);
+    if (!ck.has(anchor)) throw InputError(ck.dir(), "layer " + std::to_string(l) + " has no router tensor");
+    // The vectors in the checkpoint's dtype (config.json's, else the router's), as the
+    // in-memory path saves them.
+    at::ScalarType dtype = ck.info(anchor).dtype;
+    if (input.torch_dtype == "bfloat16") dtype = at::kBFloat16;
+    if (input.torch_dtype == "float16") dtype = at::kHalf;
+    if (input.torch_dtype == "float32") dtype = at::kFloat;
+    if (opts.dtype) dtype = *opts.dtype;
+    hf::TensorSource s;
+    s.name = tensor_name(compressed.compressed_official() ? n.experts_ces : n.experts_theta, l);
+    s.dtype = dtype;
+    s.shape = ce_vectors_shape(compressed, E);
+    s.produce = [shape = s.shape, dtype] { return at::ones(shape, at::TensorOptions().dtype(dtype)); };
+    after[anchor].push_back(std::move(s));
+  }
+  write_surgery(input, compressed, family, {}, out_dir, opts, "compressing", after);
 }
 
 void merge_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& merged, const FamilySpec& family,

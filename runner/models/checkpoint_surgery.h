@@ -46,6 +46,15 @@ void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& prune
                       const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
                       const SurgeryOptions& opts = {});
 
+// Compressing as surgery (moelab compress): every tensor copied as stored, and each MoE
+// layer's compressed-expert vectors (all ones: models/compressed_experts.h; official
+// `mlp.ces` [E, 3, W], moelab-v1 `mlp.experts.theta` [E, D]) written right after the
+// layer's router in its shard, in the checkpoint's dtype. compressed: the output's
+// config (compressed_main and compressed_variant set). Peak memory: one tensor. Not for
+// a checkpoint already compressed or a family with a layout of its own: InputError.
+void compress_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& compressed, const FamilySpec& family,
+                         const std::string& out_dir, const SurgeryOptions& opts = {});
+
 // Merging as surgery (moelab merge): each listed layer's groups become its experts, in
 // group order. A merged expert's gate, up and down tensors are the weighted sum of its
 // members' (float64, rounded through float32 to the stored dtype or opts.dtype: the

@@ -43,7 +43,7 @@ COMMANDS = {
     "calibrate": lambda m, ids, text, stats, out: ["calibrate", m, "--data", ids, "--seq-len", 8, "--out", out],
     "merge --in-memory": lambda m, ids, text, stats, out: ["merge", m, "--stats", stats, "--ratio", 0.5, "--in-memory",
                                                            "--out", out],
-    "compress": lambda m, ids, text, stats, out: ["compress", m, "--main", 1, "--out", out],
+    "compress --in-memory": lambda m, ids, text, stats, out: ["compress", m, "--main", 1, "--in-memory", "--out", out],
     "finetune": lambda m, ids, text, stats, out: ["finetune", m, "--data", ids, "--seq-len", 8, "--steps", 1,
                                                   "--batch-size", 4, "--out", out],
     "prune --in-memory": lambda m, ids, text, stats, out: ["prune", m, "--drop", "0:1", "--in-memory", "--out", out],

@@ -84,3 +84,39 @@ def test_merge_on_a_full_disk_leaves_nothing(fixtures, moelab, moelab_bin, tmp_p
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
     assert not out.exists() and leftovers(out.parent) == [] and list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("family", ["mixtral", "mixtral_fused", "qwen2_moe", "olmoe", "deepseek_v3"])
+@pytest.mark.parametrize("variant", ["official", "moelab-v1"])
+def test_compress_by_surgery_writes_the_in_memory_checkpoint(family, variant, fixtures, moelab, tmp_path):
+    """moelab compress copies every tensor as stored and adds each MoE layer's vectors (ones)
+    after its router: the same tensors and config as loading, compressing and saving."""
+    model = fixtures / "models" / family
+    args = ["compress", model, "--main", 1, "--variant", variant]
+    moelab(*args, "--out", tmp_path / "surgery")
+    moelab(*args, "--out", tmp_path / "memory", "--in-memory")
+    got = tensors(tmp_path / "surgery")
+    vectors = [k for k in got if k.endswith(".mlp.ces" if variant == "official" else ".mlp.experts.theta")]
+    assert vectors and all(torch.all(got[k] == 1) for k in vectors)
+    if family != "mixtral_fused":  # the in-memory path writes the Hub's per-expert layout
+        assert_same_checkpoints(tmp_path / "surgery", tmp_path / "memory")
+    else:
+        want = tensors(tmp_path / "memory")
+        assert all(same_bytes(got[k], want[k]) for k in vectors)
+        assert json.loads((tmp_path / "surgery" / "config.json").read_text()) == \
+            json.loads((tmp_path / "memory" / "config.json").read_text())
+
+
+def test_a_sharded_bf16_checkpoint_is_compressed_in_a_fraction_of_its_size(moelab_bin, tmp_path):
+    src = tmp_path / "bf16"
+    size = write_bf16_mixtral(src)
+    baseline = peak_rss_kib([moelab_bin, "inspect", src]) * 1024
+    out = tmp_path / "compressed"
+    peak = peak_rss_kib([moelab_bin, "compress", src, "--main", 1, "--out", out]) * 1024
+    assert peak - baseline < size / 8, (peak, baseline, size)
+    got = tensors(out)
+    ces = [k for k in got if k.startswith("model.layers.7.") and k.endswith(".ces")]
+    assert len(ces) == 1 and got[ces[0]].dtype == torch.bfloat16 and got[ces[0]].shape[0] == 16
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(got)
+    assert json.loads((out / "config.json").read_text())["moelab_compressed_experts"]["main"] == 1
