@@ -77,14 +77,15 @@ def test_bad_layerwise_combinations_are_one_line_errors(args, flag, moelab):
 @pytest.mark.skipif(not pathlib.Path("/usr/bin/time").exists(), reason="needs /usr/bin/time")
 def test_a_model_refused_whole_under_a_limit_is_evaluated_and_forwarded_layer_by_layer_within_it(moelab_bin,
                                                                                                  tmp_path):
-    """A bf16 checkpoint of 400 MiB, 800 MiB in float32: under MOELAB_MEMORY_LIMIT=450M the whole-model
-    eval is refused at once (one line naming the planned peak and --layerwise, nothing written),
-    and the same eval and a forward run layer by layer within the limit (peak RSS measured); the
-    layer-by-layer numbers are the whole model's (run without the limit)."""
+    """A bf16 checkpoint of 800 MiB, 1.6 GiB in float32 (3.6 times the limit): under
+    MOELAB_MEMORY_LIMIT=450M the whole-model eval is refused at once (one line naming the planned
+    peak and --layerwise, nothing written), and the same eval, a forward and a pruning run within
+    the limit (peak RSS measured); the numbers are the whole model's (run without the limit), the
+    pruned checkpoint the in-memory pruning's."""
     model = tmp_path / "big"
-    file_bytes = write_bf16_mixtral(model, layers=8, experts=16, hidden=512, ffn=1024, vocab=8192)
+    file_bytes = write_bf16_mixtral(model, layers=16, experts=16, hidden=512, ffn=1024, vocab=8192)
     limit = 450 << 20
-    assert file_bytes * 2 > 1.5 * limit
+    assert file_bytes > 1.5 * limit and file_bytes * 2 > 3.5 * limit
     env = dict(os.environ, MOELAB_MEMORY_LIMIT=str(limit), PMIX_MCA_psec="native")
     task = ["--task", TASK, "--tokenizer", MODEL]
 
@@ -116,6 +117,17 @@ def test_a_model_refused_whole_under_a_limit_is_evaluated_and_forwarded_layer_by
     assert fw.returncode == 0
     a, b = load_file(str(tmp_path / "whole.safetensors")), load_file(str(tmp_path / "lw.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+    drops = [a for l in range(16) for a in ("--drop", f"{l}:{','.join(str(e) for e in range(0, 16, 2))}")]
+    pl, ppeak = run(["prune", model, *drops, "--out", tmp_path / "pruned"])
+    assert pl.returncode == 0 and ppeak < limit, (pl.stderr, ppeak)
+    pw, _ = run(["prune", model, *drops, "--in-memory", "--out", tmp_path / "pruned_whole"], limited=False)
+    assert pw.returncode == 0, pw.stderr
+    got, want = {}, {}
+    for d, into in ((tmp_path / "pruned", got), (tmp_path / "pruned_whole", want)):
+        for f in d.glob("*.safetensors"):
+            into.update(load_file(str(f)))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k].to(got[k].dtype)) for k in got)
 
 
 def test_the_help_examples_of_layerwise_eval_and_forward_run_as_documented(moelab, moelab_bin):
