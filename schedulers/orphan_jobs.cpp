@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +60,22 @@ int stop_orphan_jobs(const std::string& results_dir, std::chrono::milliseconds g
   while (!processes_with_argument(prefix).empty() && std::chrono::steady_clock::now() < deadline + grace)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   return static_cast<int>(orphans.size());
+}
+
+int remove_stale_job_temps(const std::string& results_dir) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(fs::path(results_dir) / "jobs", ec)) {
+    const std::string n = e.path().filename().string();
+    const size_t at = n.rfind(".tmp-");
+    if (at == std::string::npos) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(n.c_str() + at + 5, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    if (::kill(pid_t(pid), 0) != 0 && errno == ESRCH) stale.push_back(e.path());
+  }
+  for (const auto& p : stale) fs::remove(p, ec);
+  return static_cast<int>(stale.size());
 }
 
 }  // namespace moelab::schedulers

@@ -15,4 +15,11 @@ namespace moelab::schedulers {
 // Returns how many there were. Call it holding the SweepLock.
 int stop_orphan_jobs(const std::string& results_dir, std::chrono::milliseconds grace = std::chrono::seconds(10));
 
+// The bookkeeping files a killed executor was writing when it died (jobs/<id>.json and
+// jobs/<id>.running are written under a temporary name, "<name>.tmp-<pid>", then renamed:
+// common/atomic_output.h): the temporaries of processes that no longer run on this
+// machine. Returns how many were removed. Call it holding the SweepLock, after
+// stop_orphan_jobs.
+int remove_stale_job_temps(const std::string& results_dir);
+
 }  // namespace moelab::schedulers

@@ -74,6 +74,8 @@ void run_sweep_run(const SweepRunArgs& a) {
   const schedulers::ResultsDir dir = schedulers::ResultsDir::prepare(results, spec, g);
   if (const int n = schedulers::stop_orphan_jobs(dir.path()))
     spdlog::warn("stopped {} process(es) left running by an earlier, killed executor", n);
+  if (const int n = schedulers::remove_stale_job_temps(dir.path()))
+    spdlog::info("removed {} half-written job file(s) of an earlier, killed executor", n);
   spdlog::info("sweep {}: {} jobs, results in {}", spec.name, g.jobs.size(), dir.path());
   const auto out = schedulers::run_local(dir, a.opts, [](const std::string& line) { spdlog::info("{}", line); });
   spdlog::info("sweep {}: {} jobs run now, {} done earlier, {} failed, {} blocked by a failure", spec.name, out.done,

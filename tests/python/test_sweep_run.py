@@ -4,6 +4,7 @@ an uninterrupted run without redoing finished jobs; a failure stops only its dep
 and a re-run retries only them; one executor per results directory."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -97,6 +98,26 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_run(uninterrupted, 
     assert all(r["state"] == "done" for r in after.values()) and len(after) == 19
     assert eval_metrics(results) == eval_metrics(reference)
     assert not list(results.rglob("*.tmp-*"))  # no half-written output left
+
+
+def test_a_rerun_removes_the_half_written_job_files_of_a_killed_executor(uninterrupted, moelab, tmp_path):
+    """kill -9 between writing a job's record or running marker under its temporary name and
+    renaming it leaves "<id>.running.tmp-<pid>" behind (seen once in CI): the next executor,
+    holding the lock, removes those of processes that no longer run, and no other file."""
+    spec, reference = uninterrupted
+    results = tmp_path / "results"
+    shutil.copytree(reference, results)
+    job = next(iter(records(results)))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [results / "jobs" / f"{job}.running.tmp-{dead.pid}", results / "jobs" / f"{job}.json.tmp-{dead.pid}"]
+    alive = results / "jobs" / f"{job}.running.tmp-{os.getpid()}"  # a live writer's: kept
+    for p in stale + [alive]:
+        p.write_text("{")
+    out = moelab("sweep", "run", spec, "--results", results).stderr
+    assert "0 jobs run now, 19 done earlier" in out and "removed 2 half-written job file(s)" in out
+    assert not any(p.exists() for p in stale) and alive.exists()
+    assert records(results) == records(reference)
 
 
 def test_repeated_kill_9_at_random_points_loses_and_duplicates_nothing(uninterrupted, model, moelab, moelab_bin,
