@@ -13,7 +13,6 @@
 #include "common/log.h"
 #include "models/checkpoint_surgery.h"
 #include "models/compressed_experts.h"
-#include "models/family.h"
 #include "models/layer_loader.h"
 #include "models/model_writer.h"
 
@@ -43,8 +42,7 @@ void run_compress(const CompressArgs& a) {
   // Surgery on the checkpoint files (models/checkpoint_surgery.h: one tensor in memory)
   // unless asked otherwise, or for MXFP4 checkpoints, gpt-oss' own layout and a model
   // already compressed, which load the model and save it.
-  const bool quantised = c0.raw.contains("quantization_config") && !c0.raw["quantization_config"].is_null();
-  if (!a.in_memory && !quantised && !c0.compressed() && models::family_for(c0).load_experts == nullptr) {
+  if (!a.in_memory && !c0.compressed() && models::editable_by_surgery(c0, /*generic_experts=*/true)) {
     models::MoeModel shell = models::load_model_shell(a.model_dir, models::LoadOptions{});  // checks every tensor
     hf::ModelConfig out = shell.config;
     out.compressed_main = a.main;

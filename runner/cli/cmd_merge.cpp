@@ -34,8 +34,7 @@ struct MergeArgs {
 // which load the model and save it.
 bool by_surgery(const MergeArgs& a, const hf::ModelConfig& c) {
   if (a.in_memory || (a.model.dtype != "auto" && a.model.dtype != "float32") || a.model.device != "cpu") return false;
-  if (c.raw.contains("quantization_config") && !c.raw["quantization_config"].is_null()) return false;
-  return models::family_for(c).load_experts == nullptr;
+  return models::editable_by_surgery(c, /*generic_experts=*/true);
 }
 
 std::string groups_str(const jobs::LayerMerge& lm) {

@@ -74,7 +74,7 @@ std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& spe
 // writes no MXFP4): those load the model and save it (models/model_writer.h).
 bool by_surgery(const PruneArgs& a, const hf::ModelConfig& c) {
   if (a.in_memory || a.procedure != "one-shot") return false;
-  return !(c.raw.contains("quantization_config") && !c.raw["quantization_config"].is_null());
+  return models::editable_by_surgery(c, /*generic_experts=*/false);
 }
 
 // The kept experts (ids in the input checkpoint) of each MoE layer that lost some.

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "hf/checkpoint.h"
 #include "models/compressed_experts.h"
+#include "models/model_writer.h"
 #include "models/saved_config.h"
 
 namespace fs = std::filesystem;
@@ -31,13 +32,11 @@ struct Action {
   bool dominant = false;
 };
 
-// sum_i weights[i] * x_i in float64, rounded through float32 (what expert_merging.cpp
-// computes on a model loaded in float32) to `dtype`: a merge by surgery writes the same
-// values as the in-memory one saved in the input's dtype.
+// The weighted sum rounded through float32 (what expert_merging.cpp computes on a model
+// loaded in float32) to `dtype`: a merge by surgery writes the same values as the
+// in-memory one saved in the input's dtype.
 at::Tensor weighted_sum(const std::vector<at::Tensor>& xs, const std::vector<double>& weights, at::ScalarType dtype) {
-  at::Tensor acc = at::zeros(xs.at(0).sizes(), xs[0].options().dtype(at::kDouble));
-  for (size_t i = 0; i < xs.size(); ++i) acc += weights[i] * xs[i].to(at::kDouble);
-  return acc.to(at::kFloat).to(dtype);
+  return weighted_sum_f64(xs, weights).to(at::kFloat).to(dtype);
 }
 
 // Per-layer actions of the tensors that name or index routed experts; the rest are
@@ -252,6 +251,11 @@ void write_surgery(const hf::ModelConfig& input, const hf::ModelConfig& output, 
 
 }  // namespace
 
+bool editable_by_surgery(const hf::ModelConfig& c, bool generic_experts) {
+  if (c.raw.contains("quantization_config") && !c.raw["quantization_config"].is_null()) return false;
+  return !generic_experts || family_for(c).load_experts == nullptr;
+}
+
 void prune_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& pruned, const FamilySpec& family,
                       const std::map<int64_t, std::vector<int64_t>>& keep_of, const std::string& out_dir,
                       const SurgeryOptions& opts) {
@@ -271,13 +275,8 @@ void compress_checkpoint(const hf::ModelConfig& input, const hf::ModelConfig& co
     std::string anchor = tensor_name(n.router, l);
     if (!ck.has(anchor)) anchor = tensor_name(n.router_fused, l);
     if (!ck.has(anchor)) throw InputError(ck.dir(), "layer " + std::to_string(l) + " has no router tensor");
-    // The vectors in the checkpoint's dtype (config.json's, else the router's), as the
-    // in-memory path saves them.
-    at::ScalarType dtype = ck.info(anchor).dtype;
-    if (input.torch_dtype == "bfloat16") dtype = at::kBFloat16;
-    if (input.torch_dtype == "float16") dtype = at::kHalf;
-    if (input.torch_dtype == "float32") dtype = at::kFloat;
-    if (opts.dtype) dtype = *opts.dtype;
+    // The vectors in the dtype the in-memory path saves them in.
+    const at::ScalarType dtype = opts.dtype.value_or(dtype_from_config(input.torch_dtype));
     hf::TensorSource s;
     s.name = tensor_name(compressed.compressed_official() ? n.experts_ces : n.experts_theta, l);
     s.dtype = dtype;

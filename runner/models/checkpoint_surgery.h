@@ -36,6 +36,12 @@ struct SurgeryOptions {
   bool overwrite = false;
 };
 
+// Whether a checkpoint's files can be edited tensor by tensor: not quantised (an MXFP4
+// gpt-oss checkpoint is loaded and saved dequantised: moelab writes no MXFP4) and, when
+// `generic_experts` (merge, compress), in the per-expert or fused layouts rather than a
+// family's own (gpt-oss). Pruning by surgery knows gpt-oss' layout too.
+bool editable_by_surgery(const hf::ModelConfig& config, bool generic_experts);
+
 // input: the input's config (expert counts before pruning; input.path locates the
 // checkpoint). pruned: the output's config (expert counts, top-k, grouped routing
 // after pruning, as remove_experts left them). keep_of: for each MoE layer that loses

@@ -47,12 +47,18 @@ void check_layer(const MoeModel& m, int64_t l, const std::vector<ExpertGroup>& g
 
 // sum_i weights[i] * t[members[i]] in float64, cast back to t's dtype.
 at::Tensor weighted_rows(const at::Tensor& t, const ExpertGroup& g) {
-  at::Tensor acc = at::zeros(t[0].sizes(), t.options().dtype(at::kDouble));
-  for (size_t i = 0; i < g.members.size(); ++i) acc += g.weights[i] * t[g.members[i]].to(at::kDouble);
-  return acc.to(t.scalar_type());
+  std::vector<at::Tensor> rows;
+  for (int64_t e : g.members) rows.push_back(t[e]);
+  return weighted_sum_f64(rows, g.weights).to(t.scalar_type());
 }
 
 }  // namespace
+
+at::Tensor weighted_sum_f64(const std::vector<at::Tensor>& xs, const std::vector<double>& weights) {
+  at::Tensor acc = at::zeros(xs.at(0).sizes(), xs[0].options().dtype(at::kDouble));
+  for (size_t i = 0; i < xs.size(); ++i) acc += weights[i] * xs[i].to(at::kDouble);
+  return acc;
+}
 
 void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, const std::string& what) {
   // Validate every layer before changing any, so a bad plan leaves the model intact.

@@ -36,6 +36,10 @@ using ExpertMerges = std::map<int64_t, std::vector<ExpertGroup>>;
 
 enum class RouterMerge { kAverage, kDominant };
 
+// sum_i weights[i] * xs[i] in float64 (xs alike in shape): a merged expert's tensor before
+// it is rounded to a stored or compute dtype (also models/checkpoint_surgery.cpp's).
+at::Tensor weighted_sum_f64(const std::vector<at::Tensor>& xs, const std::vector<double>& weights);
+
 // Weighted averages computed in float64, stored in the model's dtype. The merged expert
 // takes the original id (ExpertWeights::original_ids) of its dominant member. Throws
 // InputError (naming `what`) for a layer that does not exist or is dense, an expert out

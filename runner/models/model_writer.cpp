@@ -12,15 +12,15 @@
 namespace fs = std::filesystem;
 
 namespace moelab::models {
-namespace {
-
-using Named = std::vector<std::pair<std::string, at::Tensor>>;
-
 at::ScalarType dtype_from_config(const std::string& s) {
   if (s == "bfloat16") return at::kBFloat16;
   if (s == "float16") return at::kHalf;
   return at::kFloat;
 }
+
+namespace {
+
+using Named = std::vector<std::pair<std::string, at::Tensor>>;
 
 Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
   const auto& n = m.family->names;

@@ -25,8 +25,12 @@
 
 namespace moelab::models {
 
+// The dtype a model is saved in by default: config.json's torch_dtype (bfloat16,
+// float16), float32 for anything else.
+at::ScalarType dtype_from_config(const std::string& torch_dtype);
+
 struct SaveOptions {
-  std::optional<at::ScalarType> dtype;  // default: config.json's torch_dtype
+  std::optional<at::ScalarType> dtype;  // default: config.json's torch_dtype (dtype_from_config)
   int64_t max_shard_bytes = int64_t(5) << 30;
   bool overwrite = false;
 };
