@@ -16,6 +16,8 @@ MOELAB_CRITERION(eae)
 MOELAB_CRITERION(eao)
 MOELAB_CRITERION(man)
 MOELAB_CRITERION(msan)
+MOELAB_CRITERION(mone)
+MOELAB_CRITERION(mone_fluctuation)
 MOELAB_CRITERION_PATTERN(family)
 
 // Gradient-based (calibration forward + backward)

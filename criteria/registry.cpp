@@ -92,7 +92,10 @@ std::set<std::string> stat_groups_needed(const std::vector<std::string>& names) 
       if (names.empty() && (need == results::stat::kGradients || need == results::stat::kNaee)) continue;
       groups.insert(need);
     }
-  if (names.empty()) groups.insert(results::stat::kPowerSums);  // cheap; every Family member scores from it
+  if (names.empty()) {
+    groups.insert(results::stat::kPowerSums);  // cheap; every Family member scores from it
+    groups.insert(results::stat::kOutMax);     // E values a layer; prune --protect-super-experts reads it
+  }
   return groups;
 }
 

@@ -35,6 +35,8 @@ inline const std::string kNaee = "naee";                  // naee_subsets_SE, na
 inline const std::string kDenseOutputs = "dense_outputs"; // dense_out_sum_ED (dense pass; expert merging)
 inline const std::string kGateRatios = "gate_ratios";     // gate_ratio_hist_B (NAEE dynamic skipping)
 inline const std::string kPowerSums = "power_sums";       // power_sum_EVXX (the unified criteria family)
+inline const std::string kOutMoments = "out_moments";     // out_sum_ED, out_sq_sum_ED (MoNE's novices)
+inline const std::string kOutMax = "out_max";             // out_max_E (super experts)
 }  // namespace stat
 
 // Exponents for which power_sums holds sum g^a ||v||^p unless calibrate is told others
@@ -55,7 +57,7 @@ inline const std::vector<std::string>& all_stat_groups() {
                                              stat::kCoactivation, stat::kTokenIds,     stat::kActMoments,
                                              stat::kHiddenChange, stat::kActOutliers,  stat::kGradients,
                                              stat::kNaee,         stat::kDenseOutputs, stat::kGateRatios,
-                                             stat::kPowerSums};
+                                             stat::kPowerSums,    stat::kOutMoments,   stat::kOutMax};
   return g;
 }
 
@@ -99,6 +101,17 @@ struct LayerStats {
   // v = f_j (index 1, expert output before gating [D]), a and p each over
   // CalibrationStats::power_exponents (X of them). 0^0 = 1, so a = p = 0 counts tokens.
   at::Tensor power_sum_EVXX;          // f64 [E, 2, X, X]: [e][v][index of a][index of p]
+  // MoNE (Zhang et al., arXiv 2507.00390): per-channel sums over the tokens routed to j
+  // of the expert output before gating, f_j(x), and of its square; the novice that
+  // replaces j is the mean out_sum_ED[j] / tokens_E[j], the redundancy score uses the
+  // per-channel variance.
+  at::Tensor out_sum_ED;              // f64 [E, D]
+  at::Tensor out_sq_sum_ED;           // f64 [E, D]
+  // Super experts (Su et al., arXiv 2507.23279, as REAP's observer records them): the
+  // largest of 0 and every value f_jc(x) of the expert's output over its routed tokens
+  // and channels (signed, not absolute: REAP's `max_activations`). 0 for an expert that
+  // received no token. Combined over ranks by max, not sum.
+  at::Tensor out_max_E;               // f64 [E]
 };
 
 struct CalibrationStats {

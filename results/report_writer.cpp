@@ -12,6 +12,7 @@
 #include "results/report_html.h"
 #include "results/report_kendall.h"
 #include "results/report_plots.h"
+#include "results/report_super_experts.h"
 #include "results/report_table.h"
 #include "results/report_usage.h"
 #include "results/table_format.h"
@@ -65,6 +66,7 @@ ReportSummary write_report(const ReportOptions& o) {
                          plural(r.evals.size(), "finished evaluation") + ".");
   if (other) page.summary.push_back("Compared with sweep " + other->name + " (" + plural(other->evals.size(), "finished evaluation") + ").");
   for (const auto& n : r.not_done) page.notes.push_back("not in the tables: " + n);
+  for (const auto& n : super_expert_notes(o.results_dir, r)) page.notes.push_back(n);
   page.tables = tables;
 
   AtomicDir tmp(out, /*overwrite=*/true);

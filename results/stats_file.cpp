@@ -65,6 +65,11 @@ const std::vector<Field>& fields() {
       {"power_sum_EVXX", &LayerStats::power_sum_EVXX, &stat::kPowerSums,
        "sum over routed tokens of g_j(x)^a ||v_j(x)||_2^p; [expert, v (0: a_j, 1: f_j), a, p], a and p indexing the "
        "file attribute power_exponents"},
+      {"out_sum_ED", &LayerStats::out_sum_ED, &stat::kOutMoments,
+       "per-channel sum over routed tokens of f_j(x), the expert output before gating"},
+      {"out_sq_sum_ED", &LayerStats::out_sq_sum_ED, &stat::kOutMoments, "per-channel sum of f_j(x)^2"},
+      {"out_max_E", &LayerStats::out_max_E, &stat::kOutMax,
+       "largest of 0 and every value f_jc(x) over routed tokens x and channels c (signed; a maximum, not a sum)"},
   };
   return f;
 }

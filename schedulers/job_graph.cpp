@@ -28,7 +28,7 @@ bool needs_data(const std::string& criterion) {
 }
 
 std::map<std::string, std::string> point_tags(const GridPoint& p) {
-  return {{"model", p.model},         {"calibration", p.calibration}, {"criterion", p.criterion.label()},
+  return {{"model", p.model},         {"calibration", p.calibration}, {"criterion", p.criterion_tag()},
           {"ratio", num(p.ratio)},     {"procedure", p.procedure},     {"recovery", p.recovery.label()},
           {"seed", std::to_string(p.seed)}};
 }
@@ -238,6 +238,17 @@ JobGraph build_job_graph(const SweepSpec& s) {
   for (const auto& p : grid)
     if (p.procedure == "one-shot" && needs_data(p.criterion.name))
       calib_criteria[{p.model, p.calibration}].insert(p.criterion.name);
+  // Super-expert protection reads the point's statistics; a weight criterion's point (no
+  // calibration set of its own) those of the sweep's first set.
+  auto protect_calibration = [&](const GridPoint& p) {
+    return p.calibration.empty() ? s.calibration.at(0).name : p.calibration;
+  };
+  std::set<std::pair<std::string, std::string>> protected_sets;
+  for (const auto& p : grid)
+    if (p.protect_super_experts) {
+      calib_criteria[{p.model, protect_calibration(p)}];
+      protected_sets.insert({p.model, protect_calibration(p)});
+    }
 
   std::map<std::pair<std::string, std::string>, std::string> calibrate_job;
   for (const auto& [key, crits] : calib_criteria) {
@@ -245,15 +256,19 @@ JobGraph build_job_graph(const SweepSpec& s) {
     j.kind = "calibrate";
     std::string list;
     for (const auto& c : crits) list += (list.empty() ? "" : ",") + c;
-    j.label = "calibrate " + key.second + " for " + list;
+    j.label = "calibrate " + key.second + " for " + (list.empty() ? "super experts" : list);
     j.args = {"calibrate", model_path(key.first)};
     j.deps = model_deps(key.first);
     for (const auto& a : data_args(s.calibration_set(key.second))) j.args.push_back(a);
-    j.args.insert(j.args.end(), {"--criteria", list});
+    // Usage alone (always collected) when only the super experts are wanted.
+    j.args.insert(j.args.end(), {"--criteria", list.empty() ? "EUF" : list});
+    if (protected_sets.count(key)) j.args.insert(j.args.end(), {"--collect", results::stat::kOutMax});
     const CalibrationSpecEntry& cal = s.calibration_set(key.second);
     // Groups that are not one-pass sums can be neither checkpointed nor collected layer
     // by layer.
-    const std::string multi_pass = jobs::unresumable_group(criteria::stat_groups_needed({crits.begin(), crits.end()}));
+    const std::string multi_pass = jobs::unresumable_group(
+        criteria::stat_groups_needed(crits.empty() ? std::vector<std::string>{"EUF"}
+                                                   : std::vector<std::string>(crits.begin(), crits.end())));
     if (cal.layerwise) {
       if (!multi_pass.empty())
         throw InputError(s.path, "calibration set \"" + cal.name + "\" is layerwise, but criteria " + list +
@@ -340,12 +355,15 @@ JobGraph build_job_graph(const SweepSpec& s) {
   auto recover_and_evaluate = [&](const std::string& model_job, const Recovery& rec, uint64_t seed,
                                   const std::map<std::string, std::string>& tags) {
     std::string final_id = model_job;
-    if (rec.kind == "finetune") {
+    if (rec.kind == "finetune" || rec.kind == "router_kd") {
       Job ft;
       ft.kind = "finetune";
       ft.label = "finetune " + rec.label() + " after " + b.get(model_job).label;
       ft.deps = {model_job};
       ft.args = finetune_args("{out}/" + b.get(model_job).output, rec, seed);
+      if (rec.kind == "router_kd")  // the teacher: the model the point pruned (after finetune_first)
+        ft.args.insert(ft.args.end() - 3, {"--teacher", model_path(tags.at("model")), "--kd-temperature",
+                                           num(rec.temperature)});
       ft.output = "finetune/{id}";
       ft.tags = tags;
       final_id = b.add(std::move(ft));
@@ -357,7 +375,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
   for (const auto& p : grid) {
     Job pr;
     pr.kind = "prune";
-    pr.label = "prune " + p.criterion.label() + " r=" + num(p.ratio) + " " + p.procedure;
+    pr.label = "prune " + p.criterion_tag() + " r=" + num(p.ratio) + " " + p.procedure;
     pr.args = {"prune", model_path(p.model), "--criterion", p.criterion.name, "--direction", p.criterion.direction, "--ratio",
                num(p.ratio)};
     pr.deps = model_deps(p.model);
@@ -365,6 +383,11 @@ JobGraph build_job_graph(const SweepSpec& s) {
       const std::string sc = scores_for(p);
       pr.deps.push_back(sc);
       pr.args.insert(pr.args.end(), {"--scores", "{out}/" + b.get(sc).output});
+      if (p.protect_super_experts) {
+        const std::string calib = calibrate_job.at({p.model, protect_calibration(p)});
+        pr.deps.push_back(calib);
+        pr.args.insert(pr.args.end(), {"--protect-super-experts", "--stats", "{out}/" + b.get(calib).output});
+      }
     } else {
       pr.args.insert(pr.args.end(), {"--procedure", p.procedure});
       for (const auto& a : data_args(s.calibration_set(p.calibration))) pr.args.push_back(a);

@@ -166,7 +166,8 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
   Recovery rec;
   if (n.IsScalar()) {
     const std::string s = r.as<std::string>(n, key);
-    if (s != "none") r.fail(key, "\"" + s + "\" is not a recovery (none, {kshot: K} or {finetune: {...}})");
+    if (s != "none")
+      r.fail(key, "\"" + s + "\" is not a recovery (none, {kshot: K}, {finetune: {...}} or {router_kd: {...}})");
     return rec;
   }
   if (n.IsMap() && n["kshot"]) {
@@ -175,8 +176,23 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
     if (rec.shots <= 0) r.fail(key + ".kshot", "must be a positive number of in-context examples");
     return rec;
   }
+  if (n.IsMap() && n["router_kd"]) {
+    // Router knowledge distillation (arXiv 2603.02217): the routers alone, trained to match
+    // the unpruned model's next-token distributions on unlabeled text.
+    const std::string k = key + ".router_kd";
+    const YAML::Node f = n["router_kd"];
+    if (f.IsMap() && f["sft"]) r.fail(k + ".sft", "router KD distils on unlabeled text: give data, not sft");
+    if (f.IsMap() && f["params"] && r.as<std::string>(f["params"], k + ".params") != "router")
+      r.fail(k + ".params", "router KD trains the routers only (leave params out)");
+    rec = parse_finetune(r, f, k);
+    rec.kind = "router_kd";
+    rec.params = "router";
+    if (f["temperature"]) rec.temperature = r.as<double>(f["temperature"], k + ".temperature");
+    if (!(rec.temperature > 0)) r.fail(k + ".temperature", "must be a number > 0");
+    return rec;
+  }
   if (!n.IsMap() || !n["finetune"])
-    r.fail(key, "expected none, {kshot: K} or {finetune: {steps, lr, data or sft, ...}}");
+    r.fail(key, "expected none, {kshot: K}, {finetune: {steps, lr, data or sft, ...}} or {router_kd: {steps, lr, data}}");
   return parse_finetune(r, n["finetune"], key + ".finetune");
 }
 
@@ -232,7 +248,7 @@ bool matches(const GridPoint& p, const std::map<std::string, std::string>& f) {
   for (const auto& [k, v] : f) {
     if (k == "model" && p.model != v) return false;
     if (k == "calibration" && p.calibration != v) return false;
-    if (k == "criterion" && v != p.criterion.name && v != p.criterion.label()) return false;
+    if (k == "criterion" && v != p.criterion.name && v != p.criterion.label() && v != p.criterion_tag()) return false;
     if (k == "ratio" && std::fabs(std::stod(v) - p.ratio) > 1e-12) return false;
     if (k == "procedure" && p.procedure != v) return false;
     if (k == "recovery" && p.recovery.label() != v && p.recovery.kind != v) return false;
@@ -248,6 +264,9 @@ std::string compressed_label(int64_t main) { return "Compressed-main" + std::to_
 std::string Recovery::label() const {
   if (kind == "none") return "none";
   if (kind == "kshot") return "kshot-" + std::to_string(shots);
+  if (kind == "router_kd")
+    return "router-kd-" + std::to_string(steps) + "steps-lr" + to_string(lr) +
+           (temperature != 1.0 ? "-T" + to_string(temperature) : "");
   return std::string(sft.empty() ? "finetune-" : "sft-") + params + "-" + std::to_string(steps) + "steps-lr" + to_string(lr);
 }
 
@@ -352,12 +371,13 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   static const std::set<std::string> kKeys = {"name",     "model",    "calibration", "criteria", "ratios",
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
                                               "eval",     "resources", "slurm",    "lottery", "device",
-                                              "finetune_first", "claims", "compressed_experts"};
+                                              "finetune_first", "claims", "compressed_experts",
+                                              "protect_super_experts"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
                                    "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first, claims, "
-                                   "compressed_experts)");
+                                   "compressed_experts, protect_super_experts)");
   }
   SweepSpec s;
   s.path = path;
@@ -562,6 +582,16 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     }
   }
   if (root["device"]) s.device = r.as<std::string>(root["device"], "device");
+  if (root["protect_super_experts"]) {
+    s.protect_super_experts.clear();
+    for (bool b : r.list<bool>(root["protect_super_experts"], "protect_super_experts"))
+      if (std::find(s.protect_super_experts.begin(), s.protect_super_experts.end(), int(b)) ==
+          s.protect_super_experts.end())
+        s.protect_super_experts.push_back(b);
+    if (s.protect_super_experts.empty()) r.fail("protect_super_experts", "give true, false or [false, true]");
+    if (std::count(s.protect_super_experts.begin(), s.protect_super_experts.end(), 1) && s.calibration.empty())
+      r.fail("protect_super_experts", "super experts are found in calibration statistics: add a calibration set");
+  }
   if (s.device != "cpu" && s.device != "cuda") r.fail("device", shown_value(s.device) + " is not cpu or cuda");
   if (const YAML::Node lo = root["lottery"]) {
     if (!lo.IsMap()) r.fail("lottery", "expected a map (start_tokens, lr, seq_len, data)");
@@ -636,21 +666,25 @@ std::vector<GridPoint> expand_grid(const SweepSpec& s) {
           for (const auto& proc : s.procedures) {
             const bool needs_cal = data || proc != "one-shot";
             if (!needs_cal && ci > 0) continue;
-            for (const auto& rec : s.recovery)
-              for (uint64_t seed : s.seeds) {
-                GridPoint p;
-                p.model = model;
-                p.calibration = needs_cal ? s.calibration.at(ci).name : "";
-                p.criterion = crit;
-                p.ratio = ratio;
-                p.procedure = proc;
-                p.recovery = rec;
-                p.seed = seed;
-                bool keep = s.include.empty();
-                for (const auto& f : s.include) keep |= matches(p, f);
-                for (const auto& f : s.exclude) keep &= !matches(p, f);
-                if (keep) out.push_back(std::move(p));
-              }
+            // Protection applies to one-shot prunes; the other procedures run unprotected once.
+            std::vector<int> protect = proc == "one-shot" ? s.protect_super_experts : std::vector<int>{0};
+            for (int prot : protect)
+              for (const auto& rec : s.recovery)
+                for (uint64_t seed : s.seeds) {
+                  GridPoint p;
+                  p.model = model;
+                  p.calibration = needs_cal ? s.calibration.at(ci).name : "";
+                  p.criterion = crit;
+                  p.ratio = ratio;
+                  p.procedure = proc;
+                  p.recovery = rec;
+                  p.seed = seed;
+                  p.protect_super_experts = prot != 0;
+                  bool keep = s.include.empty();
+                  for (const auto& f : s.include) keep |= matches(p, f);
+                  for (const auto& f : s.exclude) keep &= !matches(p, f);
+                  if (keep) out.push_back(std::move(p));
+                }
           }
     }
   return out;

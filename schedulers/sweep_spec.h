@@ -65,13 +65,14 @@ struct CriterionChoice {
 };
 
 struct Recovery {
-  std::string kind = "none";    // none | kshot | finetune
+  std::string kind = "none";    // none | kshot | finetune | router_kd (routers distilled from the unpruned model)
   int64_t shots = 0;            // kshot: in-context examples in the task evaluation
   int64_t steps = 0, batch_size = 8, seq_len = 512;
   double lr = 1e-5;
   std::string params = "full";
   std::vector<std::string> data;  // finetune on text (next-token loss) ...
   std::string sft;                // ... or on a prompt/answer JSONL (loss on answers)
+  double temperature = 1.0;       // router_kd: distillation temperature
   std::string label() const;
 };
 
@@ -140,6 +141,8 @@ struct GridPoint {
   std::string procedure;
   Recovery recovery;
   uint64_t seed = 0;
+  bool protect_super_experts = false;  // one-shot only
+  std::string criterion_tag() const { return criterion.label() + (protect_super_experts ? "+SE" : ""); }
 };
 
 struct SweepSpec {
@@ -161,6 +164,11 @@ struct SweepSpec {
   // RouterNormChange scores it against the model as given). kind "none": off.
   Recovery finetune_first;
   std::string device = "cpu";  // where jobs compute: cpu | cuda (calibrate, prune, finetune, eval)
+  // protect_super_experts: true, false or [false, true] (a grid dimension): one-shot
+  // prunes keep their super experts (moelab prune --protect-super-experts, found in the
+  // point's calibration statistics); such points are tagged criterion "<label>+SE".
+  // The other procedures are not protected.
+  std::vector<int> protect_super_experts = {0};
   // claims: papers' claims the report checks on this sweep's results (results/claims.h);
   // their grid values and metrics are checked against the grid and eval sections.
   std::vector<results::ClaimSpec> claims;

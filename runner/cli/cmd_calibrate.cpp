@@ -212,8 +212,9 @@ void add_calibrate_command(CLI::App& app) {
                   "act_moments, hidden_change (EASY-EP), act_outliers (a second pass), gradients (adds a backward "
                   "pass), naee (dense observation), dense_outputs (every expert's output summed over all tokens, "
                   "for moelab merge; dense observation), gate_ratios (histogram of the router's 2nd/1st "
-                  "probability, for moelab set-skipping), power_sums (sum of g^a ||v||^p for the criteria family); "
-                  "comma-separated")
+                  "probability, for moelab set-skipping), power_sums (sum of g^a ||v||^p for the criteria family), "
+                  "out_moments (per-channel sums of the expert output and its square: MoNE's novices), out_max "
+                  "(largest expert output value: super experts, prune --protect-super-experts); comma-separated")
       ->delimiter(',');
   cmd->add_option("--power-exponents", a->power_exponents,
                   "power_sums: the exponents a and p stored for the criteria family Family-aA-pP-bB-V "

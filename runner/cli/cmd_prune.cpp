@@ -15,6 +15,8 @@
 #include "jobs/calibration_data.h"
 #include "jobs/training_data.h"
 #include "jobs/pruning_plan.h"
+#include "jobs/super_experts.h"
+#include "results/stats_file.h"
 #include "models/checkpoint_surgery.h"
 #include "models/expert_surgery.h"
 #include "models/layer_loader.h"
@@ -37,7 +39,38 @@ struct PruneArgs {
   jobs::FinetuneOptions finetune;
   bool overwrite = false;
   bool in_memory = false;  // load the model and save it even where surgery would do
+  // Super-expert protection (jobs/super_experts.h), from the statistics file.
+  bool protect_super = false;
+  std::string stats;
+  jobs::SuperExpertRule super_rule;
 };
+
+// The super experts of `stats_path` as plan options; the statistics must be of this
+// model's MoE layers.
+void protect_super_experts(const PruneArgs& a, const models::MoeModel& m, jobs::PlanOptions& plan) {
+  if (a.stats.empty())
+    throw InputError("--protect-super-experts", "needs --stats, the calibration statistics (with out_max) of the model");
+  jobs::check_super_expert_rule(a.super_rule);
+  const results::CalibrationStats st = results::read_stats(a.stats);
+  const auto layers = m.config.moe_layer_experts();
+  bool same = st.layers.size() == layers.size();
+  for (const auto& l : st.layers)
+    same = same && layers.count(l.layer) && l.tokens_E.size(0) == layers.at(l.layer);
+  if (!same)
+    throw InputError(a.stats, "statistics of a different model: their MoE layers or expert counts differ from " +
+                                  a.model.model_dir);
+  const jobs::SuperExperts found = jobs::find_super_experts(st, a.super_rule, a.stats);
+  plan.protect = found.experts;
+  plan.protect_rule = jobs::describe(found, a.super_rule);
+  int64_t n = 0;
+  std::string list;
+  for (const auto& [l, ids] : found.experts)
+    for (int64_t e : ids) {
+      ++n;
+      list += (list.empty() ? "" : ", ") + std::to_string(l) + ":" + std::to_string(e);
+    }
+  spdlog::info("{}: {} protected{}{}", plan.protect_rule, n, n ? " (layer:expert) " : "", list);
+}
 
 // "L:e1,e2,..." -> (L, {e1, e2, ...})
 models::ExpertDrops parse_drops(const std::vector<std::string>& specs) {
@@ -96,6 +129,10 @@ void run_prune(PruneArgs a) {
   if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
+  if (a.protect_super && a.scores.empty())
+    throw InputError("--protect-super-experts", "applies to one-shot pruning by scores (--scores with --criterion)");
+  if (!a.stats.empty() && !a.protect_super)
+    throw InputError("--stats", "is read by --protect-super-experts; give that too (or leave --stats out)");
   const bool surgery = by_surgery(a, models::load_config(a.model.model_dir));
   // Surgery plans on the model's shell: every tensor checked, none read.
   if (!surgery) a.model.check_memory(jobs::holding_model("moelab prune", false), 1);
@@ -113,6 +150,7 @@ void run_prune(PruneArgs a) {
   } else if (!a.scores.empty()) {
     if (a.plan.criterion.empty()) throw InputError("--criterion", "name the criterion whose scores to prune by");
     const auto scores = criteria::read_scores(a.scores);
+    if (a.protect_super) protect_super_experts(a, m, a.plan);
     plan = jobs::plan_from_scores(m, scores.get(a.plan.criterion, a.scores), a.plan, a.scores);
     jobs::apply_plan(m, *plan, "pruning plan");
   } else {
@@ -227,6 +265,14 @@ void add_prune_command(CLI::App& app) {
   cmd->add_flag("--reduce-top-k", a->plan.reduce_top_k,
                 "allow layers to keep fewer than top-k experts by lowering top-k to the smallest kept count");
   cmd->add_option("--plan-out", a->plan_out, "write the pruning plan (JSON) here");
+  cmd->add_flag("--protect-super-experts", a->protect_super,
+                "never drop a super expert (largest output value above max(q99.5, max/10) over all experts, first "
+                "75% of the MoE layers; Su et al. 2025, as REAP); needs --stats with out_max");
+  cmd->add_option("--stats", a->stats, "calibration statistics (HDF5) to find super experts in");
+  cmd->add_option("--super-expert-quantile", a->super_rule.quantile, "super experts: percentile, in (0, 100] (99.5)");
+  cmd->add_option("--super-expert-factor", a->super_rule.factor, "super experts: at least max / this, >= 1 (10)");
+  cmd->add_option("--super-expert-layers", a->super_rule.layer_fraction,
+                  "super experts: leading fraction of the MoE layers searched, in (0, 1] (0.75)");
   cmd->add_option("--data", a->data.files, "iterative: calibration files (.txt, .jsonl, .json token ids)");
   cmd->add_option("--seq-len", a->data.seq_len, "iterative: tokens per calibration sequence")->check(CLI::PositiveNumber);
   cmd->add_option("--num-samples", a->data.num_samples, "iterative: calibration sequences (0: all)");

@@ -13,10 +13,18 @@ namespace fs = std::filesystem;
 namespace moelab {
 namespace {
 std::string tmp_suffix() { return ".tmp-" + std::to_string(::getpid()); }
+
+// "out/" names the folder "out": without this the temporary name would be "out/.tmp-<pid>",
+// inside the output, and commit() would try to move the folder into itself (README
+// commands spell outputs "--out pruned/").
+fs::path without_trailing_separator(fs::path p) {
+  while (!p.empty() && !p.has_filename() && p.has_parent_path() && p.parent_path() != p) p = p.parent_path();
+  return p;
+}
 }  // namespace
 
 AtomicDir::AtomicDir(fs::path final, bool overwrite)
-    : final_(std::move(final)), overwrite_(overwrite) {
+    : final_(without_trailing_separator(std::move(final))), overwrite_(overwrite) {
   if (fs::exists(final_) && !overwrite_)
     throw InputError(final_.string(), "output already exists (pass --overwrite to replace it)");
   tmp_ = final_;
@@ -47,7 +55,7 @@ void AtomicDir::commit() {
   committed_ = true;
 }
 
-AtomicFile::AtomicFile(fs::path final) : final_(std::move(final)) {
+AtomicFile::AtomicFile(fs::path final) : final_(without_trailing_separator(std::move(final))) {
   tmp_ = final_;
   tmp_ += tmp_suffix();
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -237,8 +237,17 @@ std::vector<StepRecord> finetune(models::MoeModel& m, cluster::Communicator& com
                             [&](const at::Tensor& ids, const std::vector<int64_t>& lens, const std::vector<int64_t>& idx) {
                               std::vector<int64_t> f;
                               for (int64_t i : idx) f.push_back(first[i]);
+                              at::Tensor teacher_logits;
+                              if (o.teacher) {  // the same batch, no graph (collective under EP, like the model)
+                                at::NoGradGuard no_grad;
+                                teacher_logits = models::forward(*o.teacher, ids, lens);
+                              }
                               at::Tensor logits = models::forward(m, ids, lens);
-                              at::Tensor loss = models::next_token_nll_sum(logits, ids, lens, f) / double(targets);
+                              at::Tensor loss =
+                                  (o.teacher ? models::distillation_kl_sum(logits, teacher_logits, lens, f,
+                                                                           o.kd_temperature)
+                                             : models::next_token_nll_sum(logits, ids, lens, f)) /
+                                  double(targets);
                               loss.backward();
                               local_loss += loss.item<double>();
                             });

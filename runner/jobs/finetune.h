@@ -47,6 +47,13 @@ struct FinetuneOptions {
   std::string log_file;          // JSON lines: step, loss, lr, grad_norm, targets (rank 0)
   std::string grads_file;        // diagnostics: step 1's summed gradients (before clipping),
                                  // every expert gathered, written by rank 0 as safetensors
+  // Distillation instead of the next-token loss (router KD after pruning, with params =
+  // router): the loss is the mean over targets of KL(teacher || model) of the next-token
+  // distributions at kd_temperature (models::distillation_kl_sum). The teacher (e.g. the
+  // unpruned model, loaded with the same ranks) runs on the same micro-batches without
+  // gradients; it is not changed.
+  const models::MoeModel* teacher = nullptr;
+  double kd_temperature = 1.0;
 };
 
 struct StepRecord {

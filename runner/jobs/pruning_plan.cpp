@@ -7,6 +7,8 @@
 #include <numeric>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "common/atomic_output.h"
 #include "common/error.h"
 #include "common/json_file.h"
@@ -68,15 +70,32 @@ PruningPlan plan_from_scores(const models::MoeModel& m, const criteria::Criterio
   p.ratio = o.ratio;
   p.layer_ratios = o.layer_ratios;
   p.scores = scores_path;
+  std::map<int64_t, std::set<int64_t>> guarded;
+  for (const auto& [l, ids] : o.protect) {
+    if (!layers.count(l)) throw InputError("protected experts", "layer " + std::to_string(l) + " is not an MoE layer");
+    for (int64_t e : ids) {
+      if (e < 0 || e >= layers.at(l))
+        throw InputError("protected experts", "layer " + std::to_string(l) + " has no expert " + std::to_string(e));
+      guarded[l].insert(e);
+    }
+    if (!ids.empty()) p.protected_experts[l] = std::vector<int64_t>(guarded[l].begin(), guarded[l].end());
+  }
+  p.protect_rule = o.protect_rule;
+  auto is_guarded = [&](int64_t l, int64_t e) { return guarded.count(l) && guarded.at(l).count(e); };
   std::map<int64_t, std::set<int64_t>> drop;
   if (o.scope == "uniform") {
     const auto counts = drop_counts(o, m);
     for (const auto& [l, E] : layers) {
       const auto& s = scores.layers.at(l);
-      std::vector<int64_t> order(E);
-      std::iota(order.begin(), order.end(), 0);
+      std::vector<int64_t> order;
+      for (int64_t e = 0; e < E; ++e)
+        if (!is_guarded(l, e)) order.push_back(e);
       std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return drops_first(s[a], s[b], min_dir); });
-      drop[l].insert(order.begin(), order.begin() + counts.at(l));
+      const int64_t n = std::min<int64_t>(counts.at(l), order.size());
+      if (n < counts.at(l))
+        spdlog::warn("layer {}: drops {} experts instead of {}: {} of its {} are protected", l, n, counts.at(l),
+                     E - int64_t(order.size()), E);
+      drop[l].insert(order.begin(), order.begin() + n);
     }
   } else {
     struct Candidate {
@@ -96,7 +115,7 @@ PruningPlan plan_from_scores(const models::MoeModel& m, const criteria::Criterio
     int64_t dropped = 0;
     for (const auto& c : all) {
       if (dropped == want) break;
-      if (layers.at(c.layer) - int64_t(drop[c.layer].size()) <= floor) continue;
+      if (layers.at(c.layer) - int64_t(drop[c.layer].size()) <= floor || is_guarded(c.layer, c.expert)) continue;
       drop[c.layer].insert(c.expert);
       ++dropped;
     }
@@ -143,6 +162,9 @@ void check_plan(const PruningPlan& p, const models::MoeModel& m, const std::stri
       if (e < 0 || e >= lp.num_experts || !seen.insert(e).second)
         throw InputError(path, where + ": keep lists expert " + std::to_string(e) + " out of range or twice");
     if (lp.keep.empty()) throw InputError(path, where + " drops all " + std::to_string(lp.num_experts) + " experts");
+    if (p.protected_experts.count(l))
+      for (int64_t e : p.protected_experts.at(l))
+        if (!seen.count(e)) throw InputError(path, where + " drops expert " + std::to_string(e) + ", which it protects");
     if (int64_t(lp.keep.size()) < k)
       throw InputError(path, where + " keeps " + std::to_string(lp.keep.size()) + " experts, fewer than top-k = " +
                                  std::to_string(k) + " (prune with --reduce-top-k to lower k for every layer)");
@@ -180,6 +202,12 @@ void save_plan(const PruningPlan& p, const std::string& path) {
     rounds.push_back(one);
   }
   j["rounds"] = rounds;
+  if (!p.protected_experts.empty()) {
+    nlohmann::json prot = nlohmann::json::object();
+    for (const auto& [l, ids] : p.protected_experts) prot[std::to_string(l)] = ids;
+    j["protected"] = prot;
+    j["protect_rule"] = p.protect_rule;
+  }
   write_file_atomic(path, j.dump(1));
 }
 
@@ -220,6 +248,12 @@ PruningPlan load_plan(const std::string& path) {
         for (const auto& [l, d] : r.items()) one[std::stoll(l)] = json_integer_list(d, "rounds[]." + l);
         p.rounds.push_back(std::move(one));
       }
+    if (j.contains("protected")) {
+      if (!j["protected"].is_object()) throw InputError(path, "\"protected\" must be an object of layer: [experts]");
+      for (const auto& [l, ids] : j["protected"].items())
+        p.protected_experts[std::stoll(l)] = json_integer_list(ids, "protected." + l);
+      p.protect_rule = j.value("protect_rule", "");
+    }
     return p;
   });
 }

@@ -8,7 +8,8 @@
 //    "procedure": "one-shot", "scores": "scores.json", "experts_per_token": 2,
 //    "layer_ratios": {"3": 0.25},
 //    "layers": {"0": {"num_experts": 8, "keep": [0, 2, 5, 7], "drop": [1, 3, 4, 6]}, ...},
-//    "rounds": [{"0": [3], "1": [6]}, ...]}        (iterative procedures: drops per round)
+//    "rounds": [{"0": [3], "1": [6]}, ...],        (iterative procedures: drops per round)
+//    "protected": {"0": [5]}, "protect_rule": "..."}  (experts never dropped, and why)
 //
 // Selection (Min-X drops the lowest scores, Max-X the highest; ties: lower expert id
 // first, then lower layer):
@@ -16,6 +17,9 @@
 //   global:  round(r * sum_l E_l) experts over all layers in score order, skipping any
 //            whose layer would fall below top-k experts (MC-Suite found global ratios
 //            create bottleneck layers; the floor keeps every layer routable).
+// Protected experts (super experts, jobs/super_experts.h) are never dropped: a uniform
+// layer drops its count from the others (fewer, with a warning, when too few are
+// left), the global scope passes over them.
 // A layer may not keep fewer than top-k experts, unless reduce_top_k is set: then
 // the pruned model's top-k becomes the smallest kept count (recorded in
 // experts_per_token) for every layer, as config.json holds a single k.
@@ -42,6 +46,8 @@ struct PruningPlan {
   int64_t experts_per_token = 0;            // top-k of the pruned model
   std::map<int64_t, LayerPlan> layers;      // every MoE layer, by decoder index
   std::vector<std::map<int64_t, std::vector<int64_t>>> rounds;  // iterative: drops per round
+  std::map<int64_t, std::vector<int64_t>> protected_experts;     // never dropped, by decoder layer
+  std::string protect_rule;                                      // how they were chosen
 };
 
 struct PlanOptions {
@@ -49,6 +55,8 @@ struct PlanOptions {
   double ratio = 0.5;
   std::map<int64_t, double> layer_ratios;  // uniform scope only
   bool reduce_top_k = false;
+  std::map<int64_t, std::vector<int64_t>> protect;  // experts never dropped, by decoder layer
+  std::string protect_rule;                         // recorded in the plan
 };
 
 // Checks ratios (in [0, 1)), direction, scope and layer indices against the model's

@@ -62,6 +62,8 @@ int64_t layer_stats_bytes(const std::set<std::string>& g, int64_t E, int64_t F, 
   if (has(stat::kGateRatios)) b += 8 * results::kGateRatioBins;
   // power_sums [E, 2, X, X] f64 with the default X = 3 exponents.
   if (has(stat::kPowerSums)) b += 8 * E * 2 * 9;
+  if (has(stat::kOutMoments)) b += 16 * E * D;
+  if (has(stat::kOutMax)) b += 8 * E;
   return b;
 }
 
@@ -148,7 +150,9 @@ ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Reso
       // sums) and the combined outputs [R, D] (output norms, EASY-EP, power sums).
       if (has(stat::kActNorms) || has(stat::kActMoments) || has(stat::kActOutliers) || has(stat::kPowerSums))
         m += 2 * n * x.F * 8;
-      if (has(stat::kOutNorms) || has(stat::kHiddenChange) || has(stat::kPowerSums)) m += R * D * 8;
+      if (has(stat::kOutNorms) || has(stat::kHiddenChange) || has(stat::kPowerSums) || has(stat::kOutMoments) ||
+          has(stat::kOutMax))
+        m += R * D * 8;
       // Dense observation (NAEE, dense_outputs): every expert on every token, [N, E, D]
       // rows out, back, and as the observer's view.
       if (has(stat::kNaee) || has(stat::kDenseOutputs)) m += 3 * N * E * D * s;
@@ -197,7 +201,7 @@ int64_t layer_forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Res
   const int64_t batches = q.num_samples > 0 ? ceil_div(q.num_samples, q.batch_size) : P;
   const int64_t active = std::max<int64_t>(1, std::min<int64_t>(P, batches));
   const bool act_f64 = has(stat::kActNorms) || has(stat::kActMoments) || has(stat::kPowerSums);
-  const bool out_f64 = has(stat::kOutNorms) || has(stat::kPowerSums);
+  const bool out_f64 = has(stat::kOutNorms) || has(stat::kPowerSums) || has(stat::kOutMoments) || has(stat::kOutMax);
   int64_t most = attention;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const int64_t E = c.num_experts_per_layer[l];

@@ -31,6 +31,12 @@ StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> 
       s.act_sq_sum_EF = at::zeros({E, F}, f64());
     }
     if (has(results::stat::kHiddenChange)) s.easyep_sum_E = at::zeros({E}, f64());
+    const int64_t D = m.config.hidden_size;
+    if (has(results::stat::kOutMoments)) {
+      s.out_sum_ED = at::zeros({E, D}, f64());
+      s.out_sq_sum_ED = at::zeros({E, D}, f64());
+    }
+    if (has(results::stat::kOutMax)) s.out_max_E = at::zeros({E}, f64());
     if (has(results::stat::kTokenIds)) seen_EV_.push_back(at::zeros({E, vocab_}, at::kBool));
     slot_of_layer_[l] = layers_.size();
     layers_.push_back(std::move(s));
@@ -47,7 +53,9 @@ void StatsCollector::append_state(StateTensors& out) {
         {"act_norm_sum_E", &s.act_norm_sum_E}, {"act_norm_sq_sum_E", &s.act_norm_sq_sum_E},
         {"out_norm_sum_E", &s.out_norm_sum_E}, {"gate_out_norm_sum_E", &s.gate_out_norm_sum_E},
         {"coactivation_EE", &s.coactivation_EE}, {"act_sum_EF", &s.act_sum_EF},
-        {"act_sq_sum_EF", &s.act_sq_sum_EF},   {"easyep_sum_E", &s.easyep_sum_E}};
+        {"act_sq_sum_EF", &s.act_sq_sum_EF},   {"easyep_sum_E", &s.easyep_sum_E},
+        {"out_sum_ED", &s.out_sum_ED},         {"out_sq_sum_ED", &s.out_sq_sum_ED},
+        {"out_max_E", &s.out_max_E}};
     for (const auto& [name, t] : fields)
       if (t->defined()) out.emplace_back(p + name, t);
     if (i < seen_EV_.size()) out.emplace_back(p + "seen_EV", &seen_EV_[i]);
@@ -113,6 +121,14 @@ void StatsCollector::on_expert(int64_t layer, int64_t e, const at::Tensor&, cons
     s.act_sum_EF[e] += act.sum(0);
     s.act_sq_sum_EF[e] += act.pow(2).sum(0);
   }
+  if ((has(results::stat::kOutMoments) || has(results::stat::kOutMax)) && out_nD.size(0) > 0) {
+    at::Tensor out = out_nD.detach().to(at::kCPU, at::kDouble);
+    if (has(results::stat::kOutMoments)) {
+      s.out_sum_ED[e] += out.sum(0);
+      s.out_sq_sum_ED[e] += out.pow(2).sum(0);
+    }
+    if (has(results::stat::kOutMax)) s.out_max_E[e] = std::max(s.out_max_E[e].item<double>(), out.max().item<double>());
+  }
 }
 
 // Per row: ||a|| and ||f|| in float64 (each element squared and summed in float64, as
@@ -170,8 +186,11 @@ void StatsCollector::all_reduce(cluster::Communicator& comm) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto& s = layers_[i];
     for (at::Tensor* t : {&s.tokens_E, &s.gate_sum_E, &s.act_norm_sum_E, &s.act_norm_sq_sum_E, &s.out_norm_sum_E,
-                          &s.gate_out_norm_sum_E, &s.coactivation_EE, &s.act_sum_EF, &s.act_sq_sum_EF, &s.easyep_sum_E})
+                          &s.gate_out_norm_sum_E, &s.coactivation_EE, &s.act_sum_EF, &s.act_sq_sum_EF, &s.easyep_sum_E,
+                          &s.out_sum_ED, &s.out_sq_sum_ED})
       if (t->defined()) comm.all_reduce_sum(*t);
+    // A maximum, not a sum: every rank's row, then the largest per expert.
+    if (s.out_max_E.defined()) s.out_max_E = std::get<0>(comm.all_gather_rows(s.out_max_E.unsqueeze(0)).max(0)).contiguous();
     if (has(results::stat::kTokenIds)) {
       at::Tensor seen = seen_EV_[i].to(at::kInt);
       comm.all_reduce_sum(seen);

@@ -18,6 +18,15 @@ namespace moelab::models {
 at::Tensor next_token_nll_sum(const at::Tensor& logits_BTV, const at::Tensor& ids_BT,
                               const std::vector<int64_t>& lengths, const std::vector<int64_t>& first_target = {});
 
+// Knowledge distillation on the same targets: sum over every target position (b, t) of
+// KL(p_teacher || p_student) = sum_v p_T(v) (log p_T(v) - log p_S(v)), p = softmax(logits / tau),
+// times tau^2 (Hinton et al. 2015: gradients keep their scale across temperatures). Both
+// logits [B, T, V]; the teacher's are constants (no gradient), both in float32. Returns a
+// float32 scalar, differentiable in the student's logits.
+at::Tensor distillation_kl_sum(const at::Tensor& student_logits_BTV, const at::Tensor& teacher_logits_BTV,
+                               const std::vector<int64_t>& lengths, const std::vector<int64_t>& first_target = {},
+                               double temperature = 1.0);
+
 // Number of targets: sum over sequences of max(length - max(first_target, 1), 0).
 int64_t count_next_token_targets(const std::vector<int64_t>& lengths, const std::vector<int64_t>& first_target = {});
 

@@ -62,6 +62,8 @@ std::unique_ptr<Criterion> make_router_norm_change() {
 std::unique_ptr<Criterion> make_random_baseline() { return stub("Random", {}); }
 std::unique_ptr<Criterion> make_man() { return stub("MAN", kStats); }
 std::unique_ptr<Criterion> make_msan() { return stub("MSAN", kStats); }
+std::unique_ptr<Criterion> make_mone() { return stub("MoNE", {"usage", "out_moments"}); }
+std::unique_ptr<Criterion> make_mone_fluctuation() { return stub("MoNE-fluctuation", {"usage", "out_moments"}); }
 std::unique_ptr<Criterion> make_aimer() { return stub("AIMER", {kNeedsWeights}); }
 
 // The patterns: the family's real name parser (criteria/family_name.cpp), stand-in criteria.

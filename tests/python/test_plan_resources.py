@@ -203,8 +203,8 @@ def test_layerwise_plan_by_hand(moelab, fixtures):
     p = plan(moelab, model, "--layerwise", "--seq-len", 16, "--num-samples", 10, "--ranks", 2)
     assert p["mode"] == "layerwise" and "design_estimate" not in p
     # The default groups, less act_outliers (calibrate leaves it out layer by layer).
-    groups = ["act_moments", "act_norms", "coactivation", "hidden_change", "out_norms", "power_sums", "token_ids",
-              "usage"]
+    groups = ["act_moments", "act_norms", "coactivation", "hidden_change", "out_max", "out_moments", "out_norms",
+              "power_sums", "token_ids", "usage"]
     assert p["statistic_groups"] == groups
     shared, experts = layer_tensor_bytes(model, 0, 2)
     B, T, s = 8, 16, 4
