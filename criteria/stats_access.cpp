@@ -40,6 +40,9 @@ const models::ExpertWeights& layer_experts(const models::MoeModel* model, int64_
   if (layer < 0 || layer >= static_cast<int64_t>(model->layers.size()) || !model->layers[layer].moe)
     throw InputError(who, "layer " + std::to_string(layer) + " is not an MoE layer of the " + which);
   const auto& w = *model->layers[layer].moe;
+  if (w.num_novices() > 0)
+    throw InputError(who, "the " + which + " has MoNE novices (experts without weights): score the model they were "
+                          "made from");
   if (!w.router_ED.defined() || !w.gate_up_EFD.defined() || !w.down_EDF.defined() || !w.all_local())
     throw InputError(who, "needs every expert's weights of layer " + std::to_string(layer) + " of the " + which +
                               " in this process (load it without expert parallelism)");

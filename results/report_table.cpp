@@ -12,7 +12,7 @@
 namespace moelab::results::report {
 namespace {
 
-const std::vector<std::string> kProcedureOrder = {"one-shot", "iterative", "lottery"};
+const std::vector<std::string> kProcedureOrder = {"one-shot", "searched", "iterative", "lottery"};
 
 double ratio_value(const std::string& tag) { return std::strtod(tag.c_str(), nullptr); }
 
@@ -319,7 +319,7 @@ Table build_compare_table(const SweepResults& a, const SweepResults& b) {
       if (std::find(recs.begin(), recs.end(), rec) == recs.end()) recs.push_back(rec);
     }
   }
-  const std::vector<std::string> procs = {"-", "one-shot", "iterative", "Lottery"};
+  const std::vector<std::string> procs = {"-", "one-shot", "searched", "iterative", "Lottery"};
   auto rank = [](const std::vector<std::string>& order, const std::string& v) {
     return size_t(std::find(order.begin(), order.end(), v) - order.begin());
   };

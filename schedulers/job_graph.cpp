@@ -236,19 +236,20 @@ JobGraph build_job_graph(const SweepSpec& s) {
   // Statistics each (model, calibration set) must serve: the data criteria of its one-shot points.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> calib_criteria;
   for (const auto& p : grid)
-    if (p.procedure == "one-shot" && needs_data(p.criterion.name))
+    if ((p.procedure == "one-shot" || p.procedure == "searched") && needs_data(p.criterion.name))
       calib_criteria[{p.model, p.calibration}].insert(p.criterion.name);
   // Super-expert protection reads the point's statistics; a weight criterion's point (no
   // calibration set of its own) those of the sweep's first set.
   auto protect_calibration = [&](const GridPoint& p) {
     return p.calibration.empty() ? s.calibration.at(0).name : p.calibration;
   };
-  std::set<std::pair<std::string, std::string>> protected_sets;
-  for (const auto& p : grid)
-    if (p.protect_super_experts) {
-      calib_criteria[{p.model, protect_calibration(p)}];
-      protected_sets.insert({p.model, protect_calibration(p)});
-    }
+  // (model, calibration set) -> groups its calibration adds for them (out_max, out_moments).
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> extra_groups;
+  for (const auto& p : grid) {
+    if (p.protect_super_experts) extra_groups[{p.model, protect_calibration(p)}].insert(results::stat::kOutMax);
+    if (p.substitute_novices) extra_groups[{p.model, protect_calibration(p)}].insert(results::stat::kOutMoments);
+  }
+  for (const auto& [key, groups] : extra_groups) calib_criteria[key];
 
   std::map<std::pair<std::string, std::string>, std::string> calibrate_job;
   for (const auto& [key, crits] : calib_criteria) {
@@ -262,7 +263,11 @@ JobGraph build_job_graph(const SweepSpec& s) {
     for (const auto& a : data_args(s.calibration_set(key.second))) j.args.push_back(a);
     // Usage alone (always collected) when only the super experts are wanted.
     j.args.insert(j.args.end(), {"--criteria", list.empty() ? "EUF" : list});
-    if (protected_sets.count(key)) j.args.insert(j.args.end(), {"--collect", results::stat::kOutMax});
+    if (extra_groups.count(key)) {
+      std::string groups;
+      for (const auto& g : extra_groups.at(key)) groups += (groups.empty() ? "" : ",") + g;
+      j.args.insert(j.args.end(), {"--collect", groups});
+    }
     const CalibrationSpecEntry& cal = s.calibration_set(key.second);
     // Groups that are not one-pass sums can be neither checkpointed nor collected layer
     // by layer.
@@ -379,14 +384,29 @@ JobGraph build_job_graph(const SweepSpec& s) {
     pr.args = {"prune", model_path(p.model), "--criterion", p.criterion.name, "--direction", p.criterion.direction, "--ratio",
                num(p.ratio)};
     pr.deps = model_deps(p.model);
-    if (p.procedure == "one-shot") {
+    if (p.procedure == "one-shot" || p.procedure == "searched") {
       const std::string sc = scores_for(p);
       pr.deps.push_back(sc);
       pr.args.insert(pr.args.end(), {"--scores", "{out}/" + b.get(sc).output});
+      if (p.procedure == "searched") {  // the per-layer counts searched on held-out text, resumable
+        const BudgetSearchSpec& bs = s.budget_search;
+        pr.args.insert(pr.args.end(), {"--search-budget", std::to_string(bs.budget)});
+        for (const auto& f : bs.data) pr.args.insert(pr.args.end(), {"--search-data", f});
+        pr.args.insert(pr.args.end(), {"--search-seq-len", std::to_string(bs.seq_len), "--search-samples",
+                                       std::to_string(bs.num_samples), "--search-max-move", std::to_string(bs.max_move),
+                                       "--search-seed", std::to_string(p.seed), "--search-state",
+                                       "{out}/prune/{id}.search.jsonl"});
+      }
       if (p.protect_super_experts) {
         const std::string calib = calibrate_job.at({p.model, protect_calibration(p)});
         pr.deps.push_back(calib);
         pr.args.insert(pr.args.end(), {"--protect-super-experts", "--stats", "{out}/" + b.get(calib).output});
+      }
+      if (p.substitute_novices) {
+        const std::string calib = calibrate_job.at({p.model, protect_calibration(p)});
+        if (std::find(pr.deps.begin(), pr.deps.end(), calib) == pr.deps.end()) pr.deps.push_back(calib);
+        pr.args.insert(pr.args.end(), {"--substitute", "novices"});
+        if (!p.protect_super_experts) pr.args.insert(pr.args.end(), {"--stats", "{out}/" + b.get(calib).output});
       }
     } else {
       pr.args.insert(pr.args.end(), {"--procedure", p.procedure});

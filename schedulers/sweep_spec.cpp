@@ -372,12 +372,12 @@ SweepSpec parse_sweep_spec(const std::string& path) {
                                               "procedures", "recovery", "seeds",     "include",  "exclude",
                                               "eval",     "resources", "slurm",    "lottery", "device",
                                               "finetune_first", "claims", "compressed_experts",
-                                              "protect_super_experts"};
+                                              "protect_super_experts", "budget_search", "substitute_novices"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!kKeys.count(k)) r.fail(k, "unknown key (name, model, calibration, criteria, ratios, procedures, recovery, "
                                    "seeds, include, exclude, eval, resources, slurm, lottery, device, finetune_first, claims, "
-                                   "compressed_experts, protect_super_experts)");
+                                   "compressed_experts, protect_super_experts, budget_search, substitute_novices)");
   }
   SweepSpec s;
   s.path = path;
@@ -454,8 +454,31 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   s.procedures = root["procedures"] ? r.list<std::string>(root["procedures"], "procedures")
                                     : std::vector<std::string>{"one-shot"};
   for (size_t i = 0; i < s.procedures.size(); ++i)
-    if (s.procedures[i] != "one-shot" && s.procedures[i] != "iterative" && s.procedures[i] != "lottery")
-      r.fail("procedures[" + std::to_string(i) + "]", "\"" + s.procedures[i] + "\" is not one-shot, iterative or lottery");
+    if (s.procedures[i] != "one-shot" && s.procedures[i] != "searched" && s.procedures[i] != "iterative" &&
+        s.procedures[i] != "lottery")
+      r.fail("procedures[" + std::to_string(i) + "]",
+             "\"" + s.procedures[i] + "\" is not one-shot, searched, iterative or lottery");
+  if (const YAML::Node bs = root["budget_search"]) {
+    if (!bs.IsMap()) r.fail("budget_search", "expected a map (budget, data, seq_len, num_samples, max_move)");
+    for (const auto& kv : bs) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "budget" && k != "data" && k != "seq_len" && k != "num_samples" && k != "max_move")
+        r.fail("budget_search." + k, "unknown key (budget, data, seq_len, num_samples, max_move)");
+    }
+    auto& b = s.budget_search;
+    if (bs["budget"]) b.budget = r.as<int64_t>(bs["budget"], "budget_search.budget");
+    if (bs["seq_len"]) b.seq_len = r.as<int64_t>(bs["seq_len"], "budget_search.seq_len");
+    if (bs["num_samples"]) b.num_samples = r.as<int64_t>(bs["num_samples"], "budget_search.num_samples");
+    if (bs["max_move"]) b.max_move = r.as<int64_t>(bs["max_move"], "budget_search.max_move");
+    b.data = r.list<std::string>(bs["data"], "budget_search.data");
+    if (b.budget < 1) r.fail("budget_search.budget", "must be at least 1 (allocations evaluated)");
+    if (b.seq_len < 2) r.fail("budget_search.seq_len", "must be at least 2");
+    if (b.num_samples < 0) r.fail("budget_search.num_samples", "must be >= 0 (0: all windows)");
+    if (b.max_move < 1) r.fail("budget_search.max_move", "must be at least 1");
+    for (size_t i = 0; i < b.data.size(); ++i) check_path(r, "budget_search.data[" + std::to_string(i) + "]", b.data[i]);
+  }
+  if (std::count(s.procedures.begin(), s.procedures.end(), "searched") && s.budget_search.data.empty())
+    r.fail("budget_search", "the procedure searched needs budget_search.data (held-out text for the search's fitness)");
   if (const YAML::Node rec = root["recovery"]) {
     if (rec.IsSequence()) {
       for (size_t i = 0; i < rec.size(); ++i) s.recovery.push_back(parse_recovery(r, rec[i], "recovery[" + std::to_string(i) + "]"));
@@ -582,16 +605,19 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     }
   }
   if (root["device"]) s.device = r.as<std::string>(root["device"], "device");
-  if (root["protect_super_experts"]) {
-    s.protect_super_experts.clear();
-    for (bool b : r.list<bool>(root["protect_super_experts"], "protect_super_experts"))
-      if (std::find(s.protect_super_experts.begin(), s.protect_super_experts.end(), int(b)) ==
-          s.protect_super_experts.end())
-        s.protect_super_experts.push_back(b);
-    if (s.protect_super_experts.empty()) r.fail("protect_super_experts", "give true, false or [false, true]");
-    if (std::count(s.protect_super_experts.begin(), s.protect_super_experts.end(), 1) && s.calibration.empty())
-      r.fail("protect_super_experts", "super experts are found in calibration statistics: add a calibration set");
-  }
+  // A boolean or a list of them (a grid dimension), each value once.
+  auto flags = [&](const char* key, std::vector<int>& out, const std::string& why_calibration) {
+    if (!root[key]) return;
+    out.clear();
+    for (bool b : r.list<bool>(root[key], key))
+      if (std::find(out.begin(), out.end(), int(b)) == out.end()) out.push_back(b);
+    if (out.empty()) r.fail(key, "give true, false or [false, true]");
+    if (std::count(out.begin(), out.end(), 1) && s.calibration.empty()) r.fail(key, why_calibration);
+  };
+  flags("protect_super_experts", s.protect_super_experts,
+        "super experts are found in calibration statistics: add a calibration set");
+  flags("substitute_novices", s.substitute_novices,
+        "novices are mean outputs from calibration statistics: add a calibration set");
   if (s.device != "cpu" && s.device != "cuda") r.fail("device", shown_value(s.device) + " is not cpu or cuda");
   if (const YAML::Node lo = root["lottery"]) {
     if (!lo.IsMap()) r.fail("lottery", "expected a map (start_tokens, lr, seq_len, data)");
@@ -621,7 +647,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
                          "(the sweep then prunes the fine-tuned model)");
   }
   for (const auto& p : s.procedures)
-    if (p != "one-shot" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");
+    if (p != "one-shot" && p != "searched" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");
   for (size_t i = 0; i < s.recovery.size(); ++i)
     if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty() && s.eval.lm_eval.tasks.empty())
       r.fail("recovery[" + std::to_string(i) + "]",
@@ -664,11 +690,14 @@ std::vector<GridPoint> expand_grid(const SweepSpec& s) {
       for (size_t ci = 0; ci < std::max<size_t>(1, s.calibration.size()); ++ci)
         for (double ratio : s.ratios)
           for (const auto& proc : s.procedures) {
-            const bool needs_cal = data || proc != "one-shot";
+            const bool by_scores = proc == "one-shot" || proc == "searched";  // a plan from scores
+            const bool needs_cal = data || !by_scores;
             if (!needs_cal && ci > 0) continue;
             // Protection applies to one-shot prunes; the other procedures run unprotected once.
-            std::vector<int> protect = proc == "one-shot" ? s.protect_super_experts : std::vector<int>{0};
+            std::vector<int> protect = by_scores ? s.protect_super_experts : std::vector<int>{0};
+            std::vector<int> novices = by_scores ? s.substitute_novices : std::vector<int>{0};
             for (int prot : protect)
+             for (int nov : novices)
               for (const auto& rec : s.recovery)
                 for (uint64_t seed : s.seeds) {
                   GridPoint p;
@@ -680,6 +709,7 @@ std::vector<GridPoint> expand_grid(const SweepSpec& s) {
                   p.recovery = rec;
                   p.seed = seed;
                   p.protect_super_experts = prot != 0;
+                  p.substitute_novices = nov != 0;
                   bool keep = s.include.empty();
                   for (const auto& f : s.include) keep |= matches(p, f);
                   for (const auto& f : s.exclude) keep &= !matches(p, f);

@@ -76,6 +76,13 @@ struct Recovery {
   std::string label() const;
 };
 
+// The `searched` procedure's settings (moelab prune --search-*): a one-shot plan whose
+// per-layer drop counts are searched on held-out text (jobs/budget_search.h).
+struct BudgetSearchSpec {
+  int64_t budget = 24, seq_len = 256, num_samples = 16, max_move = 2;
+  std::vector<std::string> data;
+};
+
 struct Resources {
   int64_t ranks = 1, gpus = 0;
   std::string mem = "4G", time = "01:00:00";
@@ -141,8 +148,11 @@ struct GridPoint {
   std::string procedure;
   Recovery recovery;
   uint64_t seed = 0;
-  bool protect_super_experts = false;  // one-shot only
-  std::string criterion_tag() const { return criterion.label() + (protect_super_experts ? "+SE" : ""); }
+  bool protect_super_experts = false;  // one-shot and searched only
+  bool substitute_novices = false;     // one-shot and searched only
+  std::string criterion_tag() const {
+    return criterion.label() + (protect_super_experts ? "+SE" : "") + (substitute_novices ? "+novices" : "");
+  }
 };
 
 struct SweepSpec {
@@ -169,6 +179,10 @@ struct SweepSpec {
   // point's calibration statistics); such points are tagged criterion "<label>+SE".
   // The other procedures are not protected.
   std::vector<int> protect_super_experts = {0};
+  // substitute_novices: the same for MoNE's novices (moelab prune --substitute novices,
+  // their mean outputs from the point's statistics); points tagged "<label>+novices".
+  std::vector<int> substitute_novices = {0};
+  BudgetSearchSpec budget_search;  // for the procedure "searched"
   // claims: papers' claims the report checks on this sweep's results (results/claims.h);
   // their grid values and metrics are checked against the grid and eval sections.
   std::vector<results::ClaimSpec> claims;

@@ -32,6 +32,8 @@ void run_compress(const CompressArgs& a) {
   if (std::filesystem::exists(a.out) && !a.overwrite)
     throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
   const hf::ModelConfig c0 = models::load_config(a.model_dir);
+  if (c0.has_novices())
+    throw InputError(a.model_dir, "has MoNE novices (\"moelab_novices_per_layer\"): compress the model they were made from");
   const int64_t k = c0.num_experts_per_tok;
   if (a.main < 1 || a.main >= k)
     throw InputError("--main", std::to_string(a.main) + " is outside [1, " + std::to_string(k - 1) +

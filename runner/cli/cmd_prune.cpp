@@ -15,6 +15,8 @@
 #include "jobs/calibration_data.h"
 #include "jobs/training_data.h"
 #include "jobs/pruning_plan.h"
+#include "jobs/budget_search.h"
+#include "jobs/novice_substitution.h"
 #include "jobs/super_experts.h"
 #include "results/stats_file.h"
 #include "models/checkpoint_surgery.h"
@@ -41,8 +43,12 @@ struct PruneArgs {
   bool in_memory = false;  // load the model and save it even where surgery would do
   // Super-expert protection (jobs/super_experts.h), from the statistics file.
   bool protect_super = false;
+  std::string substitute;  // "novices": MoNE (jobs/novice_substitution.h), from --stats
   std::string stats;
   jobs::SuperExpertRule super_rule;
+  // Searched per-layer budgets (jobs/budget_search.h) on held-out data.
+  jobs::BudgetSearchOptions search{0};
+  jobs::CalibrationSpec search_data{{}, "", 256, 16};
 };
 
 // The super experts of `stats_path` as plan options; the statistics must be of this
@@ -106,7 +112,7 @@ std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& spe
 // MXFP4 checkpoint (gpt-oss) is written dequantised as the loader reads it (moelab
 // writes no MXFP4): those load the model and save it (models/model_writer.h).
 bool by_surgery(const PruneArgs& a, const hf::ModelConfig& c) {
-  if (a.in_memory || a.procedure != "one-shot") return false;
+  if (a.in_memory || a.procedure != "one-shot" || !a.substitute.empty()) return false;
   return models::editable_by_surgery(c, /*generic_experts=*/false);
 }
 
@@ -131,8 +137,18 @@ void run_prune(PruneArgs a) {
   a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
   if (a.protect_super && a.scores.empty())
     throw InputError("--protect-super-experts", "applies to one-shot pruning by scores (--scores with --criterion)");
-  if (!a.stats.empty() && !a.protect_super)
-    throw InputError("--stats", "is read by --protect-super-experts; give that too (or leave --stats out)");
+  if (a.search.budget != 0 && a.scores.empty())
+    throw InputError("--search-budget", "searches the allocation of a one-shot plan: give --scores and --criterion");
+  if (a.search.budget < 0) throw InputError("--search-budget", "must be at least 1 (0: no search)");
+  if (!a.substitute.empty()) {
+    if (a.substitute != "novices") throw InputError("--substitute", "\"" + a.substitute + "\" is not novices");
+    if (a.scores.empty() && a.plan_in.empty())
+      throw InputError("--substitute", "replaces the experts of a plan: give --scores with --criterion, or --plan");
+    if (a.stats.empty())
+      throw InputError("--substitute", "needs --stats, the calibration statistics (with out_moments) of the model");
+  }
+  if (!a.stats.empty() && !a.protect_super && a.substitute.empty())
+    throw InputError("--stats", "is read by --protect-super-experts and --substitute; give one (or leave --stats out)");
   const bool surgery = by_surgery(a, models::load_config(a.model.model_dir));
   // Surgery plans on the model's shell: every tensor checked, none read.
   if (!surgery) a.model.check_memory(jobs::holding_model("moelab prune", false), 1);
@@ -146,13 +162,35 @@ void run_prune(PruneArgs a) {
     models::remove_experts(m, parse_drops(a.drops));
   } else if (!a.plan_in.empty()) {
     plan = jobs::load_plan(a.plan_in);
-    jobs::apply_plan(m, *plan, a.plan_in);
+    if (plan->substitute == "novices" && a.substitute.empty())
+      throw InputError(a.plan_in, "substituted novices for its dropped experts: give --substitute novices --stats too");
+    if (a.substitute.empty()) jobs::apply_plan(m, *plan, a.plan_in);
   } else if (!a.scores.empty()) {
     if (a.plan.criterion.empty()) throw InputError("--criterion", "name the criterion whose scores to prune by");
     const auto scores = criteria::read_scores(a.scores);
     if (a.protect_super) protect_super_experts(a, m, a.plan);
+    std::optional<jobs::PruningPlan::Search> searched;
+    if (a.search.budget > 0) {
+      // The search runs the model: loaded whole here (the pruned checkpoint may still be
+      // written by surgery).
+      if (a.search_data.files.empty()) throw InputError("--search-data", "the budget search needs held-out text");
+      if (a.search_data.tokenizer.empty()) a.search_data.tokenizer = a.model.model_dir;
+      a.search_data.seed = a.search.seed;
+      const jobs::CalibrationSet held = jobs::load_calibration_set(a.search_data);
+      a.model.check_memory(jobs::holding_model("moelab prune --search-budget", false), 1);
+      const models::MoeModel full = models::load_model(a.model.model_dir, a.model.load_options());
+      const auto r = jobs::search_layer_budgets(full, scores.get(a.plan.criterion, a.scores), a.plan, held.sequences,
+                                                a.search);
+      for (const auto& [l, d] : r.drops) a.plan.layer_ratios[l] = double(d) / double(full.config.num_experts_per_layer[l]);
+      searched = jobs::PruningPlan::Search{a.search.budget, r.evaluations, r.targets, a.search.seed, r.fitness,
+                                           r.uniform_fitness, held.description};
+      spdlog::info("budget search: {} allocations evaluated ({} from {}), KL {:.6g} per target token against {:.6g} "
+                   "for the uniform allocation", r.evaluations, r.resumed, a.search.state_path.empty() ? "none" : a.search.state_path,
+                   r.fitness, r.uniform_fitness);
+    }
     plan = jobs::plan_from_scores(m, scores.get(a.plan.criterion, a.scores), a.plan, a.scores);
-    jobs::apply_plan(m, *plan, "pruning plan");
+    plan->search = searched;
+    if (a.substitute.empty()) jobs::apply_plan(m, *plan, "pruning plan");
   } else {
     if (a.plan.criterion.empty()) throw InputError("--criterion", "name the criterion to prune by");
     if (a.data.files.empty()) throw InputError("--data", "the iterative procedure needs calibration data");
@@ -176,6 +214,13 @@ void run_prune(PruneArgs a) {
     }
     plan = schedulers::prune_iteratively(m, *comm, set, a.plan, collect, lottery);
     if (comm->rank() != 0) return;  // every rank pruned the same model; rank 0 writes
+  }
+  if (!a.substitute.empty()) {  // MoNE: the plan's dropped experts become novices
+    plan->substitute = a.substitute;
+    jobs::substitute_novices(m, *plan, results::read_stats(a.stats), a.stats);
+    int64_t n = 0;
+    for (const auto& [l, lp] : plan->layers) n += int64_t(lp.drop.size());
+    spdlog::info("MoNE: {} dropped experts replaced by novices (their mean outputs in {})", n, a.stats);
   }
   if (plan) {
     plan->model = a.model.model_dir;
@@ -268,7 +313,21 @@ void add_prune_command(CLI::App& app) {
   cmd->add_flag("--protect-super-experts", a->protect_super,
                 "never drop a super expert (largest output value above max(q99.5, max/10) over all experts, first "
                 "75% of the MoE layers; Su et al. 2025, as REAP); needs --stats with out_max");
-  cmd->add_option("--stats", a->stats, "calibration statistics (HDF5) to find super experts in");
+  cmd->add_option("--stats", a->stats, "calibration statistics (HDF5): super experts, novices' mean outputs");
+  cmd->add_option("--substitute", a->substitute,
+                  "novices: replace each dropped expert by its mean output over the calibration tokens routed to "
+                  "it (MoNE, arXiv 2507.00390; --stats with out_moments); the router keeps every row");
+  cmd->add_option("--search-budget", a->search.budget,
+                  "search how many experts each layer drops (total fixed by --ratio): allocations evaluated "
+                  "(EvoESAP-style (1+1) evolution from the uniform one; fitness: KL to the unpruned model on "
+                  "--search-data); 0: uniform");
+  cmd->add_option("--search-data", a->search_data.files, "held-out text for the budget search (.txt, .jsonl, .json ids)");
+  cmd->add_option("--search-seq-len", a->search_data.seq_len, "budget search: tokens per held-out sequence (256)");
+  cmd->add_option("--search-samples", a->search_data.num_samples, "budget search: held-out sequences (16)");
+  cmd->add_option("--search-seed", a->search.seed, "budget search: seed of the mutations (and of drawing sequences)");
+  cmd->add_option("--search-max-move", a->search.max_move, "budget search: most drops one mutation moves (2)");
+  cmd->add_option("--search-state", a->search.state_path,
+                  "budget search: JSON-lines record of every evaluation; a run given it again resumes");
   cmd->add_option("--super-expert-quantile", a->super_rule.quantile, "super experts: percentile, in (0, 100] (99.5)");
   cmd->add_option("--super-expert-factor", a->super_rule.factor, "super experts: at least max / this, >= 1 (10)");
   cmd->add_option("--super-expert-layers", a->super_rule.layer_fraction,

@@ -174,6 +174,16 @@ ModelConfig read_model_config(const std::string& path) {
     }
   }
   c.skip_renormalize = f.boolean("moelab_skip_renormalize", true);
+  if (c.raw.contains("moelab_novices_per_layer") && !c.raw["moelab_novices_per_layer"].is_null()) {
+    const auto& v = c.raw["moelab_novices_per_layer"];
+    if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
+      f.fail("moelab_novices_per_layer", "must list one novice count per layer (" + std::to_string(c.num_hidden_layers) + ")");
+    for (const auto& n : v) {
+      if (!n.is_number_integer() || n.get<int64_t>() < 0 || n.get<int64_t>() > (int64_t(1) << 20))
+        f.fail("moelab_novices_per_layer", "counts must be integers >= 0");
+      c.novices_per_layer.push_back(n.get<int64_t>());
+    }
+  }
   if (c.raw.contains("moelab_compressed_experts") && !c.raw["moelab_compressed_experts"].is_null()) {
     const auto& v = c.raw["moelab_compressed_experts"];
     if (!v.is_object() || !v.contains("main") || !v["main"].is_number_integer() || v["main"].get<int64_t>() < 1)

@@ -172,6 +172,18 @@ struct ModelConfig {
   std::string compressed_variant;  // "official" | "moelab-v1" (set when compressed_main > 0)
   bool compressed() const { return compressed_main > 0; }
   bool compressed_official() const { return compressed() && compressed_variant == "official"; }
+  // MoNE's novices (moelab prune --substitute novices; arXiv 2507.00390): per decoder
+  // layer, how many dropped experts were replaced by a constant vector (their mean output
+  // over calibration tokens), `moelab_novices_per_layer`. The router keeps a row for each:
+  // num_experts_per_layer[l] real experts first, then the novices (models/moe_block.cpp).
+  // Empty: none.
+  std::vector<int64_t> novices_per_layer;
+  int64_t novices_of(int64_t layer) const { return novices_per_layer.empty() ? 0 : novices_per_layer.at(layer); }
+  bool has_novices() const {
+    for (int64_t n : novices_per_layer)
+      if (n > 0) return true;
+    return false;
+  }
   nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
 
   // Llama-4 (transformers models/llama4/modeling_llama4.py; models/llama4.cpp):

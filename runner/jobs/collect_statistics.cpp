@@ -17,6 +17,8 @@ results::CalibrationStats collect_statistics(models::MoeModel& m, cluster::Commu
                                              const CalibrationSet& set, const std::set<std::string>& groups,
                                              const CollectOptions& opts) {
   const bool gradients = groups.count(results::stat::kGradients) != 0;
+  if (m.config.has_novices() && (gradients || groups.count(results::stat::kNaee)))
+    throw InputError(m.config.path, "has MoNE novices: the gradients and naee statistics need every expert's weights");
   int64_t targets = 0;  // next-token targets: the gradient loss is their mean
   for (const auto& s : set.sequences) targets += std::max<int64_t>(int64_t(s.size()) - 1, 0);
   if (gradients && targets == 0)

@@ -202,6 +202,12 @@ void save_plan(const PruningPlan& p, const std::string& path) {
     rounds.push_back(one);
   }
   j["rounds"] = rounds;
+  if (!p.substitute.empty()) j["substitute"] = p.substitute;
+  if (p.search)
+    j["search"] = {{"budget", p.search->budget},   {"evaluations", p.search->evaluations},
+                   {"seed", p.search->seed},       {"fitness", p.search->fitness},
+                   {"uniform_fitness", p.search->uniform_fitness}, {"targets", p.search->targets},
+                   {"data", p.search->data},       {"fitness_is", "mean KL(unpruned || pruned) per held-out target token"}};
   if (!p.protected_experts.empty()) {
     nlohmann::json prot = nlohmann::json::object();
     for (const auto& [l, ids] : p.protected_experts) prot[std::to_string(l)] = ids;
@@ -248,6 +254,7 @@ PruningPlan load_plan(const std::string& path) {
         for (const auto& [l, d] : r.items()) one[std::stoll(l)] = json_integer_list(d, "rounds[]." + l);
         p.rounds.push_back(std::move(one));
       }
+    p.substitute = j.value("substitute", "");
     if (j.contains("protected")) {
       if (!j["protected"].is_object()) throw InputError(path, "\"protected\" must be an object of layer: [experts]");
       for (const auto& [l, ids] : j["protected"].items())

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,17 @@ struct PruningPlan {
   std::vector<std::map<int64_t, std::vector<int64_t>>> rounds;  // iterative: drops per round
   std::map<int64_t, std::vector<int64_t>> protected_experts;     // never dropped, by decoder layer
   std::string protect_rule;                                      // how they were chosen
+  // Searched per-layer budgets (jobs/budget_search.h): layer_ratios hold the allocation;
+  // "search" in the JSON: budget, seed, evaluations, fitness of the allocation and of the
+  // uniform one (mean KL to the unpruned model per held-out target token), targets.
+  struct Search {
+    int64_t budget = 0, evaluations = 0, targets = 0;
+    uint64_t seed = 0;
+    double fitness = 0, uniform_fitness = 0;
+    std::string data;  // the held-out data (files)
+  };
+  std::optional<Search> search;
+  std::string substitute;  // "novices": the dropped experts became MoNE novices (jobs/novice_substitution.h)
 };
 
 struct PlanOptions {

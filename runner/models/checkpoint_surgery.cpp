@@ -252,6 +252,7 @@ void write_surgery(const hf::ModelConfig& input, const hf::ModelConfig& output, 
 }  // namespace
 
 bool editable_by_surgery(const hf::ModelConfig& c, bool generic_experts) {
+  if (c.has_novices()) return false;  // the model path refuses them by name
   if (c.raw.contains("quantization_config") && !c.raw["quantization_config"].is_null()) return false;
   return !generic_experts || family_for(c).load_experts == nullptr;
 }

@@ -61,6 +61,8 @@ at::Tensor weighted_sum_f64(const std::vector<at::Tensor>& xs, const std::vector
 }
 
 void merge_experts(MoeModel& m, const ExpertMerges& merges, RouterMerge router, const std::string& what) {
+  if (m.config.has_novices())
+    throw InputError(m.config.path, "has MoNE novices (\"moelab_novices_per_layer\"): merge the model they were made from");
   // Validate every layer before changing any, so a bad plan leaves the model intact.
   for (const auto& [l, groups] : merges) check_layer(m, l, groups, what);
   for (const auto& [l, groups] : merges) {

@@ -46,6 +46,8 @@ at::Tensor keep_rows(const at::Tensor& t, const at::Tensor& idx) {
 }  // namespace
 
 void remove_experts(MoeModel& m, const ExpertDrops& drops) {
+  if (m.config.has_novices())
+    throw InputError(m.config.path, "has MoNE novices (\"moelab_novices_per_layer\"): prune the model they were made from");
   auto& c = m.config;
   const std::string what = "expert drop list";
   // Validate every layer before changing any, so a bad list leaves the model intact.

@@ -52,6 +52,9 @@ struct TensorNames {
   // or moelab-v1's theta [E, D] (hf::ModelConfig::compressed_variant).
   std::string experts_ces = "model.layers.{L}.mlp.ces";
   std::string experts_theta = "model.layers.{L}.mlp.experts.theta";
+  // MoNE's novices [N, D] (hf::ModelConfig::novices_per_layer): the mean outputs that
+  // replace substituted experts, the router's last N rows.
+  std::string experts_novices = "model.layers.{L}.mlp.experts.novices";
   // DeepSeek-V3 router e_score_correction_bias [E]; [1, E] on disk when
   // correction_bias_row (ERNIE-4.5's moe_statics), experts along its second axis.
   std::string router_correction_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";

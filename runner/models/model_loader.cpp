@@ -22,6 +22,7 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
                            int64_t count) {
   const TensorNames& n = fam.names;
   const int64_t E = c.num_experts_per_layer[l], D = c.hidden_size, F = c.moe_intermediate_size;
+  const int64_t R = E + c.novices_of(l);  // router rows: the real experts, then the novices
   ExpertWeights w;
   w.first_local = first;
   const std::string fused_gu = tensor_name(n.experts_gate_up_fused, l);
@@ -29,7 +30,7 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
     fam.load_experts(t, c, l, first, count, w);
   } else if (t.has(fused_gu)) {
     w.router_ED = t.take(t.has(tensor_name(n.router, l)) ? tensor_name(n.router, l) : tensor_name(n.router_fused, l),
-                         {E, D});
+                         {R, D});
     // Views of the memory-mapped file: only the local experts' pages are touched,
     // copied (and converted) without a copy of the other experts, and dropped once copied.
     auto local = [&](const std::string& name, std::vector<int64_t> shape) {
@@ -53,7 +54,7 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
       w.down_EDF = local(tensor_name(n.experts_down_fused, l), {E, D, F});
     }
   } else {
-    w.router_ED = t.take(tensor_name(n.router, l), {E, D});
+    w.router_ED = t.take(tensor_name(n.router, l), {R, D});
     // Copied one expert at a time into the stacked tensors, converted by the copy itself
     // (no temporary in the compute dtype), each source's mapped pages dropped right
     // after: peak memory is the result plus one expert's pages.
@@ -106,8 +107,17 @@ ExpertWeights load_experts(TensorTaker& t, const FamilySpec& fam, const hf::Mode
                                                 : t.take(tensor_name(n.router_correction_bias, l), {E});
     if (w.correction_bias_E.defined()) w.correction_bias_E = w.correction_bias_E.reshape({E}).to(at::kFloat);
   }
-  w.original_ids.resize(E);
-  for (int64_t e = 0; e < E; ++e) w.original_ids[e] = e;
+  // Novices (MoNE): one constant output vector per replaced expert, replicated like the router.
+  const std::string novices = tensor_name(n.experts_novices, l);
+  if (c.novices_of(l) > 0) {
+    w.novice_ND = t.take(novices, {c.novices_of(l), D});
+  } else if (t.has(novices)) {
+    throw InputError(c.path, "the checkpoint has \"" + novices + "\" (MoNE novices) but config.json's "
+                                                                   "\"moelab_novices_per_layer\" gives layer " +
+                                 std::to_string(l) + " none");
+  }
+  w.original_ids.resize(R);
+  for (int64_t e = 0; e < R; ++e) w.original_ids[e] = e;
   return w;
 }
 
@@ -229,6 +239,20 @@ hf::ModelConfig load_config_file(const std::string& path) {
                                " (at least one auxiliary expert)");
   if (c.compressed() && !c.skip_beta.empty())
     throw InputError(path, "fields \"moelab_compressed_experts\" and \"moelab_skip_beta\" cannot be combined");
+  if (c.has_novices()) {
+    // Novices (MoNE) replace experts behind a plain router: a weight [E, D], no bias, no
+    // correction bias, gates on the output.
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (c.novices_of(l) > 0 && !c.is_moe_layer(l))
+        throw InputError(path, "field \"moelab_novices_per_layer\": layer " + std::to_string(l) +
+                                   " is dense and cannot have novices");
+    if (fam.load_experts || c.router_correction_bias || c.router_gate_on_input || c.compressed() ||
+        !c.skip_beta.empty())
+      throw InputError(path, "field \"moelab_novices_per_layer\" is not supported by " + fam.name +
+                                 (c.compressed() || !c.skip_beta.empty()
+                                      ? " together with compressed experts or NAEE skipping"
+                                      : " (novices need a plain softmax router gating the experts' outputs)"));
+  }
   if (!c.chunked_layers.empty() && !c.attention_chunk_size)
     throw InputError(path, "field \"layer_types\": \"chunked_attention\" is not supported by " + fam.name +
                                " (only Llama-4 reads attention_chunk_size)");

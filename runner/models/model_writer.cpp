@@ -73,7 +73,7 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
         put(tensor_name(n.router_correction_bias, l),
             n.correction_bias_row && w.correction_bias_E.defined() ? w.correction_bias_E.view({1, -1})
                                                                    : w.correction_bias_E);
-        for (int64_t e = 0; e < w.num_experts(); ++e) {
+        for (int64_t e = 0; e < w.num_real(); ++e) {
           out.emplace_back(tensor_name(n.expert_gate, l, e), w.gate_up_EFD[e].narrow(0, 0, F));
           out.emplace_back(tensor_name(n.expert_up, l, e), w.gate_up_EFD[e].narrow(0, F, F));
           out.emplace_back(tensor_name(n.expert_down, l, e), w.down_EDF[e]);
@@ -81,6 +81,7 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
       }
       if (w.ces_E3W.defined()) out.emplace_back(tensor_name(n.experts_ces, l), w.ces_E3W);
       if (w.theta_ED.defined()) out.emplace_back(tensor_name(n.experts_theta, l), w.theta_ED);
+      if (w.novice_ND.defined()) out.emplace_back(tensor_name(n.experts_novices, l), w.novice_ND);
       if (L.shared) {
         out.emplace_back(tensor_name(n.shared_gate, l), L.shared->mlp.gate_FD);
         out.emplace_back(tensor_name(n.shared_up, l), L.shared->mlp.up_FD);
@@ -144,7 +145,12 @@ void save_model(const MoeModel& m, const std::string& out_dir, const SaveOptions
   co.dequantised = true;  // weights are written as loaded: dequantised (gpt-oss MXFP4)
   hf::ModelConfig written = c;  // the expert counts the layers hold
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-    written.num_experts_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_experts() : 0;
+    written.num_experts_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_real() : 0;
+  written.novices_per_layer.clear();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    if (m.layers[l].moe && m.layers[l].moe->num_novices() > 0) written.novices_per_layer.resize(c.num_hidden_layers, 0);
+  for (int64_t l = 0; l < int64_t(written.novices_per_layer.size()); ++l)
+    written.novices_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_novices() : 0;
   write_saved_config(dir.path(), written, *m.family, co, out_dir);
   dir.commit();
 }

@@ -16,6 +16,7 @@
 // to the layer's output, ||f(x * g)||, as for the other families g ||f(x)|| is.
 #include <ATen/core/grad_mode.h>
 
+#include "common/error.h"
 #include "models/blocks.h"
 #include "models/compressed_experts.h"
 #include "models/dispatch_autograd.h"
@@ -118,6 +119,8 @@ void observe_all_experts(const ExpertWeights& w, const hf::ModelConfig& c, const
                          const at::Tensor& logits_NE, int64_t layer, ExpertDispatcher& dispatcher,
                          MoeObserver& observer) {
   at::NoGradGuard no_grad;
+  if (w.num_novices() > 0)
+    throw InputError("dense observation", "a model with MoNE novices has experts without weights to run on every token");
   const int64_t N = x_ND.size(0), E = w.num_experts(), D = x_ND.size(1);
   auto i64 = at::TensorOptions().dtype(at::kLong).device(x_ND.device());
   at::Tensor all_NE = at::arange(E, i64).unsqueeze(0).expand({N, E}).contiguous();
@@ -157,7 +160,21 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
   // Slots that do not run (NAEE-skipped, compressed experts' auxiliary) carry expert
   // id E: the plan leaves them out.
   // The plan carries the combine weights (the gates, or ones when they scale the input).
-  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E, r.dispatch_ids_NK, r.combine_NK));
+  // MoNE novices: routed like experts, computed here (gate x constant vector); their slots
+  // are left out of the plan like skipped ones (id = the number of real experts).
+  const int64_t E_real = w.num_real();
+  at::Tensor dispatch_NK = r.dispatch_ids_NK, novice_out_ND;
+  if (E_real < E) {
+    const at::Tensor is_novice_NK = r.topk_ids_NK >= E_real;
+    const at::Tensor slot_NK = (r.topk_ids_NK - E_real).clamp_min(0);
+    const at::Tensor weight_NK = r.combine_NK * is_novice_NK.to(r.combine_NK.scalar_type());
+    const int64_t N = slot_NK.size(0), K = slot_NK.size(1);
+    novice_out_ND = (weight_NK.unsqueeze(2).to(w.novice_ND.scalar_type()) *
+                     w.novice_ND.index_select(0, slot_NK.reshape(-1)).view({N, K, w.novice_ND.size(1)}))
+                        .sum(1);
+    dispatch_NK = dispatch_NK.masked_fill(dispatch_NK >= E_real, E_real);
+  }
+  auto plan = std::make_shared<const DispatchedTokens>(dispatcher.plan(layer, E_real, dispatch_NK, r.combine_NK));
   const DispatchedTokens& d = *plan;
   at::Tensor x_RC = r.x_in_NC.index_select(0, d.rows.token_of);
   // Llama-4: each (token, slot) row enters its expert as x * gate (Llama4TextMoe.forward).
@@ -181,7 +198,8 @@ at::Tensor moe_forward(const ExpertWeights& w, const hf::ModelConfig& c, const a
     if (observer->wants_all_expert_outputs())
       observe_all_experts(w, c, x_ND.detach(), r.logits_NE.detach(), layer, dispatcher, *observer);
   }
-  return weighted_scatter_add(y_RD, d.rows, d.num_tokens);
+  at::Tensor y_ND = weighted_scatter_add(y_RD, d.rows, d.num_tokens);
+  return novice_out_ND.defined() ? y_ND + novice_out_ND.to(y_ND.scalar_type()) : y_ND;
 }
 
 at::Tensor dense_mlp_forward(const DenseMlpWeights& w, const hf::ModelConfig& c, const at::Tensor& x_ND) {

@@ -56,13 +56,19 @@ struct ExpertWeights {
   //   moelab-v1: theta [E, D] (the input of gate and up).
   at::Tensor ces_E3W;
   at::Tensor theta_ED;
+  // MoNE's novices (hf::ModelConfig::novices_per_layer): [N, D] in the compute dtype,
+  // every rank. Router rows num_real() .. num_experts() - 1 are novices: a token routed to
+  // one adds gate x novice_ND[id - num_real()] instead of running an expert. Undefined: none.
+  at::Tensor novice_ND;
   int64_t first_local = 0;
   // For each of the E experts, its index in the checkpoint it was loaded from (kept
   // through pruning so that results can name experts by their original ids).
   std::vector<int64_t> original_ids;
-  int64_t num_experts() const { return router_ED.size(0); }
+  int64_t num_experts() const { return router_ED.size(0); }  // routed ids, novices included
+  int64_t num_novices() const { return novice_ND.defined() ? novice_ND.size(0) : 0; }
+  int64_t num_real() const { return num_experts() - num_novices(); }  // experts with weights
   int64_t num_local() const { return gate_up_EFD.size(0); }
-  bool all_local() const { return first_local == 0 && num_local() == num_experts(); }
+  bool all_local() const { return first_local == 0 && num_local() == num_real(); }
 };
 
 struct DenseMlpWeights {

@@ -35,6 +35,8 @@ ParamCounts count_params(const hf::ModelConfig& c) {
     const int64_t E = c.num_experts_per_layer[l];
     if (E > 0) {
       p.routers += E * D;
+      // MoNE novices: a router row and a vector [D] each, counted with the routers.
+      p.routers += 2 * c.novices_of(l) * D;
       if (c.router_correction_bias) p.routers += E;
       if (c.router_bias) p.routers += E;
       // Compressed experts' vectors (one [3, W] or [D] per expert, used by every token).
@@ -57,7 +59,7 @@ ParamCounts count_params(const hf::ModelConfig& c) {
 ParamCounts count_params(const MoeModel& m) {
   hf::ModelConfig c = m.config;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-    c.num_experts_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_experts() : 0;
+    c.num_experts_per_layer[l] = m.layers[l].moe ? m.layers[l].moe->num_real() : 0;
   return count_params(c);
 }
 

@@ -14,14 +14,20 @@ namespace {
 // MoE layer rebuilt at its own expert count (config attribute COUNT) before the weights
 // are loaded. Dense layers (count 0) keep their MLP.
 const char* kRemoteModeling = R"PY(# Written by moelab: the stock transformers model with a per-layer expert count,
-# read from config.moelab_num_experts_per_layer (stock configs hold one count).
+# read from config.moelab_num_experts_per_layer (stock configs hold one count), and MoNE's
+# novices (config.moelab_novices_per_layer): a layer's router has a row for each of its
+# experts, then one for each novice; a token routed to a novice receives gate x its vector
+# (model.layers.L.mlp.experts.novices [N, D]) instead of an expert's output.
 import copy
 
+import torch
 from transformers import CLASS
 
 
 def _resize_experts(model, config, count_attr):
-    counts = config.moelab_num_experts_per_layer
+    counts = getattr(config, "moelab_num_experts_per_layer", None)
+    if counts is None:
+        return
     for idx, layer in enumerate(model.model.layers):
         attr = "mlp" if hasattr(layer, "mlp") else "feed_forward"  # Llama-4: feed_forward
         block = getattr(layer, attr)
@@ -32,10 +38,50 @@ def _resize_experts(model, config, count_attr):
         setattr(layer, attr, type(block)(layer_config))
 
 
+def _novice_experts(experts_cls, config, real, novices):
+    class NoviceExperts(experts_cls):
+        def __init__(self):
+            super().__init__(config)
+            self.novices = torch.nn.Parameter(torch.zeros(novices, config.hidden_size))
+
+        def forward(self, hidden_states, top_k_index, top_k_weights):
+            is_novice = top_k_index >= real
+            # Novice slots run expert 0 with weight 0 (every experts implementation
+            # accepts that; not all skip an out-of-range index), then add their vectors.
+            out = super().forward(hidden_states, top_k_index.masked_fill(is_novice, 0),
+                                  top_k_weights.masked_fill(is_novice, 0))
+            weights = (top_k_weights * is_novice).unsqueeze(-1).to(self.novices.dtype)
+            vectors = self.novices[(top_k_index - real).clamp(min=0)]
+            return out + (weights * vectors).sum(1).to(out.dtype)
+
+    return NoviceExperts()
+
+
+def _add_novices(model, config, count_attr):
+    novices = getattr(config, "moelab_novices_per_layer", None)
+    if not novices:
+        return
+    counts = getattr(config, "moelab_num_experts_per_layer", None)
+    for idx, layer in enumerate(model.model.layers):
+        if novices[idx] == 0:
+            continue
+        attr = "mlp" if hasattr(layer, "mlp") else "feed_forward"
+        block = getattr(layer, attr)
+        real = counts[idx] if counts is not None else getattr(config, count_attr)
+        routed = copy.copy(config)
+        setattr(routed, count_attr, real + novices[idx])  # the router's rows
+        new_block = type(block)(routed)
+        experts_config = copy.copy(config)
+        setattr(experts_config, count_attr, real)
+        new_block.experts = _novice_experts(type(block.experts), experts_config, real, novices[idx])
+        setattr(layer, attr, new_block)
+
+
 class MoelabCLASS(CLASS):
     def __init__(self, config):
         super().__init__(config)
         _resize_experts(self, config, "COUNT")
+        _add_novices(self, config, "COUNT")
         self.post_init()
 )PY";
 
@@ -81,19 +127,21 @@ void write_saved_config(const fs::path& dir, const hf::ModelConfig& c, const Fam
   }
   raw.erase("moelab_num_experts_per_layer");
   raw.erase("moelab_compressed_experts");
+  raw.erase("moelab_novices_per_layer");
+  if (c.has_novices()) raw["moelab_novices_per_layer"] = c.novices_per_layer;
   if (c.compressed())
     raw["moelab_compressed_experts"] = {{"main", c.compressed_main}, {"variant", c.compressed_variant}};
   raw.erase("auto_map");
   // Dequantised weights (gpt-oss MXFP4 experts loaded by models/gpt_oss.cpp): the
   // file's quantization_config no longer applies.
   if (opts.dequantised) raw.erase("quantization_config");
-  if (uneven) {
-    raw["moelab_num_experts_per_layer"] = counts;
+  if (uneven || c.has_novices()) {
+    if (uneven) raw["moelab_num_experts_per_layer"] = counts;
     const std::string& cls = family.architectures.at(0);
     raw["auto_map"] = {{"AutoModelForCausalLM", "modeling_moelab.Moelab" + cls}};
     write_file_atomic(dir / "modeling_moelab.py", remote_modeling(cls, family.expert_count_key));
-    spdlog::warn("layers keep different numbers of experts: {} needs trust_remote_code=True in transformers",
-                 out_name);
+    spdlog::warn("{}: {} needs trust_remote_code=True in transformers",
+                 uneven ? "layers keep different numbers of experts" : "MoNE novices", out_name);
   }
   write_file_atomic(dir / "config.json", raw.dump(2));
   // Tokenizer and generation files travel with the model.

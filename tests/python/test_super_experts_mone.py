@@ -352,3 +352,17 @@ def test_the_readme_commands_run_on_the_default_model(moelab, tmp_path):
     assert plan["protect_rule"].startswith("super experts: out_max > ")
     assert {int(l): v for l, v in plan.get("protected", {}).items()} == reap_super_experts(tmp_path / "stats.h5")
     assert (tmp_path / "pruned-se" / "config.json").exists()
+    # The README's other issue-27 lines, as typed (model paths relative to the repository).
+    moelab("prune", model, "--scores", "mone.json", "--criterion", "MoNE", "--ratio", 0.5, "--substitute", "novices",
+           "--stats", "stats.h5", "--out", "mone/", cwd=tmp_path)
+    assert json.loads((tmp_path / "mone" / "config.json").read_text())["moelab_novices_per_layer"] == [4, 4, 4, 4]
+    moelab("prune", model, "--scores", "scores.json", "--criterion", "EAN", "--ratio", 0.5, "--search-budget", 24,
+           "--search-data", model / "corpus" / "en.calibration.jsonl", "--search-seq-len", 128, "--search-state",
+           "search.jsonl", "--plan-out", "plan-searched.json", "--out", "pruned-searched/", cwd=tmp_path)
+    s = json.loads((tmp_path / "plan-searched.json").read_text())["search"]
+    assert 1 < s["evaluations"] <= 24 and s["fitness"] <= s["uniform_fitness"]
+    moelab("prune", model, "--drop", "0:1,5", "--drop", "1:2", "--out", "pruned/", cwd=tmp_path)
+    moelab("finetune", "pruned/", "--teacher", model, "--params", "router", "--data",
+           model / "corpus" / "en.calibration.jsonl", "--seq-len", 64, "--steps", 40, "--batch-size", 8, "--lr", 1e-2,
+           "--out", "router-kd/", cwd=tmp_path)
+    assert (tmp_path / "router-kd" / "config.json").exists()
