@@ -15,7 +15,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # Options whose value is a file or folder the command writes.
 OUTPUT_OPTIONS = {"--out", "--output", "--results", "--plan-out", "--per-item", "--checkpoint-dir", "--log-file",
-                  "--json"}
+                  "--json", "--search-state"}
 # Options of the main program that take a value (before the subcommand).
 GLOBAL_VALUE_OPTIONS = {"--ranks", "--log-level", "--config"}
 PATH_SUFFIX = re.compile(r"\.(jsonl?|h5|txt|ya?ml|safetensors|csv|tex|md|html|png|sh)$")
