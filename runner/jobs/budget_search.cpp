@@ -7,13 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <numeric>
 #include <random>
 #include <set>
 
 #include "common/atomic_output.h"
 #include "common/error.h"
 #include "models/expert_surgery.h"
+#include "models/next_token_loss.h"
 
 namespace moelab::jobs {
 namespace {
@@ -43,16 +43,10 @@ std::vector<Batch> make_batches(const std::vector<std::vector<int64_t>>& seqs, i
   return out;
 }
 
-// Log-probabilities at every target position of a batch: rows [targets, V] float32.
-at::Tensor target_log_probs(const models::MoeModel& m, const Batch& b) {
+// The model's logits [B, T, V] on a batch, no graph.
+at::Tensor logits_of(const models::MoeModel& m, const Batch& b) {
   at::NoGradGuard no_grad;
-  const at::Tensor logits = models::forward(m, b.ids_BT, b.lengths);
-  const int64_t T = logits.size(1), V = logits.size(2);
-  std::vector<int64_t> rows;
-  for (int64_t i = 0; i < int64_t(b.lengths.size()); ++i)
-    for (int64_t t = 0; t + 1 < b.lengths[i]; ++t) rows.push_back(i * T + t);
-  const at::Tensor idx = at::tensor(rows, at::kLong).to(logits.device());
-  return at::log_softmax(logits.reshape({-1, V}).index_select(0, idx).to(at::kFloat), -1).cpu();
+  return models::forward(m, b.ids_BT, b.lengths);
 }
 
 std::string key_of(const Allocation& a) {
@@ -83,14 +77,9 @@ BudgetSearchResult search_layer_budgets(const models::MoeModel& model, const cri
   const auto counts = drop_counts(plan, model);
   const int64_t floor = plan.reduce_top_k ? 1 : model.config.num_experts_per_tok;
   for (const auto& [l, E] : layers) {
-    const auto& s = scores.layers.at(l);
-    std::set<int64_t> guarded;
-    if (plan.protect.count(l)) guarded.insert(plan.protect.at(l).begin(), plan.protect.at(l).end());
-    std::vector<int64_t> ord;
-    for (int64_t e = 0; e < E; ++e)
-      if (!guarded.count(e)) ord.push_back(e);
-    const bool min_dir = plan.direction == "min";
-    std::stable_sort(ord.begin(), ord.end(), [&](int64_t a, int64_t b) { return min_dir ? s[a] < s[b] : s[a] > s[b]; });
+    const auto it = plan.protect.find(l);
+    std::vector<int64_t> ord =
+        drop_order(scores.layers.at(l), plan.direction, it == plan.protect.end() ? std::vector<int64_t>{} : it->second);
     layer_ids.push_back(l);
     cap.push_back(std::min<int64_t>(E - floor, ord.size()));
     uniform.push_back(std::min(counts.at(l), cap.back()));
@@ -102,8 +91,8 @@ BudgetSearchResult search_layer_budgets(const models::MoeModel& model, const cri
   std::vector<at::Tensor> reference;
   BudgetSearchResult r;
   for (const auto& b : batches) {
-    reference.push_back(target_log_probs(model, b));
-    r.targets += reference.back().size(0);
+    reference.push_back(logits_of(model, b));
+    r.targets += models::count_next_token_targets(b.lengths);
   }
   auto fitness_of = [&](const Allocation& a) {
     models::MoeModel m = model;  // tensors shared; remove_experts replaces the pruned layers' own
@@ -116,10 +105,8 @@ BudgetSearchResult search_layer_budgets(const models::MoeModel& model, const cri
     if (plan.reduce_top_k) m.config.num_experts_per_tok = std::max<int64_t>(1, min_kept);
     models::remove_experts(m, drops);
     double kl = 0;
-    for (size_t i = 0; i < batches.size(); ++i) {
-      const at::Tensor lp = target_log_probs(m, batches[i]);
-      kl += (reference[i].exp() * (reference[i] - lp)).sum().item<double>();
-    }
+    for (size_t i = 0; i < batches.size(); ++i)  // the distillation loss: KL(unpruned || candidate)
+      kl += models::distillation_kl_sum(logits_of(m, batches[i]), reference[i], batches[i].lengths).item<double>();
     return kl / double(r.targets);
   };
 

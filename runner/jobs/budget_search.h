@@ -5,9 +5,9 @@
 // above top-k experts (1 with reduce_top_k).
 //
 // Fitness (lower is better): the mean over the held-out tokens' next-token targets of
-// KL(p_full || p_pruned), p_full the unpruned model's distributions, computed once and
-// kept (float32 [targets, V]), p_pruned the candidate's (the model with those experts
-// removed, in this process).
+// KL(p_full || p_pruned) (models::distillation_kl_sum at temperature 1), p_full from the
+// unpruned model's logits, computed once and kept ([B, T, V] per batch), p_pruned the
+// candidate's (the model with those experts removed, in this process).
 //
 // Search: a (1+1) evolution strategy from the uniform allocation. A mutation moves 1 to
 // `max_move` drops from one layer to another (both chosen uniformly among the layers that

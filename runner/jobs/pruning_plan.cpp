@@ -37,6 +37,17 @@ void check_plan_options(const PlanOptions& o, const models::MoeModel& m) {
   }
 }
 
+std::vector<int64_t> drop_order(const std::vector<double>& s, const std::string& direction,
+                                const std::vector<int64_t>& protect) {
+  const std::set<int64_t> guarded(protect.begin(), protect.end());
+  std::vector<int64_t> order;
+  for (int64_t e = 0; e < int64_t(s.size()); ++e)
+    if (!guarded.count(e)) order.push_back(e);
+  const bool min_dir = direction == "min";
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return drops_first(s[a], s[b], min_dir); });
+  return order;
+}
+
 std::map<int64_t, int64_t> drop_counts(const PlanOptions& o, const models::MoeModel& m) {
   std::map<int64_t, int64_t> out;
   for (const auto& [l, E] : m.config.moe_layer_experts()) {
@@ -86,11 +97,9 @@ PruningPlan plan_from_scores(const models::MoeModel& m, const criteria::Criterio
   if (o.scope == "uniform") {
     const auto counts = drop_counts(o, m);
     for (const auto& [l, E] : layers) {
-      const auto& s = scores.layers.at(l);
-      std::vector<int64_t> order;
-      for (int64_t e = 0; e < E; ++e)
-        if (!is_guarded(l, e)) order.push_back(e);
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return drops_first(s[a], s[b], min_dir); });
+      const auto it = p.protected_experts.find(l);
+      const std::vector<int64_t> order =
+          drop_order(scores.layers.at(l), o.direction, it == p.protected_experts.end() ? std::vector<int64_t>{} : it->second);
       const int64_t n = std::min<int64_t>(counts.at(l), order.size());
       if (n < counts.at(l))
         spdlog::warn("layer {}: drops {} experts instead of {}: {} of its {} are protected", l, n, counts.at(l),

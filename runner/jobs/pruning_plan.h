@@ -75,6 +75,11 @@ struct PlanOptions {
 // MoE layers; InputError naming the option otherwise.
 void check_plan_options(const PlanOptions& opts, const models::MoeModel& model);
 
+// A layer's experts in the order the uniform scope drops them: by score (lowest first
+// for direction "min", highest for "max"; ties: lower id first), `protect`ed ids left out.
+std::vector<int64_t> drop_order(const std::vector<double>& scores, const std::string& direction,
+                                const std::vector<int64_t>& protect = {});
+
 // Experts each MoE layer drops under the options (uniform scope), before choosing which.
 std::map<int64_t, int64_t> drop_counts(const PlanOptions& opts, const models::MoeModel& model);
 
