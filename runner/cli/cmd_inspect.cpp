@@ -34,7 +34,9 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                             {"type", c.is_moe_layer(l) ? "moe" : "dense"},
                             {"experts", c.num_experts_per_layer[l]},
                             {"prunable", c.is_moe_layer(l)},
-                            {"attention", c.uses_sliding_window(l) ? "sliding" : "full"}};
+                            {"attention", c.uses_linear_attention(l) ? "linear"
+                                          : c.uses_sliding_window(l)   ? "sliding"
+                                                                       : "full"}};
     // Shared experts: in every token's path, outside the router; never pruned.
     if (c.is_moe_layer(l) && shared)
       layer["shared_expert"] = {{"intermediate_size", c.shared_expert_intermediate_size},
@@ -61,6 +63,15 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   if (c.swiglu_limit) {
     experts["swiglu_limit"] = *c.swiglu_limit;
     experts["swiglu_alpha"] = c.swiglu_alpha;
+  }
+  if (c.linear_attn) {  // Qwen3-Next / Qwen3.5: Gated DeltaNet beside gated full attention
+    attention["output_gate"] = c.attn_output_gate;
+    attention["linear"] = {{"kind", "gated_deltanet"},
+                           {"num_key_heads", c.linear_attn->num_k_heads},
+                           {"num_value_heads", c.linear_attn->num_v_heads},
+                           {"key_head_dim", c.linear_attn->k_head_dim},
+                           {"value_head_dim", c.linear_attn->v_head_dim},
+                           {"conv_kernel", c.linear_attn->conv_kernel}};
   }
   if (c.mla)
     attention["mla"] = {{"q_lora_rank", c.mla->q_lora_rank},
@@ -124,6 +135,15 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
     route += std::string(", gates scaled by ") + scale;
   }
   std::printf("routing       top-%lld of the layer's experts, %s\n", (long long)c.num_experts_per_tok, route.c_str());
+  if (c.linear_attn) {
+    int64_t linear = 0;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) linear += c.uses_linear_attention(l);
+    std::printf("attention     hybrid: %lld Gated DeltaNet layers (%lld key / %lld value heads of %lld / %lld, "
+                "conv %lld), %lld gated full-attention layers\n",
+                (long long)linear, (long long)c.linear_attn->num_k_heads, (long long)c.linear_attn->num_v_heads,
+                (long long)c.linear_attn->k_head_dim, (long long)c.linear_attn->v_head_dim,
+                (long long)c.linear_attn->conv_kernel, (long long)(c.num_hidden_layers - linear));
+  }
   if (c.mla)
     std::printf("attention     multi-head latent: q_lora_rank %lld, kv_lora_rank %lld, qk nope/rope %lld/%lld, v %lld\n",
                 (long long)c.mla->q_lora_rank, (long long)c.mla->kv_lora_rank, (long long)c.mla->qk_nope_head_dim,
@@ -155,6 +175,7 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                        : shared            ? "  + shared expert (never pruned)"
                                            : "";
     if (c.sliding_window && !c.sliding_layers.empty() && c.uses_sliding_window(l)) note += "  [sliding window]";
+    if (c.linear_attn) note += c.uses_linear_attention(l) ? "  [linear attention]" : "  [full attention]";
     std::printf("  %5lld  %-5s  %7lld%s\n", (long long)l, c.is_moe_layer(l) ? "moe" : "dense",
                 (long long)c.num_experts_per_layer[l], note.c_str());
   }

@@ -150,14 +150,21 @@ ModelConfig read_model_config(const std::string& path) {
     const auto& v = c.raw["layer_types"];
     if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
       f.fail("layer_types", "must list one attention type per layer (" + std::to_string(c.num_hidden_layers) + ")");
-    bool chunked = false;
+    bool chunked = false, linear = false;
     for (const auto& t : v) {
-      if (!t.is_string() || (t != "full_attention" && t != "sliding_attention" && t != "chunked_attention"))
-        f.fail("layer_types", "entries must be \"full_attention\", \"sliding_attention\" or \"chunked_attention\"");
+      if (!t.is_string() || (t != "full_attention" && t != "sliding_attention" && t != "chunked_attention" &&
+                             t != "linear_attention"))
+        f.fail("layer_types", "entries must be \"full_attention\", \"sliding_attention\", \"chunked_attention\" "
+                              "or \"linear_attention\"");
       c.sliding_layers.push_back(t == "sliding_attention");
       c.chunked_layers.push_back(t == "chunked_attention");
+      c.linear_layers.push_back(t == "linear_attention");
       chunked = chunked || t == "chunked_attention";
+      linear = linear || t == "linear_attention";
     }
+    // Gated DeltaNet layers: the family reads the linear-attention sizes;
+    // models::load_config refuses linear layers that no family reading set up.
+    if (!linear) c.linear_layers.clear();
     // Llama-4's chunked attention: the family reads attention_chunk_size;
     // models::load_config refuses chunked layers that no family reading set up.
     if (!chunked) c.chunked_layers.clear();

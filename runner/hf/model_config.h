@@ -214,6 +214,34 @@ struct ModelConfig {
   double floor_scale = 8192.0, attn_scale = 0.1;
   bool router_gate_on_input = false;
 
+  // Hybrid attention (Qwen3-Next, Qwen3.5-MoE; transformers models/qwen3_next/
+  // modeling_qwen3_next.py, models/qwen3_5_moe/modeling_qwen3_5_moe.py; models/qwen3_next.cpp):
+  //   linear_layers: per layer, whether its token mixer is Gated DeltaNet linear attention
+  //     (config.json "layer_types": "linear_attention"; models/gated_deltanet.h) instead of
+  //     self-attention; empty: none is. A family that reads linear_attn sets it up;
+  //     models::load_config refuses linear layers otherwise;
+  //   attn_output_gate: q_proj [2*H*A, D] gives each head's queries and a gate, interleaved
+  //     per head ([q_h, gate_h]); the attention output is multiplied by sigmoid(gate)
+  //     before o_proj (Qwen3NextAttention.forward);
+  //   norm_zero_centered: every RMSNorm with a weight (decoder, final, q/k norms) scales
+  //     by (1 + w) in float32, then casts back (Qwen3NextRMSNorm; weights init to 0).
+  std::vector<bool> linear_layers;
+  bool uses_linear_attention(int64_t layer) const { return !linear_layers.empty() && linear_layers.at(layer); }
+  struct LinearAttention {
+    int64_t num_k_heads = 0, num_v_heads = 0;  // Hk, Hv (Hv a multiple of Hk)
+    int64_t k_head_dim = 0, v_head_dim = 0;    // Dk, Dv
+    int64_t conv_kernel = 4;                   // the causal depthwise convolution's width
+    // Qwen3-Next's in_proj_qkvz [2*Hk*Dk + 2*Hv*Dv, D] and in_proj_ba [2*Hv, D], grouped by
+    // key head (fix_query_key_value_ordering); else Qwen3.5's in_proj_qkv, _z, _b, _a.
+    bool fused_projections = true;
+    int64_t key_dim() const { return num_k_heads * k_head_dim; }
+    int64_t value_dim() const { return num_v_heads * v_head_dim; }
+    int64_t conv_dim() const { return 2 * key_dim() + value_dim(); }
+  };
+  std::optional<LinearAttention> linear_attn;
+  bool attn_output_gate = false;
+  bool norm_zero_centered = false;
+
   int64_t num_routed_experts_max() const;
   bool is_moe_layer(int64_t layer) const { return num_experts_per_layer.at(layer) > 0; }
   // MoE layers only: decoder-layer index -> routed experts.

@@ -145,7 +145,19 @@ int64_t kv_cache_peak_bytes(const hf::ModelConfig& c, int64_t dtype_bytes, const
     const int64_t B = std::min(S, b + bs) - b;
     for (int64_t i = b; i < b + B; ++i)
       slots = std::max(slots, int64_t(contexts[i].size()) + requests[i].max_gen_toks);
-    peak = std::max(peak, c.num_hidden_layers * B * per_token * slots * dtype_bytes);
+    // Gated DeltaNet layers keep a state of fixed size instead (models/kv_cache.h): the
+    // convolution's last inputs [C, W - 1] and the float32 delta-rule state [Hv, Dk, Dv].
+    int64_t attention_layers = c.num_hidden_layers, linear_state = 0;
+    if (c.linear_attn) {
+      const auto& a = *c.linear_attn;
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+        if (c.uses_linear_attention(l)) {
+          --attention_layers;
+          linear_state += B * (a.conv_dim() * (a.conv_kernel - 1) * dtype_bytes +
+                               a.num_v_heads * a.k_head_dim * a.v_head_dim * 4);
+        }
+    }
+    peak = std::max(peak, attention_layers * B * per_token * slots * dtype_bytes + linear_state);
   }
   return peak;
 }

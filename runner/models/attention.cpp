@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "models/blocks.h"
+#include "models/gated_deltanet.h"
 #include "models/rope.h"
 
 namespace moelab::models {
@@ -15,8 +16,17 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
+at::Tensor rms_norm_zero_centered(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  return (xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps) * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
+}
+
+at::Tensor weighted_rms_norm(const at::Tensor& x, const at::Tensor& weight, const hf::ModelConfig& c) {
+  return c.norm_zero_centered ? rms_norm_zero_centered(x, weight, c.rms_norm_eps) : rms_norm(x, weight, c.rms_norm_eps);
+}
+
 at::Tensor decoder_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const hf::ModelConfig& c) {
-  if (!c.layer_norm) return rms_norm(x, weight, c.rms_norm_eps);
+  if (!c.layer_norm) return weighted_rms_norm(x, weight, c);
   // nn.LayerNorm in the compute dtype (Phi-3.5-MoE).
   return at::layer_norm(x, {x.size(-1)}, weight, bias, c.rms_norm_eps);
 }
@@ -127,15 +137,22 @@ at::Tensor attention_with_sinks(const at::Tensor& q, const at::Tensor& k, const 
 at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c, const at::Tensor& x_BTD,
                              const at::Tensor& cos_TA, const at::Tensor& sin_TA, const at::Tensor& mask_B1TT,
                              int64_t layer, const KvStep* kv) {
+  if (c.uses_linear_attention(layer)) return linear_attention_forward(w, c, x_BTD, layer, kv);
   if (c.mla) return mla_forward(w, c, x_BTD, cos_TA, sin_TA, mask_B1TT, layer, kv);
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1), A = c.head_dim;
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads;
   at::Tensor q = proj(x_BTD, w.wq_HAD, w.bq);
+  at::Tensor gate;  // Qwen3-Next's output gate: q_proj gives [q_h, gate_h] per head
+  if (c.attn_output_gate) {
+    const at::Tensor qg = q.view({B, T, H, 2 * A});
+    gate = qg.narrow(-1, A, A).reshape({B, T, H * A});
+    q = qg.narrow(-1, 0, A).reshape({B, T, H * A});
+  }
   at::Tensor k = proj(x_BTD, w.wk_GAD, w.bk);
   at::Tensor v = proj(x_BTD, w.wv_GAD, w.bv);
   if (w.q_norm_A.defined() && !c.qk_norm_per_head) {  // OLMoE: one RMSNorm over all heads' channels
-    q = rms_norm(q, w.q_norm_A, c.rms_norm_eps);
-    k = rms_norm(k, w.k_norm_A, c.rms_norm_eps);
+    q = weighted_rms_norm(q, w.q_norm_A, c);
+    k = weighted_rms_norm(k, w.k_norm_A, c);
   }
   if (c.clip_qkv) {  // OLMoE
     q = q.clamp(-*c.clip_qkv, *c.clip_qkv);
@@ -146,8 +163,8 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
   k = k.view({B, T, G, A});
   v = v.view({B, T, G, A});
   if (w.q_norm_A.defined() && c.qk_norm_per_head) {  // Qwen3: RMSNorm over each head's A channels
-    q = rms_norm(q, w.q_norm_A, c.rms_norm_eps);
-    k = rms_norm(k, w.k_norm_A, c.rms_norm_eps);
+    q = weighted_rms_norm(q, w.q_norm_A, c);
+    k = weighted_rms_norm(k, w.k_norm_A, c);
   }
   if (c.rope_complex) {  // Llama-4
     q = q.transpose(1, 2);
@@ -169,6 +186,7 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
                        : at::scaled_dot_product_attention(q, k, v, optional_mask(mask_B1TT), 0.0, !mask_B1TT.defined(),
                                                           1.0 / std::sqrt(double(A)));
   out = out.transpose(1, 2).reshape({B, T, H * A});
+  if (gate.defined()) out = out * at::sigmoid(gate);
   return proj(out, w.wo_DHA, w.bo);
 }
 

@@ -27,6 +27,11 @@ struct KvStep {
 
 // RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// Qwen3-Next's RMSNorm (hf::ModelConfig::norm_zero_centered): normalise and scale by
+// (1 + weight) in float32, then cast back.
+at::Tensor rms_norm_zero_centered(const at::Tensor& x, const at::Tensor& weight, double eps);
+// A norm with a weight as the config's family computes it (rms_norm or the zero-centred one).
+at::Tensor weighted_rms_norm(const at::Tensor& x, const at::Tensor& weight, const hf::ModelConfig& c);
 // A decoder norm (input, post-attention, final): RMSNorm, or LayerNorm with its bias
 // (undefined: none) when config.layer_norm.
 at::Tensor decoder_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const hf::ModelConfig& c);

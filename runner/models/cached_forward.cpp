@@ -63,14 +63,14 @@ void KvCache::keep(const std::vector<int64_t>& rows) {
   std::vector<int64_t> kept;
   for (int64_t r : rows) kept.push_back(lengths.at(r));
   lengths = kept;
-  for (auto* layers : {&k, &v})
+  for (auto* layers : {&k, &v, &conv_state, &delta_state})
     for (auto& t : *layers)
       if (t.defined()) t = t.index_select(0, at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(t.device()));
 }
 
 int64_t KvCache::bytes() const {
   int64_t n = 0;
-  for (const auto* layers : {&k, &v})
+  for (const auto* layers : {&k, &v, &conv_state, &delta_state})
     for (const auto& t : *layers)
       if (t.defined()) n += t.numel() * int64_t(t.element_size());
   return n;
@@ -91,6 +91,8 @@ at::Tensor forward_cached(const MoeModel& m, const at::Tensor& input_ids_BT, con
     cache.lengths.assign(B, 0);
     cache.k.assign(c.num_hidden_layers, at::Tensor());
     cache.v.assign(c.num_hidden_layers, at::Tensor());
+    cache.conv_state.assign(c.num_hidden_layers, at::Tensor());
+    cache.delta_state.assign(c.num_hidden_layers, at::Tensor());
   }
   TORCH_CHECK(int64_t(cache.lengths.size()) == B, "the batch must have the cache's sequences");
   at::Tensor ids = input_ids_BT.to(m.device);

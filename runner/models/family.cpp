@@ -19,6 +19,8 @@ const std::vector<FamilySpec>& registry() {
       ernie4_5_moe_family(),
       phimoe_family(),
       llama4_family(),
+      qwen3_next_family(),
+      qwen3_5_moe_family(),
   };
   return r;
 }

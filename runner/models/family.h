@@ -75,6 +75,22 @@ struct TensorNames {
   std::string mlp_down = "model.layers.{L}.mlp.down_proj.weight";
   // gpt-oss attention sinks [H] (hf::ModelConfig::attention_sinks).
   std::string sinks = "model.layers.{L}.self_attn.sinks";
+  // Gated DeltaNet linear attention (hf::ModelConfig::linear_attn; Qwen3-Next, Qwen3.5-MoE):
+  // Qwen3-Next's fused in_proj_qkvz [2*Hk*Dk + 2*Hv*Dv, D] and in_proj_ba [2*Hv, D], or
+  // Qwen3.5's in_proj_qkv [2*Hk*Dk + Hv*Dv, D], in_proj_z [Hv*Dv, D], in_proj_b and
+  // in_proj_a [Hv, D]; conv1d [2*Hk*Dk + Hv*Dv, 1, W] (depthwise, no bias); dt_bias and
+  // A_log [Hv]; the gated RMSNorm's weight [Dv]; out_proj [D, Hv*Dv].
+  std::string linear_qkvz = "model.layers.{L}.linear_attn.in_proj_qkvz.weight";
+  std::string linear_ba = "model.layers.{L}.linear_attn.in_proj_ba.weight";
+  std::string linear_qkv = "model.layers.{L}.linear_attn.in_proj_qkv.weight";
+  std::string linear_z = "model.layers.{L}.linear_attn.in_proj_z.weight";
+  std::string linear_b = "model.layers.{L}.linear_attn.in_proj_b.weight";
+  std::string linear_a = "model.layers.{L}.linear_attn.in_proj_a.weight";
+  std::string linear_conv = "model.layers.{L}.linear_attn.conv1d.weight";
+  std::string linear_dt_bias = "model.layers.{L}.linear_attn.dt_bias";
+  std::string linear_A_log = "model.layers.{L}.linear_attn.A_log";
+  std::string linear_norm = "model.layers.{L}.linear_attn.norm.weight";
+  std::string linear_out = "model.layers.{L}.linear_attn.out_proj.weight";
 };
 
 struct FamilySpec {
@@ -129,6 +145,8 @@ FamilySpec glm4_moe_lite_family();
 FamilySpec ernie4_5_moe_family();
 FamilySpec phimoe_family();
 FamilySpec llama4_family();
+FamilySpec qwen3_next_family();
+FamilySpec qwen3_5_moe_family();
 // What DeepSeek-V2 and V3 share (deepseek_v3.cpp): experts, first dense layers, shared
 // experts and the multi-head latent attention config.
 void read_deepseek_common(hf::ModelConfig& config, bool rope_interleave_default);

@@ -18,6 +18,10 @@ struct KvCache {
   // grouped-query attention repeats them: [B, G, S, A] each (MLA: keys [B, H, S, Q],
   // values [B, H, S, U]); compute dtype, model device. Undefined until a step writes them.
   std::vector<at::Tensor> k, v;
+  // Per Gated DeltaNet layer (models/gated_deltanet.h), its recurrent state instead of keys
+  // and values: the last W - 1 inputs of its convolution [B, C, W - 1] (compute dtype) and
+  // the delta rule's state [B, Hv, Dk, Dv] (float32). Undefined for other layers.
+  std::vector<at::Tensor> conv_state, delta_state;
   std::vector<int64_t> lengths;  // tokens cached per sequence [B]; empty before the first step
   // Slots allocated when a layer's cache is first written (context + tokens to generate
   // avoids regrowing); a step that needs more grows the cache to twice the need.

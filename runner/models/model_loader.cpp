@@ -126,6 +126,26 @@ AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::
   const int64_t HA = H * A, GA = c.num_key_value_heads * A;
   auto bias = [&](const std::string& tmpl) { return tensor_name(tmpl, l, -1, "bias"); };
   AttentionWeights a;
+  if (c.uses_linear_attention(l)) {
+    // Gated DeltaNet (models/gated_deltanet.h): every tensor named in the refusal when missing.
+    const auto& x = *c.linear_attn;
+    const int64_t K = x.key_dim(), V = x.value_dim(), Hv = x.num_v_heads;
+    if (x.fused_projections) {
+      a.in_qkvz = t.take(tensor_name(n.linear_qkvz, l), {2 * K + 2 * V, D});
+      a.in_ba = t.take(tensor_name(n.linear_ba, l), {2 * Hv, D});
+    } else {
+      a.in_qkv = t.take(tensor_name(n.linear_qkv, l), {2 * K + V, D});
+      a.in_z = t.take(tensor_name(n.linear_z, l), {V, D});
+      a.in_b = t.take(tensor_name(n.linear_b, l), {Hv, D});
+      a.in_a = t.take(tensor_name(n.linear_a, l), {Hv, D});
+    }
+    a.conv_C1W = t.take(tensor_name(n.linear_conv, l), {x.conv_dim(), 1, x.conv_kernel});
+    a.dt_bias_V = t.take(tensor_name(n.linear_dt_bias, l), {Hv});
+    a.A_log_V = t.take(tensor_name(n.linear_A_log, l), {Hv});
+    a.linear_norm_Dv = t.take(tensor_name(n.linear_norm, l), {x.v_head_dim});
+    a.linear_out_DV = t.take(tensor_name(n.linear_out, l), {D, V});
+    return a;
+  }
   if (c.mla) {
     const hf::MlaConfig& x = *c.mla;
     const int64_t C = x.kv_lora_rank, P = x.qk_rope_head_dim, R = x.q_lora_rank;
@@ -145,12 +165,12 @@ AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::
     if (c.attention_out_bias) a.bo = t.take(bias(n.o_proj), {D});
     return a;
   }
-  a.wq_HAD = t.take(tensor_name(n.q_proj, l), {HA, D});
+  a.wq_HAD = t.take(tensor_name(n.q_proj, l), {c.attn_output_gate ? 2 * HA : HA, D});
   a.wk_GAD = t.take(tensor_name(n.k_proj, l), {GA, D});
   a.wv_GAD = t.take(tensor_name(n.v_proj, l), {GA, D});
   a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, HA});
   if (c.attention_bias) {
-    a.bq = t.take(bias(n.q_proj), {HA});
+    a.bq = t.take(bias(n.q_proj), {c.attn_output_gate ? 2 * HA : HA});
     a.bk = t.take(bias(n.k_proj), {GA});
     a.bv = t.take(bias(n.v_proj), {GA});
   }
@@ -253,6 +273,9 @@ hf::ModelConfig load_config_file(const std::string& path) {
                                       ? " together with compressed experts or NAEE skipping"
                                       : " (novices need a plain softmax router gating the experts' outputs)"));
   }
+  if (!c.linear_layers.empty() && !c.linear_attn)
+    throw InputError(path, "field \"layer_types\": \"linear_attention\" is not supported by " + fam.name +
+                               " (only Qwen3-Next and Qwen3.5-MoE read the Gated DeltaNet sizes)");
   if (!c.chunked_layers.empty() && !c.attention_chunk_size)
     throw InputError(path, "field \"layer_types\": \"chunked_attention\" is not supported by " + fam.name +
                                " (only Llama-4 reads attention_chunk_size)");

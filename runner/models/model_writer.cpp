@@ -58,6 +58,17 @@ Named collect_tensors(const MoeModel& m, const std::string& out_dir) {
     put(tensor_name(n.q_norm, l), a.q_norm_A);
     put(tensor_name(n.k_norm, l), a.k_norm_A);
     put(tensor_name(n.sinks, l), a.sinks_H);
+    put(tensor_name(n.linear_qkvz, l), a.in_qkvz);
+    put(tensor_name(n.linear_ba, l), a.in_ba);
+    put(tensor_name(n.linear_qkv, l), a.in_qkv);
+    put(tensor_name(n.linear_z, l), a.in_z);
+    put(tensor_name(n.linear_b, l), a.in_b);
+    put(tensor_name(n.linear_a, l), a.in_a);
+    put(tensor_name(n.linear_conv, l), a.conv_C1W);
+    put(tensor_name(n.linear_dt_bias, l), a.dt_bias_V);
+    put(tensor_name(n.linear_A_log, l), a.A_log_V);
+    put(tensor_name(n.linear_norm, l), a.linear_norm_Dv);
+    put(tensor_name(n.linear_out, l), a.linear_out_DV);
     if (L.moe) {
       const ExpertWeights& w = *L.moe;
       if (!w.all_local()) throw InputError(out_dir, "saving needs all experts in one process (no expert parallelism)");

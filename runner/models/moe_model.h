@@ -32,6 +32,17 @@ struct AttentionWeights {
   at::Tensor wkv_a_CD, kv_a_norm_C, bkv_a;  // kv_a_proj_with_mqa [C + P, D] (+ bias), kv_a_layernorm [C]
   at::Tensor wkv_b;                         // kv_b_proj [H*(qk_nope + U), C]
   at::Tensor sinks_H;  // gpt-oss attention sinks [H] (config.attention_sinks); undefined otherwise
+  // Gated DeltaNet linear attention (config.uses_linear_attention(layer); models/gated_deltanet.h),
+  // the layer's token mixer instead of the tensors above. Hk/Hv key/value heads, Dk/Dv their
+  // widths, C = 2*Hk*Dk + Hv*Dv, W the convolution width. Projections as stored: Qwen3-Next's
+  // fused in_qkvz [2*Hk*Dk + 2*Hv*Dv, D] and in_ba [2*Hv, D] (config.linear_attn->fused_projections),
+  // or Qwen3.5's in_qkv [C, D], in_z [Hv*Dv, D], in_b [Hv, D], in_a [Hv, D].
+  at::Tensor in_qkvz, in_ba, in_qkv, in_z, in_b, in_a;
+  at::Tensor conv_C1W;               // depthwise causal convolution [C, 1, W], no bias
+  at::Tensor dt_bias_V, A_log_V;     // [Hv] (A_log read in float32: g = -exp(A_log) * softplus(a + dt_bias))
+  at::Tensor linear_norm_Dv;         // the gated RMSNorm's weight [Dv] (plain w, not 1 + w)
+  at::Tensor linear_out_DV;          // out_proj [D, Hv*Dv]
+  bool linear() const { return conv_C1W.defined() || in_qkvz.defined() || in_qkv.defined(); }
 };
 
 // The routed experts of one MoE layer, stacked (experts computed grouped). Under

@@ -16,7 +16,12 @@ ParamCounts count_params(const hf::ModelConfig& c) {
   p.norms = norm;  // final norm
   int64_t active_experts = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (c.mla) {
+    if (c.uses_linear_attention(l)) {  // Gated DeltaNet: projections, conv, dt_bias, A_log, out_proj
+      const auto& a = *c.linear_attn;
+      const int64_t K = a.key_dim(), V = a.value_dim(), Hv = a.num_v_heads;
+      p.attention += (2 * K + 2 * V + 2 * Hv) * D + a.conv_dim() * a.conv_kernel + 2 * Hv + V * D;
+      p.norms += a.v_head_dim;
+    } else if (c.mla) {
       const hf::MlaConfig& a = *c.mla;
       const int64_t R = a.q_lora_rank, C = a.kv_lora_rank, P = a.qk_rope_head_dim;
       p.attention += R > 0 ? R * D + H * a.qk_head_dim() * R : H * a.qk_head_dim() * D;
@@ -25,8 +30,9 @@ ParamCounts count_params(const hf::ModelConfig& c) {
       if (c.attention_out_bias) p.attention += D;
       p.norms += R + C;
     } else {
-      p.attention += D * H * A * 2 + D * G * A * 2;
-      if (c.attention_bias) p.attention += H * A + 2 * G * A;
+      const int64_t Q = c.attn_output_gate ? 2 : 1;  // Qwen3-Next's q_proj also gives the output gate
+      p.attention += D * H * A * (Q + 1) + D * G * A * 2;
+      if (c.attention_bias) p.attention += Q * H * A + 2 * G * A;
       if (c.attention_out_bias) p.attention += D;
       if (c.attention_sinks) p.attention += H;
       if (c.qk_norm) p.norms += c.qk_norm_per_head ? 2 * A : (H + G) * A;
@@ -72,7 +78,8 @@ WeightBytes weight_bytes(const MoeModel& m) {
     const auto& a = L.attn;
     for (const auto* t : {&L.attn_norm_D, &L.ffn_norm_D, &L.attn_norm_bias_D, &L.ffn_norm_bias_D, &a.wq_HAD, &a.wk_GAD, &a.wv_GAD, &a.wo_DHA, &a.bq, &a.bk,
                           &a.bv, &a.bo, &a.q_norm_A, &a.k_norm_A, &a.wq_a_RD, &a.q_a_norm_R, &a.bq_a, &a.wkv_a_CD,
-                          &a.kv_a_norm_C, &a.bkv_a, &a.wkv_b, &a.sinks_H})
+                          &a.kv_a_norm_C, &a.bkv_a, &a.wkv_b, &a.sinks_H, &a.in_qkvz, &a.in_ba, &a.in_qkv, &a.in_z,
+                          &a.in_b, &a.in_a, &a.conv_C1W, &a.dt_bias_V, &a.A_log_V, &a.linear_norm_Dv, &a.linear_out_DV})
       w.shared += nb(*t);
     if (L.shared)
       w.shared += nb(L.shared->mlp.gate_FD) + nb(L.shared->mlp.up_FD) + nb(L.shared->mlp.down_DF) + nb(L.shared->gate_1D);

@@ -117,6 +117,9 @@ MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOp
   if (c.attention_sinks || c.expert_bias || c.router_bias)
     throw InputError(c.path, "building a random " + family_for(c).name +
                                  " model is not supported (attention sinks and expert biases have no init)");
+  if (c.linear_attn || c.norm_zero_centered)
+    throw InputError(c.path, "building a random " + family_for(c).name +
+                                 " model is not supported (Gated DeltaNet layers and zero-centred norms have no init)");
   MoeModel m;
   m.config = c;
   m.family = &family_for(c);

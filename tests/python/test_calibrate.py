@@ -123,7 +123,7 @@ def reference_stats(model_dir, data):
 
 
 @pytest.mark.parametrize("family", ["mixtral", "qwen3", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe",
-                                    "phimoe", "llama4"])
+                                    "phimoe", "llama4", "qwen3_next", "qwen3_5_moe"])
 def test_statistics_equal_a_python_recomputation_from_transformers(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = token_file(tmp_path / "cal.json")

@@ -69,7 +69,9 @@ def assert_same_file(a_path, b_path):
 
 
 @pytest.mark.parametrize("ranks", [None, 2])
-@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe"])  # qwen2_moe: a shared expert and a dense layer
+# qwen2_moe: a shared expert and a dense layer; qwen3_next: Gated DeltaNet layers (their
+# convolution and delta-rule state are per layer and per sequence)
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_next"])
 def test_layerwise_statistics_and_scores_equal_the_whole_model_pass(family, ranks, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = token_file(tmp_path / "cal.json")

@@ -14,7 +14,8 @@ from test_faults import leftovers, run_limited
 from test_merging import calibrate, token_file
 from test_prune_surgery import peak_rss_kib, same_bytes, tensors
 
-FAMILIES = ["mixtral", "mixtral_fused", "qwen2_moe", "deepseek_v3", "ernie4_5_moe", "glm4_moe", "llama4", "phimoe"]
+FAMILIES = ["mixtral", "mixtral_fused", "qwen2_moe", "deepseek_v3", "ernie4_5_moe", "glm4_moe", "llama4", "phimoe",
+            "qwen3_next"]
 
 
 def assert_same_checkpoints(a, b):

@@ -1,5 +1,5 @@
 """Qwen2-MoE, OLMoE, DeepSeek-V3, DeepSeek-V2, gpt-oss, GLM-4.5 (glm4_moe), MiniMax-M2, GLM-4.7-Flash
-(glm4_moe_lite), ERNIE-4.5, Phi-3.5-MoE (phimoe) and Llama-4 (llama4) end to end: moelab prune -> transformers
+(glm4_moe_lite), ERNIE-4.5, Phi-3.5-MoE (phimoe), Llama-4 (llama4), Qwen3-Next and Qwen3.5-MoE end to end: moelab prune -> transformers
 loads the pruned checkpoint (stock config when every layer keeps the same count, remote
 code otherwise) with moelab's own logits; shared experts and dense layers stay as they were;
 DeepSeek-V3's correction-bias rows follow the router rows and its expert groups survive a
@@ -33,13 +33,15 @@ DROPS = {
     "ernie4_5_moe": (["1:1,5", "2:2"], ["1:3", "2:6"], [1, 2], 8),                  # [1, E] bias; layer 0 dense
     "phimoe": (["0:1,5", "2:2"], ["0:3", "1:0", "2:7"], [0, 1, 2], 8),              # sparsemixer, LayerNorm
     "llama4": (["0:1,5", "3:2"], ["0:3", "1:0", "3:7"], [0, 1, 3], 8),              # layer 2 dense, fused [E, D, 2F]
+    "qwen3_next": (["0:1,5", "3:2"], ["0:3", "2:0", "3:7"], [0, 2, 3], 8),          # Gated DeltaNet; layer 1 dense
+    "qwen3_5_moe": (["1:1,5", "3:2"], ["0:3", "1:0", "2:7", "3:4"], [0, 1, 2, 3], 8),  # separate projections
 }
 COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": "n_routed_experts",
              "deepseek_v2": "n_routed_experts", "deepseek_v2_group": "n_routed_experts",
              "gpt_oss": "num_local_experts", "glm4_moe": "n_routed_experts", "glm4_moe_air": "n_routed_experts",
              "minimax_m2": "num_local_experts", "glm4_moe_lite": "n_routed_experts",
              "ernie4_5_moe": "moe_num_experts", "phimoe": "num_local_experts",
-             "llama4": "num_local_experts"}
+             "llama4": "num_local_experts", "qwen3_next": "num_experts", "qwen3_5_moe": "num_experts"}
 
 
 def hf_model(model_dir, trust_remote_code):
@@ -177,7 +179,8 @@ def test_deepseek_v3_unequal_group_pruning_gives_up_the_groups_consistently(fixt
                                                  ("gpt_oss", 0, []), ("glm4_moe", 32, [0]),
                                                  ("glm4_moe_air", 64, []), ("minimax_m2", 0, []),
                                                  ("glm4_moe_lite", 32, [0]), ("ernie4_5_moe", 32, [0]),
-                                                 ("phimoe", 0, []), ("llama4", 32, [2])])
+                                                 ("phimoe", 0, []), ("llama4", 32, [2]), ("qwen3_next", 48, [1]),
+                                                 ("qwen3_5_moe", 48, [])])
 def test_inspect_shows_shared_experts_and_dense_layers_as_never_pruned(family, shared, dense, fixtures, moelab):
     info = json.loads(moelab("inspect", fixtures / "models" / family, "--json").stdout)
     assert info["shared_expert_intermediate_size"] == shared
@@ -224,7 +227,8 @@ NAEE_UNSUPPORTED = {"deepseek_v3", "glm4_moe", "minimax_m2", "glm4_moe_lite", "e
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4"])
+                                    "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4", "qwen3_next",
+                                    "qwen3_5_moe"])
 def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = tmp_path / "cal.json"
@@ -253,7 +257,7 @@ def test_every_criterion_scores_every_family(family, fixtures, moelab, tmp_path)
 
 
 @pytest.mark.parametrize("family", ["qwen2_moe", "olmoe", "deepseek_v3", "deepseek_v2", "gpt_oss", "glm4_moe",
-                                    "minimax_m2", "ernie4_5_moe", "phimoe", "llama4"])
+                                    "minimax_m2", "ernie4_5_moe", "phimoe", "llama4", "qwen3_next"])
 def test_a_small_sweep_runs_end_to_end(family, fixtures, moelab, tmp_path):
     model = tmp_path / family
     shutil.copytree(fixtures / "models" / family, model)
@@ -313,6 +317,8 @@ MERGE_CASES = {
     "glm4_moe_lite": ("n_routed_experts", 6, "model.layers.1.mlp.gate.e_score_correction_bias", (6,), True),
     "ernie4_5_moe": ("moe_num_experts", 6, "model.layers.1.mlp.moe_statics.e_score_correction_bias", (1, 6), False),
     "phimoe": ("num_local_experts", 6, None, None, False),  # no bias: the sparsemixer router's rows only
+    "qwen3_next": ("num_experts", 6, None, None, False),     # Gated DeltaNet layers, a gated shared expert
+    "qwen3_5_moe": ("num_experts", 6, None, None, False),
 }
 
 

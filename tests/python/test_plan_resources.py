@@ -21,7 +21,8 @@ from sweep_fixtures import write_sweep
 # Float32 fixtures of every family (per-expert and fused layouts, shared experts, dense
 # layers, MLA, tied embeddings).
 FAMILIES = ["mixtral", "mixtral_fused", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3",
-            "deepseek_v3_yarn", "deepseek_v2", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4"]
+            "deepseek_v3_yarn", "deepseek_v2", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4",
+            "qwen3_next", "qwen3_5_moe"]
 ELEMENT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 

@@ -32,6 +32,7 @@ DROPS = {
     "ernie4_5_moe": ["1:1,5", "2:2"],              # [1, E] correction bias sliced along its second axis
     "phimoe": ["0:1,5", "2:2"],                    # sparsemixer, LayerNorm
     "llama4": ["0:1,5", "3:2"],                    # fused [E, D, 2F] experts, layer 2 dense
+    "qwen3_next": ["0:1,5", "3:2"],                # Gated DeltaNet tensors copied as stored
 }
 
 

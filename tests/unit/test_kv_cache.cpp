@@ -114,7 +114,8 @@ INSTANTIATE_TEST_SUITE_P(Families, CachedDecoding,
                                            "qwen2_moe_swa", "olmoe", "olmoe_clip", "deepseek_v3", "deepseek_v3_yarn",
                                            "deepseek_v2", "deepseek_v2_group", "gpt_oss", "glm4_moe", "glm4_moe_air",
                                            "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "ernie4_5_moe_interval",
-                                           "phimoe", "phimoe_long", "llama4"));
+                                           "phimoe", "phimoe_long", "llama4", "qwen3_next", "qwen3_next_bf16",
+                                           "qwen3_5_moe"));
 
 TEST(KvCache, GrowsPastItsReserveAndCountsItsBytes) {
   MOELAB_REQUIRE_FIXTURES();

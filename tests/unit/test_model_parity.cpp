@@ -122,12 +122,16 @@ TEST_P(TransformersParity, Bfloat16ErrorIsOfTheOrderOfTransformersOwn) {
 // llama4: interleaved MoE and dense layers, NoPE layers with temperature tuning, chunked
 // attention and the L2 q/k norm on RoPE layers, complex llama3 RoPE, top-k of the logits
 // with sigmoid gates on the experts' input, shared expert, fused [E, D, 2F] experts.
+// qwen3_next(_bf16), qwen3_5_moe: Gated DeltaNet layers (grouped value heads, fused or
+// separate projections) beside gated full attention, zero-centred norms, a gated shared
+// expert, dense layers by mlp_only_layers / decoder_sparse_step, attention biases, bf16 storage.
 INSTANTIATE_TEST_SUITE_P(Families, TransformersParity,
                          ::testing::Values("mixtral", "mixtral_swa_sharded", "mixtral_fp16", "mixtral_fused", "qwen3",
                                            "qwen3_bf16", "qwen2_moe", "qwen2_moe_swa", "olmoe", "olmoe_clip",
                                            "deepseek_v3", "deepseek_v3_yarn", "deepseek_v2", "deepseek_v2_group",
                                            "gpt_oss", "glm4_moe", "glm4_moe_air", "minimax_m2", "glm4_moe_lite",
-                                           "ernie4_5_moe", "ernie4_5_moe_interval", "phimoe", "phimoe_long", "llama4"));
+                                           "ernie4_5_moe", "ernie4_5_moe_interval", "phimoe", "phimoe_long", "llama4",
+                                           "qwen3_next", "qwen3_next_bf16", "qwen3_5_moe"));
 
 TEST(ModelLoading, DenseLayersOfQwen3AreNotMoe) {
   MOELAB_REQUIRE_FIXTURES();
@@ -159,7 +163,8 @@ TEST(ModelLoading, SharedExpertsAndFirstDenseLayersAreKeptOutOfTheRoutedExperts)
 TEST(ModelLoading, ParamCountsMatchTheTensorsInTheCheckpoint) {
   MOELAB_REQUIRE_FIXTURES();
   for (const char* name : {"mixtral", "qwen3", "qwen2_moe", "qwen2_moe_swa", "olmoe", "deepseek_v3", "deepseek_v2",
-                           "deepseek_v2_group", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4"}) {
+                           "deepseek_v2_group", "glm4_moe", "minimax_m2", "glm4_moe_lite", "ernie4_5_moe", "phimoe", "llama4",
+                           "qwen3_next", "qwen3_next_bf16", "qwen3_5_moe"}) {
     const std::string dir = test::fixtures_dir() + "/models/" + name;
     auto f = hf::SafetensorsFile::open(dir + "/model.safetensors");
     int64_t stored = 0;

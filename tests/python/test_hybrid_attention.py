@@ -1,0 +1,207 @@
+"""Qwen3-Next and Qwen3.5-MoE: Gated DeltaNet linear attention beside gated full attention
+(issue 26). What the shared family tests do not cover: sequences longer than the delta
+rule's chunk (64) against transformers, statistics and scores under 1, 2 and 3 ranks,
+greedy generation over the recurrent state against transformers' generate, and bad
+configs and checkpoints refused in one line. (Parity on the fixtures: test_model_parity.cpp;
+the chunked rule against the recurrence: test_gated_delta_rule.cpp; statistics against a
+Python recomputation: test_calibrate.py; layer by layer: test_layerwise_calibration.py;
+prune and merge round trips: test_model_families.py, test_prune_surgery.py, test_merge_surgery.py.)"""
+import json
+import pathlib
+import shutil
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+from conftest import train_small_tokenizer, write_ids_json
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fixtures"))
+import make_models  # noqa: E402  (the fixture models' shapes and their hybrid weights)
+
+
+def one_line_error(proc):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def build(tmp_path, family, seed=0, **overrides):
+    """A random model of `family` (make_models' shapes, hybrid weights away from their
+    identity inits) saved to tmp_path/family."""
+    cfg, cls = getattr(make_models, family)(**overrides)
+    torch.manual_seed(seed)
+    model = cls(cfg).eval()
+    with torch.no_grad():
+        make_models.hybrid_weights(model)
+        for layer in model.model.layers:
+            if hasattr(layer.mlp, "gate"):
+                layer.mlp.gate.weight.normal_(0, 0.5)
+        # Logits of order 1 or more, so that 1e-4 is a tight bound (the init's are ~0.1).
+        model.model.embed_tokens.weight.normal_(0, 1.0)
+        model.lm_head.weight.normal_(0, 0.5)
+    out = tmp_path / family
+    model.save_pretrained(out)
+    return out, model
+
+
+def moelab_logits(moelab, model_dir, ids, lengths, tmp_path):
+    out = tmp_path / "logits.safetensors"
+    moelab("forward", model_dir, "--ids-json", write_ids_json(tmp_path / "ids.json", ids, lengths), "--out", out)
+    got = load_file(str(out))
+    return [got[f"logits.{b}"] for b in range(len(lengths))]
+
+
+@pytest.mark.parametrize("family", ["qwen3_next", "qwen3_5_moe"])
+def test_sequences_across_several_delta_rule_chunks_give_transformers_logits(family, moelab, tmp_path):
+    """150 tokens are three chunks of 64 (the last partial), 64 exactly one, 97 one and a
+    half; the shorter sequences are right-padded in the same batch."""
+    model_dir, model = build(tmp_path, family, seed=5)
+    lengths = [150, 97, 64, 5]
+    g = torch.Generator().manual_seed(11)
+    ids = torch.randint(1, 512, (len(lengths), max(lengths)), generator=g)
+    mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).logits
+    mine = moelab_logits(moelab, model_dir, ids, lengths, tmp_path)
+    worst = max((ref[b, :n] - mine[b]).abs().max().item() for b, n in enumerate(lengths))
+    print(f"[hybrid] {family}: max |logit diff| over {sum(lengths)} tokens = {worst:.3g}")
+    assert worst <= 1e-4
+    assert ref.abs().max() > 2.0  # logits of order 1: 1e-4 is a tight bound
+
+
+def calibrate(moelab, model, data, out, ranks):
+    args = (["--ranks", ranks] if ranks > 1 else []) + [
+        "calibrate", model, "--data", data, "--seq-len", 80, "--num-samples", 0, "--batch-size", 2,
+        "--collect", "usage,act_norms,out_norms,coactivation,act_moments", "--out", out]
+    return moelab(*args)
+
+
+def test_statistics_and_scores_do_not_depend_on_the_rank_count(fixtures, moelab, tmp_path):
+    """Sequences of 80 tokens (past one chunk), 7 of them: ranks hold different sequences
+    and different experts; every statistic equals the one-rank file, and so do the scores."""
+    model = fixtures / "models" / "qwen3_next"
+    g = torch.Generator().manual_seed(3)
+    data = tmp_path / "cal.json"
+    data.write_text(json.dumps({"input_ids": torch.randint(1, 512, (7, 80), generator=g).tolist()}))
+    for ranks in (1, 2, 3):
+        calibrate(moelab, model, data, tmp_path / f"p{ranks}.h5", ranks)
+    scores = {}
+    with h5py.File(tmp_path / "p1.h5") as a:
+        for ranks in (2, 3):
+            with h5py.File(tmp_path / f"p{ranks}.h5") as b:
+                assert b.attrs["world_size"] == ranks
+                assert set(a) == set(b)
+                for grp in a:
+                    for d in a[grp]:
+                        want = a[grp][d][:].astype(float)
+                        np.testing.assert_allclose(b[grp][d][:], want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
+                                                   err_msg=f"{ranks} ranks: {grp}/{d}")
+    for ranks in (1, 2, 3):
+        out = tmp_path / f"s{ranks}.json"
+        moelab("score", "--stats", tmp_path / f"p{ranks}.h5", "--model", model, "--criteria", "EUF,EAN,REAP",
+               "--out", out)
+        scores[ranks] = json.loads(out.read_text())["criteria"]
+    assert sorted(int(l) for l in scores[1]["REAP"]["layers"]) == [0, 2, 3]  # layer 1 dense
+    for ranks in (2, 3):
+        for crit, body in scores[1].items():
+            for layer, vals in body["layers"].items():
+                np.testing.assert_allclose(scores[ranks][crit]["layers"][layer], vals, rtol=1e-5, err_msg=crit)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_greedy_generation_over_the_recurrent_state_equals_transformers_generate(ranks, fixtures, moelab, tmp_path):
+    """Contexts of different lengths in one batch (each sequence's convolution inputs and
+    delta-rule state continue from its own last token), 24 new tokens each."""
+    model = tmp_path / "qwen3_next"
+    shutil.copytree(fixtures / "models" / "qwen3_next", model)
+    tok = train_small_tokenizer(fixtures, model)
+    prompts = ["The Debian project", "apt-get install the package and its dependencies", "Question:"]
+    hf = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    want = []
+    for p in prompts:
+        ids = torch.tensor([tok.encode(p).ids])
+        with torch.no_grad():
+            gen = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False,
+                              pad_token_id=0, eos_token_id=None)
+        want.append(gen[0, ids.shape[1]:].tolist())
+    req = tmp_path / "r.jsonl"
+    req.write_text("".join(json.dumps({"context": p, "max_gen_toks": 24}) + "\n" for p in prompts))
+    out = tmp_path / "gen.jsonl"
+    moelab(*(["--ranks", 2] if ranks == 2 else []), "generate", model, "--requests", req, "--out", out,
+           "--batch-size", 3)
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["tokens"] for r in rows] == want
+    assert len(set(tuple(w) for w in want)) == 3
+
+
+def copy_with_config(src, dst, edit):
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    edit(cfg)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.mark.parametrize("family,edit,field", [
+    ("qwen3_next", lambda c: c.update(layer_types=["linear_attention"] * 3), "layer_types"),  # 3 for 4 layers
+    ("qwen3_5_moe", lambda c: c.update(layer_types=["linear_attention", "mamba", "full_attention", "full_attention"]),
+     "layer_types"),
+    ("qwen3_next", lambda c: c.update(layer_types=["linear_attention", "sliding_attention", "linear_attention",
+                                                   "full_attention"]), "layer_types"),
+    ("qwen3_next", lambda c: c.update(linear_num_value_heads=3), "linear_num_value_heads"),  # not a multiple of 2
+    ("qwen3_5_moe", lambda c: c.update(linear_key_head_dim=0), "linear_key_head_dim"),
+    ("qwen3_next", lambda c: c.update(full_attention_interval=0, layer_types=None), "full_attention_interval"),
+])
+def test_a_bad_hybrid_config_is_refused_in_one_line_naming_the_field(family, edit, field, fixtures, moelab, tmp_path):
+    model = copy_with_config(fixtures / "models" / family, tmp_path / "m", edit)
+    line = one_line_error(moelab("inspect", model, check=False))
+    assert f'"{field}"' in line and "config.json" in line, line
+
+
+def test_linear_attention_layers_in_a_family_without_them_are_refused(fixtures, moelab, tmp_path):
+    model = copy_with_config(fixtures / "models" / "qwen2_moe", tmp_path / "m",
+                             lambda c: c.update(layer_types=["linear_attention", "full_attention", "full_attention"]))
+    line = one_line_error(moelab("inspect", model, check=False))
+    assert '"layer_types"' in line and "qwen2_moe" in line and "linear_attention" in line, line
+
+
+@pytest.mark.parametrize("family,tensor", [("qwen3_next", "model.layers.1.linear_attn.in_proj_ba.weight"),
+                                           ("qwen3_5_moe", "model.layers.2.linear_attn.A_log"),
+                                           ("qwen3_5_moe", "model.layers.0.linear_attn.conv1d.weight")])
+def test_a_missing_linear_attention_tensor_is_refused_naming_it(family, tensor, fixtures, moelab, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(fixtures / "models" / family, model)
+    weights = load_file(str(model / "model.safetensors"))
+    del weights[tensor]
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})
+    for args in (["inspect", model], ["forward", model, "--ids-json", write_ids_json(
+            tmp_path / "ids.json", torch.tensor([[1, 2, 3]]), [3]), "--out", tmp_path / "o.safetensors"]):
+        line = one_line_error(moelab(*args, check=False))
+        assert tensor in line and str(model) in line and "missing" in line, line
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_inspect_shows_the_layer_types(fixtures, moelab):
+    info = json.loads(moelab("inspect", fixtures / "models" / "qwen3_next_bf16", "--json").stdout)
+    assert [l["attention"] for l in info["layers"]] == ["full", "linear", "full", "linear"]
+    assert info["attention"]["output_gate"] is True
+    assert info["attention"]["linear"] == {"kind": "gated_deltanet", "num_key_heads": 2, "num_value_heads": 2,
+                                           "key_head_dim": 8, "value_head_dim": 8, "conv_kernel": 3}
+    text = moelab("inspect", fixtures / "models" / "qwen3_next").stdout
+    assert "3 Gated DeltaNet layers" in text and "1 gated full-attention layers" in text
+    assert text.count("[linear attention]") == 3 and text.count("[full attention]") == 1
+
+
+def test_building_a_random_hybrid_model_is_refused_in_one_line(fixtures, moelab, tmp_path):
+    cfg = tmp_path / "config.json"
+    shutil.copy(fixtures / "models" / "qwen3_next" / "config.json", cfg)
+    line = one_line_error(moelab("train", "--model-config", cfg, "--steps", 0, "--init-seed", 1, "--out",
+                                 tmp_path / "init", check=False))
+    assert "qwen3_next" in line and "not supported" in line
+    assert not (tmp_path / "init").exists()
