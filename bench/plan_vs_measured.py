@@ -17,7 +17,7 @@ layer by layer) and mode (--layerwise, --memory-budget). Prints a Markdown table
 planned / measured per rank; exits 1 when a ratio is outside 1 +- --tolerance.
 
   python3 bench/plan_vs_measured.py --moelab build/runner/moelab [--modes whole layerwise scratch]
-      [--stored float32|bfloat16] [--json out.json]
+      [--stored float32|bfloat16] [--family mixtral|qwen3_next] [--json out.json]
 """
 import argparse
 import json
@@ -41,13 +41,25 @@ SIZES = {
 MODES = ["whole", "layerwise", "scratch"]
 
 
-def make_model(path, hidden, inter, layers, experts, vocab, stored="float32"):
+def make_model(path, hidden, inter, layers, experts, vocab, stored="float32", family="mixtral"):
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)
-    cfg = MixtralConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                        num_attention_heads=8, num_key_value_heads=4, num_local_experts=experts,
-                        num_experts_per_tok=2, max_position_embeddings=1024)
-    model = MixtralForCausalLM(cfg).to(getattr(torch, stored))
+    if family == "qwen3_next":
+        # Qwen3-Next's hybrid layers (3 Gated DeltaNet, 1 gated full attention per 4) at the
+        # same hidden and expert sizes: 8 key heads serving 16 value heads of hidden / 8.
+        from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
+        cfg = Qwen3NextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
+                              moe_intermediate_size=inter, shared_expert_intermediate_size=inter,
+                              num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=4,
+                              head_dim=hidden // 8, num_experts=experts, num_experts_per_tok=2,
+                              linear_num_key_heads=8, linear_num_value_heads=16, linear_key_head_dim=hidden // 8,
+                              linear_value_head_dim=hidden // 8, max_position_embeddings=4096)
+        model = Qwen3NextForCausalLM(cfg).to(getattr(torch, stored))
+    else:
+        cfg = MixtralConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                            num_attention_heads=8, num_key_value_heads=4, num_local_experts=experts,
+                            num_experts_per_tok=2, max_position_embeddings=1024)
+        model = MixtralForCausalLM(cfg).to(getattr(torch, stored))
     model.config.torch_dtype = stored
     model.save_pretrained(path)
     return sum(p.numel() for p in model.parameters())
@@ -114,6 +126,8 @@ def main():
     # what users download, converted tensor by tensor while loading.
     ap.add_argument("--stored", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--json", type=pathlib.Path)
+    # qwen3_next: the hybrid layers' working set (Gated DeltaNet chunks) instead of attention's.
+    ap.add_argument("--family", default="mixtral", choices=["mixtral", "qwen3_next"])
     args = ap.parse_args()
     calib = {"seq_len": args.seq_len, "num_samples": args.num_samples, "batch_size": args.batch_size}
     rows = []
@@ -122,7 +136,7 @@ def main():
         for name in args.sizes:
             hidden, inter, layers, experts, vocab = SIZES[name]
             model = tmp / f"model_{name}"
-            params = make_model(model, hidden, inter, layers, experts, vocab, args.stored)
+            params = make_model(model, hidden, inter, layers, experts, vocab, args.stored, args.family)
             g = torch.Generator().manual_seed(0)
             data = tmp / "ids.json"
             data.write_text(json.dumps({"input_ids": torch.randint(
@@ -151,7 +165,7 @@ def main():
                               f"{ {k: round(v / 2**20, 1) for k, v in est.items() if k not in ('rank', 'experts_held', 'scratch')} }",
                               file=sys.stderr)
             shutil.rmtree(model, ignore_errors=True)  # the next size needs the disk space
-    print(f"calibration: {args.num_samples} x {args.seq_len} tokens, batch {args.batch_size}, default criteria, "
+    print(f"{args.family}; calibration: {args.num_samples} x {args.seq_len} tokens, batch {args.batch_size}, default criteria, "
           f"float32 compute, checkpoint stored in {args.stored}, OMP_NUM_THREADS=1\n")
     print("| model | params | mode | --memory-budget | P | rank | planned MiB | measured MiB | planned / measured |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")

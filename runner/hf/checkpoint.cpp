@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "hf/text_part.h"
 
 namespace fs = std::filesystem;
 
@@ -54,6 +55,33 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   } else {
     throw InputError(dir, "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)");
   }
+  // The text model of a multimodal checkpoint: its decoder's names without the wrapper's
+  // prefix, the other modalities' tensors hidden. (A config.json that cannot be read is
+  // reported by hf::read_model_config, not here.)
+  std::ifstream cfg(dir + "/config.json");
+  if (!cfg) return;
+  const nlohmann::json config = nlohmann::json::parse(cfg, nullptr, /*allow_exceptions=*/false);
+  const TextPart* part = text_part_of(config);
+  if (!part) return;
+  std::map<std::string, std::string> shown;
+  for (const auto& [name, file] : where_) {
+    bool other = false;
+    for (const auto& p : part->other_parts) other = other || name.compare(0, p.size(), p) == 0;
+    if (other) continue;
+    if (name.compare(0, part->stored_prefix.size(), part->stored_prefix) == 0) {
+      const std::string text_name = part->text_prefix + name.substr(part->stored_prefix.size());
+      shown[text_name] = file;
+      stored_[text_name] = name;
+    } else {
+      shown[name] = file;
+    }
+  }
+  where_ = std::move(shown);
+}
+
+const std::string& Checkpoint::stored(const std::string& name) const {
+  auto it = stored_.find(name);
+  return it == stored_.end() ? name : it->second;
 }
 
 const std::string& Checkpoint::file_of(const std::string& name) const {
@@ -63,10 +91,12 @@ const std::string& Checkpoint::file_of(const std::string& name) const {
 }
 
 const TensorInfo& Checkpoint::info(const std::string& name) const {
-  return files_.at(file_of(name))->tensors().at(name);
+  return files_.at(file_of(name))->tensors().at(stored(name));
 }
 
-at::Tensor Checkpoint::tensor(const std::string& name) const { return files_.at(file_of(name))->tensor(name); }
+at::Tensor Checkpoint::tensor(const std::string& name) const {
+  return files_.at(file_of(name))->tensor(stored(name));
+}
 
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> out;

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "hf/json_fields.h"
+#include "hf/text_part.h"
 
 namespace moelab::hf {
 namespace {
@@ -105,6 +106,19 @@ ModelConfig read_model_config(const std::string& path) {
     throw InputError(path, std::string("not valid JSON: ") + e.what());
   }
   if (!c.raw.is_object()) throw InputError(path, "not a JSON object");
+  // The text model of a multimodal checkpoint moelab reads (hf/text_part.h): text_config is
+  // its config.json; the wrapper's dtype and tied embeddings apply to it.
+  if (const TextPart* part = text_part_of(c.raw)) {
+    JsonFields outer(c.raw, path);
+    if (!c.raw.contains("text_config") || !c.raw["text_config"].is_object())
+      outer.fail("text_config", "must be an object (the text model's config of " + part->architecture + ")");
+    nlohmann::json text = c.raw["text_config"];
+    for (const char* key : {"dtype", "torch_dtype", "tie_word_embeddings"})
+      if (c.raw.contains(key) && !text.contains(key)) text[key] = c.raw[key];
+    text["architectures"] = nlohmann::json::array({part->text_architecture});
+    c.text_part_of = part->architecture;
+    c.raw = std::move(text);
+  }
   JsonFields f(c.raw, path);
   if (c.raw.contains("architectures") && c.raw["architectures"].is_array() && !c.raw["architectures"].empty() &&
       c.raw["architectures"][0].is_string())

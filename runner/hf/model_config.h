@@ -185,6 +185,9 @@ struct ModelConfig {
     return false;
   }
   nlohmann::json raw;  // the whole config.json, kept so that saving preserves unknown keys
+  // A multimodal checkpoint's architecture when this is its text model (hf/text_part.h; raw
+  // is then its text_config); empty otherwise.
+  std::string text_part_of;
 
   // Llama-4 (transformers models/llama4/modeling_llama4.py; models/llama4.cpp):
   //   rope_layers: per layer, whether it applies RoPE (config.json "no_rope_layers", 1 =

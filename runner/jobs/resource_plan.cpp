@@ -128,18 +128,19 @@ ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Reso
   f.attention = 2 * N * (x.q_width + x.k_width + x.v_width) * s + N * (x.out_width + D) * s +
                 x.B * x.H * x.T * x.T * s + 2 * x.B * x.T * x.T;
   if (c.attn_output_gate) f.attention += 2 * N * x.q_width * s;  // q_proj's gate half and sigmoid(gate)
-  if (c.linear_attn) {
+  if (c.linear_attn && !c.linear_layers.empty()) {
     // A Gated DeltaNet layer (models/gated_deltanet.cpp), chunks of 64 tokens over Tp, the
     // length padded to whole chunks: the input projections [N, 2K + 2V + 2Hv]; the
-    // convolution's input, output and activation [N, C]; q, k, v per value head in float32
-    // as prepared, padded and beta-scaled (3 copies); the chunk matrices (decay, system,
+    // convolution's output and activation [N, C]; q, k, v per value head in float32 as
+    // prepared and beta-scaled (2 copies); the chunk matrices (decay, system,
     // within-chunk attention) [B, Hv, Tp, 64] float32; the solved values and decayed keys,
     // the decayed queries and keys [B, Hv, Tp, 2 Dv + 4 Dk] float32; the output, its norm
-    // and gate [N, V] float32 (3) and out_proj's [N, D].
+    // and gate [N, V] float32 (3) and out_proj's [N, D]. Measured within 15% by
+    // bench/plan_vs_measured.py --family qwen3_next.
     const auto& a = *c.linear_attn;
     const int64_t Hv = a.num_v_heads, Tp = ceil_div(x.T, 64) * 64;
-    const int64_t linear = N * (2 * a.key_dim() + 2 * a.value_dim() + 2 * Hv) * s + 3 * N * a.conv_dim() * s +
-                           3 * N * Hv * (2 * a.k_head_dim + a.v_head_dim) * 4 + 3 * x.B * Hv * Tp * 64 * 4 +
+    const int64_t linear = N * (2 * a.key_dim() + 2 * a.value_dim() + 2 * Hv) * s + 2 * N * a.conv_dim() * s +
+                           2 * N * Hv * (2 * a.k_head_dim + a.v_head_dim) * 4 + 3 * x.B * Hv * Tp * 64 * 4 +
                            x.B * Hv * Tp * (2 * a.v_head_dim + 4 * a.k_head_dim) * 4 + 3 * N * a.value_dim() * 4 +
                            N * D * s;
     f.attention = std::max(f.attention, linear);

@@ -143,6 +143,9 @@ void write_saved_config(const fs::path& dir, const hf::ModelConfig& c, const Fam
     spdlog::warn("{}: {} needs trust_remote_code=True in transformers",
                  uneven ? "layers keep different numbers of experts" : "MoNE novices", out_name);
   }
+  if (!c.text_part_of.empty())
+    spdlog::warn("{}: the text model of the {} checkpoint ({}); its other modalities are not written", out_name,
+                 c.text_part_of, c.architecture);
   write_file_atomic(dir / "config.json", raw.dump(2));
   // Tokenizer and generation files travel with the model.
   const fs::path src = fs::path(c.path).parent_path();

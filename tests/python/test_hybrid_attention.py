@@ -205,3 +205,73 @@ def test_building_a_random_hybrid_model_is_refused_in_one_line(fixtures, moelab,
                                  tmp_path / "init", check=False))
     assert "qwen3_next" in line and "not supported" in line
     assert not (tmp_path / "init").exists()
+
+
+def test_the_text_model_of_a_qwen3_5_conditional_generation_checkpoint_is_read_and_pruned(moelab, tmp_path):
+    """The layout the Hub publishes Qwen3.5-MoE in (Qwen3_5MoeForConditionalGeneration:
+    text_config, model.language_model.*, a vision tower model.visual.*): moelab reads its
+    text model (logits of the multimodal model on text), and pruning writes that text model
+    (Qwen3_5MoeForCausalLM), which transformers loads with moelab's logits."""
+    from transformers.models.qwen3_5_moe import Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration
+    text, _ = make_models.qwen3_5_moe()
+    vision = dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=64)
+    torch.manual_seed(2)
+    model = Qwen3_5MoeForConditionalGeneration(Qwen3_5MoeConfig(text_config=text.to_dict(), vision_config=vision))
+    model = model.eval()
+    with torch.no_grad():
+        make_models.hybrid_weights(model)
+        model.model.language_model.embed_tokens.weight.normal_(0, 1.0)
+        model.lm_head.weight.normal_(0, 0.5)
+    src = tmp_path / "vl"
+    model.save_pretrained(src)
+    lengths = [70, 33]
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(1, 512, (2, 70), generator=g)
+    mask = (torch.arange(70)[None, :] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).logits
+    mine = moelab_logits(moelab, src, ids, lengths, tmp_path)
+    assert max((ref[b, :n] - mine[b]).abs().max().item() for b, n in enumerate(lengths)) <= 1e-4
+    info = json.loads(moelab("inspect", src, "--json").stdout)
+    assert info["family"] == "qwen3_5_moe" and info["architecture"] == "Qwen3_5MoeForCausalLM"
+
+    out = tmp_path / "pruned"
+    drops = {0: [3], 1: [0], 2: [7], 3: [4]}
+    args = ["prune", src, "--out", out]
+    for layer, experts in drops.items():
+        args += ["--drop", f"{layer}:{','.join(map(str, experts))}"]
+    proc = moelab(*args)
+    assert "Qwen3_5MoeForConditionalGeneration" in proc.stderr and "not written" in proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == ["Qwen3_5MoeForCausalLM"] and cfg["num_experts"] == 7
+    written = load_file(str(out / "model.safetensors"))
+    assert not [n for n in written if "visual" in n or "language_model" in n]
+    for layer, dropped in drops.items():
+        keep = [e for e in range(8) if e not in dropped]
+        router = model.model.language_model.layers[layer].mlp.gate.weight
+        assert torch.equal(written[f"model.layers.{layer}.mlp.gate.weight"], router[keep])
+    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        hf = pruned(input_ids=ids, attention_mask=mask).logits
+    mine = moelab_logits(moelab, out, ids, lengths, tmp_path)
+    assert max((hf[b, :n] - mine[b]).abs().max().item() for b, n in enumerate(lengths)) <= 1e-4
+
+
+def test_the_planner_counts_the_delta_rules_working_set(fixtures, moelab, tmp_path):
+    """plan-resources on a config alone: with 64 value heads of 128 over 1024 tokens, a Gated
+    DeltaNet layer's chunk matrices alone ([B, Hv, T, 64] float32, three of them) are 48 MiB,
+    far more than the same model's attention; the plan with linear layers holds them (the
+    planner against measured peaks: bench/plan_vs_measured.py --family qwen3_next)."""
+    def planned(layer_types):
+        d = tmp_path / layer_types[0]
+        d.mkdir()
+        cfg = json.loads((fixtures / "models" / "qwen3_next" / "config.json").read_text())
+        cfg.update(layer_types=layer_types, linear_num_key_heads=32, linear_num_value_heads=64,
+                   linear_key_head_dim=128, linear_value_head_dim=128)
+        (d / "config.json").write_text(json.dumps(cfg))
+        out = moelab("plan-resources", d, "--seq-len", 1024, "--batch-size", 1, "--num-samples", 1, "--json").stdout
+        return json.loads(out)["per_rank"][0]["activations"]
+    hybrid = planned(["linear_attention", "linear_attention", "linear_attention", "full_attention"])
+    full = planned(["full_attention"] * 4)
+    chunks = 3 * 64 * 1024 * 64 * 4
+    assert hybrid - full >= chunks, (hybrid, full)
