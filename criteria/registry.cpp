@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "common/error.h"
+#include "results/stat_groups.h"
 
 namespace moelab::criteria {
 
@@ -86,16 +87,17 @@ std::set<std::string> stat_groups_needed(const std::vector<std::string>& names) 
   std::vector<std::unique_ptr<Criterion>> list;
   if (names.empty()) list = all_criteria();
   for (const auto& n : names) list.push_back(make_criterion(n));
+  using Default = results::StatGroup::Default;
   for (const auto& c : list)
     for (const auto& need : c->needs()) {
       if (need == kNeedsWeights || need == kNeedsSecondCheckpoint) continue;
-      if (names.empty() && (need == results::stat::kGradients || need == results::stat::kNaee)) continue;
+      const results::StatGroup* g = results::find_stat_group(need);
+      if (names.empty() && g && g->by_default == Default::kOnRequest) continue;
       groups.insert(need);
     }
-  if (names.empty()) {
-    groups.insert(results::stat::kPowerSums);  // cheap; every Family member scores from it
-    groups.insert(results::stat::kOutMax);     // E values a layer; prune --protect-super-experts reads it
-  }
+  if (names.empty())  // the default set: also what results/stat_groups.cpp collects always
+    for (const auto& g : results::stat_groups())
+      if (g.by_default == Default::kAlways) groups.insert(g.name);
   return groups;
 }
 

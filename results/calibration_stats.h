@@ -18,48 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "results/stat_groups.h"  // stat::k*, kGateRatioBins, default_power_exponents
+
 namespace moelab::results {
-
-// The groups of statistics a criterion can need; calibrate collects the union.
-namespace stat {
-inline const std::string kUsage = "usage";                // tokens_E, gate_sum_E
-inline const std::string kActNorms = "act_norms";         // act_norm_sum_E, act_norm_sq_sum_E
-inline const std::string kOutNorms = "out_norms";         // out_norm_sum_E, gate_out_norm_sum_E
-inline const std::string kCoactivation = "coactivation";  // coactivation_EE
-inline const std::string kTokenIds = "token_ids";         // token_bitmap_EW
-inline const std::string kActMoments = "act_moments";     // act_sum_EF, act_sq_sum_EF
-inline const std::string kHiddenChange = "hidden_change"; // easyep_sum_E
-inline const std::string kActOutliers = "act_outliers";   // act_outliers_E (second pass; needs act_moments)
-inline const std::string kGradients = "gradients";        // grad_* (backward of the next-token loss)
-inline const std::string kNaee = "naee";                  // naee_subsets_SE, naee_loss_S (dense pass)
-inline const std::string kDenseOutputs = "dense_outputs"; // dense_out_sum_ED (dense pass; expert merging)
-inline const std::string kGateRatios = "gate_ratios";     // gate_ratio_hist_B (NAEE dynamic skipping)
-inline const std::string kPowerSums = "power_sums";       // power_sum_EVXX (the unified criteria family)
-inline const std::string kOutMoments = "out_moments";     // out_sum_ED, out_sq_sum_ED (MoNE's novices)
-inline const std::string kOutMax = "out_max";             // out_max_E (super experts)
-}  // namespace stat
-
-// Exponents for which power_sums holds sum g^a ||v||^p unless calibrate is told others
-// (--power-exponents): every a, p in {0, 1, 2}.
-inline const std::vector<double>& default_power_exponents() {
-  static const std::vector<double> x = {0, 1, 2};
-  return x;
-}
-
-// Bins of gate_ratio_hist_B over [0, 1]: bin b holds ratios in [b / B, (b + 1) / B)
-// (a ratio of exactly 1 goes to the last bin). A median read from it is within half a
-// bin (5e-4) of the exact median.
-inline constexpr int64_t kGateRatioBins = 1000;
-
-// Every statistic group calibrate can collect, in a fixed order.
-inline const std::vector<std::string>& all_stat_groups() {
-  static const std::vector<std::string> g = {stat::kUsage,        stat::kActNorms,     stat::kOutNorms,
-                                             stat::kCoactivation, stat::kTokenIds,     stat::kActMoments,
-                                             stat::kHiddenChange, stat::kActOutliers,  stat::kGradients,
-                                             stat::kNaee,         stat::kDenseOutputs, stat::kGateRatios,
-                                             stat::kPowerSums,    stat::kOutMoments,   stat::kOutMax};
-  return g;
-}
 
 struct LayerStats {
   int64_t layer = 0;

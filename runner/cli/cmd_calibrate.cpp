@@ -22,6 +22,7 @@
 #include "jobs/memory_budget.h"
 #include "models/layer_loader.h"
 #include "cluster/alltoall_dispatcher.h"
+#include "results/stat_groups.h"
 #include "results/stats_file.h"
 
 namespace moelab::cli {
@@ -62,7 +63,8 @@ void run_calibrate(const CalibrateArgs& a) {
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   // The default set leaves out what needs the whole model when going layer by layer.
   // (and so does a resumable pass: a second pass is not checkpointed).
-  if ((a.lw.layerwise || a.checkpoint_every > 0) && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
+  if ((a.lw.layerwise || a.checkpoint_every > 0) && a.criteria.empty())
+    while (const results::StatGroup* g = results::first_whole_model_group(groups)) groups.erase(g->name);
   std::string known;
   for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
   for (const auto& g : a.collect) {

@@ -19,6 +19,7 @@
 #include "models/family.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
+#include "results/stat_groups.h"
 
 namespace moelab::cli {
 namespace {
@@ -42,7 +43,8 @@ std::set<std::string> groups_of(const PlanArgs& a) {
     return {};
   }
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
-  if (a.layerwise && a.criteria.empty()) groups.erase(results::stat::kActOutliers);
+  if (a.layerwise && a.criteria.empty())
+    while (const results::StatGroup* g = results::first_whole_model_group(groups)) groups.erase(g->name);
   const auto& all = results::all_stat_groups();
   for (const auto& g : a.collect) {
     if (std::find(all.begin(), all.end(), g) == all.end())

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "hf/safetensors.h"
 #include "results/calibration_stats.h"
+#include "results/stat_groups.h"
 
 namespace moelab::jobs {
 
@@ -135,9 +136,8 @@ void CalibrationCheckpoint::remove() {
 }
 
 std::string unresumable_group(const std::set<std::string>& groups) {
-  for (const auto& g : {results::stat::kGradients, results::stat::kNaee, results::stat::kActOutliers})
-    if (groups.count(g)) return g;
-  return "";
+  const results::StatGroup* g = results::first_whole_model_group(groups);
+  return g ? g->name : "";
 }
 
 void check_resumable_groups(const std::set<std::string>& groups) {

@@ -16,6 +16,7 @@
 #include "jobs/observer_fanout.h"
 #include "models/layer_forward.h"
 #include "models/layer_loader.h"
+#include "results/stat_groups.h"
 
 namespace moelab::jobs {
 namespace {
@@ -31,15 +32,9 @@ struct Step {
 }  // namespace
 
 void check_layerwise_groups(const std::set<std::string>& groups) {
-  const std::pair<std::string, const char*> kWhole[] = {
-      {results::stat::kGradients, "needs a backward pass through the whole model"},
-      {results::stat::kNaee, "re-runs the whole model per candidate subset"},
-      {results::stat::kActOutliers, "needs a second whole-model pass with thresholds from the first"},
-  };
-  for (const auto& [group, why] : kWhole)
-    if (groups.count(group))
-      throw InputError("--layerwise", "statistic group \"" + group + "\" " + why +
-                                          "; collect it without --layerwise");
+  if (const results::StatGroup* g = results::first_whole_model_group(groups))
+    throw InputError("--layerwise", "statistic group \"" + g->name + "\" " + g->whole_model_only +
+                                        "; collect it without --layerwise");
 }
 
 int64_t check_layer_budget(const models::MoeModel& shell, const std::string& dir, int64_t budget) {

@@ -14,6 +14,7 @@
 #include "models/family.h"
 #include "models/moe_model.h"
 #include "results/calibration_stats.h"
+#include "results/stat_groups.h"
 
 namespace moelab::jobs {
 namespace {
@@ -46,24 +47,13 @@ int64_t largest_shared_tensor(const hf::ModelConfig& c) {
 // in memory while collecting (in_file = false) or in the HDF5 file (true: the token
 // bitmap packed to bits, no outlier thresholds).
 int64_t layer_stats_bytes(const std::set<std::string>& g, int64_t E, int64_t F, int64_t D, int64_t V, bool in_file) {
-  auto has = [&](const std::string& k) { return g.count(k) != 0; };
-  int64_t b = 16 * E;  // usage: tokens_E (int64) + gate_sum_E (f64), always collected
-  if (has(stat::kActNorms)) b += 16 * E;
-  if (has(stat::kOutNorms)) b += 16 * E;
-  if (has(stat::kCoactivation)) b += 8 * E * E;
-  if (has(stat::kTokenIds)) b += in_file ? E * ceil_div(V, 8) : E * V;  // bool [E, V] until packed
-  if (has(stat::kActMoments) || has(stat::kActOutliers)) b += 16 * E * F;
-  if (has(stat::kHiddenChange)) b += 8 * E;
-  if (has(stat::kActOutliers)) b += 8 * E + (in_file ? 0 : 16 * E * F);  // + lo/hi thresholds [E, F] f64
-  if (has(stat::kGradients)) b += 16 * E + 8 * E * E + 16 * E * F;
-  // NAEE: at most --naee-budget (4096) subsets of E flags plus a loss each.
-  if (has(stat::kNaee)) b += 4096 * (E + 8);
-  if (has(stat::kDenseOutputs)) b += 8 * E * D;
-  if (has(stat::kGateRatios)) b += 8 * results::kGateRatioBins;
-  // power_sums [E, 2, X, X] f64 with the default X = 3 exponents.
-  if (has(stat::kPowerSums)) b += 8 * E * 2 * 9;
-  if (has(stat::kOutMoments)) b += 16 * E * D;
-  if (has(stat::kOutMax)) b += 8 * E;
+  const results::StatSizes sizes{E, F, D, V};
+  int64_t b = 0;
+  // usage is always collected; a group's required groups (act_outliers' act_moments) too.
+  std::set<std::string> groups = results::with_required_groups(g);
+  groups.insert(stat::kUsage);
+  for (const auto& group : results::stat_groups())
+    if (groups.count(group.name)) b += group.layer_bytes(sizes, in_file);
   return b;
 }
 

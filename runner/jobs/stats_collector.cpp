@@ -1,4 +1,5 @@
 #include "jobs/stats_collector.h"
+#include "results/stat_groups.h"
 
 namespace moelab::jobs {
 namespace {
@@ -7,9 +8,8 @@ at::TensorOptions i64() { return at::TensorOptions().dtype(at::kLong); }
 }  // namespace
 
 StatsCollector::StatsCollector(const models::MoeModel& m, std::set<std::string> groups)
-    : groups_(std::move(groups)), vocab_(m.config.vocab_size) {
+    : groups_(results::with_required_groups(std::move(groups))), vocab_(m.config.vocab_size) {
   groups_.insert(results::stat::kUsage);  // always: every criterion normalises by it
-  if (has(results::stat::kActOutliers)) groups_.insert(results::stat::kActMoments);  // its thresholds
   for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) {
     if (!m.layers[l].moe) continue;
     const int64_t E = m.layers[l].moe->num_experts(), F = m.layers[l].moe->down_EDF.size(2);
