@@ -10,22 +10,34 @@ For each family (Qwen3NextForCausalLM, Qwen3_5MoeForCausalLM's text model) it
     attention), spreads the hybrid-specific weights (zero-centred norms, decays, convolution) as
     tests/fixtures/make_models.py does, and saves it with save_pretrained (float32);
  2. times transformers' forward on B random sequences of T tokens: the model loaded with
-    from_pretrained, eval, torch.no_grad, use_cache=False, torch threads = --threads; one warm-up,
-    then the median of --repeat passes. Nothing but model(input_ids, attention_mask) is timed;
+    from_pretrained, eval, torch.no_grad, use_cache=False, torch threads = --threads; the first
+    pass, then the median of --repeat more. Nothing but model(input_ids, attention_mask) is timed.
+    With --breakdown (default) one more pass times its parts with forward hooks (Gated DeltaNet,
+    and the delta rule inside it, full attention, MoE blocks, lm_head);
  3. times `moelab forward MODEL --ids-json ids.json --top 1` (OMP_NUM_THREADS = --threads, all
     sequences in one batch) --repeat times. The CLI runs one pass per process, so its pass is
     estimated two ways: (a) its log from "loaded" (model in memory) to the process's exit, and
     (b) the whole process minus that of the same command on a 1-token sequence (start-up + load).
-    Both include computing every position's logits and moelab's exit (freeing the model);
+    Both include computing every position's logits and moelab's exit (freeing the model). With
+    --malloc-row (default) also with glibc's malloc thresholds set (GLIBC_TUNABLES) as
+    jobs::reuse_freed_blocks() sets them in calibrate/eval/generate, alternating with the plain runs;
  4. runs `moelab forward ... --out logits.safetensors` once and reports the largest |logit
     difference| against transformers' logits (every position of every sequence).
 
+The machine's float32 torch.mm rate on the same threads is measured at the end, for the
+"weight-matmul GFLOP/s" column (the pass's projection, expert and lm_head FLOPs over its time). On a
+shared machine, --wait-idle S waits up to S seconds for an idle machine before each timed pass; the CPU
+other processes took during each pass is recorded either way.
+
   python3 bench/hybrid_forward.py --moelab build/runner/moelab [--family qwen3_next|qwen3_5_moe|both]
-      [--batch 4 --seq-len 512] [--repeat 3] [--layers 4] [--json out.json]
+      [--batch 4 --seq-len 512] [--repeat 3] [--layers 4] [--wait-idle 300] [--json out.json]
+  python3 bench/hybrid_forward.py --report-only out.json   (the report of a saved run)
   python3 bench/hybrid_forward.py --moelab build/runner/moelab --quick   (tiny: checks the script)
   python3 bench/hybrid_forward.py --moelab build/runner/moelab --family qwen3_next --shapes 16x128,4x512,1x2048
       (moelab and transformers at the same token count, several sequence lengths: the part of the
-       pass that grows with the sequence is attention; the rest is per token)
+       pass that grows with the sequence is token mixing; the rest is per token)
+  python3 bench/hybrid_forward.py --moelab build/runner/moelab --family qwen3_next --full-every 1
+      (every layer full attention: against the default, what the Gated DeltaNet layers cost)
 """
 import argparse
 import datetime
@@ -151,10 +163,14 @@ def hf_forward(path, ids, lengths, a):
             logits = model(input_ids=x, attention_mask=mask, use_cache=False).logits
             times.append(time.perf_counter() - t0)
             others.append(meter.others())
+        if a.breakdown:
+            info_parts = breakdown(model, x, mask, a)
     info = {"load_s": load_s, "first_pass_s": times[0], "pass_s": statistics.median(times[1:]), "passes_s": times,
             "others_cpu_s": others,
             "experts_implementation": getattr(model.config, "_experts_implementation", None),
             "attn_implementation": getattr(model.config, "_attn_implementation", None)}
+    if a.breakdown:
+        info["parts_s"] = info_parts
     try:
         import fla  # noqa: F401
         info["delta_rule"] = "flash-linear-attention (installed)"
@@ -162,6 +178,59 @@ def hf_forward(path, ids, lengths, a):
         info["delta_rule"] = "torch fallback (torch_chunk_gated_delta_rule; flash-linear-attention not installed)"
     del model
     return info, logits
+
+
+def breakdown(model, x, mask, a):
+    """One more (warm) pass with forward hooks timing each part: seconds per part, summed over layers."""
+    import sys as _sys
+    parts = {"linear attention (Gated DeltaNet)": "GatedDeltaNet", "of which the delta rule": None,
+             "full attention": "Attention", "MoE blocks": "SparseMoeBlock", "lm_head": None}
+    spent, start, handles = {k: 0.0 for k in parts}, {}, []
+
+    def hook(key, module):
+        def pre(*_):
+            start[id(module)] = time.perf_counter()
+
+        def post(*_):
+            spent[key] += time.perf_counter() - start.pop(id(module))
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+
+    modeling = None
+    for name, module in model.named_modules():
+        cls = type(module).__name__
+        if name == "lm_head":
+            hook("lm_head", module)
+        for key, suffix in parts.items():
+            if suffix and cls.endswith(suffix) and not (suffix == "Attention" and cls.endswith("GatedDeltaNet")):
+                hook(key, module)
+                if suffix == "GatedDeltaNet":
+                    modeling = _sys.modules[type(module).__module__]
+    # the delta rule as the Gated DeltaNet's forward calls it (a module-level function)
+    original = modeling.torch_chunk_gated_delta_rule if modeling else None
+
+    def timed_rule(*args, **kw):
+        t0 = time.perf_counter()
+        try:
+            return original(*args, **kw)
+        finally:
+            spent["of which the delta rule"] += time.perf_counter() - t0
+    if modeling:
+        modeling.torch_chunk_gated_delta_rule = timed_rule
+    try:
+        wait_idle(a.wait_idle)
+        t0 = time.perf_counter()
+        model(input_ids=x, attention_mask=mask, use_cache=False)
+        total = time.perf_counter() - t0
+    finally:
+        if modeling:
+            modeling.torch_chunk_gated_delta_rule = original
+        for h in handles:
+            h.remove()
+    spent["rest (embedding, norms, residuals, final norm)"] = total - sum(
+        v for k, v in spent.items() if k != "of which the delta rule")
+    spent["total"] = total
+    return spent
 
 
 def log_stamp(stderr, key):
@@ -306,6 +375,12 @@ def report(results, a):
                      f"`{hf0['attn_implementation']}`, delta rule: {hf0['delta_rule']}; load {hf0['load_s']:.1f} s. "
                      f"moelab start-up + load (1-token process): {r['moelab_startup_load_s']:.2f} s. Weight "
                      f"matmuls: {matmul_gflop(a, r['layer_types'], 1) * 1e3:.0f} MFLOP per token.")
+        for sh in r["shapes"]:
+            parts = sh["transformers"].get("parts_s")
+            if parts:
+                lines.append(f"  transformers' pass on {sh['batch']} x {sh['seq_len']} by part (forward hooks, one more "
+                             f"warm pass, {parts['total']:.2f} s): " +
+                             ", ".join(f"{k} {v:.2f} s" for k, v in parts.items() if k != "total") + ".")
     lines += ["", "| family | batch x tokens | tool | pass s | tok/s | moelab process s | moelab process - 1-token "
               "process s | transformers warm / this (speed-up) | weight-matmul GFLOP/s | max abs logit diff "
               "(max abs logit) |",
@@ -358,6 +433,8 @@ def main():
     ap.add_argument("--malloc-row", action=argparse.BooleanOptionalAction, default=True,
                     help="also time moelab with glibc's malloc thresholds set as calibrate/eval/generate set them "
                          "(jobs::reuse_freed_blocks; GLIBC_TUNABLES)")
+    ap.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
+                    help="one more transformers pass timing its parts with forward hooks (and the delta rule)")
     ap.add_argument("--wait-idle", type=float, default=0,
                     help="before each timed pass, wait up to this many seconds for the machine to be idle")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the machine")
