@@ -57,6 +57,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
+import make_models  # noqa: E402  (hybrid_weights)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FAMILIES = ("qwen3_next", "qwen3_5_moe")
 NAMES = {"qwen3_next": "Qwen3-Next (Qwen3NextForCausalLM)", "qwen3_5_moe": "Qwen3.5-MoE text (Qwen3_5MoeForCausalLM)"}
@@ -85,17 +88,8 @@ def build_model(family, path, a):
     else:
         cfg, cls = Qwen3_5MoeTextConfig(**shape), Qwen3_5MoeForCausalLM
     model = cls(cfg).eval()
-    with torch.no_grad():  # as tests/fixtures/make_models.py's hybrid_weights
-        for module in model.modules():
-            name = type(module).__name__
-            if name.endswith("RMSNorm") and not name.endswith("Gated"):
-                module.weight.normal_(0, 0.2)
-            if name.endswith("RMSNormGated"):
-                module.weight.normal_(1, 0.2)
-            if name.endswith("GatedDeltaNet"):
-                module.A_log.uniform_(-2, 1)
-                module.dt_bias.normal_(0, 1)
-                module.conv1d.weight.normal_(0, 0.3)
+    with torch.no_grad():
+        make_models.hybrid_weights(model)  # the fixtures' spread of norms, decays and convolution
     model.save_pretrained(path)
     n = sum(p.numel() for p in model.parameters())
     del model

@@ -13,6 +13,11 @@ namespace moelab::models {
 // shared experts `mlp.shared_experts.{gate,up,down}_proj` (DeepSeek-V2/V3, GLM-4.x, ERNIE-4.5).
 void use_mlp_experts_names(TensorNames& names);
 
+// Qwen-MoE names: router `mlp.gate`, routed experts `mlp.experts.{E}.{gate,up,down}_proj`, one
+// shared expert `mlp.shared_expert.{gate,up,down}_proj` and its gate `mlp.shared_expert_gate`
+// (Qwen2-MoE, Qwen3-Next, Qwen3.5-MoE).
+void use_qwen_moe_names(TensorNames& names);
+
 // Mixtral's names: router `block_sparse_moe.gate`, routed experts
 // `block_sparse_moe.experts.{E}.w1` (gate) / `w3` (up) / `w2` (down) (Mixtral, MiniMax-M2, Phi-3.5-MoE).
 void use_block_sparse_moe_names(TensorNames& names);

@@ -8,6 +8,7 @@
 // that `layer_types` marks, when `use_sliding_window`.
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 #include "models/sparse_layer_map.h"
 
 namespace moelab::models {
@@ -44,14 +45,7 @@ FamilySpec qwen2_moe_family() {
   s.name = "qwen2_moe";
   s.architectures = {"Qwen2MoeForCausalLM"};
   s.model_types = {"qwen2_moe"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  s.names.shared_gate = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
-  s.names.shared_up = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
-  s.names.shared_down = "model.layers.{L}.mlp.shared_expert.down_proj.weight";
-  s.names.shared_expert_gate = "model.layers.{L}.mlp.shared_expert_gate.weight";
+  use_qwen_moe_names(s.names);
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_experts";
   return s;

@@ -20,6 +20,7 @@
 // Multi-token-prediction weights ("mtp.*") are skipped as transformers skips them.
 #include "hf/json_fields.h"
 #include "models/family.h"
+#include "models/family_parts.h"
 #include "models/sparse_layer_map.h"
 
 namespace moelab::models {
@@ -81,17 +82,6 @@ void read_qwen3_5_moe(hf::ModelConfig& c) {
   if (c.num_experts_per_tok > e) f.fail("num_experts_per_tok", "exceeds the num_experts (" + std::to_string(e) + ")");
   c.num_experts_per_layer.assign(c.num_hidden_layers, e);  // Qwen3_5MoeDecoderLayer: every layer MoE
   c.norm_topk_prob = true;  // Qwen3_5MoeTopKRouter renormalises always
-}
-
-void use_qwen_moe_names(TensorNames& n) {
-  n.router = "model.layers.{L}.mlp.gate.weight";
-  n.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  n.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  n.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  n.shared_gate = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
-  n.shared_up = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
-  n.shared_down = "model.layers.{L}.mlp.shared_expert.down_proj.weight";
-  n.shared_expert_gate = "model.layers.{L}.mlp.shared_expert_gate.weight";
 }
 
 }  // namespace
