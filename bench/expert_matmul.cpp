@@ -21,8 +21,8 @@
 #include <functional>
 #include <vector>
 
-#include "models/blocks.h"
-#include "models/expert_dispatch.h"
+#include "core/models/blocks.h"
+#include "core/models/expert_dispatch.h"
 
 namespace {
 
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   for (int64_t e = 0; e < E; ++e) w.original_ids.push_back(e);
   moelab::hf::ModelConfig c;
   c.num_experts_per_tok = K;
-  c.norm_topk_prob = true;
+  c.router.norm_topk_prob = true;
   c.hidden_act = "silu";
   moelab::models::LocalDispatcher local;
   const at::Tensor x = at::randn({N, D});

@@ -15,7 +15,7 @@
 
 #include "cluster/communicator.h"
 #include "cluster/expert_placement.h"
-#include "models/expert_dispatch.h"
+#include "core/models/expert_dispatch.h"
 
 namespace moelab::cluster {
 

@@ -3,11 +3,11 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "cluster/cuda_support.h"
 #include "cluster/local_communicator.h"
 #include "cluster/mpi_communicator.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "cluster/cuda_support.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
 
 namespace moelab::cluster {
 

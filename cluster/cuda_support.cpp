@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <mutex>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::cluster {
 namespace {

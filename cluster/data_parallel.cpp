@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "cluster/alltoall_dispatcher.h"
-#include "common/log.h"
+#include "core/common/log.h"
 
 namespace moelab::cluster {
 

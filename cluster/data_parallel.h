@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cluster/communicator.h"
-#include "models/moe_model.h"
+#include "core/models/moe_model.h"
 
 namespace moelab::cluster {
 

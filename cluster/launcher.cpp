@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::cluster {
 namespace {

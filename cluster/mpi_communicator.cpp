@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <thread>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
 
 namespace moelab::cluster {
 namespace {

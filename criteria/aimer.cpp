@@ -18,9 +18,8 @@
 //
 // Per-matrix option, AIMER-<gate|up|down|mean>: the ratio of one matrix alone, or the
 // mean over the three matrices of their own ratios.
-#include <regex>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/registry.h"
 #include "criteria/stats_access.h"
 #include "criteria/weight_chunks.h"
@@ -89,16 +88,14 @@ CriterionPattern pattern_aimer_per_matrix() {
   c.needs = kNeedsWeights;
   c.description = "AIMER of one matrix, or the mean of the three matrices' ratios";
   c.parse = [](const std::string& name) -> std::unique_ptr<Criterion> {
-    static const std::regex kName(R"(^aimer-(gate|up|down|mean)$)", std::regex::icase);
-    std::smatch m;
-    if (!std::regex_match(name, m, kName)) return nullptr;
-    std::string which = m[1].str();
-    for (auto& ch : which) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    const auto canonical = pattern_name_aimer_per_matrix(name);  // "AIMER-<matrix>" (catalog.h)
+    if (!canonical) return nullptr;
+    const std::string which = canonical->substr(6);
     const Matrices mat = which == "gate" ? Matrices::kGate
                          : which == "up" ? Matrices::kUp
                          : which == "down" ? Matrices::kDown
                                            : Matrices::kMean;
-    return std::make_unique<Aimer>(mat, "AIMER-" + which);
+    return std::make_unique<Aimer>(mat, *canonical);
   };
   return c;
 }

@@ -14,14 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "models/moe_model.h"
+#include "core/models/moe_model.h"
+#include "criteria/catalog.h"  // kNeedsWeights, kNeedsSecondCheckpoint
 #include "results/calibration_stats.h"
 
 namespace moelab::criteria {
-
-// What a criterion needs besides statistics groups (results::stat::k*).
-inline const std::string kNeedsWeights = "weights";            // the model's expert/router weights
-inline const std::string kNeedsSecondCheckpoint = "second_checkpoint";  // e.g. fine-tuned vs pre-trained
 
 struct ScoreInputs {
   const results::CalibrationStats* stats = nullptr;  // null for weight-only scoring

@@ -25,7 +25,7 @@
 #include <numeric>
 #include <tuple>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/stats_access.h"
 
 namespace moelab::criteria {

@@ -9,7 +9,7 @@
 //   EGE_j = sum over c of log(max(std_c, 1e-12))
 // (a Gaussian's differential entropy up to constants, as EAE). An expert with a zero
 // gradient scores F * log(1e-12), the lowest possible. Computed in float64.
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/moment_math.h"
 #include "criteria/stats_access.h"
 

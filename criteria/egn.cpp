@@ -4,7 +4,7 @@
 //
 // Reading implemented: EGN_j = ||G_j||_2 with G_j the gradient of the MEAN next-token
 // cross-entropy over the whole calibration set w.r.t. expert j's gate, up and down
-// matrices together (jobs/expert_gradients.h), i.e. sqrt(grad_sq_norm_E[j]). An expert
+// matrices together (runner/jobs/calibrate/expert_gradients.h), i.e. sqrt(grad_sq_norm_E[j]). An expert
 // no token reached scores 0. Computed in float64.
 #include "criteria/stats_access.h"
 

@@ -4,7 +4,7 @@
 //
 // Reading implemented: EGS_j = sum over k != j of cos(G_j, G_k), G the flattened
 // gradients of the mean next-token loss w.r.t. each expert's gate, up and down
-// matrices (jobs/expert_gradients.h), from the Gram matrix grad_gram_EE. A cosine with
+// matrices (runner/jobs/calibrate/expert_gradients.h), from the Gram matrix grad_gram_EE. A cosine with
 // a zero gradient is 0. Max-EGS drops the experts whose updates are most redundant.
 // Computed in float64.
 #include "criteria/moment_math.h"

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/registry.h"
 #include "criteria/stats_access.h"
 

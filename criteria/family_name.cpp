@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <regex>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/family.h"
 
 namespace moelab::criteria {

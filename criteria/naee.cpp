@@ -1,7 +1,7 @@
 // NAEE (Lu et al. 2024, "Not All Experts are Equal: Efficient Expert Pruning and
 // Skipping for Mixture-of-Experts LLMs"): the subset of experts to keep that
 // minimises the layer's output reconstruction error over the calibration set,
-// searched at calibration time (jobs/naee_search.h: enumeration, or greedy
+// searched at calibration time (runner/jobs/calibrate/naee_search.h: enumeration, or greedy
 // elimination above a budget). NAEE picks a subset rather than scoring experts; its
 // scores are built so that Min-NAEE at the calibrated ratio drops exactly that subset:
 //   NAEE_j = the smallest error among the stored subsets that exclude j

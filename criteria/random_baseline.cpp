@@ -14,7 +14,7 @@
 // statistics of the MoE layer.
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/criterion.h"
 
 namespace moelab::criteria {

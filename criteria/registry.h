@@ -1,4 +1,5 @@
-// All criteria by name. Unknown names get a "did you mean" suggestion.
+// All criteria by name, as scoring objects (their names and needs alone, without torch:
+// catalog.h). Unknown names get a "did you mean" suggestion.
 #pragma once
 
 #include <functional>
@@ -7,13 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "criteria/catalog.h"
 #include "criteria/criterion.h"
 
 namespace moelab::criteria {
 
 // A parameterised criterion: one name pattern that stands for many criteria, e.g.
 // Family-a1-p1-b1-out. One file defines `CriterionPattern pattern_x()` and the
-// registry lists it with MOELAB_CRITERION_PATTERN(x) in criteria_list.h.
+// registry lists it with MOELAB_CRITERION_PATTERN(x, syntax, needs...) in criteria_list.h.
 struct CriterionPattern {
   std::string syntax;               // "Family-a<A>-p<P>-b<B>-<act|out>"
   std::string needs;                // as `moelab score --list` shows it
@@ -28,11 +30,5 @@ std::vector<std::unique_ptr<Criterion>> all_criteria();
 std::vector<CriterionPattern> criterion_patterns();
 // Case-insensitive; a fixed name or an instance of a pattern. Throws InputError("criterion", ...) with a suggestion.
 std::unique_ptr<Criterion> make_criterion(const std::string& name);
-
-// The statistic groups (results::stat::k*) the named criteria need. No names: every
-// criterion's, except the groups that cost more than one forward pass (gradients: a
-// backward pass; naee: dense observation), which are collected only when named, plus
-// power_sums (every member of the Family pattern).
-std::set<std::string> stat_groups_needed(const std::vector<std::string>& names);
 
 }  // namespace moelab::criteria

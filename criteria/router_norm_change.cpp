@@ -14,7 +14,7 @@
 // layer (both checkpoints must have the same expert count in the layer). The
 // paper's pruned-experts-output-zero / no-renormalisation procedure belongs to the
 // pruning step, not to the score. Computed in float64.
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/criterion.h"
 #include "criteria/stats_access.h"
 

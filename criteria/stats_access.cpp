@@ -1,6 +1,6 @@
 #include "criteria/stats_access.h"
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::criteria {
 

@@ -15,7 +15,7 @@
 // an SVD to float64 rounding and ~10x faster (scoring all criteria stays in seconds).
 #include <algorithm>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/criterion.h"
 #include "criteria/stats_access.h"
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::results {
 using nlohmann::json;

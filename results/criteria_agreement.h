@@ -4,7 +4,7 @@
 //     Max-, so that tau = 1 means the same order of removal; report_kendall.h), and
 //   - the top-r overlap |D_A n D_B| / r of the experts each would drop at `ratio`, with
 //     r = round(ratio * E) and D chosen as `moelab prune`'s uniform plan chooses them
-//     (jobs/pruning_plan.cpp: stable sort by drop order, ties to the lower expert id).
+//     (runner/jobs/prune/pruning_plan.cpp: stable sort by drop order, ties to the lower expert id).
 // Overall: tau is the mean over the layers where it is defined; the overlap is the total
 // intersection over the total dropped (layers weighted by r).
 // Pure data (no torch): `moelab score --agreement` prints and saves it, the report reuses it.

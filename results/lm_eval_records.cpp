@@ -1,6 +1,6 @@
 #include "results/lm_eval_records.h"
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::results {
 namespace {

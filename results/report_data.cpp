@@ -10,76 +10,17 @@
 #include <set>
 #include <sstream>
 
-#include "common/error.h"
+#include "core/common/error.h"
+#include "results/job_record.h"
 #include "results/lm_eval_records.h"
 #include "results/result_records.h"
+#include "results/scores_file.h"
 
 namespace moelab::results::report {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-json parse_json_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "cannot read the " + what);
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return json::parse(text.str());
-  } catch (const json::exception&) {
-    throw InputError(path, "the " + what + " is not valid JSON");
-  }
-}
-
-// Field readers that name the field in their error ("jobs[3].tags.ratio: expected a string").
-class Fields {
- public:
-  explicit Fields(std::string file) : file_(std::move(file)) {}
-  [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
-    throw InputError(file_, field + ": " + problem);
-  }
-  const json& at(const json& obj, const std::string& key, const std::string& field) const {
-    if (!obj.is_object()) fail(field, "expected an object");
-    auto it = obj.find(key);
-    if (it == obj.end()) fail(field + "." + key, "missing");
-    return *it;
-  }
-  std::string str(const json& obj, const std::string& key, const std::string& field) const {
-    const json& v = at(obj, key, field);
-    if (!v.is_string()) fail(field + "." + key, "expected a string");
-    return v.get<std::string>();
-  }
-  std::vector<std::string> strings(const json& obj, const std::string& key, const std::string& field) const {
-    const json& v = at(obj, key, field);
-    if (!v.is_array()) fail(field + "." + key, "expected a list of strings");
-    std::vector<std::string> out;
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (!v[i].is_string()) fail(field + "." + key + "[" + std::to_string(i) + "]", "expected a string");
-      out.push_back(v[i].get<std::string>());
-    }
-    return out;
-  }
-
- private:
-  std::string file_;
-};
-
-// A job id names files under the results directory: keep it to a safe alphabet.
-bool safe_id(const std::string& id) {
-  if (id.empty()) return false;
-  for (char c : id)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
-  return true;
-}
-
-bool safe_relative(const std::string& p) {
-  const fs::path path(p);
-  if (p.empty() || path.is_absolute()) return false;
-  for (const auto& part : path)
-    if (part == "..") return false;
-  return true;
-}
 
 void add_unique(std::vector<std::string>& v, const std::string& s) {
   if (!s.empty() && std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
@@ -91,63 +32,32 @@ std::string arg_after(const std::vector<std::string>& args, const std::string& f
   return "";
 }
 
+// plan.json through its one reader (sweep_plan.h: fields, ids, paths inside the directory),
+// then what the report needs of it: every prune, finetune and eval job placed by its tags.
 std::vector<Job> read_plan(const std::string& plan_path, std::string& name, std::vector<ClaimSpec>& claims) {
-  const json plan = parse_json_file(plan_path, "sweep plan");
-  const Fields f(plan_path);
-  if (!plan.is_object()) f.fail("(top level)", "expected an object {name, jobs}");
-  name = f.str(plan, "name", "(top level)");
-  const json& jobs = f.at(plan, "jobs", "(top level)");
-  if (!jobs.is_array()) f.fail("jobs", "expected a list of jobs");
-  if (plan.contains("claims")) {
-    const json& cl = plan.at("claims");
-    if (!cl.is_array()) f.fail("claims", "expected a list of claims");
-    for (size_t i = 0; i < cl.size(); ++i) claims.push_back(claim_from_json(cl[i], plan_path, "claims[" + std::to_string(i) + "]"));
-  }
+  SweepPlan plan = read_sweep_plan(plan_path);
+  name = plan.name;
+  claims = std::move(plan.claims);
+  auto fail = [&](const std::string& field, const std::string& problem) {
+    throw InputError(plan_path, field + ": " + problem);
+  };
   std::vector<Job> out;
-  std::set<std::string> ids;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const std::string field = "jobs[" + std::to_string(i) + "]";
-    const json& j = jobs[i];
-    if (!j.is_object()) f.fail(field, "expected an object");
+  for (size_t i = 0; i < plan.jobs.size(); ++i) {
     Job job;
-    job.id = f.str(j, "id", field);
-    if (!safe_id(job.id)) f.fail(field + ".id", "\"" + job.id + "\" is not a job id");
-    if (!ids.insert(job.id).second) f.fail(field + ".id", "\"" + job.id + "\" appears twice");
-    job.kind = f.str(j, "kind", field);
-    job.label = j.contains("label") ? f.str(j, "label", field) : "";
-    job.output = f.str(j, "output", field);
-    if (!safe_relative(job.output))
-      f.fail(field + ".output", "\"" + job.output + "\" is not a path inside the results directory");
-    job.args = f.strings(j, "args", field);
-    job.deps = f.strings(j, "deps", field);
-    if (j.contains("tags")) {
-      const json& tags = j.at("tags");
-      if (!tags.is_object()) f.fail(field + ".tags", "expected an object of strings");
-      for (const auto& [k, v] : tags.items()) {
-        if (!v.is_string()) f.fail(field + ".tags." + k, "expected a string");
-        job.tags[k] = v.get<std::string>();
-      }
-    }
+    static_cast<PlannedJob&>(job) = std::move(plan.jobs[i]);
+    const std::string field = "jobs[" + std::to_string(i) + "]";
     if (job.kind == "eval" || job.kind == "prune" || job.kind == "finetune") {
       for (const char* key : {"model", "criterion", "ratio", "procedure", "recovery"})
-        if (!job.tags.count(key)) f.fail(field + ".tags." + key, "missing (a " + job.kind + " job is placed by its tags)");
+        if (!job.tags.count(key)) fail(field + ".tags." + key, "missing (a " + job.kind + " job is placed by its tags)");
       const std::string& r = job.tags.at("ratio");
       char* end = nullptr;
       const double v = std::strtod(r.c_str(), &end);
       if (r.empty() || *end != '\0' || !(v >= 0 && v < 1))
-        f.fail(field + ".tags.ratio", "\"" + r + "\" is not a fraction in [0, 1)");
+        fail(field + ".tags.ratio", "\"" + r + "\" is not a fraction in [0, 1)");
     }
     out.push_back(std::move(job));
   }
   return out;
-}
-
-std::string read_state(const std::string& record_path) {
-  const json rec = parse_json_file(record_path, "job record");
-  const Fields f(record_path);
-  const std::string state = f.str(rec, "state", "(top level)");
-  if (state != "done" && state != "failed") f.fail("state", "\"" + state + "\" is not done or failed");
-  return state;
 }
 
 // The metric's value; NaN where the record says null (undefined, results_format.md).
@@ -159,37 +69,11 @@ double metric(const ResultRecord& r, const std::string& name, const std::string&
   return it->get<double>();
 }
 
-ScoreSet read_scores(const std::string& path, size_t job_index) {
-  const json j = parse_json_file(path, "scores file");
-  const Fields f(path);
-  const json& crits = f.at(j, "criteria", "(top level)");
-  if (!crits.is_object()) f.fail("criteria", "expected an object {criterion: {layers: ...}}");
+// A scoring job's scores file through its one reader (scores_file.h).
+ScoreSet read_score_set(const std::string& path, size_t job_index) {
   ScoreSet s;
   s.job = job_index;
-  for (const auto& [name, c] : crits.items()) {
-    const std::string field = "criteria." + name;
-    const json& layers = f.at(c, "layers", field);
-    if (!layers.is_object()) f.fail(field + ".layers", "expected an object {layer: [scores]}");
-    auto& dst = s.criteria[name];
-    for (const auto& [layer, scores] : layers.items()) {
-      const std::string lf = field + ".layers." + layer;
-      char* end = nullptr;
-      const long long l = std::strtoll(layer.c_str(), &end, 10);
-      if (layer.empty() || *end != '\0' || l < 0) f.fail(lf, "the layer key is not a layer index");
-      if (!scores.is_array()) f.fail(lf, "expected a list of scores");
-      std::vector<double> v;
-      for (size_t e = 0; e < scores.size(); ++e) {
-        if (scores[e].is_null()) {
-          v.push_back(std::numeric_limits<double>::quiet_NaN());
-        } else if (scores[e].is_number()) {
-          v.push_back(scores[e].get<double>());
-        } else {
-          f.fail(lf + "[" + std::to_string(e) + "]", "expected a number");
-        }
-      }
-      dst[l] = std::move(v);
-    }
-  }
+  for (auto& c : read_scores(path).criteria) s.criteria[c.name] = std::move(c.layers);
   return s;
 }
 
@@ -243,8 +127,7 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
   r.jobs = read_plan(plan.string(), r.name, r.claims);
 
   for (auto& job : r.jobs) {
-    const fs::path record = root / "jobs" / (job.id + ".json");
-    if (fs::exists(record)) job.state = read_state(record.string());
+    if (const auto record = read_job_record(root.string(), job.id)) job.state = record->state;
     if (job.state != "done") r.not_done.push_back(job.state + ": " + job.label + " (" + job.id + ")");
     if (job.kind == "prune" || job.kind == "eval" || job.kind == "finetune") {
       add_unique(r.models, job.tags.at("model"));
@@ -287,7 +170,7 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
       r.evals.push_back(std::move(e));
     } else if (job.kind == "score") {
       if (!fs::exists(path)) throw InputError(path, "missing, though the job's record says done");
-      ScoreSet s = read_scores(path, i);
+      ScoreSet s = read_score_set(path, i);
       s.seed = arg_after(job.args, "--seed");
       s.model = arg_after(job.args, "--model");
       for (const auto& prune : r.jobs)

@@ -1,6 +1,7 @@
 // What `moelab report` reads from a sweep's results directory (schedulers/results_dir.h):
-// plan.json (jobs and their tags, the claims), jobs/<id>.json (done or failed), eval/<id>.jsonl
-// (results_format.md) and score/<id>.json (criteria/scores_file.h). Calibration
+// plan.json (jobs and their tags, the claims: sweep_plan.h), jobs/<id>.json (done or failed:
+// job_record.h), eval/<id>.jsonl
+// (results_format.md) and score/<id>.json (scores_file.h). Calibration
 // statistics (HDF5) are read separately (report_usage.h) so that this part needs
 // neither HDF5 nor torch.
 //
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "results/claims.h"
+#include "results/sweep_plan.h"
 
 namespace moelab::results::report {
 
@@ -25,11 +27,9 @@ struct Metric {
   bool percent = false;  // an accuracy: shown x100 in Markdown, LaTeX and HTML
 };
 
-struct Job {
-  std::string id, kind, label, output;   // as in plan.json (output relative to the results dir)
-  std::vector<std::string> args, deps;
-  std::map<std::string, std::string> tags;
-  std::string state = "not run";         // "done" | "failed" | "not run" (no record yet)
+// A job of plan.json (results/sweep_plan.h; output relative to the results dir) and its state.
+struct Job : PlannedJob {
+  std::string state = "not run";  // "done" | "failed" | "not run" (no record yet)
 };
 
 // A finished evaluation: the metric values of its result records by Metric::key.

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "results/table_format.h"
 
 namespace moelab::results::report {

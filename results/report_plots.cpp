@@ -10,8 +10,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/atomic_output.h"
-#include "common/error.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
 #include "results/report_kendall.h"
 
 #ifndef MOELAB_PLOTS_SCRIPT

@@ -1,7 +1,7 @@
 // The super experts a sweep's prune jobs protected (moelab prune --protect-super-experts,
 // sweep key protect_super_experts), for the report's notes: read from each finished
 // prune job's plan (`<output>.plan.json`, keys "protected" and "protect_rule",
-// runner/jobs/pruning_plan.h), one line per model and calibration set.
+// runner/jobs/prune/pruning_plan.h), one line per model and calibration set.
 #pragma once
 
 #include <string>

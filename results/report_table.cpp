@@ -7,7 +7,7 @@
 #include <set>
 #include <tuple>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::results::report {
 namespace {

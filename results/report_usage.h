@@ -1,7 +1,7 @@
 // Expert usage per calibration set, for the report's "usage per calibration domain"
 // plot: the tokens_E counts (stats_schema.md, group "usage") of every finished
-// calibration job of a sweep, read straight from the HDF5 files (only those datasets,
-// not the whole statistics).
+// calibration job of a sweep, read through the statistics' reader (stats_file.h), only
+// the usage group's datasets.
 #pragma once
 
 #include <cstdint>

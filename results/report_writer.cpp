@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "common/atomic_output.h"
-#include "common/error.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
 #include "results/report_agreement.h"
 #include "results/report_claims.h"
 #include "results/report_data.h"

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/atomic_output.h"
-#include "common/error.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
 
 namespace moelab::results {
 namespace {

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::results {
 namespace {
@@ -263,7 +263,7 @@ void write_stats(const CalibrationStats& st, const std::string& path) {
   std::filesystem::rename(tmp, path);
 }
 
-CalibrationStats read_stats(const std::string& path) {
+CalibrationStats read_stats(const std::string& path, const std::set<std::string>& only) {
   if (!std::filesystem::exists(path)) throw InputError(path, "no such statistics file");
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are ours to report, in one line
   Reader r{path};
@@ -303,14 +303,14 @@ CalibrationStats read_stats(const std::string& path) {
     if (g < 0) throw InputError(path, std::string("group \"") + name + "\" is missing");
     const int64_t E = r.int_attr(g, "num_experts");
     for (const auto& f : fields()) {
-      if (!st.collected.count(*f.group)) continue;
+      if (!st.collected.count(*f.group) || (!only.empty() && !only.count(*f.group))) continue;
       at::Tensor t = r.dataset(g, name, f.name, f.dtype);
       if (f.rows_are_experts && (t.dim() == 0 || t.size(0) != E))
         throw InputError(path, std::string(name) + "/" + f.name + " has " + std::to_string(t.dim() ? t.size(0) : 0) +
                                    " rows, but the layer has " + std::to_string(E) + " experts");
       ls.*(f.member) = t;
     }
-    if (st.collected.count(stat::kPowerSums)) {
+    if (st.collected.count(stat::kPowerSums) && (only.empty() || only.count(stat::kPowerSums))) {
       const int64_t X = int64_t(st.power_exponents.size());
       if (ls.power_sum_EVXX.sizes() != at::IntArrayRef({E, 2, X, X}))
         throw InputError(path, std::string(name) + "/power_sum_EVXX is not [" + std::to_string(E) + ", 2, " +

@@ -7,10 +7,10 @@
 #include <set>
 #include <sstream>
 
-#include "common/error.h"
-#include "common/json_integer.h"
-#include "criteria/registry.h"
-#include "jobs/calibration_checkpoint.h"
+#include "core/common/error.h"
+#include "core/common/json_integer.h"
+#include "criteria/catalog.h"
+#include "results/stat_groups.h"
 
 namespace moelab::schedulers {
 namespace {
@@ -22,7 +22,7 @@ std::string num(double v) {
 }
 
 bool needs_data(const std::string& criterion) {
-  for (const auto& need : criteria::make_criterion(criterion)->needs())
+  for (const auto& need : criteria::find_criterion(criterion).needs)
     if (need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint) return true;
   return false;
 }
@@ -94,61 +94,6 @@ int64_t calibration_checkpoint_every(const CalibrationSpecEntry& c, int64_t rank
   // calibrate's default batch of 8 sequences, one batch per rank per step.
   const int64_t steps = ((c.num_samples + 7) / 8 + ranks - 1) / std::max<int64_t>(ranks, 1);
   return std::max<int64_t>(1, steps / 10);
-}
-
-nlohmann::json job_to_json(const Job& j) {
-  return {{"id", j.id},
-          {"kind", j.kind},
-          {"label", j.label},
-          {"deps", j.deps},
-          {"args", j.args},
-          {"output", j.output},
-          {"tags", j.tags},
-          {"resources",
-           {{"ranks", j.resources.ranks}, {"gpus", j.resources.gpus}, {"mem", j.resources.mem}, {"time", j.resources.time}}}};
-}
-
-namespace {
-
-// A job's id names files (jobs/<id>.json, logs/<id>.log) and its output is removed
-// before a retry: both must stay inside the results directory whatever plan.json
-// says. Ids are 16 hex digits; outputs "<kind>/<id>" plus an extension.
-void check_job_paths(const Job& j, const std::string& source) {
-  const bool hex_id = j.id.size() == 16 && std::all_of(j.id.begin(), j.id.end(), [](unsigned char c) {
-                        return std::isdigit(c) || (c >= 'a' && c <= 'f');
-                      });
-  if (!hex_id) throw InputError(source, "malformed job: id \"" + j.id + "\" is not 16 hex digits");
-  const std::string base = j.kind + "/" + j.id;
-  const bool known_kind = j.kind == "calibrate" || j.kind == "score" || j.kind == "prune" || j.kind == "finetune" ||
-                          j.kind == "eval";
-  const std::string ext = j.output.rfind(base, 0) == 0 ? j.output.substr(base.size()) : "/";
-  if (!known_kind || (!ext.empty() && ext != ".h5" && ext != ".json" && ext != ".jsonl"))
-    throw InputError(source, "malformed job " + j.id + ": output \"" + j.output + "\" is not " + base +
-                                 "[.h5|.json|.jsonl] inside the results directory");
-}
-
-}  // namespace
-
-Job job_from_json(const nlohmann::json& j, const std::string& source) {
-  try {
-    Job out;
-    out.id = j.at("id").get<std::string>();
-    out.kind = j.at("kind").get<std::string>();
-    out.label = j.value("label", "");
-    out.deps = j.at("deps").get<std::vector<std::string>>();
-    out.args = j.at("args").get<std::vector<std::string>>();
-    out.output = j.at("output").get<std::string>();
-    out.tags = j.value("tags", std::map<std::string, std::string>{});
-    const auto& r = j.at("resources");
-    out.resources = {json_integer(r.at("ranks"), "resources.ranks"), json_integer(r.at("gpus"), "resources.gpus"), r.at("mem").get<std::string>(),
-                     r.at("time").get<std::string>()};
-    check_job_paths(out, source);
-    return out;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(source, std::string("malformed job: ") + e.what());
-  } catch (const JsonIntegerError& e) {
-    throw InputError(source, std::string("malformed job: ") + e.what());
-  }
 }
 
 nlohmann::json graph_to_json(const JobGraph& g) {
@@ -271,9 +216,10 @@ JobGraph build_job_graph(const SweepSpec& s) {
     const CalibrationSpecEntry& cal = s.calibration_set(key.second);
     // Groups that are not one-pass sums can be neither checkpointed nor collected layer
     // by layer.
-    const std::string multi_pass = jobs::unresumable_group(
+    const results::StatGroup* whole_model = results::first_whole_model_group(
         criteria::stat_groups_needed(crits.empty() ? std::vector<std::string>{"EUF"}
                                                    : std::vector<std::string>(crits.begin(), crits.end())));
+    const std::string multi_pass = whole_model ? whole_model->name : "";
     if (cal.layerwise) {
       if (!multi_pass.empty())
         throw InputError(s.path, "calibration set \"" + cal.name + "\" is layerwise, but criteria " + list +

@@ -19,22 +19,15 @@
 #include <string>
 #include <vector>
 
+#include "results/sweep_plan.h"
 #include "schedulers/sweep_spec.h"
 
 namespace moelab::schedulers {
 
-struct Job {
-  std::string id;                 // 16 hex digits
-  std::string kind;               // calibrate | score | prune | finetune | eval
-  std::string label;              // for humans: "prune Min-EAN r=0.5 one-shot"
-  std::vector<std::string> args;  // moelab arguments (after the binary); {out} = the results dir
-  std::vector<std::string> deps;  // ids of the jobs whose outputs it reads
-  std::string output;             // its main output, relative to the results dir
-  Resources resources;
-  // What a report needs to place the job's result: model, calibration, criterion
-  // ("Min-EAN"; "none" for the unpruned model), ratio, procedure, recovery, seed.
-  std::map<std::string, std::string> tags;
-};
+// A job as plan.json stores it (results/sweep_plan.h owns the format and its reader).
+using Job = results::PlannedJob;
+using results::job_from_json;
+using results::job_to_json;
 
 struct JobGraph {
   std::vector<Job> jobs;  // dependencies first
@@ -48,9 +41,7 @@ JobGraph build_job_graph(const SweepSpec& spec);
 // the set's checkpoint_every, else about ten per job (8 when num_samples is 0: all).
 int64_t calibration_checkpoint_every(const CalibrationSpecEntry& c, int64_t ranks);
 
-// A job as JSON (plan.json, Slurm job lists) and back; `source` names the file in errors.
-nlohmann::json job_to_json(const Job& j);
-Job job_from_json(const nlohmann::json& j, const std::string& source);
+// The jobs of plan.json as JSON and back (job_to_json / job_from_json per job).
 nlohmann::json graph_to_json(const JobGraph& g);
 JobGraph graph_from_json(const nlohmann::json& j, const std::string& source);
 

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "results/result_records.h"
 #include "schedulers/results_dir.h"
 
@@ -122,24 +122,24 @@ int exit_code_of(int status) {
 Attempt::Attempt(std::string results_dir, Job job, std::string executor, std::string slurm_job)
     : dir_(std::move(results_dir)), executor_(std::move(executor)), slurm_job_(std::move(slurm_job)),
       job_(std::move(job)) {
-  if (const auto previous = read_job_record(dir_, job_.id)) attempt_ = previous->attempt + 1;
+  if (const auto previous = results::read_job_record(dir_, job_.id)) attempt_ = previous->attempt + 1;
 }
 
 void Attempt::begin(pid_t pid) {
   started_ = results::now_utc();
   t0_ = std::chrono::steady_clock::now();
-  write_running_marker(dir_, {job_.id, host_name(), slurm_job_, started_, static_cast<int64_t>(pid)});
+  results::write_running_marker(dir_, {job_.id, results::host_name(), slurm_job_, started_, static_cast<int64_t>(pid)});
 }
 
-JobRecord Attempt::finish(int exit_code) {
-  JobRecord r;
+results::JobRecord Attempt::finish(int exit_code) {
+  results::JobRecord r;
   r.id = job_.id;
   r.kind = job_.kind;
   r.label = job_.label;
   r.exit_code = exit_code;
   r.attempt = attempt_;
   r.executor = executor_;
-  r.host = host_name();
+  r.host = results::host_name();
   r.slurm_job = slurm_job_;
   r.started = started_;
   r.finished = results::now_utc();
@@ -148,7 +148,7 @@ JobRecord Attempt::finish(int exit_code) {
   // A zero exit without the output is a failure too (a job must leave what it promised).
   r.state = exit_code == 0 && fs::exists(fs::path(dir_) / job_.output) ? "done" : "failed";
   if (exit_code == 0 && r.state == "failed") r.exit_code = -1;
-  write_job_record(dir_, r);
+  results::write_job_record(dir_, r);
   return r;
 }
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "results/job_record.h"
 #include "schedulers/job_graph.h"
-#include "schedulers/job_record.h"
 
 namespace moelab::schedulers {
 
@@ -50,7 +50,7 @@ class Attempt {
  public:
   Attempt(std::string results_dir, Job job, std::string executor, std::string slurm_job = "");
   void begin(pid_t pid);
-  JobRecord finish(int exit_code);
+  results::JobRecord finish(int exit_code);
   const Job& job() const { return job_; }
 
  private:

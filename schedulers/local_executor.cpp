@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::schedulers {
 
@@ -15,7 +15,7 @@ SweepOutcome run_local(const ResultsDir& dir, const LocalOptions& opts,
                        const std::function<void(const std::string&)>& progress) {
   const JobGraph& g = dir.graph();
   std::set<std::string> done, failed;  // failed: failed now, or blocked by a failure
-  for (const auto& [id, r] : read_job_records(dir.path()))
+  for (const auto& [id, r] : results::read_job_records(dir.path()))
     if (r.state == "done") done.insert(id);
   SweepOutcome out;
   std::vector<const Job*> waiting;
@@ -80,7 +80,7 @@ SweepOutcome run_local(const ResultsDir& dir, const LocalOptions& opts,
     }
     auto it = running.find(pid);
     if (it == running.end()) continue;
-    const JobRecord r = it->second.attempt.finish(exit_code_of(st));
+    const results::JobRecord r = it->second.attempt.finish(exit_code_of(st));
     ranks_in_use -= it->second.ranks;
     running.erase(it);
     char secs[32];

@@ -17,7 +17,7 @@ int stop_orphan_jobs(const std::string& results_dir, std::chrono::milliseconds g
 
 // The bookkeeping files a killed executor was writing when it died (jobs/<id>.json and
 // jobs/<id>.running are written under a temporary name, "<name>.tmp-<pid>", then renamed:
-// common/atomic_output.h): the temporaries of processes that no longer run on this
+// core/common/atomic_output.h): the temporaries of processes that no longer run on this
 // machine. Returns how many were removed. Call it holding the SweepLock, after
 // stop_orphan_jobs.
 int remove_stale_job_temps(const std::string& results_dir);

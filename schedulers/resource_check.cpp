@@ -2,12 +2,12 @@
 
 #include <algorithm>
 
-#include "common/error.h"
-#include "criteria/registry.h"
-#include "jobs/memory_budget.h"
-#include "jobs/resource_plan.h"
-#include "models/moe_model.h"
+#include "core/common/error.h"
+#include "core/common/memory_budget.h"
+#include "core/models/moe_model.h"
+#include "criteria/catalog.h"
 #include "results/calibration_stats.h"
+#include "schedulers/resource_plan.h"
 
 namespace moelab::schedulers {
 namespace {
@@ -43,7 +43,7 @@ std::vector<MemoryCheck> check_calibration_memory(const SweepSpec& spec, const J
     for (const auto& d : j.deps)
       if (const Job& dj = graph.job(d); dj.kind == "finetune" && dj.args.size() >= 2) model_dir = dj.args[1];
     const hf::ModelConfig c = models::load_config(model_dir);
-    jobs::ResourceQuery q;
+    schedulers::ResourceQuery q;
     q.ranks = int(j.resources.ranks);
     // The job's own arguments (job_graph.cpp data_args): what calibrate will be given.
     if (auto v = arg_value(j, "--seq-len"); !v.empty()) q.seq_len = std::stoll(v);
@@ -52,19 +52,19 @@ std::vector<MemoryCheck> check_calibration_memory(const SweepSpec& spec, const J
     q.groups = criteria::stat_groups_needed(split_commas(arg_value(j, "--criteria")));
     q.groups.insert(results::stat::kUsage);
     q.layerwise = std::find(j.args.begin(), j.args.end(), "--layerwise") != j.args.end();
-    if (auto v = arg_value(j, "--memory-budget"); !v.empty()) q.memory_budget = jobs::parse_byte_size("memory_budget", v);
+    if (auto v = arg_value(j, "--memory-budget"); !v.empty()) q.memory_budget = parse_byte_size("memory_budget", v);
     MemoryCheck m;
     m.job_id = j.id;
     m.label = j.label;
     m.ranks = q.ranks;
-    const jobs::ResourcePlan plan = jobs::plan_resources(c, q);
+    const schedulers::ResourcePlan plan = schedulers::plan_resources(c, q);
     m.per_rank = plan.peak;
     for (const auto& r : plan.ranks) m.planned += r.total();
-    m.granted = jobs::slurm_mem_bytes(j.resources.mem, spec.path + ": resources.calibrate.mem");
+    m.granted = schedulers::slurm_mem_bytes(j.resources.mem, spec.path + ": resources.calibrate.mem");
     m.layerwise = q.layerwise;
     if (!q.layerwise) {  // what layer by layer would need instead, for the advice
       q.layerwise = true;
-      for (const auto& r : jobs::plan_resources(c, q).ranks) m.planned_layerwise += r.total();
+      for (const auto& r : schedulers::plan_resources(c, q).ranks) m.planned_layerwise += r.total();
     }
     out.push_back(m);
   }
@@ -75,14 +75,14 @@ void refuse_jobs_over_memory(const SweepSpec& spec, const JobGraph& graph) {
   for (const auto& m : check_calibration_memory(spec, graph)) {
     if (m.fits()) continue;
     const Job& j = graph.job(m.job_id);
-    throw InputError(spec.path, "job " + m.job_id + " (" + m.label + ") needs about " + jobs::format_bytes(m.planned) +
+    throw InputError(spec.path, "job " + m.job_id + " (" + m.label + ") needs about " + schedulers::format_bytes(m.planned) +
                                     " (" + std::to_string(m.ranks) + " rank(s) x up to " +
-                                    jobs::format_bytes(m.per_rank) + ", moelab plan-resources " + j.args[1] +
+                                    schedulers::format_bytes(m.per_rank) + ", moelab plan-resources " + j.args[1] +
                                     " --ranks " + std::to_string(m.ranks) + "), more than resources.calibrate.mem " +
-                                    j.resources.mem + " (" + jobs::format_bytes(m.granted) + "): raise mem" +
+                                    j.resources.mem + " (" + schedulers::format_bytes(m.granted) + "): raise mem" +
                                     (!m.layerwise && m.planned_layerwise <= m.granted
                                          ? ", calibrate layer by layer (calibration set's layerwise: true; about " +
-                                               jobs::format_bytes(m.planned_layerwise) + ")"
+                                               schedulers::format_bytes(m.planned_layerwise) + ")"
                                          : "") +
                                     ", or pass --no-resource-check");
   }

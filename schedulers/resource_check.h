@@ -1,6 +1,6 @@
 // Refusing, before anything runs or is queued, a sweep whose calibration jobs cannot
 // fit the memory their spec grants them: each calibrate job's planned peak per rank
-// (jobs/resource_plan.h, from the model's config.json), summed over its ranks, against
+// (schedulers/resource_plan.h, from the model's config.json), summed over its ranks, against
 // its resources' `mem`. Summed because Slurm's --mem is per node and `--ntasks=P`
 // without `--nodes` may put every rank on one node (as `moelab sweep run` does here).
 #pragma once

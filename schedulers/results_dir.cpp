@@ -8,9 +8,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/json_file.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/json_file.h"
 
 namespace moelab::schedulers {
 namespace fs = std::filesystem;
@@ -51,14 +51,8 @@ ResultsDir ResultsDir::prepare(const std::string& dir, const SweepSpec& spec, co
   std::stringstream text;
   text << in.rdbuf();
   write_file_atomic(root / "sweep.yaml", text.str());
-  nlohmann::json plan = {{"name", spec.name}, {"spec", fs::absolute(spec.path).string()},
-                         {"jobs", graph_to_json(graph)}};
-  // The claims travel with the plan: `moelab report` reads nothing but the results directory.
-  if (!spec.claims.empty()) {
-    plan["claims"] = nlohmann::json::array();
-    for (const auto& c : spec.claims) plan["claims"].push_back(results::claim_to_json(c));
-  }
-  write_file_atomic(root / "plan.json", plan.dump(1) + "\n");
+  results::SweepPlan plan{spec.name, fs::absolute(spec.path).string(), graph.jobs, spec.claims};
+  write_file_atomic(root / "plan.json", results::sweep_plan_to_json(plan).dump(1) + "\n");
   ResultsDir r;
   r.path_ = root.string();
   r.name_ = spec.name;
@@ -71,13 +65,12 @@ ResultsDir ResultsDir::open(const std::string& dir) {
   const std::string plan = (root / "plan.json").string();
   if (!fs::exists(plan)) throw InputError(dir, "not a sweep results directory (no plan.json)");
   check_own_folders(root, dir);
-  return read_json_file(plan, "sweep plan", [&](const nlohmann::json& j) {
-    ResultsDir r;
-    r.path_ = root.string();
-    r.name_ = j.at("name").get<std::string>();
-    r.graph_ = graph_from_json(j.at("jobs"), plan);
-    return r;
-  });
+  results::SweepPlan p = results::read_sweep_plan(plan);
+  ResultsDir r;
+  r.path_ = root.string();
+  r.name_ = p.name;
+  r.graph_.jobs = std::move(p.jobs);
+  return r;
 }
 
 std::string ResultsDir::log_file(const std::string& job_id) const { return "logs/" + job_id + ".log"; }

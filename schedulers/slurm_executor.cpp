@@ -10,12 +10,12 @@
 #include <set>
 #include <sstream>
 
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/file_text.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/file_text.h"
+#include "results/job_record.h"
 #include "results/result_records.h"
 #include "schedulers/job_process.h"
-#include "schedulers/job_record.h"
 #include "schedulers/slurm_queue.h"
 
 #ifndef MOELAB_SLURM_DIR
@@ -117,7 +117,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
 
   SlurmSubmission sub;
   std::set<std::string> done;
-  for (const auto& [id, r] : read_job_records(dir.path()))
+  for (const auto& [id, r] : results::read_job_records(dir.path()))
     if (r.state == "done") done.insert(id);
   std::map<std::string, std::string> in_flight;  // job id -> "<array>_<task>"
   if (!opts.dry_run && fs::exists(dir.path() + "/slurm/submissions.jsonl")) {

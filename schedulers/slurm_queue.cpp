@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "schedulers/job_process.h"
 
 namespace moelab::schedulers {

@@ -10,9 +10,9 @@
 #include <set>
 #include <sstream>
 
-#include "common/error.h"
-#include "criteria/registry.h"
-#include "jobs/memory_budget.h"
+#include "core/common/error.h"
+#include "core/common/memory_budget.h"
+#include "criteria/catalog.h"
 
 namespace moelab::schedulers {
 namespace {
@@ -106,7 +106,7 @@ void check_path(const Reader& r, const std::string& key, std::string& p) {
 // A memory budget: a size like 512M or 8G (what --memory-budget accepts).
 void check_byte_size(const Reader& r, const std::string& key, const std::string& value) {
   try {
-    jobs::parse_byte_size("memory_budget", value);
+    parse_byte_size("memory_budget", value);
   } catch (const InputError&) {
     r.fail(key, "\"" + value + "\" is not a size like 512M or 8G");
   }
@@ -129,7 +129,7 @@ CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std:
   }
   if (c.direction != "min" && c.direction != "max") r.fail(key + ".direction", "must be min or max");
   try {
-    c.name = criteria::make_criterion(name)->name();
+    c.name = criteria::find_criterion(name).name;
   } catch (const InputError& e) {
     std::string msg = e.what();
     r.fail(key, msg.substr(msg.find(": ") + 2));
@@ -639,7 +639,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   // Criteria that need calibration statistics need a calibration set.
   for (const auto& c : s.criteria) {
     bool data = false;
-    for (const auto& need : criteria::make_criterion(c.name)->needs())
+    for (const auto& need : criteria::find_criterion(c.name).needs)
       data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
     if (data && s.calibration.empty()) r.fail("calibration", c.name + " needs calibration statistics: add a set");
     if (c.name == "RouterNormChange" && s.finetune_first.kind == "none")
@@ -685,7 +685,7 @@ std::vector<GridPoint> expand_grid(const SweepSpec& s) {
     for (const auto& crit : s.criteria) {
       // Weight-only criteria under one-shot need no calibration: one point, not one per set.
       bool data = false;
-      for (const auto& need : criteria::make_criterion(crit.name)->needs())
+      for (const auto& need : criteria::find_criterion(crit.name).needs)
         data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
       for (size_t ci = 0; ci < std::max<size_t>(1, s.calibration.size()); ++ci)
         for (double ratio : s.ratios)

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "results/claims.h"
+#include "results/sweep_plan.h"
 
 namespace moelab::schedulers {
 
@@ -77,16 +78,13 @@ struct Recovery {
 };
 
 // The `searched` procedure's settings (moelab prune --search-*): a one-shot plan whose
-// per-layer drop counts are searched on held-out text (jobs/budget_search.h).
+// per-layer drop counts are searched on held-out text (runner/jobs/prune/budget_search.h).
 struct BudgetSearchSpec {
   int64_t budget = 24, seq_len = 256, num_samples = 16, max_move = 2;
   std::vector<std::string> data;
 };
 
-struct Resources {
-  int64_t ranks = 1, gpus = 0;
-  std::string mem = "4G", time = "01:00:00";
-};
+using Resources = results::JobResources;  // as plan.json stores them
 
 // How `moelab submit` talks to Slurm (command-line options override these).
 struct SlurmSettings {

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/error.h"
-#include "schedulers/job_record.h"
+#include "core/common/error.h"
+#include "results/job_record.h"
 #include "schedulers/slurm_executor.h"
 #include "schedulers/slurm_queue.h"
 
@@ -35,8 +35,8 @@ int SweepStatus::count(const std::string& state) const {
 
 SweepStatus sweep_status(const ResultsDir& dir, bool read_slurm) {
   SweepStatus st;
-  const auto records = read_job_records(dir.path());
-  const auto markers = read_running_markers(dir.path());
+  const auto records = results::read_job_records(dir.path());
+  const auto markers = results::read_running_markers(dir.path());
   std::map<std::string, std::string> queue, in_flight;
   if (read_slurm && std::filesystem::exists(dir.path() + "/slurm/submissions.jsonl")) {
     try {
@@ -47,7 +47,7 @@ SweepStatus sweep_status(const ResultsDir& dir, bool read_slurm) {
       st.slurm_error = e.what();
     }
   }
-  const std::string host = host_name();
+  const std::string host = results::host_name();
   for (const auto& j : dir.graph().jobs) {
     JobState js{j.id, j.kind, j.label, "pending", ""};
     auto rec = records.find(j.id);

@@ -6,24 +6,25 @@
 #include <cstdlib>
 #include <set>
 
-#include "cli/commands.h"
-#include "cli/layerwise_options.h"
-#include "cli/model_options.h"
+#include "cluster/alltoall_dispatcher.h"
 #include "cluster/communicator.h"
 #include "cluster/cuda_support.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "cluster/data_parallel.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/common/memory_budget.h"
+#include "core/models/layer_loader.h"
 #include "criteria/family.h"
 #include "criteria/registry.h"
-#include "cluster/data_parallel.h"
-#include "jobs/calibration_data.h"
-#include "jobs/collect_statistics.h"
-#include "jobs/layerwise_calibration.h"
-#include "jobs/memory_budget.h"
-#include "models/layer_loader.h"
-#include "cluster/alltoall_dispatcher.h"
 #include "results/stat_groups.h"
 #include "results/stats_file.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/layerwise_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/calibrate/collect_statistics.h"
+#include "runner/jobs/data/calibration_data.h"
+#include "runner/jobs/layerwise/layerwise_calibration.h"
 
 namespace moelab::cli {
 namespace {
@@ -56,10 +57,9 @@ void check_power_exponents(const std::vector<double>& x) {
 void run_calibrate(const CalibrateArgs& a) {
   // What the process holds before calibrating (libtorch, MPI, arguments): the
   // memory budget counts from here.
-  const int64_t baseline = jobs::peak_resident_bytes();
+  const int64_t baseline = peak_resident_bytes();
   auto comm = cluster::world(a.comm);
-  if (std::filesystem::exists(a.out) && !a.overwrite)
-    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.out, a.overwrite);
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   // The default set leaves out what needs the whole model when going layer by layer.
   // (and so does a resumable pass: a second pass is not checkpointed).
@@ -125,7 +125,7 @@ void run_calibrate(const CalibrateArgs& a) {
   if (a.lw.layerwise) {  // a shell: every layer is read when its turn comes
     m = load_layerwise_shell(a.model.model_dir, comm, load, lw);
   } else {
-    jobs::reuse_freed_blocks();
+    reuse_freed_blocks();
     m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load)
                          : models::load_model(a.model.model_dir, load);
   }
@@ -228,11 +228,9 @@ void add_calibrate_command(CLI::App& app) {
                   "NAEE: most subsets evaluated per layer by enumeration; above it, greedy elimination "
                   "(one pass per dropped expert)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--out", a->out, "output HDF5 file (written atomically)")->required();
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
-      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
-  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  add_output_options(cmd, &a->out, &a->overwrite, "output HDF5 file (written atomically)", true);
+  add_batch_size_option(cmd, &a->batch_size, "sequences per forward pass");
+  add_comm_option(cmd, &a->comm, "communicator under mpirun: auto, mpi, nccl, local");
   a->lw.add_to(cmd, "one decoder layer at a time (see above); not with gradients, naee, act_outliers",
                "that of --out");
   cmd->add_option("--checkpoint-every", a->checkpoint_every,

@@ -1,20 +1,21 @@
 // moelab compress: turn on compressed experts (arXiv 2503.00634) in a copy of a model
 // directory. config.json gets `moelab_compressed_experts: {"main": k_m, "variant": V}` and
-// every MoE layer the variant's vectors, all ones (models/compressed_experts.h): official
+// every MoE layer the variant's vectors, all ones (core/models/compressed_experts.h): official
 // `model.layers.{L}.mlp.ces` [E, 3, max(D, F)], moelab-v1 `mlp.experts.theta` [E, D].
 // moelab's runtime then runs only a token's k_m highest-gated experts, modulated by the
 // vectors of the other k - k_m. Train them with `moelab finetune --params compressed`.
 #include <filesystem>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
 #include "cluster/communicator.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "models/checkpoint_surgery.h"
-#include "models/compressed_experts.h"
-#include "models/layer_loader.h"
-#include "models/model_writer.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/models/checkpoint_surgery.h"
+#include "core/models/compressed_experts.h"
+#include "core/models/layer_loader.h"
+#include "core/models/model_writer.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/model_options.h"
 
 namespace moelab::cli {
 namespace {
@@ -29,8 +30,7 @@ struct CompressArgs {
 };
 
 void run_compress(const CompressArgs& a) {
-  if (std::filesystem::exists(a.out) && !a.overwrite)
-    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.out, a.overwrite);
   const hf::ModelConfig c0 = models::load_config(a.model_dir);
   if (c0.has_novices())
     throw InputError(a.model_dir, "has MoNE novices (\"moelab_novices_per_layer\"): compress the model they were made from");
@@ -41,7 +41,7 @@ void run_compress(const CompressArgs& a) {
                                    std::to_string(k) + " as auxiliary");
   if (!c0.skip_beta.empty())
     throw InputError(c0.path, "has NAEE skipping (moelab_skip_beta), which cannot be combined with compressed experts");
-  // Surgery on the checkpoint files (models/checkpoint_surgery.h: one tensor in memory)
+  // Surgery on the checkpoint files (core/models/checkpoint_surgery.h: one tensor in memory)
   // unless asked otherwise, or for MXFP4 checkpoints, gpt-oss' own layout and a model
   // already compressed, which load the model and save it.
   if (!a.in_memory && !c0.compressed() && models::editable_by_surgery(c0, /*generic_experts=*/true)) {
@@ -100,8 +100,7 @@ void add_compress_command(CLI::App& app) {
   cmd->add_option("--main", a->main, "main experts per token k_m, 1 <= k_m < num_experts_per_tok")->required();
   cmd->add_option("--variant", a->variant, "official (default: the authors' code) or moelab-v1")
       ->check(CLI::IsMember({"official", "moelab-v1"}));
-  cmd->add_option("--out", a->out, "output model directory (written atomically)")->required();
-  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  add_output_options(cmd, &a->out, &a->overwrite, "output model directory (written atomically)", true);
   add_memory_check_flag(cmd, &a->memory_check);
   cmd->add_flag("--in-memory", a->in_memory,
                 "load the model and save it (by default the output is written from the input's files one tensor at "

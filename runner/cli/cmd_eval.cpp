@@ -9,25 +9,27 @@
 #include <iostream>
 #include <set>
 
-#include "cli/commands.h"
-#include "cli/layerwise_options.h"
-#include "cli/model_options.h"
-#include "cli/task_format.h"
+#include "cluster/alltoall_dispatcher.h"
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/efficiency.h"
-#include "jobs/layerwise_forward.h"
-#include "jobs/memory_budget.h"
-#include "jobs/memory_guard.h"
-#include "models/layer_loader.h"
-#include "cluster/alltoall_dispatcher.h"
-#include "jobs/multiple_choice.h"
-#include "jobs/perplexity.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/common/memory_budget.h"
+#include "core/models/layer_loader.h"
+#include "core/tokenizer/tokenizer.h"
 #include "results/result_records.h"
-#include "tokenizer/tokenizer.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/layerwise_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/eval/efficiency.h"
+#include "runner/jobs/eval/eval_records.h"
+#include "runner/jobs/eval/multiple_choice.h"
+#include "runner/jobs/eval/perplexity.h"
+#include "runner/jobs/eval/task_format.h"
+#include "runner/jobs/layerwise/layerwise_forward.h"
+#include "runner/jobs/memory/memory_guard.h"
 
 #ifndef MOELAB_VERSION
 #define MOELAB_VERSION "0.1.0"
@@ -72,117 +74,7 @@ void check_vocab(const std::vector<jobs::ScoredSequence>& seqs, int64_t vocab, c
                                         std::to_string(vocab) + ")");
 }
 
-json ppl_metrics(const jobs::TextTotals& t) {
-  return {{"perplexity", t.perplexity()},
-          {"bits_per_byte", t.bits_per_byte()},
-          {"byte_perplexity", t.byte_perplexity()},
-          {"word_perplexity", t.word_perplexity()},
-          {"nll_per_token", t.tokens > 0 ? t.nll / double(t.tokens) : NAN},
-          {"nll_sum", t.nll}};
-}
-
-struct Output {
-  std::vector<results::ResultRecord> records;
-  std::vector<json> per_item;
-};
-
-results::ResultRecord base_record(const EvalArgs& a, const models::MoeModel& m, int64_t world_size) {
-  results::ResultRecord r;
-  r.model = a.model.model_dir;
-  r.moelab_version = MOELAB_VERSION;
-  r.world_size = world_size;
-  const std::string dtype = m.dtype == at::kBFloat16 ? "bfloat16" : m.dtype == at::kHalf ? "float16" : "float32";
-  r.settings = {{"dtype", dtype}, {"device", m.device.str()}};
-  return r;
-}
-
-void add_perplexity(const EvalArgs& a, const models::MoeModel& m, const jobs::PerplexityPlan& plan,
-                    const jobs::PerplexityResults& res, int64_t P, Output& out) {
-  for (const auto& [domain, totals] : res.per_domain) {
-    results::ResultRecord r = base_record(a, m, P);
-    r.task = domain;
-    r.kind = "perplexity";
-    r.metrics = ppl_metrics(totals);
-    r.n_items = totals.docs;
-    r.n_tokens = totals.tokens;
-    r.settings.update({{"max_length", plan.max_length}, {"text_field", a.text_field}, {"windows", a.windows}});
-    if (plan.rule.lm_eval_rolling) r.settings["add_bos_token"] = plan.rule.add_special_tokens;
-    else r.settings["stride"] = plan.stride;
-    json files = json::array();
-    for (size_t f = 0; f < plan.files.size(); ++f) {
-      if (plan.files[f].domain != domain) continue;
-      const auto& t = res.per_file[f];
-      json entry = {{"path", plan.files[f].path}, {"n_documents", t.docs}, {"n_tokens", t.tokens},
-                    {"n_bytes", t.bytes}};
-      entry.update(ppl_metrics(t));
-      files.push_back(entry);
-    }
-    r.details = {{"n_bytes", totals.bytes}, {"files", files}};
-    out.records.push_back(r);
-  }
-  std::vector<int64_t> doc_in_file(plan.files.size(), 0);
-  for (size_t d = 0; d < plan.docs.size(); ++d) {
-    const auto& doc = plan.docs[d];
-    const auto& t = res.per_doc[d];
-    out.per_item.push_back({{"kind", "perplexity"}, {"task", plan.files[doc.file].domain},
-                            {"file", plan.files[doc.file].path}, {"document", doc_in_file[doc.file]++},
-                            {"n_tokens", t.tokens}, {"n_bytes", t.bytes}, {"nll", t.nll}});
-  }
-}
-
-void add_multiple_choice(const EvalArgs& a, const models::MoeModel& m, const jobs::McPlan& plan,
-                         const jobs::McResults& res, int64_t P, Output& out) {
-  const jobs::McTask& task = *plan.task;
-  results::ResultRecord r = base_record(a, m, P);
-  r.task = task.format.name;
-  r.kind = "multiple_choice";
-  r.metrics = {{"acc", res.acc},           {"acc_stderr", res.acc_stderr},
-               {"acc_norm", res.acc_norm}, {"acc_norm_stderr", res.acc_norm_stderr},
-               {"acc_bytes", res.acc_bytes}, {"acc_bytes_stderr", res.acc_bytes_stderr}};
-  r.n_items = int64_t(task.items.size());
-  r.n_tokens = res.scored_tokens;
-  r.settings.update({{"num_fewshot", plan.settings.num_fewshot},
-                     {"fewshot_seed", plan.settings.fewshot_seed},
-                     {"max_length", plan.settings.max_length},
-                     {"target_delimiter", task.format.target_delimiter},
-                     {"fewshot_delimiter", task.format.fewshot_delimiter}});
-  r.details = {{"path", task.path}, {"n_requests", int64_t(plan.requests.size())}};
-  if (!task.format.fewshot_file.empty()) r.details["fewshot_file"] = task.format.fewshot_file;
-  out.records.push_back(r);
-  for (size_t i = 0; i < task.items.size(); ++i) {
-    const auto& x = res.items[i];
-    const int64_t gold = task.items[i].gold;
-    out.per_item.push_back({{"kind", "multiple_choice"}, {"task", task.format.name}, {"item", int64_t(i)},
-                            {"line", task.items[i].line}, {"gold", gold}, {"fewshot", plan.shots[i]},
-                            {"loglik", x.loglik}, {"n_tokens", x.n_tokens}, {"greedy", x.greedy},
-                            {"pred", x.pred}, {"pred_norm", x.pred_norm}, {"pred_bytes", x.pred_bytes},
-                            {"acc", int(x.pred == gold)}, {"acc_norm", int(x.pred_norm == gold)},
-                            {"acc_bytes", int(x.pred_bytes == gold)}});
-  }
-}
-
-void add_efficiency(const EvalArgs& a, const models::MoeModel& m, const jobs::EfficiencyFigures& f, int64_t P,
-                    Output& out) {
-  results::ResultRecord r = base_record(a, m, P);
-  r.task = "efficiency";
-  r.kind = "efficiency";
-  r.metrics = {{"total_params", f.total_params},
-               {"active_params_per_token", f.active_params_per_token},
-               {"routed_expert_params", f.routed_expert_params},
-               {"expert_flops_per_token", f.expert_flops_per_token},
-               {"tokens_per_second", f.tokens_per_second},
-               {"peak_rss_bytes", f.peak_rss_bytes_max},
-               {"peak_rss_bytes_all_ranks", f.peak_rss_bytes_sum}};
-  if (f.skipping) {  // NAEE dynamic skipping (moelab set-skipping)
-    r.metrics["expert_rows_skipped_fraction"] = f.expert_rows_skipped_fraction;
-    r.metrics["expert_flops_per_token_with_skipping"] = f.expert_flops_per_token_with_skipping;
-  }
-  r.n_items = a.bench.repeats * P * a.bench.batch_size;
-  r.n_tokens = f.timed_tokens;
-  r.settings.update({{"seq_len", a.bench.seq_len}, {"batch_size", a.bench.batch_size}, {"repeats", a.bench.repeats}});
-  r.details = {{"seconds", f.seconds}};
-  out.records.push_back(r);
-}
+using Output = jobs::EvalOutput;
 
 void print_table(const Output& out) {
   std::cout << fmt::format("{:<24} {:<16} {:<24} {:>16} {:>10}\n", "task", "kind", "metric", "value", "n");
@@ -207,10 +99,9 @@ void run_eval(const EvalArgs& a) {
     throw InputError("--requests", "needs --per-item (the scores are written there, one line per request)");
   // Check the outputs before the (long) evaluation, not after it.
   if (!a.results.empty() && fs::exists(a.results)) (void)results::read_records(a.results);
-  if (!a.per_item.empty() && fs::exists(a.per_item) && !a.overwrite)
-    throw InputError(a.per_item, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.per_item, a.overwrite);
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
-  const int64_t baseline = jobs::peak_resident_bytes();
+  const int64_t baseline = peak_resident_bytes();
   if (a.lw.layerwise && a.efficiency)
     throw InputError("--efficiency", "times whole-model forwards; run it without --layerwise");
   const jobs::LayerwiseOptions lw =
@@ -246,7 +137,7 @@ void run_eval(const EvalArgs& a) {
   std::set<std::string> names;
   for (const auto& t : a.tasks) {
     if (!fs::exists(t)) throw InputError(t, "no such task file");
-    tasks.push_back(jobs::read_mc_task(t, read_task_format(t)));
+    tasks.push_back(jobs::read_mc_task(t, jobs::read_task_format(t)));
     if (!names.insert(tasks.back().format.name).second)
       throw InputError(t, "a second task named \"" + tasks.back().format.name + "\"");
   }
@@ -300,7 +191,7 @@ void run_eval(const EvalArgs& a) {
       jobs::run_layerwise(m, a.model.model_dir, load, *comm, seqs, dp, lw, nullptr, on_logits);
     };
   } else {
-    jobs::reuse_freed_blocks();
+    reuse_freed_blocks();
     m = P > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, load) : models::load_model(a.model.model_dir, load);
     run = [&](const std::vector<std::vector<int64_t>>& seqs, const cluster::DataParallelOptions& dp,
               const std::function<void(int64_t, const at::Tensor&)>& on_logits) {
@@ -308,18 +199,25 @@ void run_eval(const EvalArgs& a) {
     };
   }
   Output out;
+  jobs::EvalRecordContext ctx;
+  ctx.model_dir = a.model.model_dir;
+  ctx.moelab_version = MOELAB_VERSION;
+  ctx.world_size = P;
+  ctx.text_field = a.text_field;
+  ctx.windows = a.windows;
+  ctx.bench = a.bench;
   if (ppl_plan) {
     spdlog::info("perplexity: {} file(s), {} document(s), {} window(s) of <= {} tokens, {}", files.size(),
                  ppl_plan->docs.size(), ppl_plan->windows.size(), max_length,
                  ppl_plan->rule.lm_eval_rolling ? "lm-eval's rolling windows" : "stride " + std::to_string(stride));
     auto scores = jobs::score_sequences(run, *comm, ppl_plan->windows, a.batch_size);
-    add_perplexity(a, m, *ppl_plan, jobs::summarize_perplexity(*ppl_plan, scores), P, out);
+    jobs::add_perplexity_records(ctx, m, *ppl_plan, jobs::summarize_perplexity(*ppl_plan, scores), out);
   }
   for (const auto& plan : mc_plans) {
     spdlog::info("task {}: {} items, {} requests, {}-shot", plan.task->format.name, plan.task->items.size(),
                  plan.requests.size(), mc.num_fewshot);
     auto scores = jobs::score_sequences(run, *comm, plan.requests, a.batch_size);
-    add_multiple_choice(a, m, plan, jobs::summarize_mc(plan, scores), P, out);
+    jobs::add_multiple_choice_records(ctx, m, plan, jobs::summarize_mc(plan, scores), out);
   }
   if (!request_seqs.empty()) {
     // Raw scores for a caller that aggregates them itself (lm-eval): per-item lines only.
@@ -333,7 +231,7 @@ void run_eval(const EvalArgs& a) {
   if (a.efficiency) {
     spdlog::info("efficiency: timing {} x {} forward(s) of {} x {} tokens per rank", a.bench.repeats, P,
                  a.bench.batch_size, a.bench.seq_len);
-    add_efficiency(a, m, jobs::measure_efficiency(m, *comm, a.bench), P, out);
+    jobs::add_efficiency_record(ctx, m, jobs::measure_efficiency(m, *comm, a.bench), out);
   }
   if (a.lw.layerwise) report_peak_memory(baseline, lw, m.device);
   if (comm->rank() == 0) {
@@ -417,9 +315,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--per-item", a->per_item,
                   "write per-document NLLs and per-item log-likelihoods and predictions (JSON lines)");
   cmd->add_flag("--overwrite", a->overwrite, "replace --per-item if it exists");
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
-      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  add_batch_size_option(cmd, &a->batch_size, "sequences per forward pass");
+  add_comm_option(cmd, &a->comm, "communicator under mpirun: auto, mpi, nccl, local");
   a->lw.add_to(cmd,
                "one decoder layer at a time from the safetensors (each rank only its experts), the hidden states "
                "of every window or request kept between layers: the same numbers as the whole model, bit for bit, "

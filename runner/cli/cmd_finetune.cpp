@@ -4,15 +4,15 @@
 #include <cmath>
 #include <optional>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
-#include "cli/training_options.h"
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/finetune.h"
-#include "models/model_writer.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/models/model_writer.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/model_options.h"
+#include "runner/cli/training_options.h"
+#include "runner/jobs/train/finetune.h"
 
 namespace moelab::cli {
 namespace {
@@ -27,7 +27,7 @@ struct FinetuneArgs {
 // expert parallelism.
 int64_t teacher_bytes(const std::string& dir, const std::string& dtype) {
   const hf::ModelConfig c = models::load_config(dir);
-  return models::count_params(c).total * jobs::dtype_bytes(dtype);
+  return models::count_params(c).total * schedulers::dtype_bytes(dtype);
 }
 
 void run_finetune(FinetuneArgs a) {

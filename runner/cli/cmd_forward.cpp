@@ -5,24 +5,25 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "cli/commands.h"
-#include "cli/layerwise_options.h"
 #include "cluster/alltoall_dispatcher.h"
-#include "jobs/layerwise_forward.h"
-#include "jobs/memory_budget.h"
-#include "jobs/memory_guard.h"
-#include "models/layer_loader.h"
-#include "cli/model_options.h"
-#include "common/error.h"
-#include "common/log.h"
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
-#include "hf/safetensors.h"
-#include "jobs/calibration_data.h"
-#include "jobs/observer_fanout.h"
-#include "jobs/skip_counter.h"
-#include "models/moe_model.h"
-#include "tokenizer/tokenizer.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/common/memory_budget.h"
+#include "core/hf/safetensors.h"
+#include "core/models/layer_loader.h"
+#include "core/models/moe_model.h"
+#include "core/tokenizer/tokenizer.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/layerwise_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/calibrate/observer_fanout.h"
+#include "runner/jobs/calibrate/skip_counter.h"
+#include "runner/jobs/data/calibration_data.h"
+#include "runner/jobs/layerwise/layerwise_forward.h"
+#include "runner/jobs/memory/memory_guard.h"
 
 namespace moelab::cli {
 namespace {
@@ -84,7 +85,7 @@ void run_forward_on_rank(const ForwardArgs& a) {
 
   // Several ranks (mpirun): experts split over ranks, batches over ranks.
   auto comm = cluster::world(a.comm);
-  const int64_t baseline = jobs::peak_resident_bytes();
+  const int64_t baseline = peak_resident_bytes();
   if (a.lw.layerwise && a.routing)
     throw InputError("--routing", "records one whole forward at a time; run it without --layerwise");
   const jobs::LayerwiseOptions lw =
@@ -189,10 +190,8 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "write logits (and routing) to this safetensors file");
   cmd->add_option("--top", a->top, "print the N most likely next tokens of each sequence");
   cmd->add_flag("--routing", a->routing, "also save each layer's top-k expert ids and gate weights");
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass (each rank runs its own batches)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto (MPI), mpi, nccl (GPU tensors), local")
-      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  add_batch_size_option(cmd, &a->batch_size, "sequences per forward pass (each rank runs its own batches)");
+  add_comm_option(cmd, &a->comm, "communicator under mpirun: auto (MPI), mpi, nccl (GPU tensors), local");
   a->lw.add_to(cmd,
                "one decoder layer at a time from the safetensors (each rank only its experts), the hidden states "
                "kept between layers: the same logits as the whole model, bit for bit, in a fraction of its "

@@ -1,21 +1,22 @@
 // moelab generate: greedy continuations of prompts (--text) or of lm-eval generate_until
 // requests (--requests, JSON lines), spread over ranks like eval; rank 0 prints or writes
-// them. The algorithm and its cost: jobs/generation.h.
+// them. The algorithm and its cost: runner/jobs/eval/generation.h.
 #include <filesystem>
 #include <iostream>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/generation.h"
-#include "jobs/memory_budget.h"
-#include "jobs/memory_guard.h"
-#include "jobs/resource_plan.h"
-#include "tokenizer/tokenizer.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/common/memory_budget.h"
+#include "core/tokenizer/tokenizer.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/eval/generation.h"
+#include "runner/jobs/memory/memory_guard.h"
+#include "schedulers/resource_plan.h"
 
 namespace moelab::cli {
 namespace {
@@ -36,8 +37,7 @@ void run_generate(const GenerateArgs& a) {
     throw InputError("moelab generate", "give either --text (repeatable) or --requests FILE");
   if (!a.requests.empty() && a.out.empty())
     throw InputError("--requests", "needs --out (the continuations are written there, one JSON line per request)");
-  if (!a.out.empty() && fs::exists(a.out) && !a.overwrite)
-    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.out, a.overwrite);
   const hf::ModelConfig config = models::load_config(a.model.model_dir);
   std::vector<jobs::GenerationRequest> requests;
   if (!a.requests.empty()) {
@@ -60,10 +60,10 @@ void run_generate(const GenerateArgs& a) {
   check.extra_what = "key/value cache of " + std::to_string(std::min<int64_t>(a.batch_size, int64_t(requests.size()))) +
                      " sequence(s), --batch-size";
   check.extra_bytes =
-      jobs::kv_cache_peak_bytes(config, jobs::dtype_bytes(a.model.dtype), requests, contexts, a.batch_size);
+      jobs::kv_cache_peak_bytes(config, schedulers::dtype_bytes(a.model.dtype), requests, contexts, a.batch_size);
   a.model.check_memory(check, comm->size());
 
-  jobs::reuse_freed_blocks();
+  reuse_freed_blocks();
   models::MoeModel m = comm->size() > 1 ? cluster::load_expert_parallel(a.model.model_dir, comm, a.model.load_options())
                                         : models::load_model(a.model.model_dir, a.model.load_options());
   spdlog::info("generating for {} request(s), greedy, at most {} new token(s) each by default", requests.size(),
@@ -111,7 +111,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--text", a->texts, "a prompt to continue (repeatable); printed with its continuation");
   cmd->add_option("--until", a->until, "--text: stop string (repeatable); the continuation is cut before it");
   cmd->add_option("--requests", a->requests, "lm-eval generate_until requests (JSON lines)");
-  cmd->add_option("--out", a->out, "write the continuations here (JSON lines; required with --requests)");
+  add_output_options(cmd, &a->out, &a->overwrite, "write the continuations here (JSON lines; required with --requests)");
   cmd->add_option("--max-new-tokens", a->max_new_tokens,
                   "tokens generated at most (a request's own max_gen_toks wins)")
       ->check(CLI::PositiveNumber);
@@ -122,10 +122,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--no-special-tokens", a->no_special_tokens,
                 "encode prompts without the tokenizer's special tokens (lm-eval's add_bos_token=False)");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its folder (default: the model directory)");
-  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--comm", a->comm, "communicator under mpirun: auto, mpi, nccl, local")
-      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
+  add_batch_size_option(cmd, &a->batch_size, "sequences per forward pass");
+  add_comm_option(cmd, &a->comm, "communicator under mpirun: auto, mpi, nccl, local");
   cmd->callback([a] {
     auto comm = cluster::world(a->comm);
     cluster::run_or_abort(*comm, [&] { run_generate(*a); });

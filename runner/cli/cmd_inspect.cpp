@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
-#include "models/moe_model.h"
+#include "core/models/moe_model.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/model_options.h"
 
 namespace moelab::cli {
 namespace {
@@ -44,17 +44,17 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                                 {"prunable", false}};
     layers.push_back(layer);
   }
-  nlohmann::json routing = {{"scoring", c.scoring_func},
-                            {"norm_topk_prob", c.norm_topk_prob},
-                            {"topk_method", c.topk_method},
-                            {"n_group", c.n_group},
-                            {"topk_group", c.topk_group},
-                            {"routed_scaling_factor", c.routed_scaling_factor},
-                            {"correction_bias", c.router_correction_bias}};
+  nlohmann::json routing = {{"scoring", hf::to_string(c.router.scoring)},
+                            {"norm_topk_prob", c.router.norm_topk_prob},
+                            {"topk_method", hf::to_string(c.router.topk_method)},
+                            {"n_group", c.router.n_group},
+                            {"topk_group", c.router.topk_group},
+                            {"routed_scaling_factor", c.router.scaling_factor},
+                            {"correction_bias", c.router.correction_bias}};
   // gpt-oss's router (only for the families that have it: the other families' JSON is unchanged).
-  if (c.router_bias) routing["router_bias"] = true;
-  if (c.softmax_over_topk) routing["softmax_over_topk"] = true;
-  if (c.topk_method == "sparsemixer") routing["jitter_eps"] = c.router_jitter_eps;  // Phi-3.5-MoE
+  if (c.router.bias) routing["router_bias"] = true;
+  if (c.router.softmax_over_topk) routing["softmax_over_topk"] = true;
+  if (c.router.topk_method == hf::TopKMethod::kSparsemixer) routing["jitter_eps"] = c.router.jitter_eps;  // Phi-3.5-MoE
   nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"},
                               {"qk_norm", c.qk_norm},
                               {"bias", c.attention_bias},
@@ -90,7 +90,7 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                         {"head_dim", c.head_dim},
                         {"expert_intermediate_size", c.moe_intermediate_size},
                         {"experts_per_token", c.num_experts_per_tok},
-                        {"norm_topk_prob", c.norm_topk_prob},
+                        {"norm_topk_prob", c.router.norm_topk_prob},
                         {"routing", routing},
                         {"attention", attention},
                         {"experts", experts},
@@ -117,21 +117,21 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   std::printf("dimensions    hidden %lld, layers %lld, heads %lld (kv %lld, head_dim %lld), vocab %lld\n",
               (long long)c.hidden_size, (long long)c.num_hidden_layers, (long long)c.num_attention_heads,
               (long long)c.num_key_value_heads, (long long)c.head_dim, (long long)c.vocab_size);
-  std::string route = c.softmax_over_topk ? "softmax over the top-k logits" : c.scoring_func;
-  if (c.topk_method == "sparsemixer") {
+  std::string route = c.router.softmax_over_topk ? "softmax over the top-k logits" : hf::to_string(c.router.scoring);
+  if (c.router.topk_method == hf::TopKMethod::kSparsemixer) {
     char eps[32];
-    std::snprintf(eps, sizeof eps, "%g", c.router_jitter_eps);
+    std::snprintf(eps, sizeof eps, "%g", c.router.jitter_eps);
     route = std::string("sparsemixer (each slot's softmax over the logits within 2 x ") + eps + " of its own)";
   }
-  if (c.router_bias) route += " + router bias";
-  if (c.router_correction_bias) route += " + correction bias (choice only)";
-  if (c.topk_method != "greedy" && c.topk_method != "sparsemixer")
-    route += ", " + c.topk_method + " over " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) +
+  if (c.router.bias) route += " + router bias";
+  if (c.router.correction_bias) route += " + correction bias (choice only)";
+  if (c.router.topk_method != hf::TopKMethod::kGreedy && c.router.topk_method != hf::TopKMethod::kSparsemixer)
+    route += std::string(", ") + hf::to_string(c.router.topk_method) + " over " + std::to_string(c.router.topk_group) + " of " + std::to_string(c.router.n_group) +
                " groups";
-  if (c.norm_topk_prob && !c.softmax_over_topk) route += ", top-k renormalised";  // gpt-oss: its softmax already is
-  if (c.routed_scaling_factor != 1.0) {
+  if (c.router.norm_topk_prob && !c.router.softmax_over_topk) route += ", top-k renormalised";  // gpt-oss: its softmax already is
+  if (c.router.scaling_factor != 1.0) {
     char scale[32];
-    std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
+    std::snprintf(scale, sizeof scale, "%g", c.router.scaling_factor);
     route += std::string(", gates scaled by ") + scale;
   }
   std::printf("routing       top-%lld of the layer's experts, %s\n", (long long)c.num_experts_per_tok, route.c_str());

@@ -18,11 +18,12 @@
 #include <fstream>
 #include <iostream>
 
-#include "cli/commands.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
 #include "results/lm_eval_records.h"
 #include "results/result_records.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
 #include "schedulers/job_process.h"
 
 #ifndef MOELAB_VERSION
@@ -225,7 +226,7 @@ void add_lm_eval_command(CLI::App& app) {
   cmd->add_flag("--apply-chat-template", a->apply_chat_template, "format prompts with the model's chat template");
   cmd->add_option("--ranks", a->ranks, "MPI ranks each request batch runs on (experts split over them)")
       ->check(CLI::Range(1, 4096));
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass")->check(CLI::PositiveNumber);
+  add_batch_size_option(cmd, &a->batch_size, "sequences per forward pass");
   cmd->add_option("--max-length", a->max_length,
                   "context length (default: the model's max_position_embeddings, as lm-eval's HF backend)")
       ->check(CLI::NonNegativeNumber);

@@ -1,21 +1,22 @@
 // moelab merge: calibration statistics -> merge plan -> merged checkpoint. Groups each
 // MoE layer's experts by the similarity of their mean outputs and merges each group
-// into one expert with usage-frequency weights (HC-SMoE / M-SMoE; runner/jobs/merge_plan.h,
-// runner/models/expert_merging.h), writing a Hugging Face model directory.
+// into one expert with usage-frequency weights (HC-SMoE / M-SMoE; runner/jobs/prune/merge_plan.h,
+// core/models/expert_merging.h), writing a Hugging Face model directory.
 #include <filesystem>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
 #include "cluster/communicator.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/memory_budget.h"
-#include "jobs/merge_plan.h"
-#include "models/checkpoint_surgery.h"
-#include "models/expert_merging.h"
-#include "models/layer_loader.h"
-#include "models/model_writer.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/common/memory_budget.h"
+#include "core/models/checkpoint_surgery.h"
+#include "core/models/expert_merging.h"
+#include "core/models/layer_loader.h"
+#include "core/models/model_writer.h"
 #include "results/stats_file.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/prune/merge_plan.h"
 
 namespace moelab::cli {
 namespace {
@@ -28,7 +29,7 @@ struct MergeArgs {
   bool in_memory = false;  // load the model and save it even where surgery would do
 };
 
-// Merging is surgery on the checkpoint files (models/checkpoint_surgery.h: one merge group
+// Merging is surgery on the checkpoint files (core/models/checkpoint_surgery.h: one merge group
 // in memory at a time) unless asked otherwise, or for a compute dtype other than float32
 // (the in-memory merge rounds through it), MXFP4 checkpoints and gpt-oss' own layout,
 // which load the model and save it.
@@ -50,8 +51,7 @@ std::string groups_str(const jobs::LayerMerge& lm) {
 void run_merge(const MergeArgs& a) {
   if (a.stats.empty() == a.plan_in.empty()) throw InputError("moelab merge", "give exactly one of --stats, --plan");
   if (a.out.empty() && a.plan_out.empty()) throw InputError("--out", "give the output model directory (or --plan-out)");
-  if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
-    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.out, a.overwrite);
   if (!a.router_merge.empty()) (void)jobs::parse_router_merge(a.router_merge, "--router-merge");
   const bool surgery = by_surgery(a, models::load_config(a.model.model_dir));
   // Surgery plans on the model's shell: every tensor checked, none read.
@@ -70,7 +70,7 @@ void run_merge(const MergeArgs& a) {
     plan = jobs::plan_merges(m, st, o, a.stats);
     plan.model = a.model.model_dir;
   } else {
-    plan = jobs::load_merge_plan(a.plan_in);
+    plan = results::load_merge_plan(a.plan_in);
     jobs::check_merge_plan(plan, m, a.plan_in);
     if (!a.router_merge.empty()) plan.router_merge = a.router_merge;  // the command line wins
     what = a.plan_in;
@@ -81,7 +81,7 @@ void run_merge(const MergeArgs& a) {
   for (const auto& [l, lm] : plan.layers)
     spdlog::info("layer {}: {} experts -> {} groups {}", l, lm.num_experts, lm.groups.size(), groups_str(lm));
   if (!a.plan_out.empty()) {
-    jobs::save_merge_plan(plan, a.plan_out);
+    results::save_merge_plan(plan, a.plan_out);
     spdlog::info("wrote merge plan {}", a.plan_out);
   }
   if (a.out.empty()) return;
@@ -92,7 +92,7 @@ void run_merge(const MergeArgs& a) {
     // Each group's float64 sums are a few MiB, freed after each tensor: as their own
     // mappings they go back to the system, instead of growing the heap (+120 MiB measured
     // on a 400 MB checkpoint).
-    jobs::map_large_blocks();
+    map_large_blocks();
     models::merge_checkpoint(input, m.config, *m.family, merges, router, a.out, so);
   } else {
     models::SaveOptions so;
@@ -123,7 +123,7 @@ void add_merge_command(CLI::App& app) {
       "--method ream (REAM, arXiv 2604.04356): REAP's router-weighted activation (mean g ||f|| over routed\n"
       "tokens) picks the E - round(ratio * E) most salient experts as centroids; each other expert joins\n"
       "the centroid with the most similar mean output; members are weighted by their REAP saliency.\n"
-      "Plan (JSON, runner/jobs/merge_plan.h): per layer the groups of original expert ids, their weights\n"
+      "Plan (JSON, runner/jobs/prune/merge_plan.h): per layer the groups of original expert ids, their weights\n"
       "and dominant experts; --plan-out writes it, --plan applies a saved one.\n"
       "The merged checkpoint is written from the input's files tensor by tensor (memory: one merge group,\n"
       "whatever the model's size; the same values as the in-memory merge of the float32-loaded model saved\n"
@@ -149,11 +149,10 @@ void add_merge_command(CLI::App& app) {
                   "dominant (the most used member's row)")
       ->check(CLI::IsMember({"avg", "dominant"}));
   cmd->add_option("--plan-out", a->plan_out, "write the merge plan (JSON) here");
-  cmd->add_option("--out", a->out, "output model directory (written atomically)");
+  add_output_options(cmd, &a->out, &a->overwrite, "output model directory (written atomically)");
   cmd->add_option("--save-dtype", a->save_dtype,
                   "dtype of the saved weights: auto (as the input), float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
-  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
   cmd->add_flag("--in-memory", a->in_memory,
                 "load the model and save it (by default the merged checkpoint is written from the input's files, one "
                 "merge group in memory at a time, in the input's dtype; the in-memory path is taken anyway for "

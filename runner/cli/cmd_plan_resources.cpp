@@ -1,5 +1,5 @@
 // moelab plan-resources: the memory one rank of `moelab calibrate` (or eval, forward,
-// prune) needs, from config.json (jobs/resource_plan.h), and the smallest rank count
+// prune) needs, from config.json (schedulers/resource_plan.h), and the smallest rank count
 // that fits a budget. No weight is read (prune: the safetensors headers are).
 #include <algorithm>
 #include <cstdio>
@@ -9,17 +9,18 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
-#include "common/error.h"
+#include "core/common/error.h"
+#include "core/common/memory_budget.h"
+#include "core/hf/checkpoint.h"
+#include "core/models/family.h"
+#include "core/models/moe_model.h"
 #include "criteria/registry.h"
-#include "hf/checkpoint.h"
-#include "jobs/layerwise_calibration.h"
-#include "jobs/memory_budget.h"
-#include "jobs/resource_plan.h"
-#include "models/family.h"
-#include "models/moe_model.h"
 #include "results/calibration_stats.h"
 #include "results/stat_groups.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/jobs/layerwise/layerwise_calibration.h"
+#include "schedulers/resource_plan.h"
 
 namespace moelab::cli {
 namespace {
@@ -59,7 +60,7 @@ std::set<std::string> groups_of(const PlanArgs& a) {
 // prune: the largest tensor and the largest fused-experts tensor of the checkpoint, from
 // its safetensors headers (no data is read); nothing when the directory has config.json
 // alone (the plan then estimates them from the config).
-void largest_tensors(const std::string& dir, const hf::ModelConfig& c, jobs::ResourceQuery& q) {
+void largest_tensors(const std::string& dir, const hf::ModelConfig& c, schedulers::ResourceQuery& q) {
   namespace fs = std::filesystem;
   if (!fs::exists(fs::path(dir) / "model.safetensors") && !fs::exists(fs::path(dir) / "model.safetensors.index.json"))
     return;
@@ -77,7 +78,7 @@ void largest_tensors(const std::string& dir, const hf::ModelConfig& c, jobs::Res
   }
 }
 
-nlohmann::json rank_json(const jobs::RankPlan& r) {
+nlohmann::json rank_json(const schedulers::RankPlan& r) {
   return {{"rank", r.rank},
           {"experts_held", r.experts_held},
           {"layer_bytes", r.layer_bytes},
@@ -93,37 +94,37 @@ nlohmann::json rank_json(const jobs::RankPlan& r) {
 }
 
 void run_plan(const PlanArgs& a) {
-  jobs::ResourceQuery q;
-  q.command = jobs::planned_command(a.command);
-  if (q.command == jobs::PlannedCommand::Prune && (a.layerwise || a.ranks > 1))
+  schedulers::ResourceQuery q;
+  q.command = schedulers::planned_command(a.command);
+  if (q.command == schedulers::PlannedCommand::Prune && (a.layerwise || a.ranks > 1))
     throw InputError(a.layerwise ? "--layerwise" : "--ranks",
                      "prune is surgery on the checkpoint files: one process, one tensor at a time");
   q.dtype = a.dtype;
-  jobs::dtype_bytes(q.dtype);  // checked before reading anything
+  schedulers::dtype_bytes(q.dtype);  // checked before reading anything
   q.ranks = a.ranks;
   q.batch_size = a.batch_size;
   q.seq_len = a.seq_len;
   q.num_samples = a.num_samples;
   q.layerwise = a.layerwise;
-  const int64_t budget = a.budget.empty() ? 0 : jobs::parse_byte_size("--budget", a.budget);
+  const int64_t budget = a.budget.empty() ? 0 : parse_byte_size("--budget", a.budget);
   q.groups = groups_of(a);
   q.budget = budget;
   if (!a.memory_budget.empty()) {
     if (!a.layerwise) throw InputError("--memory-budget", "needs --layerwise (as " + a.command + "'s)");
-    q.memory_budget = jobs::parse_byte_size("--memory-budget", a.memory_budget);
+    q.memory_budget = parse_byte_size("--memory-budget", a.memory_budget);
   }
   const hf::ModelConfig c = models::load_config(a.model_dir);
-  if (q.command == jobs::PlannedCommand::Prune) largest_tensors(a.model_dir, c, q);
-  const jobs::ResourcePlan plan = jobs::plan_resources(c, q);
+  if (q.command == schedulers::PlannedCommand::Prune) largest_tensors(a.model_dir, c, q);
+  const schedulers::ResourcePlan plan = schedulers::plan_resources(c, q);
   std::optional<int> fits;
   if (budget > 0) {
-    fits = jobs::smallest_ranks_within(c, q, budget);
+    fits = schedulers::smallest_ranks_within(c, q, budget);
     if (!fits) {
-      jobs::ResourceQuery most = q;
-      most.ranks = jobs::max_useful_ranks(c);
-      const int64_t least = jobs::plan_resources(c, most).peak;
-      throw InputError("--budget", a.budget + " (" + jobs::format_bytes(budget) +
-                                       ") is below the smallest possible peak per rank, " + jobs::format_bytes(least) +
+      schedulers::ResourceQuery most = q;
+      most.ranks = schedulers::max_useful_ranks(c);
+      const int64_t least = schedulers::plan_resources(c, most).peak;
+      throw InputError("--budget", a.budget + " (" + schedulers::format_bytes(budget) +
+                                       ") is below the smallest possible peak per rank, " + schedulers::format_bytes(least) +
                                        " at P = " + std::to_string(most.ranks) +
                                        (q.layerwise ? "" : " (try --layerwise)"));
     }
@@ -138,7 +139,7 @@ void run_plan(const PlanArgs& a) {
     nlohmann::json j = {{"model", a.model_dir},
                         {"architecture", c.architecture},
                         {"command", a.command},
-                        {"mode", q.command == jobs::PlannedCommand::Prune ? "surgery" : q.layerwise ? "layerwise" : "whole"},
+                        {"mode", q.command == schedulers::PlannedCommand::Prune ? "surgery" : q.layerwise ? "layerwise" : "whole"},
                         {"ranks", q.ranks},
                         {"dtype", q.dtype == "auto" ? "float32" : q.dtype},
                         {"batch_size", q.batch_size},
@@ -151,20 +152,20 @@ void run_plan(const PlanArgs& a) {
                         {"hdf5_output_bytes", plan.hdf5_bytes},
                         {"scratch_file_bytes", plan.scratch_bytes}};
     if (budget > 0) j["budget"] = {{"bytes", budget}, {"smallest_ranks", *fits}};
-    if (q.layerwise) j["memory_budget"] = jobs::layerwise_memory_budget(q);
+    if (q.layerwise) j["memory_budget"] = schedulers::layerwise_memory_budget(q);
     std::cout << j.dump(1) << "\n";
     return;
   }
   std::printf("%s: %s, %lld layers (%lld MoE), %lld routed experts at most per layer, top-%lld\n", a.model_dir.c_str(),
               c.architecture.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(moe_layers),
-              static_cast<long long>(jobs::max_useful_ranks(c)), static_cast<long long>(c.num_experts_per_tok));
-  if (q.command == jobs::PlannedCommand::Prune) {
-    const jobs::RankPlan& r = plan.ranks[0];
+              static_cast<long long>(schedulers::max_useful_ranks(c)), static_cast<long long>(c.num_experts_per_tok));
+  if (q.command == schedulers::PlannedCommand::Prune) {
+    const schedulers::RankPlan& r = plan.ranks[0];
     std::printf("prune by surgery on the checkpoint files (stored dtype %s): baseline %s + the largest tensor's mapped "
                 "pages %s + a sliced copy %s = peak %s\n",
-                c.torch_dtype.empty() ? "unknown" : c.torch_dtype.c_str(), jobs::format_bytes(r.baseline).c_str(),
-                jobs::format_bytes(r.checkpoint).c_str(), jobs::format_bytes(r.activations).c_str(),
-                jobs::format_bytes(plan.peak).c_str());
+                c.torch_dtype.empty() ? "unknown" : c.torch_dtype.c_str(), schedulers::format_bytes(r.baseline).c_str(),
+                schedulers::format_bytes(r.checkpoint).c_str(), schedulers::format_bytes(r.activations).c_str(),
+                schedulers::format_bytes(plan.peak).c_str());
     return;
   }
   std::printf("%s on %d rank(s), %s, %s: %lld x %lld tokens per forward, %s sequences; statistics: %s\n",
@@ -173,28 +174,28 @@ void run_plan(const PlanArgs& a) {
               static_cast<long long>(q.seq_len),
               q.num_samples > 0 ? std::to_string(q.num_samples).c_str() : "all", groups.empty() ? "none" : groups.c_str());
   if (q.layerwise) {
-    const int64_t mb = jobs::layerwise_memory_budget(q);
+    const int64_t mb = schedulers::layerwise_memory_budget(q);
     std::printf("layer by layer: one decoder layer's weights resident at a time (shared and experts: the largest "
                 "layer on the rank), no embedding%s; %s --memory-budget %s\n",
-                q.command == jobs::PlannedCommand::Calibrate ? " or lm_head" : ", lm_head after the last layer",
-                a.command.c_str(), mb > 0 ? jobs::format_bytes(mb).c_str() : "none (hidden states in memory)");
+                q.command == schedulers::PlannedCommand::Calibrate ? " or lm_head" : ", lm_head after the last layer",
+                a.command.c_str(), mb > 0 ? schedulers::format_bytes(mb).c_str() : "none (hidden states in memory)");
   }
   std::printf("\n%-5s %-8s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "held", "baseline", "shared",
               "ckpt-pages", "experts", "activation", "statistics", "hidden", "total");
   for (const auto& r : plan.ranks) {
-    auto f = [](int64_t b) { return jobs::format_bytes(b); };
+    auto f = [](int64_t b) { return schedulers::format_bytes(b); };
     std::printf("%-5d %-8lld %10s %10s %10s %10s %10s %10s %10s %10s\n", r.rank, static_cast<long long>(r.experts_held),
                 f(r.baseline).c_str(), f(r.shared).c_str(), f(r.checkpoint).c_str(), f(r.experts).c_str(),
                 f(r.activations).c_str(), f(r.statistics).c_str(), f(r.hidden_states).c_str(), f(r.total()).c_str());
   }
-  std::printf("\npeak per rank: %s; HDF5 output (rank 0 writes): at most %s", jobs::format_bytes(plan.peak).c_str(),
-              jobs::format_bytes(plan.hdf5_bytes).c_str());
+  std::printf("\npeak per rank: %s; HDF5 output (rank 0 writes): at most %s", schedulers::format_bytes(plan.peak).c_str(),
+              schedulers::format_bytes(plan.hdf5_bytes).c_str());
   if (plan.scratch_bytes > 0)
-    std::printf("; hidden states in a scratch file (--scratch-dir): %s", jobs::format_bytes(plan.scratch_bytes).c_str());
+    std::printf("; hidden states in a scratch file (--scratch-dir): %s", schedulers::format_bytes(plan.scratch_bytes).c_str());
   std::printf("\n");
   if (budget > 0)
     std::printf("budget %s (%s per rank): the smallest rank count that fits is P = %d\n", a.budget.c_str(),
-                jobs::format_bytes(budget).c_str(), *fits);
+                schedulers::format_bytes(budget).c_str(), *fits);
 }
 
 }  // namespace
@@ -254,8 +255,7 @@ void add_plan_resources_command(CLI::App& app) {
                   "with --layerwise: calibrate's --memory-budget (e.g. 8G), which decides whether the hidden "
                   "states go to a scratch file");
   cmd->add_option("--dtype", a->dtype, "compute dtype: auto (float32), float32, bfloat16, float16, float64");
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward (calibrate's --batch-size)")
-      ->check(CLI::PositiveNumber);
+  add_batch_size_option(cmd, &a->batch_size, "sequences per forward (calibrate's --batch-size)");
   cmd->add_option("--seq-len", a->seq_len, "tokens per sequence")->check(CLI::PositiveNumber);
   cmd->add_option("--num-samples", a->num_samples, "calibration sequences (0: unknown / all)")
       ->check(CLI::NonNegativeNumber);

@@ -6,24 +6,25 @@
 // fine-tuning between rounds), or --plan (a saved plan, applied as is).
 #include <regex>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
 #include "cluster/communicator.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/models/checkpoint_surgery.h"
+#include "core/models/expert_surgery.h"
+#include "core/models/layer_loader.h"
+#include "core/models/model_writer.h"
 #include "criteria/family.h"
-#include "jobs/calibration_data.h"
-#include "jobs/training_data.h"
-#include "jobs/pruning_plan.h"
-#include "jobs/budget_search.h"
-#include "jobs/novice_substitution.h"
-#include "jobs/super_experts.h"
 #include "results/stats_file.h"
-#include "models/checkpoint_surgery.h"
-#include "models/expert_surgery.h"
-#include "models/layer_loader.h"
-#include "models/model_writer.h"
-#include "schedulers/iterative_pruning.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/data/calibration_data.h"
+#include "runner/jobs/data/training_data.h"
+#include "runner/jobs/prune/budget_search.h"
+#include "runner/jobs/prune/iterative_pruning.h"
+#include "runner/jobs/prune/novice_substitution.h"
+#include "runner/jobs/prune/pruning_plan.h"
+#include "runner/jobs/prune/super_experts.h"
 
 namespace moelab::cli {
 namespace {
@@ -41,12 +42,12 @@ struct PruneArgs {
   jobs::FinetuneOptions finetune;
   bool overwrite = false;
   bool in_memory = false;  // load the model and save it even where surgery would do
-  // Super-expert protection (jobs/super_experts.h), from the statistics file.
+  // Super-expert protection (runner/jobs/prune/super_experts.h), from the statistics file.
   bool protect_super = false;
-  std::string substitute;  // "novices": MoNE (jobs/novice_substitution.h), from --stats
+  std::string substitute;  // "novices": MoNE (runner/jobs/prune/novice_substitution.h), from --stats
   std::string stats;
   jobs::SuperExpertRule super_rule;
-  // Searched per-layer budgets (jobs/budget_search.h) on held-out data.
+  // Searched per-layer budgets (runner/jobs/prune/budget_search.h) on held-out data.
   jobs::BudgetSearchOptions search{0};
   jobs::CalibrationSpec search_data{{}, "", 256, 16};
 };
@@ -107,10 +108,10 @@ std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& spe
 }
 
 // One-shot pruning (--drop, --plan, --scores) is surgery on the checkpoint files
-// (models/checkpoint_surgery.h): memory about one tensor, kept tensors byte-identical.
+// (core/models/checkpoint_surgery.h): memory about one tensor, kept tensors byte-identical.
 // The iterative procedures need the model in memory to re-collect statistics, and an
 // MXFP4 checkpoint (gpt-oss) is written dequantised as the loader reads it (moelab
-// writes no MXFP4): those load the model and save it (models/model_writer.h).
+// writes no MXFP4): those load the model and save it (core/models/model_writer.h).
 bool by_surgery(const PruneArgs& a, const hf::ModelConfig& c) {
   if (a.in_memory || a.procedure != "one-shot" || !a.substitute.empty()) return false;
   return models::editable_by_surgery(c, /*generic_experts=*/false);
@@ -132,8 +133,7 @@ void run_prune(PruneArgs a) {
     throw InputError("moelab prune",
                      "give exactly one of --drop, --plan, --scores, --procedure iterative|lottery");
   if (a.out.empty() && a.plan_out.empty()) throw InputError("--out", "give the output model directory (or --plan-out)");
-  if (!a.out.empty() && std::filesystem::exists(a.out) && !a.overwrite)
-    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.out, a.overwrite);
   a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
   if (a.protect_super && a.scores.empty())
     throw InputError("--protect-super-experts", "applies to one-shot pruning by scores (--scores with --criterion)");
@@ -161,13 +161,13 @@ void run_prune(PruneArgs a) {
   if (!a.drops.empty()) {
     models::remove_experts(m, parse_drops(a.drops));
   } else if (!a.plan_in.empty()) {
-    plan = jobs::load_plan(a.plan_in);
+    plan = results::load_plan(a.plan_in);
     if (plan->substitute == "novices" && a.substitute.empty())
       throw InputError(a.plan_in, "substituted novices for its dropped experts: give --substitute novices --stats too");
     if (a.substitute.empty()) jobs::apply_plan(m, *plan, a.plan_in);
   } else if (!a.scores.empty()) {
     if (a.plan.criterion.empty()) throw InputError("--criterion", "name the criterion whose scores to prune by");
-    const auto scores = criteria::read_scores(a.scores);
+    const auto scores = results::read_scores(a.scores);
     if (a.protect_super) protect_super_experts(a, m, a.plan);
     std::optional<jobs::PruningPlan::Search> searched;
     if (a.search.budget > 0) {
@@ -200,7 +200,7 @@ void run_prune(PruneArgs a) {
     jobs::CollectOptions collect;
     collect.batch_size = a.batch_size;
     collect.power_exponents = criteria::power_exponents_for({a.plan.criterion}, collect.power_exponents);
-    schedulers::LotteryOptions lottery;
+    jobs::LotteryOptions lottery;
     if (a.procedure == "lottery") {
       if (a.finetune_data.empty()) throw InputError("--finetune-data", "MoE Lottery needs general text to fine-tune on");
       jobs::CalibrationSpec ft = a.data;
@@ -212,7 +212,7 @@ void run_prune(PruneArgs a) {
       lottery.seq_len = a.finetune_seq_len;
       lottery.finetune = a.finetune;
     }
-    plan = schedulers::prune_iteratively(m, *comm, set, a.plan, collect, lottery);
+    plan = jobs::prune_iteratively(m, *comm, set, a.plan, collect, lottery);
     if (comm->rank() != 0) return;  // every rank pruned the same model; rank 0 writes
   }
   if (!a.substitute.empty()) {  // MoNE: the plan's dropped experts become novices
@@ -225,7 +225,7 @@ void run_prune(PruneArgs a) {
   if (plan) {
     plan->model = a.model.model_dir;
     if (!a.plan_out.empty()) {
-      jobs::save_plan(*plan, a.plan_out);
+      results::save_plan(*plan, a.plan_out);
       spdlog::info("wrote plan {}", a.plan_out);
     }
     for (const auto& [l, lp] : plan->layers)
@@ -268,7 +268,7 @@ void add_prune_command(CLI::App& app) {
       "  --procedure lottery MoE Lottery: iterative, with next-token fine-tuning on --finetune-data after\n"
       "                      each round (--lottery-start-tokens, doubling every round; AdamW, cosine,\n"
       "                      optimizer reset each round; --finetune-lr, --finetune-batch-size)\n"
-      "  --plan FILE         a saved plan (--plan-out writes one; JSON, see runner/jobs/pruning_plan.h)\n"
+      "  --plan FILE         a saved plan (--plan-out writes one; JSON, see runner/jobs/prune/pruning_plan.h)\n"
       "A layer may not keep fewer than top-k experts unless --reduce-top-k lowers k for every layer.\n\n"
       "If layers end up with different expert counts, config.json records them in\n"
       "moelab_num_experts_per_layer and points auto_map at a small modeling_moelab.py, so load it with\n"
@@ -336,12 +336,11 @@ void add_prune_command(CLI::App& app) {
   cmd->add_option("--seq-len", a->data.seq_len, "iterative: tokens per calibration sequence")->check(CLI::PositiveNumber);
   cmd->add_option("--num-samples", a->data.num_samples, "iterative: calibration sequences (0: all)");
   cmd->add_option("--seed", a->data.seed, "iterative: seed for drawing the sequences");
-  cmd->add_option("--batch-size", a->batch_size, "iterative: sequences per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--out", a->out, "output model directory (written atomically)");
+  add_batch_size_option(cmd, &a->batch_size, "iterative: sequences per forward pass");
+  add_output_options(cmd, &a->out, &a->overwrite, "output model directory (written atomically)");
   cmd->add_option("--save-dtype", a->save_dtype,
                   "dtype of the saved weights: auto (as stored in the input), float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
-  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
   cmd->add_flag("--in-memory", a->in_memory,
                 "load the whole model, prune it and save it, instead of pruning the checkpoint files tensor by "
                 "tensor (writes every tensor in the config's dtype, experts per-expert; for comparisons)");

@@ -2,9 +2,9 @@
 #include <cstdio>
 #include <sstream>
 
-#include "cli/commands.h"
-#include "common/error.h"
+#include "core/common/error.h"
 #include "results/report_writer.h"
+#include "runner/cli/commands.h"
 
 namespace moelab::cli {
 namespace {

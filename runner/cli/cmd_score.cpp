@@ -3,15 +3,15 @@
 // With --agreement: how much the criteria agree on which experts to drop.
 #include <iostream>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
 #include "criteria/registry.h"
-#include "criteria/scores_file.h"
+#include "criteria/scoring.h"
 #include "results/criteria_agreement.h"
 #include "results/stats_file.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/model_options.h"
 
 namespace moelab::cli {
 namespace {
@@ -133,11 +133,11 @@ void run_score(const ScoreArgs& a) {
   Inputs x;
   load_inputs(x, a.stats, a.model, a.second_model, list, a.seed);
 
-  criteria::ScoresFile out;
+  results::ScoresFile out;
   out.stats = a.stats;
   out.model = a.model;
   for (const auto& c : list) out.criteria.push_back(criteria::score_criterion(*c, x.in, x.layers));
-  criteria::write_scores(out, a.out);
+  results::write_scores(out, a.out);
   spdlog::info("wrote {} ({} criteria x {} MoE layers; {})", a.out, list.size(), x.layers.size(), weights_note(x));
 }
 

@@ -3,16 +3,17 @@
 // does (the median over calibration tokens of the router's 2nd/1st probability, from
 // `moelab calibrate --collect gate_ratios`) or given by hand. moelab's runtime then
 // skips a token's non-top-1 expert whose gate is below beta x the top-1 gate
-// (runner/jobs/expert_skipping.h); transformers ignores the keys.
+// (runner/jobs/prune/expert_skipping.h); transformers ignores the keys.
 #include <filesystem>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
 #include "cluster/communicator.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/expert_skipping.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
 #include "results/stats_file.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/prune/expert_skipping.h"
 
 namespace moelab::cli {
 namespace {
@@ -28,8 +29,7 @@ void run_set_skipping(const SkipArgs& a) {
     throw InputError("moelab set-skipping", "give --stats (NAEE's median) or --beta");
   if (a.beta_given && !(a.beta >= 0 && a.beta <= 1))
     throw InputError("--beta", std::to_string(a.beta) + " is outside [0, 1] (skip when g_j < beta * g_1)");
-  if (std::filesystem::exists(a.out) && !a.overwrite)
-    throw InputError(a.out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(a.out, a.overwrite);
   const hf::ModelConfig c = models::load_config(a.model_dir);
   if (c.num_experts_per_tok < 2)
     throw InputError(c.path, "num_experts_per_tok is " + std::to_string(c.num_experts_per_tok) +
@@ -87,8 +87,7 @@ void add_set_skipping_command(CLI::App& app) {
   auto* beta = cmd->add_option("--beta", a->beta, "one threshold in [0, 1] for every MoE layer (overrides --stats)");
   cmd->add_option("--gates", a->gates, "after skipping: renormalize the kept gates (NAEE's code) or keep them")
       ->check(CLI::IsMember({"renormalize", "keep"}));
-  cmd->add_option("--out", a->out, "output model directory (written atomically)")->required();
-  cmd->add_flag("--overwrite", a->overwrite, "replace --out if it exists");
+  add_output_options(cmd, &a->out, &a->overwrite, "output model directory (written atomically)", true);
   cmd->callback([a, beta] {
     a->beta_given = beta->count() > 0;
     auto comm = cluster::world("auto");

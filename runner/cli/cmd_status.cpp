@@ -3,8 +3,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
-#include "common/error.h"
+#include "core/common/error.h"
+#include "runner/cli/commands.h"
 #include "schedulers/sweep_status.h"
 
 namespace moelab::cli {

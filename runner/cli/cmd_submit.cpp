@@ -1,9 +1,9 @@
 // moelab submit: a sweep to Slurm as one job array per stage (schedulers/slurm_executor.h).
 #include <filesystem>
 
-#include "cli/commands.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "runner/cli/commands.h"
 #include "schedulers/job_graph.h"
 #include "schedulers/resource_check.h"
 #include "schedulers/results_dir.h"

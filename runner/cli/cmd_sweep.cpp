@@ -10,16 +10,16 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/resource_plan.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "runner/cli/commands.h"
 #include "schedulers/job_graph.h"
 #include "schedulers/job_process.h"
 #include "schedulers/local_executor.h"
 #include "schedulers/orphan_jobs.h"
 #include "schedulers/resource_check.h"
+#include "schedulers/resource_plan.h"
 #include "schedulers/results_dir.h"
 
 namespace moelab::cli {
@@ -54,8 +54,8 @@ void run_sweep_plan(const SweepPlanArgs& a) {
   // What `sweep run` and `submit` will check (moelab plan-resources).
   for (const auto& m : schedulers::check_calibration_memory(spec, g))
     std::printf("memory    %s  planned %s (%d rank(s) x up to %s) against mem %s: %s\n", m.job_id.c_str(),
-                jobs::format_bytes(m.planned).c_str(), m.ranks, jobs::format_bytes(m.per_rank).c_str(),
-                jobs::format_bytes(m.granted).c_str(), m.fits() ? "fits" : "DOES NOT FIT");
+                schedulers::format_bytes(m.planned).c_str(), m.ranks, schedulers::format_bytes(m.per_rank).c_str(),
+                schedulers::format_bytes(m.granted).c_str(), m.fits() ? "fits" : "DOES NOT FIT");
 }
 
 struct SweepRunArgs {
@@ -103,7 +103,7 @@ void run_sweep_run_job(const RunJobArgs& a) {
     if (!std::getline(in, line)) throw InputError(a.jobs_file, "has no job " + std::to_string(a.index));
   const schedulers::Job job = schedulers::job_from_json(nlohmann::json::parse(line, nullptr, false), a.jobs_file);
   auto done = [&](const std::string& id) {
-    const auto r = schedulers::read_job_record(a.results, id);
+    const auto r = results::read_job_record(a.results, id);
     return r && r->state == "done";
   };
   if (done(job.id)) {
@@ -136,7 +136,7 @@ void run_sweep_run_job(const RunJobArgs& a) {
   int st = 0;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
-  const schedulers::JobRecord r = attempt.finish(schedulers::exit_code_of(st));
+  const results::JobRecord r = attempt.finish(schedulers::exit_code_of(st));
   if (r.state != "done")
     throw InputError(a.results + "/" + r.log, job.label + " failed (exit " + std::to_string(r.exit_code) + ")");
   spdlog::info("{} done in {:.1f} s", job.label, r.seconds);

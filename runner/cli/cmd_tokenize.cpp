@@ -12,10 +12,10 @@
 #include <sstream>
 #include <string>
 
-#include "cli/commands.h"
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "tokenizer/tokenizer.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/tokenizer/tokenizer.h"
+#include "runner/cli/commands.h"
 
 namespace moelab::cli {
 namespace {

@@ -3,17 +3,17 @@
 // writes a Hugging Face model directory (config, weights, tokenizer).
 #include <filesystem>
 
-#include "cli/commands.h"
-#include "cli/model_options.h"
-#include "cli/training_options.h"
 #include "cluster/alltoall_dispatcher.h"
 #include "cluster/communicator.h"
-#include "common/atomic_output.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "models/model_writer.h"
-#include "models/random_init.h"
-#include "tokenizer/tokenizer.h"
+#include "core/common/atomic_output.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "core/models/model_writer.h"
+#include "core/models/random_init.h"
+#include "core/tokenizer/tokenizer.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/model_options.h"
+#include "runner/cli/training_options.h"
 
 namespace fs = std::filesystem;
 

@@ -1,10 +1,10 @@
-#include "cli/layerwise_options.h"
+#include "runner/cli/layerwise_options.h"
 
 #include "cluster/alltoall_dispatcher.h"
 #include "cluster/cuda_support.h"
-#include "common/log.h"
-#include "jobs/memory_budget.h"
-#include "models/layer_loader.h"
+#include "core/common/log.h"
+#include "core/common/memory_budget.h"
+#include "core/models/layer_loader.h"
 
 namespace moelab::cli {
 
@@ -34,7 +34,7 @@ void LayerwiseArgs::add_to(CLI::App* cmd, const std::string& layerwise_help, con
 
 jobs::LayerwiseOptions LayerwiseArgs::options(const std::string& default_scratch_dir) const {
   jobs::LayerwiseOptions lw;
-  if (!memory_budget.empty()) lw.memory_budget = jobs::parse_byte_size("--memory-budget", memory_budget);
+  if (!memory_budget.empty()) lw.memory_budget = parse_byte_size("--memory-budget", memory_budget);
   lw.scratch_dir = scratch_dir.empty() ? default_scratch_dir : scratch_dir;
   lw.prefetch = !no_prefetch;
   return lw;
@@ -49,18 +49,18 @@ models::MoeModel load_layerwise_shell(const std::string& model_dir, const std::s
 }
 
 void report_peak_memory(int64_t baseline, const jobs::LayerwiseOptions& lw, const at::Device& device) {
-  const int64_t peak = jobs::peak_resident_bytes();
-  spdlog::info("peak resident memory: {} ({} above the {} at start{}; getrusage ru_maxrss {})", jobs::mib(peak),
-               jobs::mib(peak - baseline), jobs::mib(baseline),
-               lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "", jobs::mib(jobs::rusage_peak_bytes()));
+  const int64_t peak = peak_resident_bytes();
+  spdlog::info("peak resident memory: {} ({} above the {} at start{}; getrusage ru_maxrss {})", mib(peak),
+               mib(peak - baseline), mib(baseline),
+               lw.memory_budget ? "; budget " + mib(lw.memory_budget) : "", mib(rusage_peak_bytes()));
   if (lw.memory_budget && peak - baseline > lw.memory_budget)
-    spdlog::warn("peak resident memory exceeded --memory-budget by {}", jobs::mib(peak - baseline - lw.memory_budget));
+    spdlog::warn("peak resident memory exceeded --memory-budget by {}", mib(peak - baseline - lw.memory_budget));
   if (device.is_cuda()) {  // on a GPU the budget holds for the device too (one layer and one batch there)
     const int64_t device_peak = cluster::cuda_peak_allocated_bytes(device.index() < 0 ? 0 : device.index());
-    spdlog::info("peak device memory: {} allocated{}", jobs::mib(device_peak),
-                 lw.memory_budget ? "; budget " + jobs::mib(lw.memory_budget) : "");
+    spdlog::info("peak device memory: {} allocated{}", mib(device_peak),
+                 lw.memory_budget ? "; budget " + mib(lw.memory_budget) : "");
     if (lw.memory_budget && device_peak > lw.memory_budget)
-      spdlog::warn("peak device memory exceeded --memory-budget by {}", jobs::mib(device_peak - lw.memory_budget));
+      spdlog::warn("peak device memory exceeded --memory-budget by {}", mib(device_peak - lw.memory_budget));
   }
 }
 

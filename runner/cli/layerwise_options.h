@@ -7,8 +7,8 @@
 #include <string>
 
 #include "cluster/communicator.h"
-#include "jobs/layerwise_calibration.h"
-#include "models/moe_model.h"
+#include "core/models/moe_model.h"
+#include "runner/jobs/layerwise/layerwise_calibration.h"
 
 namespace moelab::cli {
 
@@ -24,7 +24,7 @@ struct LayerwiseArgs {
   jobs::LayerwiseOptions options(const std::string& scratch_dir) const;
 };
 
-// The model's shell for a layer-by-layer pass (models/layer_loader.h): with the
+// The model's shell for a layer-by-layer pass (core/models/layer_loader.h): with the
 // expert-parallel dispatcher put into `load` when comm has several ranks; a layer larger
 // than the budget is refused (InputError naming it).
 models::MoeModel load_layerwise_shell(const std::string& model_dir, const std::shared_ptr<cluster::Communicator>& comm,

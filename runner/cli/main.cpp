@@ -5,12 +5,12 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "cli/commands.h"
 #include "cluster/communicator.h"
 #include "cluster/launcher.h"
-#include "cli/yaml_config.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "runner/cli/commands.h"
+#include "runner/cli/yaml_config.h"
 
 #ifndef MOELAB_VERSION
 #define MOELAB_VERSION "0.1.0"

@@ -1,7 +1,7 @@
-#include "cli/model_options.h"
+#include "runner/cli/model_options.h"
 
 #include "cluster/cuda_support.h"
-#include "common/error.h"
+#include "core/common/error.h"
 #include "results/calibration_stats.h"
 
 namespace moelab::cli {

@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "jobs/memory_guard.h"
-#include "models/moe_model.h"
+#include "core/models/moe_model.h"
+#include "runner/jobs/memory/memory_guard.h"
 
 namespace moelab::cli {
 
@@ -23,7 +23,7 @@ struct ModelOptions {
   void add_compute_options(CLI::App* cmd);
   models::LoadOptions load_options() const;
   // Before a whole model is loaded on the CPU: refuses in one line when its planned
-  // peak (jobs/memory_guard.h) exceeds what the process may use. Fills the query's
+  // peak (runner/jobs/memory/memory_guard.h) exceeds what the process may use. Fills the query's
   // dtype and ranks; `check.query` otherwise describes the run (default: holding the
   // model and one token's forward).
   void check_memory(jobs::MemoryCheck check, int ranks) const;

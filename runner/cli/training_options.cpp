@@ -1,15 +1,16 @@
-#include "cli/training_options.h"
+#include "runner/cli/common_options.h"
+#include "runner/cli/training_options.h"
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "cli/model_options.h"
-#include "cli/task_format.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "jobs/stop_signal.h"
+#include "core/common/error.h"
+#include "core/common/log.h"
+#include "runner/cli/model_options.h"
+#include "runner/jobs/calibrate/stop_signal.h"
+#include "runner/jobs/eval/task_format.h"
 
 namespace moelab::cli {
 
@@ -23,8 +24,7 @@ void TrainingArgs::add_to(CLI::App* cmd, int64_t min_steps) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--steps", opts.steps, min_steps > 0 ? "optimizer steps" : "optimizer steps (0: save the init only)")
       ->check(CLI::Range(min_steps, int64_t(1) << 40));
-  cmd->add_option("--batch-size", opts.batch_size, "examples per optimizer step (over all ranks)")
-      ->check(CLI::PositiveNumber);
+  add_batch_size_option(cmd, &opts.batch_size, "examples per optimizer step (over all ranks)");
   cmd->add_option("--micro-batch", opts.micro_batch, "sequences per forward (default: --batch-size)");
   cmd->add_option("--lr", opts.lr, "peak learning rate");
   cmd->add_option("--min-lr", opts.min_lr, "learning rate at the end of the cosine");
@@ -39,18 +39,15 @@ void TrainingArgs::add_to(CLI::App* cmd, int64_t min_steps) {
                 "continue from --checkpoint-dir if it holds a checkpoint, else start (for requeued batch jobs)");
   cmd->add_option("--log-file", opts.log_file, "loss curve as JSON lines");
   cmd->add_option("--save-grads", opts.grads_file, "diagnostics: write step 1's gradients (safetensors)");
-  cmd->add_option("--out", out, "output model directory (written atomically)");
+  add_output_options(cmd, &out, &overwrite, "output model directory (written atomically)");
   cmd->add_option("--save-dtype", save_dtype, "auto, float32, bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
-  cmd->add_option("--comm", comm, "communicator under mpirun: auto, mpi, nccl")
-      ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
-  cmd->add_flag("--overwrite", overwrite, "replace --out if it exists");
+  add_comm_option(cmd, &comm, "communicator under mpirun: auto, mpi, nccl");
 }
 
 void TrainingArgs::check(const std::string& command, bool data_required) const {
   if (out.empty()) throw InputError("--out", "give the output model directory");
-  if (std::filesystem::exists(out) && !overwrite)
-    throw InputError(out, "output already exists (pass --overwrite to replace it)");
+  refuse_existing_output(out, overwrite);
   const bool none = data.files.empty() && sft.empty(), both = !data.files.empty() && !sft.empty();
   if (both || (none && data_required)) throw InputError(command, "give --data (text) or --sft (prompt/answer JSONL)");
   if (opts.resume && !std::filesystem::exists(opts.checkpoint_dir + "/state.json"))
@@ -76,7 +73,7 @@ bool is_task_file(const std::string& path, const std::string& prompt_field, cons
 std::vector<jobs::TrainingExample> TrainingArgs::load_examples() const {
   if (!sft.empty()) {
     // A task file: train on each item's context and right answer, as the task scores them.
-    if (const jobs::McFormat f = read_task_format(sft); is_task_file(sft, prompt_field, f.choices_field))
+    if (const jobs::McFormat f = jobs::read_task_format(sft); is_task_file(sft, prompt_field, f.choices_field))
       return jobs::sft_examples_from_task(jobs::read_mc_task(sft, f), data.tokenizer, data.seq_len);
     return jobs::load_sft_examples(sft, data.tokenizer, prompt_field, answer_field, data.seq_len);
   }

@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "cluster/communicator.h"
-#include "jobs/finetune.h"
-#include "jobs/training_data.h"
-#include "models/model_writer.h"
-#include "models/moe_model.h"
+#include "core/models/model_writer.h"
+#include "core/models/moe_model.h"
+#include "runner/jobs/data/training_data.h"
+#include "runner/jobs/train/finetune.h"
 
 namespace moelab::cli {
 

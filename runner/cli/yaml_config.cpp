@@ -1,11 +1,11 @@
-#include "cli/yaml_config.h"
+#include "runner/cli/yaml_config.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <regex>
 
-#include "common/error.h"
+#include "core/common/error.h"
 
 namespace moelab::cli {
 namespace {

@@ -2,11 +2,11 @@
 // default fields and a prompt template with {field} placeholders), the documents of
 // calibration / evaluation files, and pre-tokenised id files. The first byte picks the
 // reader so that one corpus covers all of them.
-#include "common/error.h"
+#include "core/common/error.h"
 #include "fuzz_input.h"
-#include "jobs/calibration_data.h"
-#include "jobs/multiple_choice.h"
-#include "jobs/text_documents.h"
+#include "runner/jobs/data/calibration_data.h"
+#include "runner/jobs/data/text_documents.h"
+#include "runner/jobs/eval/multiple_choice.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

@@ -1,8 +1,8 @@
 // Fuzzes config.json: every field read_model_config validates (types, ranges, RoPE
 // spellings, per-layer expert counts), then the accessors the model loader calls.
-#include "common/error.h"
+#include "core/common/error.h"
+#include "core/hf/model_config.h"
 #include "fuzz_input.h"
-#include "hf/model_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = moelab::fuzz::write_input(data, size, "config.json");

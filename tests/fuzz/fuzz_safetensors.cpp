@@ -1,9 +1,9 @@
 // Fuzzes the safetensors reader: header length, JSON header, dtypes, shapes, offsets.
 // Every accepted tensor is materialised and summed, so that a header whose sizes do
 // not match the mapping is caught by ASan (out-of-bounds read), not only by luck.
-#include "common/error.h"
+#include "core/common/error.h"
+#include "core/hf/safetensors.h"
 #include "fuzz_input.h"
-#include "hf/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = moelab::fuzz::write_input(data, size, "model.safetensors");

@@ -2,7 +2,7 @@
 // bytes and on mutations of real statistics files (the seed corpus). libhdf5 itself
 // is not instrumented; what is checked is that moelab's reader turns every bad file
 // into an InputError (shapes, dtypes, missing groups) and never reads out of bounds.
-#include "common/error.h"
+#include "core/common/error.h"
 #include "fuzz_input.h"
 #include "results/stats_file.h"
 

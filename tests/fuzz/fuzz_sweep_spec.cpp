@@ -3,7 +3,7 @@
 // The spec is written next to files it may name (model/config.json, data.jsonl,
 // task.jsonl), so that specs past the path checks reach the rest of the validation.
 // Criteria come from stub_criteria.cpp (names only; see there why).
-#include "common/error.h"
+#include "core/common/error.h"
 #include "fuzz_input.h"
 #include "schedulers/sweep_spec.h"
 

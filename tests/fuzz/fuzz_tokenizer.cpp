@@ -1,9 +1,9 @@
 // Fuzzes tokenizer.json: the loader (normalizers, pre-tokenizers, BPE model, added
 // tokens, post-processor, decoder) and, for an accepted file, one encode/decode round
 // over text with ASCII, multi-byte UTF-8, digits, whitespace runs and an added token.
-#include "common/error.h"
+#include "core/common/error.h"
+#include "core/tokenizer/tokenizer.h"
 #include "fuzz_input.h"
-#include "tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cluster/communicator.h"
-#include "common/log.h"
+#include "core/common/log.h"
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);

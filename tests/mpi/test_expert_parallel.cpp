@@ -14,9 +14,9 @@
 #include "cluster/communicator.h"
 #include "cluster/data_parallel.h"
 #include "cluster/local_communicator.h"
-#include "hf/safetensors.h"
-#include "models/moe_model.h"
-#include "models/next_token_loss.h"
+#include "core/hf/safetensors.h"
+#include "core/models/moe_model.h"
+#include "core/models/next_token_loss.h"
 
 using namespace moelab;
 

@@ -5,7 +5,7 @@ import pathlib
 
 import yaml
 
-SEQ_LEN = 16
+from helpers import SEQ_LEN
 
 
 def write_sweep(dir_, model_dir, name="s", **over):
@@ -36,6 +36,11 @@ def write_sweep(dir_, model_dir, name="s", **over):
 
 def plan(results):
     return json.loads((pathlib.Path(results) / "plan.json").read_text())
+
+
+def status(moelab, results):
+    """`moelab status RESULTS --json`, parsed."""
+    return json.loads(moelab("status", results, "--json").stdout)
 
 
 def records(results):

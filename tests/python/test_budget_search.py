@@ -6,15 +6,14 @@ checkpoints' next-token distributions against the unpruned model's); never worse
 uniform; the same seed gives the same plan; a resumed search equals an uninterrupted one;
 bad inputs are one-line errors."""
 import json
-import pathlib
 
 import pytest
 import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
+from helpers import DEFAULT_MODEL as MODEL, mixtral_with_tokenizer
+
 SEQ = 32
 
 
@@ -111,7 +110,6 @@ def test_bad_search_settings_are_one_line_errors(extra, words, setup, moelab, tm
 
 
 def test_the_searched_procedure_of_a_sweep_searches_and_reports_beside_one_shot(fixtures, moelab, tmp_path):
-    from conftest import mixtral_with_tokenizer
     from sweep_fixtures import write_sweep
     model, _ = mixtral_with_tokenizer(fixtures, tmp_path / "mixtral")
     spec = write_sweep(tmp_path / "spec", model, name="bs", criteria=["EAN"], ratios=[0.5],

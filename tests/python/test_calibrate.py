@@ -1,6 +1,7 @@
 """moelab calibrate -> HDF5 -> moelab score, checked against statistics recomputed in
 Python from the hidden states that transformers feeds each MoE block (hooks), and
 against itself across rank counts."""
+import functools
 import json
 import subprocess
 
@@ -10,21 +11,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-SEQ_LEN = 16
+import helpers
+from helpers import SEQ_LEN, input_error, mixtral_with_tokenizer
+
 GROUPS = "usage,act_norms,out_norms,coactivation,token_ids,act_moments,act_outliers"
-
-
-def token_file(path, n=9, vocab=512, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    # Sequences of exactly SEQ_LEN tokens: each is one calibration window.
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
-
-
-def calibrate(moelab, model, data, out, *extra, ranks=None):
-    args = (["--ranks", ranks] if ranks else []) + ["calibrate", model, "--data", data, "--seq-len", SEQ_LEN,
-                                                     "--num-samples", 0, "--collect", GROUPS, "--out", out, *extra]
-    return moelab(*args)
+# This file's calibration: 9 sequences of exactly SEQ_LEN ids (seed 3), each one window; GROUPS collected.
+token_file = functools.partial(helpers.token_file, n=9, seed=3)
+calibrate = functools.partial(helpers.calibrate, options=("--collect", GROUPS))
 
 
 def block(layer):
@@ -194,7 +187,6 @@ def test_scores_follow_their_formulas_from_the_file(fixtures, moelab, tmp_path):
 
 
 def test_text_and_jsonl_data_are_tokenized_with_the_model_tokenizer(fixtures, moelab, tmp_path):
-    from conftest import mixtral_with_tokenizer
     model, tok = mixtral_with_tokenizer(fixtures, tmp_path / "model")
     text = (fixtures / "tokenizers" / "multilingual.txt").read_text()
     (tmp_path / "a.txt").write_text(text)
@@ -211,11 +203,7 @@ def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
     data = token_file(tmp_path / "cal.json")
     moelab("calibrate", mixtral, "--data", data, "--seq-len", SEQ_LEN, "--criteria", "EUF", "--out", tmp_path / "s.h5")
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     assert 'did you mean "REAP"' in err("score", "--stats", tmp_path / "s.h5", "--criteria", "REAPP", "--out",
                                        tmp_path / "x.json")

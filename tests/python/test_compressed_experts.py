@@ -9,16 +9,15 @@ process and expert parallelism) and for the gradient of c1, c2, c3 under `moelab
 renormalised over the main experts; no vector on the intermediate activation).
 Variant "moelab-v1" (moelab's first reading): h * theta, main gates renormalised; checked
 against its formula, and a config written before variants existed still loads as it."""
+import functools
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from test_gradient_easyep_naee import load, moe_layers
-from test_naee_skipping import moelab_forward, token_ids
+from helpers import SEQ_LEN, hf_model, input_error, moe_layers, moelab_forward, seeded_ids
 
-SEQ_LEN = 16
 # (family fixture, main experts k_m): OLMoE's fixture has top-4, so 2 main + 2 auxiliary.
 FAMILIES = (("mixtral", 1), ("qwen3", 1), ("olmoe", 2))
 
@@ -97,7 +96,7 @@ def moelab_v1_block(mlp, theta, k, k_main):
 
 
 def reference_model(model_dir, vectors, k_main, variant="official", **misreading):
-    model = load(model_dir)
+    model = hf_model(model_dir)
     for i in moe_layers(model):
         mlp = model.model.layers[i].mlp
         if variant == "official":
@@ -138,7 +137,7 @@ def test_forward_equals_the_official_block_and_not_the_misreadings(fixtures, moe
     D = cfg["hidden_size"]
     F = cfg.get("moe_intermediate_size") or cfg["intermediate_size"]
     assert all(v.shape == (v.shape[0], 3, max(D, F)) for v in ces.values())
-    ids = token_ids(n=3)
+    ids = seeded_ids(n=3, seed=21)
     mine, _ = moelab_forward(moelab, out, ids, tmp_path)
     with torch.no_grad():
         ref = reference_model(out, ces, k_main)(input_ids=ids).logits
@@ -164,7 +163,7 @@ def test_moelab_v1_variant_and_configs_from_before_variants(fixtures, moelab, tm
     for family in ("mixtral", "qwen3"):
         out = tmp_path / family
         thetas = compress_with_random_vectors(moelab, fixtures / "models" / family, out, variant="moelab-v1")
-        ids = token_ids(n=3)
+        ids = seeded_ids(n=3, seed=21)
         mine, _ = moelab_forward(moelab, out, ids, tmp_path)
         with torch.no_grad():
             ref = reference_model(out, thetas, 1, variant="moelab-v1")(input_ids=ids).logits
@@ -282,11 +281,7 @@ def test_finetune_compressed_moelab_v1_trains_theta_with_the_reference_gradient(
 def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     for bad in (0, 2, -1):
         assert "--main" in err("compress", model, "--main", bad, "--out", tmp_path / "x")

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from conftest import mixtral_with_tokenizer
+from helpers import mixtral_with_tokenizer
 from sweep_fixtures import plan, records, write_sweep
 
 FT = {"finetune": {"data": ["wiki.txt"], "steps": 2, "lr": 1.0e-3, "seq_len": 16, "batch_size": 2, "params": "full"}}

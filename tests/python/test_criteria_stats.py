@@ -9,22 +9,24 @@ import h5py
 import numpy as np
 import pytest
 
-SEQ_LEN = 16
+from helpers import SEQ_LEN, calibrate
+
 GROUPS = "usage,coactivation,token_ids,act_moments"
 NAMES = ["ECC", "EVTC", "ETS", "EAS", "EAE"]
 
 
-def token_file(path, n=12, vocab=512, seed=11):
+def numpy_token_file(path, n=12, vocab=512, seed=11):
+    """Random windows from numpy's generator (not helpers.token_file's torch one: other ids)."""
     rng = np.random.default_rng(seed)
     path.write_text(json.dumps({"input_ids": rng.integers(1, vocab, size=(n, SEQ_LEN)).tolist()}))
     return path
 
 
-def calibrate(moelab, model, tmp_path):
-    data = token_file(tmp_path / "cal.json")
+def statistics_of(moelab, model, tmp_path):
+    """The statistics file of a calibration (GROUPS) on numpy_token_file's windows."""
+    data = numpy_token_file(tmp_path / "cal.json")
     out = tmp_path / "s.h5"
-    moelab("calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0, "--collect", GROUPS,
-           "--out", out)
+    calibrate(moelab, model, data, out, options=("--collect", GROUPS))
     return out
 
 
@@ -141,7 +143,7 @@ def check_file(stats, got):
 
 @pytest.mark.parametrize("family", ["mixtral", "qwen3"])
 def test_mc_suite_inference_criteria_follow_their_formulas(family, fixtures, moelab, tmp_path):
-    stats = calibrate(moelab, fixtures / "models" / family, tmp_path)
+    stats = statistics_of(moelab, fixtures / "models" / family, tmp_path)
     got = score(moelab, stats, tmp_path / "scores.json")
     assert set(NAMES) <= set(got)
     for name in NAMES:
@@ -158,7 +160,7 @@ def test_hand_made_statistics_ecc_rule_and_edge_cases(fixtures, moelab, tmp_path
     """Statistics overwritten by hand in a real file: ECC's walk (usage ties, a skipped pair,
     never co-activated and unused experts), an unused and a single-token expert for EAS/EAE,
     and a vocabulary that is not a multiple of 8 (bits past it are ignored)."""
-    stats = calibrate(moelab, fixtures / "models" / "mixtral", tmp_path)
+    stats = statistics_of(moelab, fixtures / "models" / "mixtral", tmp_path)
     hand = tmp_path / "hand.h5"
     shutil.copy(stats, hand)
     n = np.array([50, 40, 40, 30, 20, 10, 0, 1], dtype=np.int64)

@@ -8,13 +8,12 @@ import hashlib
 import itertools
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
+from helpers import DEFAULT_MODEL as MODEL, REPO
+
 HELDOUT = MODEL / "corpus"
 DOMAINS = ["code", "cs", "de", "en", "es", "it", "pl", "pt", "ru", "zh"]
 SLICE = 24                 # documents per domain taken from the start of a held-out split
@@ -58,7 +57,9 @@ def test_slices(work):
     return {d: write_jsonl(work / f"{d}.test.jsonl", docs(d, "test")) for d in DOMAINS}
 
 
-def calibrate(moelab_bin, data, out):
+def calibrate_default_model(moelab_bin, data, out):
+    """EUF statistics of the shipped model on `data` (windows of 256); moelab_bin, not the
+    function-scoped `moelab` fixture, so that the module-scoped `calibrated` can use it."""
     import subprocess
     p = subprocess.run([moelab_bin, "calibrate", str(MODEL), "--data", str(data), "--seq-len", "256",
                         "--num-samples", "0", "--criteria", "EUF", "--out", str(out)], capture_output=True, text=True)
@@ -82,7 +83,8 @@ def mean_js(u, v):
 @pytest.fixture(scope="module")
 def calibrated(work, moelab_bin):
     """Per SPEC_DOMAINS domain: calibration statistics of a slice of its calibration split."""
-    return {d: calibrate(moelab_bin, write_jsonl(work / f"{d}.cal.jsonl", docs(d, "calibration", 48)), work / f"{d}.h5")
+    return {d: calibrate_default_model(moelab_bin, write_jsonl(work / f"{d}.cal.jsonl", docs(d, "calibration", 48)),
+                                       work / f"{d}.h5")
             for d in SPEC_DOMAINS}
 
 
@@ -166,7 +168,7 @@ def test_experts_specialise_by_domain(work, moelab_bin, calibrated, test_slices)
     assert np.mean(list(pairs.values())) > JS_THRESHOLD, pairs
     assert min(pairs.values()) > JS_THRESHOLD / 3, pairs
     for d in SPEC_DOMAINS:
-        within = mean_js(use[d], usage(calibrate(moelab_bin, test_slices[d], work / f"{d}.test.h5")))
+        within = mean_js(use[d], usage(calibrate_default_model(moelab_bin, test_slices[d], work / f"{d}.test.h5")))
         assert within < JS_WITHIN, (d, within)
 
 

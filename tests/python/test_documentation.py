@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from helpers import REPO
 
 # Options whose value is a file or folder the command writes.
 OUTPUT_OPTIONS = {"--out", "--output", "--results", "--plan-out", "--per-item", "--checkpoint-dir", "--log-file",

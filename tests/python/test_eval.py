@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from conftest import mixtral_with_tokenizer
+from helpers import REPO, mixtral_with_tokenizer
 
-TASKS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "tasks"
+TASKS = REPO / "configs" / "tasks"
 
 
 @pytest.fixture(scope="module")

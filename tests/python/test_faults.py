@@ -6,7 +6,6 @@ statistics file; results folders that are symbolic links, and job ids or outputs
 tampered plan.json that point outside the results directory, are refused."""
 import json
 import os
-import resource
 import signal
 import subprocess
 import time
@@ -15,38 +14,14 @@ import h5py
 import pytest
 
 from bf16_checkpoint import write_bf16_mixtral
-from conftest import mixtral_with_tokenizer
+from helpers import SEQ_LEN, leftovers, mixtral_with_tokenizer, run_limited
 from sweep_fixtures import eval_metrics, plan, records, write_sweep
 
-SEQ_LEN = 16
 
-
-def file_size_limit(nbytes):
-    """preexec_fn: files this process (and its children) write stop at nbytes."""
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
-        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
-    return apply
-
-
-def run_limited(moelab_bin, nbytes, *args):
-    # The limit is for moelab's outputs. mpirun's PMIx server keeps its job data in
-    # shared-memory segment files (the "dstore") that grow with the job's command lines
-    # and paths: under a limit of a few hundred KiB mpirun itself hit it once (SIGXFSZ,
-    # "PMIX ERROR: OUT-OF-RESOURCE") and then waited forever for its dead rank. PMIx's
-    # hash store keeps that data in memory instead.
-    env = dict(os.environ, PMIX_MCA_gds="hash")
-    return subprocess.run([moelab_bin, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          preexec_fn=file_size_limit(nbytes), env=env)
-
-
-def token_file(path, n=8):
+def cyclic_token_file(path, n=8):
+    """n windows of one fixed cycle of ids (sweep_fixtures' pattern), not helpers.token_file's random ones."""
     path.write_text(json.dumps({"input_ids": [[1 + (i * 7 + j) % 390 for j in range(SEQ_LEN)] for i in range(n)]}))
     return path
-
-
-def leftovers(d):
-    return sorted(p.name for p in d.rglob("*") if ".tmp-" in p.name)
 
 
 def calibrate_args(model, data, out):
@@ -60,7 +35,7 @@ def model(fixtures, tmp_path_factory):
 
 
 def test_disk_full_during_calibrate_leaves_no_statistics_file(model, moelab, moelab_bin, tmp_path):
-    data = token_file(tmp_path / "cal.json")
+    data = cyclic_token_file(tmp_path / "cal.json")
     moelab(*calibrate_args(model, data, tmp_path / "full.h5"))
     size = (tmp_path / "full.h5").stat().st_size
     out = tmp_path / "out" / "stats.h5"
@@ -72,7 +47,7 @@ def test_disk_full_during_calibrate_leaves_no_statistics_file(model, moelab, moe
 
 
 def test_disk_full_during_score_and_prune_leaves_no_output(model, moelab, moelab_bin, tmp_path):
-    data = token_file(tmp_path / "cal.json")
+    data = cyclic_token_file(tmp_path / "cal.json")
     moelab(*calibrate_args(model, data, tmp_path / "stats.h5"))
     moelab("score", "--stats", tmp_path / "stats.h5", "--model", model, "--criteria", "EUF,EAN",
            "--out", tmp_path / "full.json")
@@ -163,7 +138,7 @@ def rank_processes(launcher_pid):
 
 @pytest.mark.parametrize("victim", [0, 1])
 def test_a_rank_killed_mid_calibration_stops_every_rank_and_leaves_no_statistics(victim, model, moelab_bin, tmp_path):
-    data = token_file(tmp_path / "cal.json", n=4000)  # long enough to be killed mid-pass
+    data = cyclic_token_file(tmp_path / "cal.json", n=40000)  # long enough to be killed mid-pass (4000 took 2.9 s idle)
     out = tmp_path / "stats.h5"
     proc = subprocess.Popen([moelab_bin, "--ranks", "2", *map(str, calibrate_args(model, data, out))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,

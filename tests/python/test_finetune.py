@@ -1,6 +1,7 @@
 """moelab finetune: the loss goes down; step-1 gradients equal transformers' autograd and
 do not depend on the rank count; a killed and resumed run ends with the same weights as an
 uninterrupted one; SFT puts the loss on answers only; bad inputs are one-line errors."""
+import functools
 import json
 import os
 import shutil
@@ -14,16 +15,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from test_prune_roundtrip import hf_logits, moelab_logits
+import helpers
+from helpers import SEQ_LEN, hf_logits, hf_model, input_error, mixtral_with_tokenizer, moelab_logits
 
-SEQ_LEN = 16
-
-
-def token_file(path, n=6, vocab=512, seed=21):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, vocab, (n, SEQ_LEN), generator=g)
-    path.write_text(json.dumps({"input_ids": ids.tolist()}))
-    return ids
+ids_file = functools.partial(helpers.ids_file, n=6, seed=21)  # this file's training data; returns the ids
 
 
 def losses(log):
@@ -32,7 +27,7 @@ def losses(log):
 
 def test_loss_decreases_and_the_result_loads_in_transformers(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
-    token_file(tmp_path / "d.json")
+    ids_file(tmp_path / "d.json")
     moelab("finetune", model, "--data", tmp_path / "d.json", "--seq-len", SEQ_LEN, "--steps", 8, "--batch-size", 6,
            "--micro-batch", 2, "--lr", 3e-3, "--warmup", 2, "--log-file", tmp_path / "log.jsonl", "--out",
            tmp_path / "tuned")
@@ -41,7 +36,7 @@ def test_loss_decreases_and_the_result_loads_in_transformers(fixtures, moelab, t
     assert curve[-1]["loss"] < 0.8 * curve[0]["loss"], [r["loss"] for r in curve]
     assert curve[0]["lr"] == pytest.approx(1.5e-3) and curve[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
     ref = load_file(str(fixtures / "models" / "mixtral.ref.safetensors"))
-    _, hf = hf_logits(tmp_path / "tuned", ref, trust_remote_code=False)
+    hf = hf_logits(hf_model(tmp_path / "tuned", trust_remote_code=False), ref)
     mine = moelab_logits(moelab, tmp_path / "tuned", ref, tmp_path)
     for a, b in zip(hf, mine):
         assert (a - b).abs().max().item() <= 1e-4
@@ -67,7 +62,7 @@ def close(got, want, what):
 @pytest.mark.parametrize("family", ["mixtral", "qwen3"])
 def test_step_one_gradients_equal_transformers_for_any_rank_count(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
-    ids = token_file(tmp_path / "d.json")
+    ids = ids_file(tmp_path / "d.json")
     common = ["finetune", model, "--data", tmp_path / "d.json", "--seq-len", SEQ_LEN, "--steps", 1, "--batch-size", 6,
               "--micro-batch", 2]
     moelab(*common, "--save-grads", tmp_path / "g1.safetensors", "--out", tmp_path / "o1")
@@ -90,7 +85,7 @@ def test_step_one_gradients_equal_transformers_for_any_rank_count(family, fixtur
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(fixtures, moelab, moelab_bin, tmp_path):
     model = fixtures / "models" / "mixtral"
-    token_file(tmp_path / "d.json", n=8)
+    ids_file(tmp_path / "d.json", n=8)
     args = ["finetune", str(model), "--data", str(tmp_path / "d.json"), "--seq-len", str(SEQ_LEN), "--steps", "6",
             "--batch-size", "3", "--lr", "1e-3", "--checkpoint-every", "2"]
     moelab(*args, "--checkpoint-dir", tmp_path / "ck_a", "--out", tmp_path / "a")
@@ -115,7 +110,7 @@ def test_usr1_checkpoints_and_stops_every_rank_and_auto_resume_finishes_the_run(
     exit 75; the requeued run (same command, --auto-resume) ends with the weights of an
     uninterrupted one. Under 2 ranks, so the ranks must agree on the stopping step."""
     model = fixtures / "models" / "mixtral"
-    token_file(tmp_path / "d.json", n=8)
+    ids_file(tmp_path / "d.json", n=8)
     args = ["--ranks", "2", "finetune", str(model), "--data", str(tmp_path / "d.json"), "--seq-len", str(SEQ_LEN),
             "--steps", "40", "--batch-size", "2", "--lr", "1e-3", "--checkpoint-every", "1000", "--auto-resume"]
     # --auto-resume without a checkpoint starts from scratch.
@@ -143,7 +138,6 @@ def test_usr1_checkpoints_and_stops_every_rank_and_auto_resume_finishes_the_run(
 
 @pytest.fixture
 def model_with_tokenizer(fixtures, tmp_path):
-    from conftest import mixtral_with_tokenizer
     return mixtral_with_tokenizer(fixtures, tmp_path / "model")
 
 
@@ -202,13 +196,9 @@ def test_sft_on_a_task_file_trains_on_its_contexts_and_right_answers(model_with_
 
 def test_bad_inputs_are_one_line_errors(model_with_tokenizer, fixtures, moelab, tmp_path):
     model, _ = model_with_tokenizer
-    token_file(tmp_path / "d.json")
+    ids_file(tmp_path / "d.json")
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     (tmp_path / "sft.jsonl").write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "c"}\n')
     msg = err("finetune", model, "--sft", tmp_path / "sft.jsonl", "--out", tmp_path / "o")

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
+from helpers import DEFAULT_MODEL as MODEL
+
 CORPUS = MODEL / "corpus"
 
 

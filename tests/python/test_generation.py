@@ -4,14 +4,13 @@ steps against the whole-sequence forward on every family: tests/unit/test_kv_cac
 bad requests refused in one line. (lm-eval's generate_until through it:
 test_lm_eval_backend.py.)"""
 import json
-import pathlib
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
+from helpers import DEFAULT_MODEL as MODEL
+
 PROMPTS = ["The Debian project", "apt-get install", "Question: what is a package?\nAnswer:"]
 NEW = 20
 

@@ -16,8 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers.integrations.mxfp4 import FP4_VALUES, convert_moe_packed_tensors
 
-from test_model_families import hf_logits, hf_model, moelab_logits
-from test_prune_roundtrip import _split as split_ref
+from helpers import hf_logits, hf_model, moelab_logits, split_ref
 
 FAMILY = "gpt_oss"
 LAYERS, E = 4, 8

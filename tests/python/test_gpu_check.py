@@ -9,17 +9,18 @@ import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-GATHER = ROOT / "scripts" / "gather_device_deps.sh"
-CHECK = ROOT / "scripts" / "gpu_check.sh"
-GATHERED = ROOT / ".device" / "debs"
+from helpers import REPO
+
+GATHER = REPO / "scripts" / "gather_device_deps.sh"
+CHECK = REPO / "scripts" / "gpu_check.sh"
+GATHERED = REPO / ".device" / "debs"
 # two small runtime libraries of the gathered set (a few KB each)
 TINY = ("libsz2", "libkeyutils1")
 
 
 def bash(cmd, timeout=120, env=None):
     return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
+                          env={**os.environ, **(env or {})}, cwd=REPO)
 
 
 def torch_cmake_prefix():
@@ -118,7 +119,7 @@ def test_dry_run_finds_every_debian_library_in_the_prefix(tmp_path):
     takes MPI, HDF5, ICU, PCRE2 and the config packages from the prefix, not from /usr."""
     torch_cmake_prefix()
     prefix, build, out = tmp_path / "prefix", tmp_path / "build", tmp_path / "out"
-    proc = subprocess.run(["bash", str(CHECK), "--dry-run"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+    proc = subprocess.run(["bash", str(CHECK), "--dry-run"], capture_output=True, text=True, timeout=300, cwd=REPO,
                           env={**os.environ, "MOELAB_DEVICE_PREFIX": str(prefix), "MOELAB_GPU_BUILD": str(build),
                                "OUT": str(out)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -2,6 +2,7 @@
 moelab score, checked against independent references computed here with transformers
 (autograd for the expert gradients, forward hooks for hidden states) and plain Python
 loops over subsets for NAEE; then the same across rank counts."""
+import functools
 import itertools
 import json
 
@@ -9,21 +10,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
-SEQ_LEN = 16
+import helpers
+from helpers import capture_moe_io, expert_outputs, hf_model, input_error, moe_layers
 
-
-def token_file(path, n=9, vocab=512, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
-
-
-def calibrate(moelab, model, data, out, *extra, ranks=None):
-    args = (["--ranks", ranks] if ranks else []) + ["calibrate", model, "--data", data, "--seq-len", SEQ_LEN,
-                                                     "--num-samples", 0, "--batch-size", 4, "--out", out, *extra]
-    return moelab(*args)
+# This file's calibration data and settings: 9 windows (seed 5), batches of 4.
+token_file = functools.partial(helpers.token_file, n=9, seed=5)
+calibrate = functools.partial(helpers.calibrate, options=("--batch-size", 4))
 
 
 def score(moelab, stats, out, criteria):
@@ -31,22 +24,12 @@ def score(moelab, stats, out, criteria):
     return json.loads(out.read_text())["criteria"]
 
 
-def load(model_dir):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()  # no router jitter or dropout; autograd still records
-    return model
-
-
-def moe_layers(model):
-    return [i for i, layer in enumerate(model.model.layers) if hasattr(layer.mlp, "experts")]
-
-
 # ---- references ----------------------------------------------------------------------------------
 
 @torch.enable_grad()
 def reference_gradient_scores(model_dir, ids):
     """G_j = d(mean next-token NLL)/d(expert j's gate_up and down), by transformers' autograd."""
-    model = load(model_dir)
+    model = hf_model(model_dir)
     for p in model.parameters():
         p.requires_grad_(False)
     layers = moe_layers(model)
@@ -95,35 +78,8 @@ def routed(x, mlp, k, renorm, keep=None):
     return w, top
 
 
-def expert_outputs(x, mlp):
-    gu, dn = mlp.experts.gate_up_proj.double(), mlp.experts.down_proj.double()
-    F = gu.shape[1] // 2
-    h = torch.einsum("nd,efd->enf", x, gu)
-    a = torch.nn.functional.silu(h[..., :F]) * h[..., F:]
-    return torch.einsum("enf,edf->ned", a, dn)  # [N, E, D]
-
-
-def capture_moe_io(model, ids):
-    """Per MoE layer: the residual entering the block (input of post_attention_layernorm),
-    the block's input (normed) and its output."""
-    got, hooks = {}, []
-    for i in moe_layers(model):
-        layer = model.model.layers[i]
-        hooks.append(layer.post_attention_layernorm.register_forward_hook(
-            lambda m, inp, out, i=i: got.setdefault(i, {}).update(h_in=inp[0].reshape(-1, inp[0].shape[-1]))))
-        hooks.append(layer.mlp.register_forward_hook(
-            lambda m, inp, out, i=i: got[i].update(
-                x=inp[0].reshape(-1, inp[0].shape[-1]),
-                y=(out[0] if isinstance(out, tuple) else out).reshape(-1, inp[0].shape[-1]))))
-    with torch.no_grad():
-        model(input_ids=ids)
-    for h in hooks:
-        h.remove()
-    return got
-
-
 def reference_easyep(model_dir, ids):
-    model = load(model_dir)
+    model = hf_model(model_dir)
     cfg = model.config
     out = {}
     with torch.no_grad():
@@ -147,7 +103,7 @@ def reference_easyep(model_dir, ids):
 
 def naee_errors(model_dir, ids, keep_size):
     """Every subset of `keep_size` experts -> sum over tokens of ||Z - Z_S||^2 (float64)."""
-    model = load(model_dir)
+    model = hf_model(model_dir)
     cfg = model.config
     k, renorm = cfg.num_experts_per_tok, getattr(cfg, "norm_topk_prob", True)
     out = {}
@@ -235,7 +191,7 @@ def test_naee_falls_back_to_greedy_elimination_above_the_budget(fixtures, moelab
     calibrate(moelab, model, data, tmp_path / "n.h5", "--criteria", "NAEE", "--naee-ratio", 0.25, "--naee-budget",
               10)  # C(8, 6) = 28 > 10
     ids = torch.tensor(json.loads(data.read_text())["input_ids"])
-    loaded = load(model)
+    loaded = hf_model(model)
     cfg = loaded.config
     with h5py.File(tmp_path / "n.h5") as f, torch.no_grad():
         for i, io in capture_moe_io(loaded, ids).items():
@@ -290,11 +246,7 @@ def test_missing_statistics_and_bad_options_are_one_line_errors(fixtures, moelab
     data = token_file(tmp_path / "cal.json")
     calibrate(moelab, model, data, tmp_path / "s.h5", "--criteria", "EUF")
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     for crit, group in (("EGE", "gradients"), ("EASY-EP", "hidden_change"), ("NAEE", "naee")):
         msg = err("score", "--stats", tmp_path / "s.h5", "--criteria", crit, "--out", tmp_path / "x.json")

@@ -18,17 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from conftest import train_small_tokenizer, write_ids_json
+from helpers import one_line_error, train_small_tokenizer, write_ids_json
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fixtures"))
 import make_models  # noqa: E402  (the fixture models' shapes and their hybrid weights)
-
-
-def one_line_error(proc):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def build(tmp_path, family, seed=0, **overrides):
@@ -50,7 +43,8 @@ def build(tmp_path, family, seed=0, **overrides):
     return out, model
 
 
-def moelab_logits(moelab, model_dir, ids, lengths, tmp_path):
+def moelab_logits_of_ids(moelab, model_dir, ids, lengths, tmp_path):
+    """helpers.moelab_logits for ids and lengths of its own (no fixture reference)."""
     out = tmp_path / "logits.safetensors"
     moelab("forward", model_dir, "--ids-json", write_ids_json(tmp_path / "ids.json", ids, lengths), "--out", out)
     got = load_file(str(out))
@@ -68,14 +62,15 @@ def test_sequences_across_several_delta_rule_chunks_give_transformers_logits(fam
     mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
     with torch.no_grad():
         ref = model(input_ids=ids, attention_mask=mask).logits
-    mine = moelab_logits(moelab, model_dir, ids, lengths, tmp_path)
+    mine = moelab_logits_of_ids(moelab, model_dir, ids, lengths, tmp_path)
     worst = max((ref[b, :n] - mine[b]).abs().max().item() for b, n in enumerate(lengths))
     print(f"[hybrid] {family}: max |logit diff| over {sum(lengths)} tokens = {worst:.3g}")
     assert worst <= 1e-4
     assert ref.abs().max() > 2.0  # logits of order 1: 1e-4 is a tight bound
 
 
-def calibrate(moelab, model, data, out, ranks):
+def calibrate_long(moelab, model, data, out, ranks):
+    """Windows of 80 tokens (past one delta-rule chunk) in batches of 2; --ranks only above 1."""
     args = (["--ranks", ranks] if ranks > 1 else []) + [
         "calibrate", model, "--data", data, "--seq-len", 80, "--num-samples", 0, "--batch-size", 2,
         "--collect", "usage,act_norms,out_norms,coactivation,act_moments", "--out", out]
@@ -90,7 +85,7 @@ def test_statistics_and_scores_do_not_depend_on_the_rank_count(fixtures, moelab,
     data = tmp_path / "cal.json"
     data.write_text(json.dumps({"input_ids": torch.randint(1, 512, (7, 80), generator=g).tolist()}))
     for ranks in (1, 2, 3):
-        calibrate(moelab, model, data, tmp_path / f"p{ranks}.h5", ranks)
+        calibrate_long(moelab, model, data, tmp_path / f"p{ranks}.h5", ranks)
     scores = {}
     with h5py.File(tmp_path / "p1.h5") as a:
         for ranks in (2, 3):
@@ -230,7 +225,7 @@ def test_the_text_model_of_a_qwen3_5_conditional_generation_checkpoint_is_read_a
     mask = (torch.arange(70)[None, :] < torch.tensor(lengths)[:, None]).long()
     with torch.no_grad():
         ref = model(input_ids=ids, attention_mask=mask).logits
-    mine = moelab_logits(moelab, src, ids, lengths, tmp_path)
+    mine = moelab_logits_of_ids(moelab, src, ids, lengths, tmp_path)
     assert max((ref[b, :n] - mine[b]).abs().max().item() for b, n in enumerate(lengths)) <= 1e-4
     info = json.loads(moelab("inspect", src, "--json").stdout)
     assert info["family"] == "qwen3_5_moe" and info["architecture"] == "Qwen3_5MoeForCausalLM"
@@ -253,7 +248,7 @@ def test_the_text_model_of_a_qwen3_5_conditional_generation_checkpoint_is_read_a
     pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     with torch.no_grad():
         hf = pruned(input_ids=ids, attention_mask=mask).logits
-    mine = moelab_logits(moelab, out, ids, lengths, tmp_path)
+    mine = moelab_logits_of_ids(moelab, out, ids, lengths, tmp_path)
     assert max((hf[b, :n] - mine[b]).abs().max().item() for b, n in enumerate(lengths)) <= 1e-4
 
 

@@ -2,6 +2,7 @@
 the same HDF5 statistics and scores as the whole-model pass, on 1 and 2 ranks and two
 families; the budget holds (peak RSS measured by the kernel for the child process);
 bad budgets and whole-model groups are one-line errors."""
+import functools
 import json
 import os
 import pathlib
@@ -14,18 +15,15 @@ import pytest
 import torch
 from safetensors import safe_open
 
-SEQ_LEN = 16
+import helpers
+from helpers import SEQ_LEN
+
 # Every forward-only group (act_outliers, gradients and naee need the whole model).
 GROUPS = ("usage,act_norms,out_norms,coactivation,token_ids,act_moments,hidden_change,dense_outputs,gate_ratios,"
           "power_sums")
 CRITERIA = "EUF,EAN,REAP,SoftFrequency,EASY-EP"
 MIB = 2**20
-
-
-def token_file(path, n=9, vocab=512, seed=5, seq_len=SEQ_LEN):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, seq_len), generator=g).tolist()}))
-    return path
+token_file = functools.partial(helpers.token_file, n=9, seed=5)  # this file's calibration data
 
 
 def calibrate_args(model, data, out, *extra, ranks=None, seq_len=SEQ_LEN):

@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from bf16_checkpoint import write_bf16_mixtral
+from helpers import DEFAULT_MODEL as MODEL, REPO, mixtral_with_tokenizer
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
 TASK = REPO / "configs" / "tasks" / "debian_moe_en.jsonl"
 REQUESTS = REPO / "configs" / "tasks" / "requests_example.jsonl"
 TEXT = MODEL / "corpus" / "en.test.jsonl"
@@ -149,7 +148,6 @@ def test_a_sweep_with_layerwise_eval_passes_it_to_its_eval_jobs_and_gets_the_sam
                                                                                           tmp_path):
     """eval.layerwise / eval.memory_budget: every eval job runs `moelab eval --layerwise
     --memory-budget B`, and the sweep's numbers equal the same sweep evaluated whole."""
-    from conftest import mixtral_with_tokenizer
     from sweep_fixtures import eval_metrics, plan, write_sweep
     model = mixtral_with_tokenizer(fixtures, tmp_path / "mixtral")[0]
     over = dict(criteria=["EAN"], ratios=[0.5], procedures=["one-shot"])

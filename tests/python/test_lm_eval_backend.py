@@ -5,14 +5,13 @@ tasks come from lm-eval YAMLs over local JSON files (nothing is downloaded)."""
 import json
 import math
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
+from helpers import DEFAULT_MODEL as MODEL, REPO, en_documents, en_items, write_tasks
+
 sys.path.insert(0, str(REPO / "runner" / "lm_eval_backend"))
 
 lm_eval = pytest.importorskip("lm_eval")
@@ -36,16 +35,6 @@ def mlm(moelab_bin):
 
 def instances(kind, args_list):
     return [Instance(request_type=kind, doc={}, arguments=args, idx=i) for i, args in enumerate(args_list)]
-
-
-def en_items(n):
-    with open(REPO / "configs" / "tasks" / "debian_moe_en.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f][:n]
-
-
-def en_documents(n):
-    with open(MODEL / "corpus" / "en.test.jsonl", encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f][:n]
 
 
 def test_loglikelihood_requests_equal_lm_evals_hf_backend(hflm, mlm):
@@ -150,46 +139,6 @@ def test_sampling_is_refused_with_a_message(mlm):
     with pytest.raises(NotImplementedError, match="greedy"):
         mlm.generate_until(instances("generate_until", [("2 + 2 =", {"until": ["\n"], "do_sample": True,
                                                                         "temperature": 0.7})]))
-
-
-def write_tasks(tmp_path):
-    """Two lm-eval task YAMLs over local JSON lines: a multiple-choice task (the shipped
-    debian_moe_en items) and a rolling-perplexity task (5 held-out documents)."""
-    items = tmp_path / "items.jsonl"
-    items.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in en_items(40)), encoding="utf-8")
-    docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in en_documents(5)),
-                    encoding="utf-8")
-    (tmp_path / "mc.yaml").write_text(f"""task: moelab_test_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {items}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{query}}}}"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{gold}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-  - metric: acc_norm
-""")
-    (tmp_path / "ppl.yaml").write_text(f"""task: moelab_test_ppl
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {docs}
-test_split: test
-output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{{{text}}}}"
-metric_list:
-  - metric: word_perplexity
-  - metric: byte_perplexity
-  - metric: bits_per_byte
-""")
-    return tmp_path
 
 
 def test_simple_evaluate_gives_the_hf_backends_metrics(moelab_bin, tmp_path):

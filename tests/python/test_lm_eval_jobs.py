@@ -8,18 +8,13 @@ import math
 import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "debian-moe"
-sys.path.insert(0, str(REPO / "tests" / "python"))
+from helpers import DEFAULT_MODEL as MODEL, REPO, write_tasks
 
 lm_eval = pytest.importorskip("lm_eval")
-
-from test_lm_eval_backend import write_tasks  # noqa: E402  (an MC task over 40 items, a rolling-ppl task)
 
 LIMIT = 16
 

@@ -1,5 +1,5 @@
 """Commands that load a whole model refuse, before reading anything, when the planned
-peak memory (jobs/resource_plan.h) exceeds what the process may use (here
+peak memory (schedulers/resource_plan.h) exceeds what the process may use (here
 MOELAB_MEMORY_LIMIT; on machines the cgroup limit, Slurm's allocation or MemAvailable):
 one `error:` line naming the planned figure, the limit and what would fit, a non-zero
 exit within seconds, nothing written."""

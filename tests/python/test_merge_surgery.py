@@ -4,18 +4,21 @@ in-memory merge (--in-memory: load in float32, merge in float64, save in the inp
 every expert layout (per-expert, transformers 5's fused, Llama-4's fused and transposed), shared
 experts, correction biases (DeepSeek-V3 [E], ERNIE-4.5 [1, E]) and both router rules; a sharded
 bf16 checkpoint is merged in a fraction of its size; a full disk leaves nothing."""
+import functools
 import json
 
 import pytest
 import torch
 
+import helpers
 from bf16_checkpoint import write_bf16_mixtral
-from test_faults import leftovers, run_limited
-from test_merging import calibrate, token_file
-from test_prune_surgery import peak_rss_kib, same_bytes, tensors
+from helpers import leftovers, peak_rss_kib, run_limited, same_bytes, tensors
 
 FAMILIES = ["mixtral", "mixtral_fused", "qwen2_moe", "deepseek_v3", "ernie4_5_moe", "glm4_moe", "llama4", "phimoe",
             "qwen3_next"]
+# test_merging.py's calibration: 8 windows (seed 11) in batches of 3, the EUF criterion.
+token_file = functools.partial(helpers.token_file, n=8, seed=11)
+calibrate = functools.partial(helpers.calibrate, options=("--batch-size", 3, "--criteria", "EUF"))
 
 
 def assert_same_checkpoints(a, b):

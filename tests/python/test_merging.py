@@ -3,6 +3,7 @@
 the inputs transformers feeds each MoE block, a naive Python average-linkage clustering of the
 file's mean outputs, numpy frequency-weighted averages of the original weights, and transformers'
 own logits of the merged checkpoint; then the statistics across rank counts and the bad inputs."""
+import functools
 import json
 
 import h5py
@@ -12,23 +13,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from test_gradient_easyep_naee import capture_moe_io, expert_outputs, load
-from test_pruning_plans import assert_transformers_matches_moelab
+import helpers
+from helpers import assert_transformers_matches_moelab, capture_moe_io, expert_outputs, hf_model, input_error
 
-SEQ_LEN = 16
-
-
-def token_file(path, n=8, vocab=512, seed=11):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
-
-
-def calibrate(moelab, model, data, out, *extra, ranks=None):
-    args = (["--ranks", ranks] if ranks else []) + ["calibrate", model, "--data", data, "--seq-len", SEQ_LEN,
-                                                     "--num-samples", 0, "--batch-size", 3, "--criteria", "EUF",
-                                                     "--out", out, *extra]
-    return moelab(*args)
+# This file's calibration: 8 windows (seed 11) in batches of 3, the EUF criterion.
+token_file = functools.partial(helpers.token_file, n=8, seed=11)
+calibrate = functools.partial(helpers.calibrate, options=("--batch-size", 3, "--criteria", "EUF"))
 
 
 def naive_average_linkage(mean_ED, num_groups):
@@ -61,8 +51,8 @@ def test_merge_follows_the_statistics_and_loads_in_transformers(family, fixtures
     plan = json.loads(plan_path.read_text())
     assert (plan["merge_plan_version"], plan["ratio"], plan["router_merge"]) == (1, 0.5, "avg")
 
-    original = load(model)
-    merged = load(out)
+    original = hf_model(model)
+    merged = hf_model(out)
     ids = torch.tensor(json.loads(data.read_text())["input_ids"])
     io = capture_moe_io(original, ids)
     with h5py.File(tmp_path / "s.h5") as f:
@@ -151,11 +141,7 @@ def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
     calibrate(moelab, mixtral, data, tmp_path / "dense.h5", "--collect", "dense_outputs")
     calibrate(moelab, qwen3, data, tmp_path / "qwen.h5", "--collect", "dense_outputs")
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     out = tmp_path / "x"
     for ratio in (1.0, -0.1):

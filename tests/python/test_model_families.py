@@ -12,11 +12,9 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
 
-from conftest import train_small_tokenizer, write_ids_json
+from helpers import hf_logits, hf_model, moelab_logits, prune, split_ref, train_small_tokenizer, write_ids_json
 from sweep_fixtures import eval_metrics, records, write_sweep
-from test_prune_roundtrip import _split as split_ref
 
 # family fixture -> (uneven drops, uniform drops, MoE layers, experts per MoE layer)
 DROPS = {
@@ -42,34 +40,6 @@ COUNT_KEY = {"qwen2_moe": "num_experts", "olmoe": "num_experts", "deepseek_v3": 
              "minimax_m2": "num_local_experts", "glm4_moe_lite": "n_routed_experts",
              "ernie4_5_moe": "moe_num_experts", "phimoe": "num_local_experts",
              "llama4": "num_local_experts", "qwen3_next": "num_experts", "qwen3_5_moe": "num_experts"}
-
-
-def hf_model(model_dir, trust_remote_code):
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                trust_remote_code=trust_remote_code).eval()
-
-
-def hf_logits(model, ref):
-    ids, lengths = ref["input_ids"], ref["lengths"]
-    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-    with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask).logits
-    return [out[b, : int(n)] for b, n in enumerate(lengths)]
-
-
-def moelab_logits(moelab, model_dir, ref, tmp_path):
-    ids_json = write_ids_json(tmp_path / "ids.json", ref["input_ids"], ref["lengths"])
-    out = tmp_path / "moelab_logits.safetensors"
-    moelab("forward", model_dir, "--ids-json", ids_json, "--out", out)
-    got = load_file(str(out))
-    return [got[f"logits.{b}"] for b in range(len(ref["lengths"]))]
-
-
-def prune(moelab, src, out, drops):
-    args = ["prune", src, "--out", out]
-    for d in drops:
-        args += ["--drop", d]
-    return moelab(*args)
 
 
 def parse(drop):

@@ -4,6 +4,7 @@ row. Checked against a Python re-implementation of the substituted forward (tran
 unpruned model whose experts module is replaced by a loop that gives a dropped expert's
 tokens its mean output), on 1 and 2 ranks and in the layer-by-layer evaluation; the saved
 model holds the kept experts and the novices; what cannot work is refused in one line."""
+import functools
 import json
 
 import h5py
@@ -13,15 +14,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from test_prune_roundtrip import hf_logits, moelab_logits
+import helpers
+from helpers import SEQ_LEN, hf_logits, hf_model, mixtral_with_tokenizer, moelab_logits, write_ids_json
 
-SEQ_LEN = 16
-
-
-def token_file(path, n=8, vocab=512, seed=6):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
+token_file = functools.partial(helpers.token_file, n=8, seed=6)  # this file's calibration data
 
 
 def substituted(moelab, fixtures, tmp_path, family="mixtral", ratio=0.5):
@@ -92,7 +88,7 @@ def test_the_substituted_model_equals_a_python_reimplementation_of_mone(family, 
     # transformers loads it with moelab's remote code (router rows for the novices, the
     # experts module adding gate x novice for their slots): the same logits.
     assert cfg["auto_map"]["AutoModelForCausalLM"].startswith("modeling_moelab.")
-    _, hf = hf_logits(out, ref, trust_remote_code=True)
+    hf = hf_logits(hf_model(out, trust_remote_code=True), ref)
     for a, b in zip(hf, got):
         assert (a - b).abs().max().item() <= 1e-4
     # The substitution matters: the plainly pruned model's logits differ.
@@ -120,7 +116,6 @@ def test_novices_give_the_same_logits_on_two_ranks_and_layer_by_layer(fixtures, 
     _, out, _ = substituted(moelab, fixtures, tmp_path)
     ref = load_file(str(fixtures / "models" / "mixtral.ref.safetensors"))
     one = moelab_logits(moelab, out, ref, tmp_path)
-    from conftest import write_ids_json
     ids = write_ids_json(tmp_path / "ids2.json", ref["input_ids"], ref["lengths"])
     for extra, name in ((["--ranks", 2], "two"), ([], "layerwise")):
         args = [*extra, "forward", out, "--ids-json", ids, "--out", tmp_path / f"{name}.safetensors"]
@@ -164,7 +159,6 @@ def test_what_cannot_be_substituted_is_refused_in_one_line(fixtures, moelab, tmp
 
 
 def test_a_sweep_compares_novices_with_plain_pruning(fixtures, moelab, tmp_path):
-    from conftest import mixtral_with_tokenizer
     from sweep_fixtures import write_sweep
     model, _ = mixtral_with_tokenizer(fixtures, tmp_path / "mixtral")
     spec = write_sweep(tmp_path / "spec", model, name="nov", criteria=["MoNE", "Max-RWN"], ratios=[0.5],

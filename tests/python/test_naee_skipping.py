@@ -3,6 +3,7 @@ whose forward skips a token's non-top-1 expert when its gate < beta x the top-1 
 against numpy's median of the router's 2nd/1st probability (from the inputs transformers feeds
 each MoE block) and against a hand-written MoE block with the rule, run inside transformers'
 model in place of its own blocks."""
+import functools
 import json
 import re
 
@@ -10,25 +11,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import write_ids_json
-from test_gradient_easyep_naee import capture_moe_io, load, moe_layers
+from helpers import (SEQ_LEN, capture_moe_io, hf_model, input_error, moe_layers, moelab_forward, seeded_ids,
+                     write_ids_json)
 
-SEQ_LEN = 16
-
-
-def token_ids(n=6, vocab=512, seed=21):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, vocab, (n, SEQ_LEN), generator=g)
-
-
-def moelab_forward(moelab, model_dir, ids, tmp_path, *extra):
-    ids_json = write_ids_json(tmp_path / "ids.json", ids, torch.full((ids.shape[0],), ids.shape[1]))
-    out = tmp_path / "logits.safetensors"
-    proc = moelab(*extra, "forward", model_dir, "--ids-json", ids_json, "--out", out)
-    got = load_file(str(out))
-    return torch.stack([got[f"logits.{b}"] for b in range(ids.shape[0])]), proc.stderr + proc.stdout
+token_ids = functools.partial(seeded_ids, n=6, seed=21)  # this file's sequences (seed 21)
 
 
 def skipping_block(mlp, beta, k, router_renorm, skip_renorm, counts):
@@ -67,7 +54,7 @@ def skipping_block(mlp, beta, k, router_renorm, skip_renorm, counts):
 
 @torch.no_grad()
 def reference_logits(model_dir, ids, betas, skip_renorm):
-    model = load(model_dir)
+    model = hf_model(model_dir)
     cfg = model.config
     counts = []
     for i in moe_layers(model):
@@ -94,7 +81,7 @@ def test_beta_is_the_median_gate_ratio_and_the_forward_skips_as_the_rule_says(fi
     betas = cfg["moelab_skip_beta"]
     assert len(betas) == 3 and cfg["moelab_skip_renormalize"] is True
     # beta per layer = numpy's median over calibration tokens of p_2 / p_1, within the bin width.
-    original = load(model)
+    original = hf_model(model)
     io = capture_moe_io(original, cal)
     with h5py.File(tmp_path / "s.h5") as f:
         for i, got in io.items():
@@ -124,7 +111,7 @@ def test_forward_with_a_given_beta_equals_the_rule(family, gates, fixtures, moel
     model = fixtures / "models" / family
     moelab("set-skipping", model, "--beta", 0.6, "--gates", gates, "--out", tmp_path / "skip")
     cfg = json.loads((tmp_path / "skip" / "config.json").read_text())
-    moe = set(moe_layers(load(model)))
+    moe = set(moe_layers(hf_model(model)))
     assert cfg["moelab_skip_beta"] == [0.6 if l in moe else 0.0 for l in range(cfg["num_hidden_layers"])]
     ids = token_ids()
     mine, log = moelab_forward(moelab, tmp_path / "skip", ids, tmp_path)
@@ -163,11 +150,7 @@ def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
     moelab("calibrate", qwen3, "--data", cal, "--seq-len", SEQ_LEN, "--criteria", "EUF", "--collect", "gate_ratios",
            "--out", tmp_path / "q.h5")
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     out = tmp_path / "x"
     for beta in (1.5, -0.1):

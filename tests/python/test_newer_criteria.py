@@ -2,6 +2,7 @@
 the power_sums statistics, score --agreement and REAM-style merging, checked against
 independent references: per-(token, expert) records hooked from transformers (float64),
 weights read by transformers, and plain Python loops."""
+import functools
 import json
 import math
 import time
@@ -12,18 +13,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from test_pruning_plans import assert_transformers_matches_moelab
-from test_report import tau_b as kendall_tau_b
+import helpers
+from helpers import DEFAULT_MODEL, REPO, assert_transformers_matches_moelab, calibrate
+from helpers import tau_b as kendall_tau_b
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO / "models" / "debian-moe"
 SEQ_LEN = 24
-
-
-def random_ids(path, vocab, n=8, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
+token_file = functools.partial(helpers.token_file, n=8, seed=5, seq_len=SEQ_LEN)  # random windows of 24
 
 
 def text_ids(path, n=8):
@@ -42,7 +37,7 @@ MODELS = {"mixtral": lambda fx: fx / "models" / "mixtral", "debian-moe": lambda 
 
 def model_and_data(name, fixtures, tmp_path):
     model = MODELS[name](fixtures)
-    data = text_ids(tmp_path / "cal.json") if name == "debian-moe" else random_ids(tmp_path / "cal.json", 512)
+    data = text_ids(tmp_path / "cal.json") if name == "debian-moe" else token_file(tmp_path / "cal.json")
     return model, data
 
 
@@ -91,9 +86,9 @@ def family_ref(E, recs, a, p, b, v):
     return [s[j] / n[j] ** b if n[j] else 0.0 for j in range(E)]
 
 
-def calibrate(moelab, model, data, out, *extra):
-    moelab("calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0, "--dtype", "float64",
-           "--out", out, *extra)
+def calibrate_float64(moelab, model, data, out, *extra):
+    """helpers.calibrate in float64 on windows of this file's SEQ_LEN; returns the statistics file."""
+    calibrate(moelab, model, data, out, *extra, seq_len=SEQ_LEN, options=("--dtype", "float64"))
     return out
 
 
@@ -115,7 +110,7 @@ def member_name(a, p, b, v):
 @pytest.mark.parametrize("name", ["mixtral", "debian-moe"])
 def test_man_msan_and_family_members_equal_sums_over_transformers_routed_tokens(name, fixtures, moelab, tmp_path):
     model, data = model_and_data(name, fixtures, tmp_path)
-    stats = calibrate(moelab, model, data, tmp_path / "s.h5")
+    stats = calibrate_float64(moelab, model, data, tmp_path / "s.h5")
     names = ["MAN", "MSAN"] + [member_name(*m) for m in MEMBERS]
     got = score(moelab, "--stats", stats, "--criteria", ",".join(names), tmp_path / "scores.json")
     ref = routed_records(model, data)
@@ -173,7 +168,7 @@ def test_aimer_equals_abs_mean_over_rms_of_transformers_weights(name, fixtures, 
 def test_named_members_equal_their_stand_alone_criteria_and_are_listed(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "qwen3"
     stats = tmp_path / "s.h5"
-    moelab("calibrate", model, "--data", random_ids(tmp_path / "cal.json", 512), "--seq-len", SEQ_LEN,
+    moelab("calibrate", model, "--data", token_file(tmp_path / "cal.json"), "--seq-len", SEQ_LEN,
            "--num-samples", 0, "--out", stats)
     named = {"EUF": "Family-a0-p0-b0", "SoftFrequency": "Family-a1-p0-b0", "EAN": "Family-a0-p1-b0-act",
              "MAN": "Family-a0-p1-b1-act", "MSAN": "Family-a0-p2-b1-act", "REAP": "Family-a1-p1-b1-out"}
@@ -192,7 +187,7 @@ def test_named_members_equal_their_stand_alone_criteria_and_are_listed(fixtures,
 def test_twenty_members_score_from_the_statistics_file_alone_in_seconds(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
     stats = tmp_path / "s.h5"
-    moelab("calibrate", model, "--data", random_ids(tmp_path / "cal.json", 512), "--seq-len", SEQ_LEN,
+    moelab("calibrate", model, "--data", token_file(tmp_path / "cal.json"), "--seq-len", SEQ_LEN,
            "--num-samples", 0, "--out", stats)
     members = [member_name(a, p, b, v) for a in (0, 1, 2) for p in (1, 2) for b in (0, 1) for v in ("act", "out")]
     members = members[:20]
@@ -213,7 +208,7 @@ def test_twenty_members_score_from_the_statistics_file_alone_in_seconds(fixtures
 
 def test_family_scores_do_not_depend_on_the_rank_count(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
-    data = random_ids(tmp_path / "cal.json", 512, n=10)
+    data = token_file(tmp_path / "cal.json", n=10)
     names = ",".join(member_name(*m) for m in MEMBERS)
     for ranks in (1, 2):
         moelab("--ranks", ranks, "calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0,
@@ -229,7 +224,7 @@ def test_family_scores_do_not_depend_on_the_rank_count(fixtures, moelab, tmp_pat
 
 def test_exponents_outside_the_stored_set_say_what_is_stored_and_how_to_collect_them(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
-    data = random_ids(tmp_path / "cal.json", 512)
+    data = token_file(tmp_path / "cal.json")
     stats = tmp_path / "s.h5"
     moelab("calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0, "--out", stats)
     proc = moelab("score", "--stats", stats, "--criteria", "Family-a3-p1-b1-out", "--out", tmp_path / "x.json",
@@ -270,7 +265,7 @@ def dropped(scores, maximum, ratio):
 def test_agreement_table_matches_a_hand_computation(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
     stats = tmp_path / "s.h5"
-    moelab("calibrate", model, "--data", random_ids(tmp_path / "cal.json", 512), "--seq-len", SEQ_LEN,
+    moelab("calibrate", model, "--data", token_file(tmp_path / "cal.json"), "--seq-len", SEQ_LEN,
            "--num-samples", 0, "--out", stats)
     choices = ["Min-EAN", "Min-REAP", "Max-AIMER", "Min-MAN"]
     proc = moelab("score", "--agreement", stats, *choices, "--model", model, "--ratio", 0.25, "--out",
@@ -340,7 +335,7 @@ def ream_reference(stats, ratio):
 
 def test_ream_merging_groups_and_weights_by_reap_and_loads_in_transformers(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
-    data = random_ids(tmp_path / "cal.json", 512)
+    data = token_file(tmp_path / "cal.json")
     stats = tmp_path / "s.h5"
     moelab("calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0, "--criteria", "REAP",
            "--collect", "dense_outputs", "--out", stats)

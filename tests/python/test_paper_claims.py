@@ -6,13 +6,12 @@ import csv
 import io
 import json
 import os
-import pathlib
 import re
 
 import pytest
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from helpers import REPO
 
 pytestmark = pytest.mark.skipif(os.environ.get("MOELAB_LONG_TESTS") != "1",
                                 reason="long suite: MOELAB_LONG_TESTS=1 runs the paper specs (~16 min)")

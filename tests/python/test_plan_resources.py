@@ -16,6 +16,7 @@ import subprocess
 import pytest
 from safetensors import safe_open
 
+from helpers import one_line_error
 from sweep_fixtures import write_sweep
 
 # Float32 fixtures of every family (per-expert and fused layouts, shared experts, dense
@@ -28,13 +29,6 @@ ELEMENT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 def plan(moelab, model, *args):
     return json.loads(moelab("plan-resources", model, *args, "--json").stdout)
-
-
-def one_line_error(proc):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def tensor_bytes(model_dir):
@@ -194,7 +188,7 @@ def layer_tensor_bytes(model_dir, layer, ranks):
 def test_layerwise_plan_by_hand(moelab, fixtures):
     """Every layer-by-layer component of the mixtral fixture (D 64, F 96, 4 heads / 2 KV
     heads of 16, 8 experts, top-2), P = 2, 10 sequences of 16 in batches of 8, computed
-    here from jobs/resource_plan.cpp's description."""
+    here from schedulers/resource_plan.cpp's description."""
     model = fixtures / "models" / "mixtral"
     config = json.loads((model / "config.json").read_text())
     E, D, F, V = (config[k] for k in ("num_local_experts", "hidden_size", "intermediate_size", "vocab_size"))

@@ -7,27 +7,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from conftest import write_ids_json
+from helpers import hf_logits, hf_model, moelab_logits, split_ref
 
 DROPS = {0: [1, 5], 1: [2]}
-
-
-def hf_logits(model_dir, ref, trust_remote_code):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                 trust_remote_code=trust_remote_code).eval()
-    ids, lengths = ref["input_ids"], ref["lengths"]
-    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-    with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask).logits
-    return model, [out[b, : int(n)] for b, n in enumerate(lengths)]
-
-
-def moelab_logits(moelab, model_dir, ref, tmp_path):
-    ids_json = write_ids_json(tmp_path / "ids.json", ref["input_ids"], ref["lengths"])
-    out = tmp_path / "moelab_logits.safetensors"
-    moelab("forward", model_dir, "--ids-json", ids_json, "--out", out)
-    got = load_file(str(out))
-    return [got[f"logits.{b}"] for b in range(len(ref["lengths"]))]
 
 
 def router_weight(model, layer):
@@ -52,7 +34,8 @@ def test_uneven_prune_loads_in_transformers_with_matching_logits(family, fixture
     full = 8 if family == "mixtral" else 10
     assert counts[0] == full - 2
     ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
-    pruned, hf = hf_logits(out, ref, trust_remote_code=True)
+    pruned = hf_model(out, trust_remote_code=True)
+    hf = hf_logits(pruned, ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
     for a, b in zip(hf, mine):
         assert (a - b).abs().max().item() <= 1e-4
@@ -64,15 +47,7 @@ def test_uneven_prune_loads_in_transformers_with_matching_logits(family, fixture
     assert torch.equal(pruned.model.layers[0].mlp.experts.down_proj,
                        original.model.layers[0].mlp.experts.down_proj[keep0])
     # Pruning changes the model: its logits differ from the unpruned reference.
-    assert max((a - r).abs().max().item() for a, r in zip(hf, _split(ref))) > 1e-3
-
-
-def _split(ref):
-    out, start = [], 0
-    for n in ref["lengths"].tolist():
-        out.append(ref["logits"][start:start + n])
-        start += n
-    return out
+    assert max((a - r).abs().max().item() for a, r in zip(hf, split_ref(ref))) > 1e-3
 
 
 def test_uniform_prune_loads_with_stock_transformers(fixtures, moelab, tmp_path):
@@ -83,7 +58,7 @@ def test_uniform_prune_loads_with_stock_transformers(fixtures, moelab, tmp_path)
     assert cfg["num_local_experts"] == 7
     assert "auto_map" not in cfg and "moelab_num_experts_per_layer" not in cfg
     ref = load_file(str(fixtures / "models" / "mixtral.ref.safetensors"))
-    _, hf = hf_logits(out, ref, trust_remote_code=False)
+    hf = hf_logits(hf_model(out, trust_remote_code=False), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
     for a, b in zip(hf, mine):
         assert (a - b).abs().max().item() <= 1e-4

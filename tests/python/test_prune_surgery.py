@@ -1,11 +1,9 @@
-"""Pruning as checkpoint surgery (models/checkpoint_surgery.h): the pruned checkpoint's
+"""Pruning as checkpoint surgery (core/models/checkpoint_surgery.h): the pruned checkpoint's
 kept tensors are byte-identical to the input's, transformers loads it with the same
 logits as the in-memory path (--in-memory: load, prune, save), and a sharded bfloat16
 checkpoint is pruned with a peak memory far below its size."""
 import json
 import resource
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bf16_checkpoint import write_bf16_mixtral
-from test_model_families import hf_logits, hf_model
+from helpers import hf_logits, hf_model, peak_rss_kib, prune, same_bytes, tensors
 
 # family fixture -> drops (uneven: modeling_moelab.py and trust_remote_code)
 DROPS = {
@@ -36,37 +34,12 @@ DROPS = {
 }
 
 
-def tensors(model_dir):
-    """name -> tensor of every safetensors file in the directory."""
-    out = {}
-    for f in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as h:
-            for name in h.keys():
-                out[name] = h.get_tensor(name)
-    return out
-
-
-def raw_bytes(t):
-    return t.contiguous().view(torch.uint8).flatten() if t.numel() else torch.empty(0, dtype=torch.uint8)
-
-
-def same_bytes(a, b):
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(raw_bytes(a), raw_bytes(b))
-
-
 def parse(drops):
     out = {}
     for d in drops:
         layer, experts = d.split(":")
         out[int(layer)] = [int(e) for e in experts.split(",")]
     return out
-
-
-def prune(moelab, src, out, drops, *extra):
-    args = ["prune", src, "--out", out, *extra]
-    for d in drops:
-        args += ["--drop", d]
-    return moelab(*args)
 
 
 def source_of(name, dropped, num_experts):
@@ -135,15 +108,6 @@ def test_save_dtype_converts_tensor_by_tensor(fixtures, moelab, tmp_path):
     assert torch.equal(got["model.embed_tokens.weight"], inp["model.embed_tokens.weight"].to(torch.bfloat16))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg.get("dtype", cfg.get("torch_dtype")) == "bfloat16"
-
-
-def peak_rss_kib(cmd):
-    """Peak resident memory (KiB) of `cmd` run alone in a fresh Python process."""
-    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
-    r = subprocess.run([sys.executable, "-c", probe, *map(str, cmd)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    return int(r.stdout.strip().splitlines()[-1])
 
 
 def test_a_sharded_bf16_checkpoint_is_pruned_in_a_fraction_of_its_size(moelab_bin, tmp_path):

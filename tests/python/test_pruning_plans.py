@@ -2,6 +2,7 @@
 overrides, reduced top-k), the iterative procedure (statistics re-collected every round),
 plans re-applied from file; every pruned checkpoint loads in transformers with logits equal
 to moelab's own, and the plan's choices equal a naive selection from the scores."""
+import functools
 import json
 
 import numpy as np
@@ -10,15 +11,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from test_prune_roundtrip import hf_logits, moelab_logits
+import helpers
+from helpers import SEQ_LEN, assert_transformers_matches_moelab, input_error
 
-SEQ_LEN = 16
-
-
-def token_file(path, n=8, vocab=512, seed=9):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
+token_file = functools.partial(helpers.token_file, n=8, seed=9)  # this file's calibration data
 
 
 def scores_for(moelab, model, tmp_path, criteria="EAN,EUF,REAP"):
@@ -27,14 +23,6 @@ def scores_for(moelab, model, tmp_path, criteria="EAN,EUF,REAP"):
            "--out", tmp_path / "s.h5")
     moelab("score", "--stats", tmp_path / "s.h5", "--criteria", criteria, "--out", tmp_path / "scores.json")
     return data, tmp_path / "scores.json", json.loads((tmp_path / "scores.json").read_text())["criteria"]
-
-
-def assert_transformers_matches_moelab(moelab, fixtures, family, pruned, tmp_path, trust_remote_code=False):
-    ref = load_file(str(fixtures / "models" / f"{family}.ref.safetensors"))
-    _, hf = hf_logits(pruned, ref, trust_remote_code=trust_remote_code)
-    mine = moelab_logits(moelab, pruned, ref, tmp_path)
-    for a, b in zip(hf, mine):
-        assert (a - b).abs().max().item() <= 1e-4
 
 
 def naive_uniform(scores, ratio, direction):
@@ -144,11 +132,7 @@ def test_bad_plans_and_options_are_one_line_errors(fixtures, moelab, tmp_path):
     mixtral, qwen3 = fixtures / "models" / "mixtral", fixtures / "models" / "qwen3"
     _, scores_path, _ = scores_for(moelab, mixtral, tmp_path, "EUF")
 
-    def err(*args):
-        proc = moelab(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0, proc.stderr
-        return proc.stderr
+    err = functools.partial(input_error, moelab)
 
     for ratio in (1.0, -0.1):
         assert "--ratio" in err("prune", mixtral, "--scores", scores_path, "--criterion", "EUF", "--ratio", ratio,

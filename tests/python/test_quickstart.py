@@ -3,15 +3,13 @@ build are no-ops here: they ran before the tests), outputs moved to a temporary 
 MOELAB_QUICKSTART_OUT and otherwise the same script. It must exit 0, print the report's
 procedure table and leave the report it promises, readable at a laptop's window width."""
 import os
-import pathlib
 import re
 import subprocess
 
 import pytest
 
+from helpers import REPO
 from page_layout import chromium, layout
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers import logging as hf_logging
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from helpers import REPO
+
 _spec = importlib.util.spec_from_file_location("real_shape_checkpoint", REPO / "bench" / "real_shape_checkpoint.py")
 rsc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rsc)

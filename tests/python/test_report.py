@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import pathlib
 import re
 import shutil
 import statistics
@@ -20,11 +19,10 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import mixtral_with_tokenizer
+from helpers import REPO, mixtral_with_tokenizer, tau_b
 from page_layout import chromium, layout
 from sweep_fixtures import plan, records, write_sweep
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 TASKS = [REPO / "configs" / "tasks" / "tiny_arith.jsonl", REPO / "configs" / "tasks" / "tiny_words.jsonl"]
 TASK_NAMES = ["tiny_arith", "tiny_words"]
 
@@ -211,23 +209,6 @@ def test_best_per_column_is_marked(sweep):
     md = (sweep / "report" / "tables" / "criteria.md").read_text()
     assert f"**{lowest:.2f}**" in md
     assert any(close(float(r["50% wiki PPL"]), lowest) for r in crit)
-
-
-def tau_b(x, y):
-    n0 = nc = nd = t1 = t2 = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            n0 += 1
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            t1 += dx == 0
-            t2 += dy == 0
-            if dx and dy:
-                if (dx > 0) == (dy > 0):
-                    nc += 1
-                else:
-                    nd += 1
-    den = math.sqrt((n0 - t1) * (n0 - t2))
-    return (nc - nd) / den if den else None
 
 
 def test_kendall_tau_matrix_matches_a_hand_computation(sweep):

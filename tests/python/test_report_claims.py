@@ -13,7 +13,7 @@ import re
 import pytest
 import yaml
 
-from conftest import mixtral_with_tokenizer
+from helpers import mixtral_with_tokenizer
 from sweep_fixtures import plan, write_sweep
 
 PAPER = "A paper (arXiv 0000.00000)"

@@ -14,6 +14,8 @@ import h5py
 import numpy as np
 import pytest
 
+from helpers import one_line_error
+
 # Every group whose state is a running sum of one pass (the others are refused).
 GROUPS = "usage,act_norms,out_norms,coactivation,token_ids,act_moments,hidden_change,power_sums,gate_ratios,dense_outputs"
 N_SEQ, SEQ_LEN, BATCH = 48, 32, 2
@@ -170,18 +172,11 @@ def test_usr1_stops_at_the_next_step_saves_and_exits_75_then_resumes(ranks, mode
     assert not ckpt.exists()
 
 
-def one_line_error(proc):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 def test_a_checkpoint_of_other_arguments_or_rank_count_is_refused(moelab, moelab_bin, model, data, tmp_path):
     out, ckpt = tmp_path / "s.h5", tmp_path / "s.h5.ckpt"
     kill_after([moelab_bin, *map(str, args(model, data, out, 1, "--checkpoint-every", 1))], ckpt, 2)
     line = one_line_error(moelab(*args(model, data, out, 1, "--checkpoint-every", 1, "--power-exponents", "0,1"),
-                                 check=False))
+                                 check=False), prefix="")
     assert line.startswith(f"error: {ckpt}: holds a calibration checkpoint of other arguments"), line
     # Under mpirun every rank reports before the abort (and Open MPI adds its own lines).
     proc = moelab(*args(model, data, out, 2, "--checkpoint-every", 1), check=False)
@@ -195,7 +190,8 @@ def test_a_checkpoint_of_other_arguments_or_rank_count_is_refused(moelab, moelab
 def test_a_whole_model_checkpoint_is_not_taken_for_a_layerwise_one(moelab, moelab_bin, model, data, tmp_path):
     out, ckpt = tmp_path / "s.h5", tmp_path / "s.h5.ckpt"
     kill_after([moelab_bin, *map(str, args(model, data, out, 1, "--checkpoint-every", 1))], ckpt, 2)
-    line = one_line_error(moelab(*args(model, data, out, 1, "--layerwise", "--checkpoint-every", 1), check=False))
+    line = one_line_error(moelab(*args(model, data, out, 1, "--layerwise", "--checkpoint-every", 1), check=False),
+                          prefix="")
     assert line.startswith(f"error: {ckpt}: holds a calibration checkpoint of other arguments"), line
     # The memory budget is not part of it: a layerwise run resumes under another budget.
     out2, ckpt2 = tmp_path / "l.h5", tmp_path / "l.h5.ckpt"
@@ -211,8 +207,9 @@ def test_groups_that_are_not_one_pass_sums_are_refused(moelab, model, data, tmp_
     for extra, want in [(["--collect", "gradients"], 'statistic group "gradients"'),
                         (["--criteria", "EAO"], 'statistic group "act_outliers"')]:
         line = one_line_error(moelab("calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0,
-                                     "--checkpoint-every", 1, *extra, "--out", tmp_path / "x.h5", check=False))
+                                     "--checkpoint-every", 1, *extra, "--out", tmp_path / "x.h5", check=False),
+                              prefix="")
         assert line.startswith("error: --checkpoint-every: ") and want in line, line
     line = one_line_error(moelab("calibrate", model, "--data", data, "--checkpoint-dir", tmp_path, "--out",
-                                 tmp_path / "x.h5", check=False))
+                                 tmp_path / "x.h5", check=False), prefix="")
     assert "--checkpoint-dir" in line and "--checkpoint-every" in line, line

@@ -3,24 +3,18 @@ trained to match the unpruned teacher's next-token distributions (KL(teacher || 
 temperature). Step-1 router gradients equal torch autograd through transformers for 1 and 2
 ranks; training lowers the KL to the teacher on held-out text and changes nothing but the
 routers; the sweep's `router_kd` recovery; bad inputs are one-line errors."""
+import functools
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
 
+import helpers
+from helpers import REPO, SEQ_LEN, hf_model
 from sweep_fixtures import write_sweep
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
-SEQ_LEN = 16
-
-
-def token_file(path, n=6, vocab=512, seed=23):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, vocab, (n, SEQ_LEN), generator=g)
-    path.write_text(json.dumps({"input_ids": ids.tolist()}))
-    return ids
+ids_file = functools.partial(helpers.ids_file, n=6, seed=23)  # this file's training data; returns the ids
 
 
 def pruned(moelab, fixtures, tmp_path, family="mixtral"):
@@ -32,16 +26,10 @@ def pruned(moelab, fixtures, tmp_path, family="mixtral"):
     return teacher, tmp_path / "pruned"
 
 
-def hf(path):
-    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    m.eval()
-    return m
-
-
 @torch.enable_grad()
 def kd_reference_gradients(student_dir, teacher_dir, ids, temperature):
     """d(mean over targets of KL(p_T || p_S) * T^2)/d(router weights), by torch autograd."""
-    student, teacher = hf(student_dir), hf(teacher_dir)
+    student, teacher = hf_model(student_dir), hf_model(teacher_dir)
     with torch.no_grad():
         t = teacher(input_ids=ids).logits[:, :-1].float() / temperature
     s = student(input_ids=ids).logits[:, :-1].float() / temperature
@@ -53,15 +41,15 @@ def kd_reference_gradients(student_dir, teacher_dir, ids, temperature):
 
 def kl_to_teacher(student_dir, teacher_dir, ids):
     with torch.no_grad():
-        s = torch.log_softmax(hf(student_dir)(input_ids=ids).logits.float(), -1)
-        t = torch.log_softmax(hf(teacher_dir)(input_ids=ids).logits.float(), -1)
+        s = torch.log_softmax(hf_model(student_dir)(input_ids=ids).logits.float(), -1)
+        t = torch.log_softmax(hf_model(teacher_dir)(input_ids=ids).logits.float(), -1)
     return float((t.exp() * (t - s)).sum(-1).mean())
 
 
 @pytest.mark.parametrize("ranks,temperature", [(1, 1.0), (2, 2.0)])
 def test_step_one_router_gradients_equal_torch_autograd(ranks, temperature, fixtures, moelab, tmp_path):
     teacher, student = pruned(moelab, fixtures, tmp_path)
-    ids = token_file(tmp_path / "d.json")
+    ids = ids_file(tmp_path / "d.json")
     moelab("--ranks", ranks, "finetune", student, "--teacher", teacher, "--params", "router", "--kd-temperature",
            temperature, "--data", tmp_path / "d.json", "--seq-len", SEQ_LEN, "--steps", 1, "--batch-size", 6,
            "--micro-batch", 2, "--log-file", tmp_path / "log.jsonl", "--save-grads", tmp_path / "g.safetensors",
@@ -132,7 +120,7 @@ def test_bad_router_kd_settings_name_the_key(recovery, key, fixtures, moelab, tm
 
 def test_bad_inputs_are_one_line_errors(fixtures, moelab, tmp_path):
     teacher, student = pruned(moelab, fixtures, tmp_path)
-    token_file(tmp_path / "d.json")
+    ids_file(tmp_path / "d.json")
     base = ["finetune", student, "--params", "router", "--data", tmp_path / "d.json", "--seq-len", SEQ_LEN, "--steps",
             1, "--out", tmp_path / "o"]
 

@@ -6,7 +6,6 @@ time limit makes fine-tuning and calibration checkpoint, requeue and resume."""
 import json
 import math
 import os
-import pathlib
 import random
 import shutil
 import subprocess
@@ -14,10 +13,8 @@ import time
 
 import pytest
 
-from conftest import mixtral_with_tokenizer
-from sweep_fixtures import eval_metrics, plan, records, write_sweep
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers import REPO, mixtral_with_tokenizer
+from sweep_fixtures import eval_metrics, plan, records, status, write_sweep
 
 pytestmark = pytest.mark.skipif(shutil.which("slurmctld") is None and not os.environ.get("MOELAB_REQUIRE_SLURM"),
                                 reason="slurm-wlm is not installed (scripts/setup.sh installs it)")
@@ -45,10 +42,10 @@ def slurm(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
     port = free_port_pair()
     env = dict(os.environ, MOELAB_SLURMCTLD_PORT=str(port), MOELAB_SLURMD_PORT=str(port + 1))
-    subprocess.run([ROOT / "slurm" / "start_local_slurm.sh", state], check=True, env=env, timeout=120)
+    subprocess.run([REPO / "slurm" / "start_local_slurm.sh", state], check=True, env=env, timeout=120)
     os.environ["SLURM_CONF"] = str(state / "slurm.conf")
     yield state
-    subprocess.run([ROOT / "slurm" / "stop_local_slurm.sh", state], timeout=60)
+    subprocess.run([REPO / "slurm" / "stop_local_slurm.sh", state], timeout=60)
     os.environ.pop("SLURM_CONF", None)
 
 
@@ -87,10 +84,6 @@ def usr1_once_checkpointed(task, checkpoint):
         time.sleep(0.1)
     time.sleep(3)
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
-
-
-def status(moelab, results):
-    return json.loads(moelab("status", results, "--json").stdout)
 
 
 def test_a_submitted_sweep_equals_the_local_run(slurm, model, moelab, tmp_path):
@@ -193,7 +186,7 @@ def test_dry_run_writes_the_scripts_and_submits_nothing(slurm, model, moelab, tm
     assert "--dependency=afterok:${score_job}" in submit and "--dependency=afterok:${prune_job}" in submit
     # A template with a placeholder moelab does not know is a one-line error.
     bad = tmp_path / "bad.sbatch.in"
-    bad.write_text((ROOT / "slurm" / "array_job.sbatch.in").read_text() + "#SBATCH --qos={{qos}}\n")
+    bad.write_text((REPO / "slurm" / "array_job.sbatch.in").read_text() + "#SBATCH --qos={{qos}}\n")
     r = moelab("submit", spec, "--results", tmp_path / "r", "--dry-run", "--template", bad, check=False)
     assert r.returncode == 2 and r.stderr == f"error: {bad}: unknown placeholder {{{{qos}}}}\n"
     # Running the script by hand submits exactly this sweep.

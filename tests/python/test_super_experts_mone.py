@@ -4,6 +4,7 @@ criteria (zxgx/mode-pd's `fusion` and `output_fluctuation`) and super-expert pro
 (REAP's get_super_expert_indices), each checked against an independent Python computation:
 per-(token, expert) outputs recomputed in float64 from the inputs transformers feeds each MoE
 block, and the rule written again here with torch.quantile."""
+import functools
 import itertools
 import json
 import pathlib
@@ -15,21 +16,18 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from conftest import mixtral_with_tokenizer
+import helpers
+from helpers import SEQ_LEN, calibrate, mixtral_with_tokenizer
 from sweep_fixtures import write_sweep
 
-SEQ_LEN = 16
+token_file = functools.partial(helpers.token_file, n=8, seed=4)  # this file's calibration data
 
 
-def token_file(path, n=8, vocab=512, seed=4):
-    g = torch.Generator().manual_seed(seed)
-    path.write_text(json.dumps({"input_ids": torch.randint(1, vocab, (n, SEQ_LEN), generator=g).tolist()}))
-    return path
-
-
-def calibrate(moelab, model, data, out, *extra, groups="out_moments,out_max"):
-    moelab(*extra, "calibrate", model, "--data", data, "--seq-len", SEQ_LEN, "--num-samples", 0, "--dtype", "float64",
-           "--criteria", "EUF", "--collect", groups, "--out", out)
+def calibrate_outputs(moelab, model, data, out, ranks=None, groups="out_moments,out_max"):
+    """helpers.calibrate in float64 with the EUF criterion, collecting `groups`; returns the
+    statistics file."""
+    calibrate(moelab, model, data, out, ranks=ranks,
+              options=("--dtype", "float64", "--criteria", "EUF", "--collect", groups))
     return out
 
 
@@ -82,7 +80,7 @@ def sums_of(E, D, recs):
 def test_output_sums_and_maxima_equal_python_over_transformers_routed_tokens(family, fixtures, moelab, tmp_path):
     model = fixtures / "models" / family
     data = token_file(tmp_path / "cal.json")
-    stats = calibrate(moelab, model, data, tmp_path / "s.h5")
+    stats = calibrate_outputs(moelab, model, data, tmp_path / "s.h5")
     ref = routed_outputs(model, data)
     with h5py.File(stats) as f:
         assert set(f.attrs["collected"].decode().split(",")) >= {"usage", "out_moments", "out_max"}
@@ -100,7 +98,7 @@ def test_output_statistics_do_not_depend_on_the_rank_count(fixtures, moelab, tmp
     """out_max is combined by maximum, the sums by sum: 1, 2 and 3 ranks agree."""
     model = fixtures / "models" / "mixtral"
     data = token_file(tmp_path / "cal.json")
-    files = [calibrate(moelab, model, data, tmp_path / f"s{p}.h5", "--ranks", p) for p in (1, 2, 3)]
+    files = [calibrate_outputs(moelab, model, data, tmp_path / f"s{p}.h5", ranks=p) for p in (1, 2, 3)]
     with h5py.File(files[0]) as a:
         for path in files[1:]:
             with h5py.File(path) as b:
@@ -114,7 +112,7 @@ def test_output_statistics_do_not_depend_on_the_rank_count(fixtures, moelab, tmp
 def test_mone_scores_follow_the_authors_fusion_and_output_fluctuation(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
     data = token_file(tmp_path / "cal.json")
-    stats = calibrate(moelab, model, data, tmp_path / "s.h5")
+    stats = calibrate_outputs(moelab, model, data, tmp_path / "s.h5")
     moelab("score", "--stats", stats, "--criteria", "MoNE,MoNE-fluctuation", "--out", tmp_path / "scores.json")
     got = json.loads((tmp_path / "scores.json").read_text())["criteria"]
     for layer, (E, D, T, recs) in routed_outputs(model, data).items():
@@ -155,7 +153,7 @@ def scored(fixtures, moelab, tmp_path):
     """A 4-MoE-layer fixture's statistics and scores of several criteria."""
     model = fixtures / "models" / "mixtral_swa_sharded"
     data = token_file(tmp_path / "cal.json")
-    stats = calibrate(moelab, model, data, tmp_path / "s.h5", groups="out_moments,out_max,act_norms,out_norms")
+    stats = calibrate_outputs(moelab, model, data, tmp_path / "s.h5", groups="out_moments,out_max,act_norms,out_norms")
     crits = "EAN,REAP,MoNE,EUF,Random,EWN"
     moelab("score", "--stats", stats, "--model", model, "--criteria", crits, "--out", tmp_path / "scores.json")
     return model, stats, tmp_path / "scores.json"
@@ -256,7 +254,7 @@ def test_rule_values_out_of_range_are_one_line_errors(args, words, scored, moela
 def test_statistics_without_the_new_groups_say_which_and_how_to_collect_them(fixtures, moelab, tmp_path):
     model = fixtures / "models" / "mixtral"
     data = token_file(tmp_path / "cal.json")
-    stats = calibrate(moelab, model, data, tmp_path / "s.h5", groups="act_norms")
+    stats = calibrate_outputs(moelab, model, data, tmp_path / "s.h5", groups="act_norms")
     r = moelab("score", "--stats", stats, "--criteria", "MoNE", "--out", tmp_path / "x.json", check=False)
     assert r.returncode != 0 and "lacks \"out_moments\"" in r.stderr and "calibrate ... --criteria MoNE" in r.stderr
     moelab("score", "--stats", stats, "--criteria", "EAN", "--out", tmp_path / "scores.json")
@@ -268,7 +266,7 @@ def test_statistics_without_the_new_groups_say_which_and_how_to_collect_them(fix
                "--protect-super-experts", "--out", tmp_path / "o", check=False)
     assert r.returncode != 0 and "--stats" in r.stderr
     # Statistics of another model (the qwen3 fixture has other MoE layers / counts).
-    other = calibrate(moelab, fixtures / "models" / "qwen3", data, tmp_path / "q.h5")
+    other = calibrate_outputs(moelab, fixtures / "models" / "qwen3", data, tmp_path / "q.h5")
     r = moelab("prune", model, "--scores", tmp_path / "scores.json", "--criterion", "EAN", "--ratio", 0.5,
                "--protect-super-experts", "--stats", other, "--out", tmp_path / "o", check=False)
     assert r.returncode != 0 and "different model" in r.stderr

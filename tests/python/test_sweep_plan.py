@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-SEQ_LEN = 16
+from helpers import SEQ_LEN
 
 
 def write_spec(tmp_path, fixtures, **over):

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import mixtral_with_tokenizer
-from sweep_fixtures import eval_metrics, plan, records, write_sweep
+from helpers import mixtral_with_tokenizer
+from sweep_fixtures import eval_metrics, plan, records, status, write_sweep
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,6 @@ def uninterrupted(model, moelab_bin, tmp_path_factory):
     subprocess.run([moelab_bin, "sweep", "run", spec, "--results", d / "results"], check=True, capture_output=True,
                    timeout=600)
     return spec, d / "results"
-
-
-def status(moelab, results):
-    return json.loads(moelab("status", results, "--json").stdout)
 
 
 def test_every_job_runs_once_is_recorded_and_a_rerun_does_nothing(uninterrupted, moelab):

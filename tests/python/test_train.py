@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_prune_roundtrip import hf_logits, moelab_logits
+from helpers import hf_logits, hf_model, moelab_logits
 
 MASK64 = (1 << 64) - 1
 
@@ -21,7 +21,7 @@ def splitmix64(x):
 
 
 def tensor_seed(seed, k):
-    """runner/models/random_init.h: the seed of the k-th normal tensor."""
+    """core/models/random_init.h: the seed of the k-th normal tensor."""
     return (splitmix64(seed) + k) % (1 << 32)
 
 
@@ -142,7 +142,7 @@ def test_training_lowers_the_loss_and_transformers_gives_moelab_logits(family, f
     g = torch.Generator().manual_seed(3)
     lengths = torch.tensor([12, 7, 10])
     ref = {"input_ids": torch.randint(0, 1536, (3, 12), generator=g), "lengths": lengths}
-    _, hf = hf_logits(out, ref, trust_remote_code=False)
+    hf = hf_logits(hf_model(out, trust_remote_code=False), ref)
     mine = moelab_logits(moelab, out, ref, tmp_path)
     for a, b in zip(hf, mine):
         assert (a - b).abs().max().item() <= 1e-4

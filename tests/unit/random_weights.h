@@ -1,7 +1,7 @@
 // Random routed-expert weights for unit tests (standard normal router, small experts).
 #pragma once
 
-#include "models/moe_model.h"
+#include "core/models/moe_model.h"
 
 namespace moelab::test {
 

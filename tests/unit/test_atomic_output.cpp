@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-#include "common/atomic_output.h"
+#include "core/common/atomic_output.h"
 
 namespace fs = std::filesystem;
 

@@ -11,7 +11,7 @@
 #include <tuple>
 #include <vector>
 
-#include "common/error.h"
+#include "core/common/error.h"
 #include "criteria/criterion.h"
 #include "criteria/registry.h"
 

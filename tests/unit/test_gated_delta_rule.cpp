@@ -1,11 +1,11 @@
-// The chunked gated delta rule (models/gated_deltanet.h) against the token-by-token
+// The chunked gated delta rule (core/models/gated_deltanet.h) against the token-by-token
 // recurrence that defines it, and its carried state against running the sequence in two
 // parts (what cached decoding does).
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
-#include "models/gated_deltanet.h"
+#include "core/models/gated_deltanet.h"
 
 namespace moelab {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <limits>
 
-#include "common/json_integer.h"
+#include "core/common/json_integer.h"
 
 namespace {
 

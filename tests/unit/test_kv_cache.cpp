@@ -1,4 +1,4 @@
-// Cached decoding (models/kv_cache.h) against the whole-sequence forward, which
+// Cached decoding (core/models/kv_cache.h) against the whole-sequence forward, which
 // test_model_parity.cpp checks against transformers: for every family fixture, a batch of
 // three sequences of different lengths is run in pieces (a prefill of different lengths,
 // a second multi-token piece with padding, then one token per step while finished
@@ -12,10 +12,10 @@
 
 #include <algorithm>
 
+#include "core/hf/safetensors.h"
+#include "core/models/kv_cache.h"
+#include "core/models/moe_model.h"
 #include "fixtures.h"
-#include "hf/safetensors.h"
-#include "models/kv_cache.h"
-#include "models/moe_model.h"
 
 using namespace moelab;
 

@@ -4,15 +4,15 @@
 
 #include <filesystem>
 
-#include "common/error.h"
-#include "jobs/layer_progress.h"
-#include "jobs/layer_states.h"
-#include "jobs/memory_budget.h"
+#include "core/common/error.h"
+#include "core/common/memory_budget.h"
+#include "runner/jobs/layerwise/layer_progress.h"
+#include "runner/jobs/layerwise/layer_states.h"
 
 namespace fs = std::filesystem;
 using moelab::InputError;
 using moelab::jobs::LayerStates;
-using moelab::jobs::parse_byte_size;
+using moelab::parse_byte_size;
 
 TEST(ParseByteSize, SuffixesArePowersOf1024) {
   EXPECT_EQ(parse_byte_size("--m", "4096"), 4096);

@@ -5,10 +5,10 @@
 #include <cstdlib>
 
 #include "cluster/cuda_support.h"
+#include "core/hf/safetensors.h"
+#include "core/models/model_writer.h"
+#include "core/models/moe_model.h"
 #include "fixtures.h"
-#include "hf/safetensors.h"
-#include "models/model_writer.h"
-#include "models/moe_model.h"
 
 #include <filesystem>
 #include <unistd.h>

@@ -4,9 +4,9 @@
 
 #include "random_weights.h"
 
-#include "models/blocks.h"
-#include "common/error.h"
-#include "models/expert_surgery.h"
+#include "core/common/error.h"
+#include "core/models/blocks.h"
+#include "core/models/expert_surgery.h"
 
 using namespace moelab;
 
@@ -40,7 +40,7 @@ at::Tensor naive_moe(const models::ExpertWeights& w, int64_t k, bool renorm, con
 hf::ModelConfig config(int64_t k, bool renorm) {
   hf::ModelConfig c;
   c.num_experts_per_tok = k;
-  c.norm_topk_prob = renorm;
+  c.router.norm_topk_prob = renorm;
   c.hidden_act = "silu";
   return c;
 }

@@ -1,4 +1,4 @@
-// MXFP4 decoding (hf/mxfp4.h) against values worked out by hand from the format: FP4
+// MXFP4 decoding (core/hf/mxfp4.h) against values worked out by hand from the format: FP4
 // E2M1 codes (sign, 2-bit exponent, 1-bit mantissa: 0, 0.5, 1, 1.5, 2, 3, 4, 6), two per
 // byte with the low nibble first, 32 values per block sharing an E8M0 scale 2^(s - 127).
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "hf/mxfp4.h"
+#include "core/hf/mxfp4.h"
 
 namespace {
 

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <vector>
 
-#include "common/error.h"
-#include "hf/safetensors.h"
+#include "core/common/error.h"
+#include "core/hf/safetensors.h"
 
 namespace fs = std::filesystem;
 using moelab::InputError;

@@ -14,8 +14,8 @@
 
 #include <unistd.h>
 
-#include "common/error.h"
-#include "tokenizer/tokenizer.h"
+#include "core/common/error.h"
+#include "core/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using moelab::InputError;

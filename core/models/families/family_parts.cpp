@@ -1,0 +1,49 @@
+#include "core/models/families/family_parts.h"
+
+namespace moelab::models {
+
+void use_mlp_experts_names(TensorNames& n) {
+  n.router = "model.layers.{L}.mlp.gate.weight";
+  n.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
+  n.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
+  n.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
+  n.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
+  n.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
+  n.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
+}
+
+void use_qwen_moe_names(TensorNames& n) {
+  n.router = "model.layers.{L}.mlp.gate.weight";
+  n.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
+  n.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
+  n.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
+  n.shared_gate = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
+  n.shared_up = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
+  n.shared_down = "model.layers.{L}.mlp.shared_expert.down_proj.weight";
+  n.shared_expert_gate = "model.layers.{L}.mlp.shared_expert_gate.weight";
+}
+
+void use_block_sparse_moe_names(TensorNames& n) {
+  n.router = "model.layers.{L}.block_sparse_moe.gate.weight";
+  n.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
+  n.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
+  n.expert_down = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
+}
+
+void read_glm4_router(hf::ModelConfig& c, const hf::JsonFields& f, const std::string& key, int64_t e,
+                      double default_scaling) {
+  if (f.has("topk_method") && f.string("topk_method", "") != "noaux_tc")
+    f.fail("topk_method", "\"" + f.string("topk_method", "") + "\" is not supported (GLM-4.x routes with noaux_tc)");
+  c.router.scoring = hf::RouterScoring::kSigmoid;
+  c.router.correction_bias = true;
+  c.router.fp32 = true;
+  c.router.topk_method = hf::TopKMethod::kNoauxTc;
+  c.router.n_group = f.opt_int("n_group").value_or(1);
+  c.router.topk_group = f.opt_int("topk_group").value_or(1);
+  if (c.router.n_group < 1 || e % c.router.n_group != 0) f.fail("n_group", "must divide the " + key + " (" + std::to_string(e) + ")");
+  if (c.router.topk_group < 1 || c.router.topk_group > c.router.n_group) f.fail("topk_group", "must be in [1, n_group]");
+  c.router.norm_topk_prob = f.boolean("norm_topk_prob", true);
+  c.router.scaling_factor = f.number("routed_scaling_factor", default_scaling);
+}
+
+}  // namespace moelab::models

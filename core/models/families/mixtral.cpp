@@ -1,0 +1,40 @@
+// Mixtral (transformers `MixtralForCausalLM`, model_type "mixtral"): GQA attention
+// without biases, optional sliding window, every layer a sparse MoE whose router
+// always renormalises the top-k probabilities (softmax over all experts, then
+// divide by the top-k sum; transformers models/mixtral/modeling_mixtral.py).
+#include "core/hf/json_fields.h"
+#include "core/models/families/family_parts.h"
+#include "core/models/family.h"
+
+namespace moelab::models {
+namespace {
+
+void read_hparams(hf::ModelConfig& c) {
+  hf::JsonFields f(c.raw, c.path);
+  // transformers 5 maps num_experts -> num_local_experts (attribute_map).
+  const std::string key = f.has("num_local_experts") ? "num_local_experts" : "num_experts";
+  int64_t e = f.positive_int(key);
+  c.num_experts_per_layer.assign(c.num_hidden_layers, e);
+  c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
+  c.moe_intermediate_size = f.positive_int("intermediate_size");
+  c.router.norm_topk_prob = true;
+  c.qk_norm = false;
+  c.attention_bias = false;
+  c.attention_out_bias = false;
+  c.sliding_layers.clear();  // Mixtral's window applies to every layer
+}
+
+}  // namespace
+
+FamilySpec mixtral_family() {
+  FamilySpec s;
+  s.name = "mixtral";
+  s.architectures = {"MixtralForCausalLM"};
+  s.model_types = {"mixtral"};
+  use_block_sparse_moe_names(s.names);
+  s.read_hparams = read_hparams;
+  s.expert_count_key = "num_local_experts";
+  return s;
+}
+
+}  // namespace moelab::models

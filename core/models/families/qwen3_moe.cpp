@@ -1,0 +1,43 @@
+// Qwen3-MoE (transformers `Qwen3MoeForCausalLM`, model_type "qwen3_moe"): GQA with
+// RMSNorm on each head's q and k (q_norm/k_norm over head_dim), optional attention
+// biases, top-k routing that renormalises only when `norm_topk_prob` is true, and
+// dense MLP layers where `mlp_only_layers` or `decoder_sparse_step` say so
+// (transformers models/qwen3_moe/modeling_qwen3_moe.py, Qwen3MoeDecoderLayer).
+#include "core/hf/json_fields.h"
+#include "core/models/family.h"
+#include "core/models/sparse_layer_map.h"
+
+namespace moelab::models {
+namespace {
+
+void read_hparams(hf::ModelConfig& c) {
+  hf::JsonFields f(c.raw, c.path);
+  const std::string key = f.has("num_experts") ? "num_experts" : "num_local_experts";
+  c.num_experts_per_layer = qwen_moe_layer_experts(f, c, f.positive_int(key));
+  c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
+  c.moe_intermediate_size = f.positive_int("moe_intermediate_size");
+  c.dense_intermediate_size = f.opt_int("intermediate_size").value_or(0);
+  c.router.norm_topk_prob = f.boolean("norm_topk_prob", false);
+  c.qk_norm = true;
+  // Qwen3-MoE only uses the window when use_sliding_window is set, then on every layer.
+  if (!f.boolean("use_sliding_window", false)) c.sliding_window.reset();
+  c.sliding_layers.clear();
+}
+
+}  // namespace
+
+FamilySpec qwen3_moe_family() {
+  FamilySpec s;
+  s.name = "qwen3_moe";
+  s.architectures = {"Qwen3MoeForCausalLM"};
+  s.model_types = {"qwen3_moe"};
+  s.names.router = "model.layers.{L}.mlp.gate.weight";
+  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
+  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
+  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
+  s.read_hparams = read_hparams;
+  s.expert_count_key = "num_experts";
+  return s;
+}
+
+}  // namespace moelab::models
