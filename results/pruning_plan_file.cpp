@@ -10,10 +10,25 @@
 
 namespace moelab::results {
 
+const char* to_string(PruneDirection direction) { return direction == PruneDirection::kMax ? "max" : "min"; }
+const char* to_string(PruneScope scope) { return scope == PruneScope::kGlobal ? "global" : "uniform"; }
+
+std::optional<PruneDirection> parse_prune_direction(const std::string& name) {
+  if (name == "min") return PruneDirection::kMin;
+  if (name == "max") return PruneDirection::kMax;
+  return std::nullopt;
+}
+
+std::optional<PruneScope> parse_prune_scope(const std::string& name) {
+  if (name == "uniform") return PruneScope::kUniform;
+  if (name == "global") return PruneScope::kGlobal;
+  return std::nullopt;
+}
+
 void save_plan(const PruningPlan& p, const std::string& path) {
   nlohmann::json j = {{"plan_version", 1},     {"model", p.model},         {"architecture", p.architecture},
-                      {"criterion", p.criterion}, {"direction", p.direction}, {"ratio", p.ratio},
-                      {"scope", p.scope},      {"procedure", p.procedure}, {"scores", p.scores},
+                      {"criterion", p.criterion}, {"direction", to_string(p.direction)}, {"ratio", p.ratio},
+                      {"scope", to_string(p.scope)},      {"procedure", p.procedure}, {"scores", p.scores},
                       {"experts_per_token", p.experts_per_token}};
   nlohmann::json lr = nlohmann::json::object();
   for (const auto& [l, r] : p.layer_ratios) lr[std::to_string(l)] = r;
@@ -51,9 +66,13 @@ PruningPlan load_plan(const std::string& path) {
     p.model = j.value("model", "");
     p.architecture = j.value("architecture", "");
     p.criterion = j.value("criterion", "");
-    p.direction = j.value("direction", "min");
+    const std::string direction = j.value("direction", "min");
+    if (const auto d = parse_prune_direction(direction)) p.direction = *d;
+    else throw InputError(path, "direction: \"" + direction + "\" is not min or max");
     p.ratio = j.value("ratio", 0.0);
-    p.scope = j.value("scope", "uniform");
+    const std::string scope = j.value("scope", "uniform");
+    if (const auto s = parse_prune_scope(scope)) p.scope = *s;
+    else throw InputError(path, "scope: \"" + scope + "\" is not uniform or global");
     p.procedure = j.value("procedure", "manual");
     p.scores = j.value("scores", "");
     p.experts_per_token = json_integer_or(j, "experts_per_token", 0);

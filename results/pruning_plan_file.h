@@ -23,13 +23,25 @@
 
 namespace moelab::results {
 
+// Min-X drops the experts with the lowest scores, Max-X the highest.
+enum class PruneDirection { kMin, kMax };
+// uniform: each layer drops its ratio of its experts; global: the ratio of all experts, in
+// score order over every layer.
+enum class PruneScope { kUniform, kGlobal };
+const char* to_string(PruneDirection direction);  // "min" | "max"
+const char* to_string(PruneScope scope);          // "uniform" | "global"
+std::optional<PruneDirection> parse_prune_direction(const std::string& name);
+std::optional<PruneScope> parse_prune_scope(const std::string& name);
+
 struct LayerPlan {
   int64_t num_experts = 0;           // before pruning
   std::vector<int64_t> keep, drop;   // sorted expert ids
 };
 
 struct PruningPlan {
-  std::string model, architecture, criterion, direction = "min", scope = "uniform", procedure = "one-shot", scores;
+  std::string model, architecture, criterion, procedure = "one-shot", scores;
+  PruneDirection direction = PruneDirection::kMin;
+  PruneScope scope = PruneScope::kUniform;
   double ratio = 0;
   std::map<int64_t, double> layer_ratios;
   int64_t experts_per_token = 0;            // top-k of the pruned model

@@ -1,5 +1,7 @@
 #include "results/stat_groups.h"
 
+#include "core/common/error.h"
+
 namespace moelab::results {
 
 const std::vector<StatGroup>& stat_groups() {
@@ -59,6 +61,18 @@ const StatGroup* first_whole_model_group(const std::set<std::string>& groups) {
   for (const auto& g : stat_groups())
     if (groups.count(g.name) && !g.whole_model_only.empty()) return &g;
   return nullptr;
+}
+
+std::set<std::string> without_whole_model_groups(std::set<std::string> groups) {
+  while (const StatGroup* g = first_whole_model_group(groups)) groups.erase(g->name);
+  return groups;
+}
+
+void check_stat_group_name(const std::string& name, const std::string& option) {
+  if (find_stat_group(name)) return;
+  std::string known;
+  for (const auto& g : all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
+  throw InputError(option, "unknown statistic group \"" + name + "\" (" + known + ")");
 }
 
 }  // namespace moelab::results

@@ -75,5 +75,11 @@ const std::vector<std::string>& all_stat_groups();
 std::set<std::string> with_required_groups(std::set<std::string> groups);
 // The first of `groups` (table order) that needs the whole model in one pass, or nullptr.
 const StatGroup* first_whole_model_group(const std::set<std::string>& groups);
+// `groups` less every group that needs the whole model in one pass (the default set of a
+// layer-by-layer or resumable calibration).
+std::set<std::string> without_whole_model_groups(std::set<std::string> groups);
+// InputError(`option`, "unknown statistic group \"x\" (usage, act_norms, ...)") unless `name`
+// is a group of the table.
+void check_stat_group_name(const std::string& name, const std::string& option);
 
 }  // namespace moelab::results

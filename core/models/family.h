@@ -38,11 +38,14 @@ struct TensorNames {
   std::string q_norm = "model.layers.{L}.self_attn.q_norm.weight";
   std::string k_norm = "model.layers.{L}.self_attn.k_norm.weight";
   // Routed experts as written by save_pretrained (transformers' original format):
-  // one [F, D] gate/up and one [D, F] down matrix per expert.
-  std::string router;        // [E, D]
-  std::string expert_gate;   // [F, D]
-  std::string expert_up;     // [F, D]
-  std::string expert_down;   // [D, F]
+  // one [F, D] gate/up and one [D, F] down matrix per expert. The defaults are the names
+  // most families use (OLMoE, Qwen, DeepSeek, GLM, ERNIE); a family states only what
+  // differs (family_parts.h), and clears them when it has no per-expert tensors (gpt-oss,
+  // Llama-4: fused only).
+  std::string router = "model.layers.{L}.mlp.gate.weight";                          // [E, D]
+  std::string expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";   // [F, D]
+  std::string expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";       // [F, D]
+  std::string expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";   // [D, F]
   // The fused layout of transformers 5 (save_original_format=False); read only.
   std::string router_fused = "model.layers.{L}.mlp.gate.weight";
   std::string experts_gate_up_fused = "model.layers.{L}.mlp.experts.gate_up_proj";  // [E, 2F, D]

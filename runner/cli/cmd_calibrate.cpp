@@ -64,13 +64,9 @@ void run_calibrate(const CalibrateArgs& a) {
   // The default set leaves out what needs the whole model when going layer by layer.
   // (and so does a resumable pass: a second pass is not checkpointed).
   if ((a.lw.layerwise || a.checkpoint_every > 0) && a.criteria.empty())
-    while (const results::StatGroup* g = results::first_whole_model_group(groups)) groups.erase(g->name);
-  std::string known;
-  for (const auto& g : results::all_stat_groups()) known += (known.empty() ? "" : ", ") + g;
+    groups = results::without_whole_model_groups(groups);
   for (const auto& g : a.collect) {
-    const auto& all = results::all_stat_groups();
-    if (std::find(all.begin(), all.end(), g) == all.end())
-      throw InputError("--collect", "unknown statistic group \"" + g + "\" (" + known + ")");
+    results::check_stat_group_name(g, "--collect");
     groups.insert(g);
   }
   if (!(a.naee.ratio >= 0 && a.naee.ratio < 1)) throw InputError("--naee-ratio", "must be in [0, 1)");

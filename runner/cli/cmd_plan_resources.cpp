@@ -45,11 +45,9 @@ std::set<std::string> groups_of(const PlanArgs& a) {
   }
   std::set<std::string> groups = criteria::stat_groups_needed(a.criteria);
   if (a.layerwise && a.criteria.empty())
-    while (const results::StatGroup* g = results::first_whole_model_group(groups)) groups.erase(g->name);
-  const auto& all = results::all_stat_groups();
+    groups = results::without_whole_model_groups(groups);
   for (const auto& g : a.collect) {
-    if (std::find(all.begin(), all.end(), g) == all.end())
-      throw InputError("--collect", "unknown statistic group \"" + g + "\"");
+    results::check_stat_group_name(g, "--collect");
     groups.insert(g);
   }
   groups.insert(results::stat::kUsage);

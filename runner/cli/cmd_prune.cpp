@@ -302,10 +302,12 @@ void add_prune_command(CLI::App& app) {
       ->check(CLI::IsMember({"full", "router", "experts"}));
   cmd->add_option("--criterion", a->plan.criterion, "criterion to prune by (e.g. EAN)");
   cmd->add_option("--direction", a->plan.direction, "min: drop the lowest scores (Min-X); max: the highest")
-      ->check(CLI::IsMember({"min", "max"}));
+      ->transform(CLI::CheckedTransformer(std::map<std::string, results::PruneDirection>{
+          {"min", results::PruneDirection::kMin}, {"max", results::PruneDirection::kMax}}));
   cmd->add_option("--ratio", a->plan.ratio, "fraction of experts dropped, in [0, 1) (default 0.5)");
   cmd->add_option("--scope", a->plan.scope, "uniform: the ratio in every layer; global: over all experts together")
-      ->check(CLI::IsMember({"uniform", "global"}));
+      ->transform(CLI::CheckedTransformer(std::map<std::string, results::PruneScope>{
+          {"uniform", results::PruneScope::kUniform}, {"global", results::PruneScope::kGlobal}}));
   cmd->add_option("--layer-ratio", a->layer_ratios, "LAYER:RATIO overriding the ratio of one layer (repeatable)");
   cmd->add_flag("--reduce-top-k", a->plan.reduce_top_k,
                 "allow layers to keep fewer than top-k experts by lowering top-k to the smallest kept count");

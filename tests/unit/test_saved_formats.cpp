@@ -156,6 +156,18 @@ TEST(PlanFiles, PruningAndMergePlansRoundTrip) {
   EXPECT_EQ(pb.layers.at(1).drop, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(pb.protected_experts.at(1), std::vector<int64_t>{3});
   EXPECT_EQ(pb.criterion, "EAN");
+  EXPECT_EQ(pb.direction, results::PruneDirection::kMin);
+  p.direction = results::PruneDirection::kMax;
+  p.scope = results::PruneScope::kGlobal;
+  results::save_plan(p, pp);
+  EXPECT_EQ(results::load_plan(pp).direction, results::PruneDirection::kMax);
+  EXPECT_EQ(results::load_plan(pp).scope, results::PruneScope::kGlobal);
+  auto pj = nlohmann::json::parse(std::ifstream(pp));
+  EXPECT_EQ(pj["direction"], "max");
+  EXPECT_EQ(pj["scope"], "global");
+  pj["direction"] = "sideways";
+  write_text(pp, pj.dump());
+  EXPECT_NE(error_of([&] { results::load_plan(pp); }).find("direction: \"sideways\" is not min or max"), std::string::npos);
 
   results::MergePlan m;
   m.model = "m";

@@ -5,6 +5,7 @@
 #include <set>
 #include <string>
 
+#include "core/common/error.h"
 #include "criteria/registry.h"
 #include "results/stat_groups.h"
 
@@ -61,6 +62,21 @@ TEST(StatGroups, LayerBytesAreTheCollectedTensorsSizes) {
   EXPECT_EQ(bytes(results::stat::kActOutliers, true), 8 * 8);
   EXPECT_EQ(bytes(results::stat::kOutMoments, false), 2 * 8 * 64 * 8);      // two [E, D] f64
   EXPECT_EQ(bytes(results::stat::kGateRatios, false), 8 * results::kGateRatioBins);
+}
+
+TEST(StatGroups, TheLayerByLayerDefaultSetDropsTheWholeModelGroupsAndUnknownNamesAreRefused) {
+  const std::set<std::string> all(results::all_stat_groups().begin(), results::all_stat_groups().end());
+  const std::set<std::string> kept = results::without_whole_model_groups(all);
+  EXPECT_EQ(results::first_whole_model_group(kept), nullptr);
+  for (const auto& g : results::stat_groups())
+    EXPECT_EQ(kept.count(g.name) == 1, g.whole_model_only.empty()) << g.name;
+  EXPECT_NO_THROW(results::check_stat_group_name(results::stat::kUsage, "--collect"));
+  try {
+    results::check_stat_group_name("usag", "--collect");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown statistic group \"usag\" (usage,"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

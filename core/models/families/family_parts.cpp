@@ -3,20 +3,12 @@
 namespace moelab::models {
 
 void use_mlp_experts_names(TensorNames& n) {
-  n.router = "model.layers.{L}.mlp.gate.weight";
-  n.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  n.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  n.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
   n.shared_gate = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
   n.shared_up = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
   n.shared_down = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
 }
 
 void use_qwen_moe_names(TensorNames& n) {
-  n.router = "model.layers.{L}.mlp.gate.weight";
-  n.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  n.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  n.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
   n.shared_gate = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
   n.shared_up = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
   n.shared_down = "model.layers.{L}.mlp.shared_expert.down_proj.weight";

@@ -9,13 +9,12 @@
 
 namespace moelab::models {
 
-// DeepSeek-style names: router `mlp.gate`, routed experts `mlp.experts.{E}.{gate,up,down}_proj`,
-// shared experts `mlp.shared_experts.{gate,up,down}_proj` (DeepSeek-V2/V3, GLM-4.x, ERNIE-4.5).
+// DeepSeek-style shared experts `mlp.shared_experts.{gate,up,down}_proj` beside the default
+// routed names (DeepSeek-V2/V3, GLM-4.x, ERNIE-4.5).
 void use_mlp_experts_names(TensorNames& names);
 
-// Qwen-MoE names: router `mlp.gate`, routed experts `mlp.experts.{E}.{gate,up,down}_proj`, one
-// shared expert `mlp.shared_expert.{gate,up,down}_proj` and its gate `mlp.shared_expert_gate`
-// (Qwen2-MoE, Qwen3-Next, Qwen3.5-MoE).
+// Qwen-MoE's one shared expert `mlp.shared_expert.{gate,up,down}_proj` and its gate
+// `mlp.shared_expert_gate` beside the default routed names (Qwen2-MoE, Qwen3-Next, Qwen3.5-MoE).
 void use_qwen_moe_names(TensorNames& names);
 
 // Mixtral's names: router `block_sparse_moe.gate`, routed experts

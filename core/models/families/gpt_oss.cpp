@@ -150,6 +150,9 @@ FamilySpec gpt_oss_family() {
   s.architectures = {"GptOssForCausalLM"};
   s.model_types = {"gpt_oss"};
   s.names.router = "model.layers.{L}.mlp.router.weight";
+  s.names.expert_gate.clear();  // fused experts only (load_experts / save_experts)
+  s.names.expert_up.clear();
+  s.names.expert_down.clear();
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_local_experts";
   s.load_experts = load_experts;

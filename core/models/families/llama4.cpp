@@ -135,6 +135,9 @@ FamilySpec llama4_family() {
   s.names.k_norm.clear();
   s.names.router = "model.layers.{L}.feed_forward.router.weight";
   s.names.router_fused = s.names.router;
+  s.names.expert_gate.clear();  // fused experts only
+  s.names.expert_up.clear();
+  s.names.expert_down.clear();
   s.names.experts_gate_up_fused = "model.layers.{L}.feed_forward.experts.gate_up_proj";  // [E, D, 2F]
   s.names.experts_down_fused = "model.layers.{L}.feed_forward.experts.down_proj";        // [E, F, D]
   s.experts_fused_transposed = true;

@@ -36,10 +36,6 @@ FamilySpec olmoe_family() {
   s.name = "olmoe";
   s.architectures = {"OlmoeForCausalLM"};
   s.model_types = {"olmoe"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_experts";
   return s;

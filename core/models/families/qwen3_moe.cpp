@@ -31,10 +31,6 @@ FamilySpec qwen3_moe_family() {
   s.name = "qwen3_moe";
   s.architectures = {"Qwen3MoeForCausalLM"};
   s.model_types = {"qwen3_moe"};
-  s.names.router = "model.layers.{L}.mlp.gate.weight";
-  s.names.expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
-  s.names.expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
-  s.names.expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
   s.read_hparams = read_hparams;
   s.expert_count_key = "num_experts";
   return s;

@@ -62,7 +62,7 @@ BudgetSearchResult search_layer_budgets(const models::MoeModel& model, const res
                                         const BudgetSearchOptions& o) {
   if (o.budget < 1) throw InputError("--search-budget", "must be at least 1 (the uniform allocation)");
   if (o.max_move < 1) throw InputError("--search-max-move", "must be at least 1");
-  if (plan.scope != "uniform" || !plan.layer_ratios.empty())
+  if (plan.scope != results::PruneScope::kUniform || !plan.layer_ratios.empty())
     throw InputError("--search-budget", "searches per-layer ratios itself: use the uniform scope, no --layer-ratio");
   std::vector<std::vector<int64_t>> seqs;
   for (const auto& s : held_out)
@@ -111,7 +111,7 @@ BudgetSearchResult search_layer_budgets(const models::MoeModel& model, const res
   };
 
   // Evaluations so far (resuming) and the header they must agree with.
-  const nlohmann::json header = {{"criterion", scores.name},  {"direction", plan.direction}, {"ratio", plan.ratio},
+  const nlohmann::json header = {{"criterion", scores.name},  {"direction", results::to_string(plan.direction)}, {"ratio", plan.ratio},
                                  {"seed", o.seed},            {"max_move", o.max_move},     {"targets", r.targets},
                                  {"reduce_top_k", plan.reduce_top_k}, {"layers", layer_ids}, {"uniform", uniform}};
   std::map<std::string, double> seen;

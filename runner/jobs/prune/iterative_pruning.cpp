@@ -13,11 +13,11 @@ jobs::PruningPlan prune_iteratively(models::MoeModel& m, cluster::Communicator& 
   if (lottery.enabled && lottery.data.empty()) throw InputError("--finetune-data", "MoE Lottery needs fine-tuning text");
   if (lottery.enabled && lottery.start_tokens <= 0) throw InputError("--lottery-start-tokens", "must be positive");
   jobs::check_plan_options(opts, m);
-  if (opts.scope != "uniform") throw InputError("--scope", "the iterative procedure prunes per layer (uniform scope)");
+  if (opts.scope != results::PruneScope::kUniform) throw InputError("--scope", "the iterative procedure prunes per layer (uniform scope)");
   if (opts.reduce_top_k) throw InputError("--reduce-top-k", "not available with the iterative procedure");
   auto criterion = criteria::make_criterion(opts.criterion);
   const std::set<std::string> groups = criteria::stat_groups_needed({criterion->name()});
-  const bool min_dir = opts.direction == "min";
+  const bool min_dir = opts.direction == results::PruneDirection::kMin;
 
   jobs::PruningPlan plan;
   plan.model = m.config.path;

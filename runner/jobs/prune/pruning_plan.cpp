@@ -23,11 +23,9 @@ bool drops_first(double sa, double sb, bool min_direction) { return min_directio
 }  // namespace
 
 void check_plan_options(const PlanOptions& o, const models::MoeModel& m) {
-  if (o.direction != "min" && o.direction != "max") throw InputError("--direction", "must be min or max");
-  if (o.scope != "uniform" && o.scope != "global") throw InputError("--scope", "must be uniform or global");
   if (!(o.ratio >= 0 && o.ratio < 1))
     throw InputError("--ratio", std::to_string(o.ratio) + " is outside [0, 1) (the fraction of experts dropped)");
-  if (o.scope == "global" && !o.layer_ratios.empty())
+  if (o.scope == results::PruneScope::kGlobal && !o.layer_ratios.empty())
     throw InputError("--layer-ratio", "per-layer ratios apply to the uniform scope, not to a global ratio");
   const auto layers = m.config.moe_layer_experts();
   for (const auto& [l, r] : o.layer_ratios) {
@@ -37,13 +35,13 @@ void check_plan_options(const PlanOptions& o, const models::MoeModel& m) {
   }
 }
 
-std::vector<int64_t> drop_order(const std::vector<double>& s, const std::string& direction,
+std::vector<int64_t> drop_order(const std::vector<double>& s, results::PruneDirection direction,
                                 const std::vector<int64_t>& protect) {
   const std::set<int64_t> guarded(protect.begin(), protect.end());
   std::vector<int64_t> order;
   for (int64_t e = 0; e < int64_t(s.size()); ++e)
     if (!guarded.count(e)) order.push_back(e);
-  const bool min_dir = direction == "min";
+  const bool min_dir = direction == results::PruneDirection::kMin;
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return drops_first(s[a], s[b], min_dir); });
   return order;
 }
@@ -74,7 +72,7 @@ PruningPlan plan_from_scores(const models::MoeModel& m, const results::Criterion
         throw InputError(scores_path, scores.name + " layer " + std::to_string(l) + " expert " + std::to_string(e) +
                                           " has no score (null): a plan cannot rank it");
   }
-  const bool min_dir = o.direction == "min";
+  const bool min_dir = o.direction == results::PruneDirection::kMin;
   const int64_t k = m.config.num_experts_per_tok;
   PruningPlan p;
   p.model = m.config.path;
@@ -98,7 +96,7 @@ PruningPlan plan_from_scores(const models::MoeModel& m, const results::Criterion
   p.protect_rule = o.protect_rule;
   auto is_guarded = [&](int64_t l, int64_t e) { return guarded.count(l) && guarded.at(l).count(e); };
   std::map<int64_t, std::set<int64_t>> drop;
-  if (o.scope == "uniform") {
+  if (o.scope == results::PruneScope::kUniform) {
     const auto counts = drop_counts(o, m);
     for (const auto& [l, E] : layers) {
       const auto it = p.protected_experts.find(l);

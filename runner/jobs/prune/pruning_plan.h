@@ -31,7 +31,9 @@ using results::LayerPlan;
 using results::PruningPlan;
 
 struct PlanOptions {
-  std::string criterion, direction = "min", scope = "uniform";
+  std::string criterion;
+  results::PruneDirection direction = results::PruneDirection::kMin;
+  results::PruneScope scope = results::PruneScope::kUniform;
   double ratio = 0.5;
   std::map<int64_t, double> layer_ratios;  // uniform scope only
   bool reduce_top_k = false;
@@ -45,7 +47,7 @@ void check_plan_options(const PlanOptions& opts, const models::MoeModel& model);
 
 // A layer's experts in the order the uniform scope drops them: by score (lowest first
 // for direction "min", highest for "max"; ties: lower id first), `protect`ed ids left out.
-std::vector<int64_t> drop_order(const std::vector<double>& scores, const std::string& direction,
+std::vector<int64_t> drop_order(const std::vector<double>& scores, results::PruneDirection direction,
                                 const std::vector<int64_t>& protect = {});
 
 // Experts each MoE layer drops under the options (uniform scope), before choosing which.
