@@ -33,6 +33,7 @@ struct PruneArgs {
   ModelOptions model;
   std::vector<std::string> drops, layer_ratios;
   std::string out, save_dtype = "auto", plan_in, plan_out, scores, procedure = "one-shot";
+  std::string direction = "min", scope = "uniform";  // --direction, --scope (plan's enums once checked)
   jobs::PlanOptions plan;
   jobs::CalibrationSpec data;
   int64_t batch_size = 8;
@@ -135,6 +136,8 @@ void run_prune(PruneArgs a) {
   if (a.out.empty() && a.plan_out.empty()) throw InputError("--out", "give the output model directory (or --plan-out)");
   refuse_existing_output(a.out, a.overwrite);
   a.plan.layer_ratios = parse_layer_ratios(a.layer_ratios);
+  a.plan.direction = *results::parse_prune_direction(a.direction);  // IsMember checked the words
+  a.plan.scope = *results::parse_prune_scope(a.scope);
   if (a.protect_super && a.scores.empty())
     throw InputError("--protect-super-experts", "applies to one-shot pruning by scores (--scores with --criterion)");
   if (a.search.budget != 0 && a.scores.empty())
@@ -301,13 +304,11 @@ void add_prune_command(CLI::App& app) {
   cmd->add_option("--finetune-params", a->finetune.params, "lottery: full, router or experts")
       ->check(CLI::IsMember({"full", "router", "experts"}));
   cmd->add_option("--criterion", a->plan.criterion, "criterion to prune by (e.g. EAN)");
-  cmd->add_option("--direction", a->plan.direction, "min: drop the lowest scores (Min-X); max: the highest")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, results::PruneDirection>{
-          {"min", results::PruneDirection::kMin}, {"max", results::PruneDirection::kMax}}));
+  cmd->add_option("--direction", a->direction, "min: drop the lowest scores (Min-X); max: the highest")
+      ->check(CLI::IsMember({"min", "max"}));
   cmd->add_option("--ratio", a->plan.ratio, "fraction of experts dropped, in [0, 1) (default 0.5)");
-  cmd->add_option("--scope", a->plan.scope, "uniform: the ratio in every layer; global: over all experts together")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, results::PruneScope>{
-          {"uniform", results::PruneScope::kUniform}, {"global", results::PruneScope::kGlobal}}));
+  cmd->add_option("--scope", a->scope, "uniform: the ratio in every layer; global: over all experts together")
+      ->check(CLI::IsMember({"uniform", "global"}));
   cmd->add_option("--layer-ratio", a->layer_ratios, "LAYER:RATIO overriding the ratio of one layer (repeatable)");
   cmd->add_flag("--reduce-top-k", a->plan.reduce_top_k,
                 "allow layers to keep fewer than top-k experts by lowering top-k to the smallest kept count");
