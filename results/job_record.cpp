@@ -58,8 +58,8 @@ JobRecord parse_job_record(const fs::path& p) {
     r.state = j.at("state").get<std::string>();  // first: what a reader of the record needs most
     if (r.state != "done" && r.state != "failed")
       throw InputError(p.string(), "state: \"" + r.state + "\" is not done or failed");
-    r.id = j.at("id").get<std::string>();
-    r.kind = j.at("kind").get<std::string>();
+    r.id = j.value("id", p.stem().string());  // the file's name says it too
+    r.kind = j.value("kind", "");
     r.label = j.value("label", "");
     r.exit_code = static_cast<int>(json_integer_or(j, "exit_code", 0));
     r.attempt = json_integer_or(j, "attempt", 1);

@@ -3,7 +3,8 @@
 // the fuzz targets share, with the one check that keeps job paths inside the directory.
 //
 //   {"name": "...", "spec": "/abs/path/sweep.yaml",
-//    "jobs": [{"id": 16 hex digits, "kind": calibrate|score|prune|finetune|eval, "label",
+//    "jobs": [{"id": 16 hex digits (read: any name of letters, digits, - and _),
+//              "kind": calibrate|score|prune|finetune|eval, "label",
 //              "deps": [ids], "args": [moelab arguments, {out} = the results dir],
 //              "output": "<kind>/<id>[.h5|.json|.jsonl]", "tags": {string: string},
 //              "resources": {"ranks", "gpus", "mem", "time"}}, ...],
@@ -49,8 +50,9 @@ struct SweepPlan {
 
 // A job's id names files (jobs/<id>.json, logs/<id>.log) and its output is removed before
 // a retry: both must stay inside the results directory whatever plan.json says. InputError
-// ("<source>: malformed job ...") unless the id is 16 hex digits, the kind known and the
-// output "<kind>/<id>" plus nothing, ".h5", ".json" or ".jsonl".
+// ("<source>: malformed job ...") unless the id is a name of letters, digits, - and _ (the
+// scheduler writes 16 hex digits), the kind known and the output "<kind>/<id>" plus nothing,
+// ".h5", ".json" or ".jsonl".
 void check_job_paths(const PlannedJob& job, const std::string& source);
 
 // One job as JSON (plan.json, Slurm job lists) and back; `source` names the file in errors

@@ -117,7 +117,7 @@ TEST(SweepPlan, RoundTripsAndRefusesDuplicateIdsAndPathsOutsideTheDirectory) {
   }
   plan.jobs = {job("../../victim", "eval", "eval/x.jsonl")};
   write_text(p, results::sweep_plan_to_json(plan).dump());
-  EXPECT_NE(error_of([&] { results::read_sweep_plan(p.string()); }).find("is not 16 hex digits"), std::string::npos);
+  EXPECT_NE(error_of([&] { results::read_sweep_plan(p.string()); }).find("is not a job id"), std::string::npos);
 }
 
 TEST(JobRecord, AStateOtherThanDoneOrFailedIsRefusedNamingTheField) {
