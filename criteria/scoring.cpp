@@ -3,12 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
-#include "core/common/atomic_output.h"
 #include "core/common/error.h"
-#include "core/common/json_file.h"
 #include "core/common/log.h"
 
 namespace moelab::criteria {

@@ -12,7 +12,6 @@ using nlohmann::json;
 
 namespace {
 
-const std::set<std::string> kKinds = {"rank", "better", "retains", "not_measured"};
 const std::set<std::string> kKeys = {"paper", "claim", "kind",   "metric",   "select",
                                      "among", "within", "versus", "at_least", "reason"};
 
@@ -71,19 +70,19 @@ const std::vector<std::string>& claim_grid_keys() {
 }
 
 nlohmann::json claim_to_json(const ClaimSpec& c) {
-  json j = {{"paper", c.paper}, {"claim", c.claim}, {"kind", c.kind}};
-  if (c.kind == "not_measured") {
+  json j = {{"paper", c.paper}, {"claim", c.claim}, {"kind", to_string(c.kind)}};
+  if (c.kind == ClaimKind::kNotMeasured) {
     j["reason"] = c.reason;
     return j;
   }
   j["metric"] = c.metric;
   j["select"] = c.select;
-  if (c.kind == "rank") {
+  if (c.kind == ClaimKind::kRank) {
     j["among"] = c.among;
     j["within"] = c.within;
   }
-  if (c.kind == "better") j["versus"] = c.versus;
-  if (c.kind == "retains") j["at_least"] = c.at_least;
+  if (c.kind == ClaimKind::kBetter) j["versus"] = c.versus;
+  if (c.kind == ClaimKind::kRetains) j["at_least"] = c.at_least;
   return j;
 }
 
@@ -95,18 +94,21 @@ ClaimSpec claim_from_json(const json& j, const std::string& source, const std::s
   ClaimSpec c;
   c.paper = r.str(j, "paper");
   c.claim = r.str(j, "claim");
-  c.kind = r.str(j, "kind");
-  if (!kKinds.count(c.kind)) r.fail("kind", "\"" + c.kind + "\" is not rank, better, retains or not_measured");
+  const std::string kind = r.str(j, "kind");
+  const auto known = parse_enum_word(kClaimKindWords, kind);
+  if (!known) r.fail("kind", "\"" + kind + "\" is not " + enum_word_list(kClaimKindWords));
+  c.kind = *known;
   // Keys of another kind are refused: a claim that reads as checked must be checked.
-  auto only_for = [&](const std::string& key, const std::string& kind) {
-    if (j.contains(key) && c.kind != kind) r.fail(key, "only for kind " + kind + " (this claim is " + c.kind + ")");
+  auto only_for = [&](const std::string& key, ClaimKind only) {
+    if (j.contains(key) && c.kind != only)
+      r.fail(key, std::string("only for kind ") + to_string(only) + " (this claim is " + to_string(c.kind) + ")");
   };
-  only_for("among", "rank");
-  only_for("within", "rank");
-  only_for("versus", "better");
-  only_for("at_least", "retains");
-  only_for("reason", "not_measured");
-  if (c.kind == "not_measured") {
+  only_for("among", ClaimKind::kRank);
+  only_for("within", ClaimKind::kRank);
+  only_for("versus", ClaimKind::kBetter);
+  only_for("at_least", ClaimKind::kRetains);
+  only_for("reason", ClaimKind::kNotMeasured);
+  if (c.kind == ClaimKind::kNotMeasured) {
     for (const char* k : {"metric", "select"})
       if (j.contains(k)) r.fail(k, "a not_measured claim is not evaluated (give only paper, claim, reason)");
     c.reason = r.str(j, "reason");
@@ -114,7 +116,7 @@ ClaimSpec claim_from_json(const json& j, const std::string& source, const std::s
   }
   c.metric = r.str(j, "metric");
   c.select = r.grid_map(j, "select");
-  if (c.kind == "rank") {
+  if (c.kind == ClaimKind::kRank) {
     c.among = r.str(j, "among");
     if (!c.select.count(c.among)) r.fail("among", "\"" + c.among + "\" must be one of the select keys (the point's own value)");
     if (j.contains("within")) {
@@ -122,7 +124,7 @@ ClaimSpec claim_from_json(const json& j, const std::string& source, const std::s
       if (!(w >= 1 && w <= 1e6) || w != std::floor(w)) r.fail("within", "must be a whole number >= 1");
       c.within = int64_t(w);
     }
-  } else if (c.kind == "better") {
+  } else if (c.kind == ClaimKind::kBetter) {
     c.versus = r.grid_map(j, "versus");
     for (const auto& [k, v] : c.versus)
       if (c.select.count(k) && c.select.at(k) == v) r.fail("versus." + k, "the same as select." + k + ": nothing to compare");

@@ -21,15 +21,25 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/common/enum_words.h"
+
 namespace moelab::results {
+
+enum class ClaimKind { kRank, kBetter, kRetains, kNotMeasured };
+inline constexpr EnumWords<ClaimKind, 4> kClaimKindWords = {{{ClaimKind::kRank, "rank"},
+                                                             {ClaimKind::kBetter, "better"},
+                                                             {ClaimKind::kRetains, "retains"},
+                                                             {ClaimKind::kNotMeasured, "not_measured"}}};
+inline const char* to_string(ClaimKind kind) { return enum_word(kClaimKindWords, kind); }
 
 struct ClaimSpec {
   std::string paper;   // who claims it: "MC-Suite (arXiv 2504.05586)"
   std::string claim;   // the claim in words
-  std::string kind;    // rank | better | retains | not_measured
+  ClaimKind kind = ClaimKind::kRank;
   std::string metric;  // a report metric key: "ppl:<domain>", "acc:<task>", "avg", "lm:<task>"
   std::map<std::string, std::string> select;  // grid key -> value
   std::string among;                           // rank: the key the point is ranked over

@@ -9,7 +9,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "results/report_kendall.h"
+#include "results/report/report_kendall.h"
 
 namespace moelab::results {
 namespace {

@@ -39,11 +39,12 @@ std::string host_name() {
 }
 
 void write_job_record(const std::string& results_dir, const JobRecord& r) {
-  const nlohmann::json j = {{"id", r.id},           {"kind", r.kind},       {"label", r.label},
+  nlohmann::json j = {{"id", r.id},           {"label", r.label},
                             {"state", r.state},     {"exit_code", r.exit_code}, {"attempt", r.attempt},
                             {"executor", r.executor}, {"host", r.host},     {"slurm_job", r.slurm_job},
                             {"started", r.started}, {"finished", r.finished}, {"seconds", r.seconds},
                             {"log", r.log}};
+  if (r.kind) j["kind"] = to_string(*r.kind);
   fs::create_directories(jobs_dir(results_dir));
   write_file_atomic(jobs_dir(results_dir) / (r.id + ".json"), j.dump(1) + "\n");
   std::error_code ec;
@@ -59,7 +60,11 @@ JobRecord parse_job_record(const fs::path& p) {
     if (r.state != "done" && r.state != "failed")
       throw InputError(p.string(), "state: \"" + r.state + "\" is not done or failed");
     r.id = j.value("id", p.stem().string());  // the file's name says it too
-    r.kind = j.value("kind", "");
+    if (j.contains("kind")) {
+      const std::string kind = j.at("kind").get<std::string>();
+      r.kind = parse_job_kind(kind);
+      if (!r.kind) throw InputError(p.string(), "kind: \"" + kind + "\" is not " + enum_word_list(kJobKindWords));
+    }
     r.label = j.value("label", "");
     r.exit_code = static_cast<int>(json_integer_or(j, "exit_code", 0));
     r.attempt = json_integer_or(j, "attempt", 1);

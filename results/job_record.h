@@ -13,10 +13,14 @@
 #include <optional>
 #include <string>
 
+#include "results/sweep_plan.h"
+
 namespace moelab::results {
 
 struct JobRecord {
-  std::string id, kind, label;
+  std::string id;
+  std::optional<JobKind> kind;  // the plan's; absent in a hand-made record
+  std::string label;
   std::string state;            // "done" | "failed"
   int exit_code = 0;            // of the job's process (128 + signal when killed by one)
   int64_t attempt = 1;          // 1 for the first run, +1 per re-run after a failure

@@ -40,7 +40,7 @@ std::vector<ResultRecord> lm_eval_records(const ojson& out, const std::string& s
     ResultRecord r;
     r.model = model;
     r.task = task;
-    r.kind = "lm_eval";
+    r.kind = RecordKind::kLmEval;
     r.world_size = world_size;
     std::string primary;
     for (const auto& [key, v] : entry.items()) {

@@ -10,21 +10,6 @@
 
 namespace moelab::results {
 
-const char* to_string(PruneDirection direction) { return direction == PruneDirection::kMax ? "max" : "min"; }
-const char* to_string(PruneScope scope) { return scope == PruneScope::kGlobal ? "global" : "uniform"; }
-
-std::optional<PruneDirection> parse_prune_direction(const std::string& name) {
-  if (name == "min") return PruneDirection::kMin;
-  if (name == "max") return PruneDirection::kMax;
-  return std::nullopt;
-}
-
-std::optional<PruneScope> parse_prune_scope(const std::string& name) {
-  if (name == "uniform") return PruneScope::kUniform;
-  if (name == "global") return PruneScope::kGlobal;
-  return std::nullopt;
-}
-
 void save_plan(const PruningPlan& p, const std::string& path) {
   nlohmann::json j = {{"plan_version", 1},     {"model", p.model},         {"architecture", p.architecture},
                       {"criterion", p.criterion}, {"direction", to_string(p.direction)}, {"ratio", p.ratio},

@@ -21,17 +21,38 @@
 #include <string>
 #include <vector>
 
+#include "core/common/enum_words.h"
+
 namespace moelab::results {
 
 // Min-X drops the experts with the lowest scores, Max-X the highest.
 enum class PruneDirection { kMin, kMax };
+inline constexpr EnumWords<PruneDirection, 2> kPruneDirectionWords = {
+    {{PruneDirection::kMin, "min"}, {PruneDirection::kMax, "max"}}};
 // uniform: each layer drops its ratio of its experts; global: the ratio of all experts, in
 // score order over every layer.
 enum class PruneScope { kUniform, kGlobal };
-const char* to_string(PruneDirection direction);  // "min" | "max"
-const char* to_string(PruneScope scope);          // "uniform" | "global"
-std::optional<PruneDirection> parse_prune_direction(const std::string& name);
-std::optional<PruneScope> parse_prune_scope(const std::string& name);
+inline constexpr EnumWords<PruneScope, 2> kPruneScopeWords = {{{PruneScope::kUniform, "uniform"}, {PruneScope::kGlobal, "global"}}};
+// How the experts to drop are chosen (a sweep's `procedures`, `moelab prune --procedure`):
+// one-shot from one set of scores; searched: one-shot with per-layer counts searched on
+// held-out text (prune --search-budget); iterative: one expert per layer per round,
+// statistics re-collected; lottery: iterative with fine-tuning between rounds (MoE Lottery).
+enum class Procedure { kOneShot, kSearched, kIterative, kLottery };
+inline constexpr EnumWords<Procedure, 4> kProcedureWords = {{{Procedure::kOneShot, "one-shot"},
+                                                             {Procedure::kSearched, "searched"},
+                                                             {Procedure::kIterative, "iterative"},
+                                                             {Procedure::kLottery, "lottery"}}};
+inline const char* to_string(PruneDirection direction) { return enum_word(kPruneDirectionWords, direction); }
+inline const char* to_string(PruneScope scope) { return enum_word(kPruneScopeWords, scope); }
+inline const char* to_string(Procedure procedure) { return enum_word(kProcedureWords, procedure); }
+inline std::optional<PruneDirection> parse_prune_direction(const std::string& name) {
+  return parse_enum_word(kPruneDirectionWords, name);
+}
+inline std::optional<PruneScope> parse_prune_scope(const std::string& name) { return parse_enum_word(kPruneScopeWords, name); }
+inline std::optional<Procedure> parse_procedure(const std::string& name) { return parse_enum_word(kProcedureWords, name); }
+// One-shot and searched choose the plan from one set of scores; the iterative procedures
+// re-collect statistics round by round on the model being pruned.
+inline bool chosen_from_scores(Procedure p) { return p == Procedure::kOneShot || p == Procedure::kSearched; }
 
 struct LayerPlan {
   int64_t num_experts = 0;           // before pruning
@@ -39,6 +60,8 @@ struct LayerPlan {
 };
 
 struct PruningPlan {
+  // procedure: to_string(Procedure) of the procedure that chose the plan; "manual" when a
+  // plan file without one was given by hand (provenance only: nothing branches on it).
   std::string model, architecture, criterion, procedure = "one-shot", scores;
   PruneDirection direction = PruneDirection::kMin;
   PruneScope scope = PruneScope::kUniform;

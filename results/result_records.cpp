@@ -76,7 +76,7 @@ nlohmann::json to_json(const ResultRecord& r) {
   return {{"format", kResultFormatVersion},
           {"model", r.model},
           {"task", r.task},
-          {"kind", r.kind},
+          {"kind", to_string(r.kind)},
           {"metrics", r.metrics},
           {"n_items", r.n_items},
           {"n_tokens", r.n_tokens},
@@ -102,7 +102,10 @@ ResultRecord record_from_json(const nlohmann::json& j, const std::string& source
   ResultRecord r;
   r.model = need("model", is_str, "a string").get<std::string>();
   r.task = need("task", is_str, "a string").get<std::string>();
-  r.kind = need("kind", is_str, "a string").get<std::string>();
+  const std::string kind = need("kind", is_str, "a string").get<std::string>();
+  const auto known = parse_enum_word(kRecordKindWords, kind);
+  if (!known) throw InputError(source, "field \"kind\": \"" + kind + "\" is not " + enum_word_list(kRecordKindWords));
+  r.kind = *known;
   r.metrics = need("metrics", is_obj, "an object");
   r.n_items = need("n_items", is_int, "an integer").get<int64_t>();
   r.n_tokens = need("n_tokens", is_int, "an integer").get<int64_t>();

@@ -14,7 +14,18 @@
 #include <string>
 #include <vector>
 
+#include "core/common/enum_words.h"
+
 namespace moelab::results {
+
+// What a record measured: a domain's perplexity, a multiple-choice task, timings, or an
+// lm-evaluation-harness task run through `moelab lm-eval` (lm_eval_records.h).
+enum class RecordKind { kPerplexity, kMultipleChoice, kEfficiency, kLmEval };
+inline constexpr EnumWords<RecordKind, 4> kRecordKindWords = {{{RecordKind::kPerplexity, "perplexity"},
+                                                               {RecordKind::kMultipleChoice, "multiple_choice"},
+                                                               {RecordKind::kEfficiency, "efficiency"},
+                                                               {RecordKind::kLmEval, "lm_eval"}}};
+inline const char* to_string(RecordKind kind) { return enum_word(kRecordKindWords, kind); }
 
 inline constexpr int kResultFormatVersion = 1;
 
@@ -24,7 +35,7 @@ inline constexpr int kResultFormatVersion = 1;
 struct ResultRecord {
   std::string model;            // model directory as given on the command line
   std::string task;             // task name (multiple choice), domain (perplexity), "efficiency"
-  std::string kind;             // "perplexity" | "multiple_choice" | "efficiency"
+  RecordKind kind = RecordKind::kPerplexity;
   nlohmann::json metrics = nlohmann::json::object();
   int64_t n_items = 0;          // documents, questions, or timed sequences
   int64_t n_tokens = 0;         // tokens scored (perplexity, multiple choice) or timed (efficiency)

@@ -18,18 +18,16 @@ void check_job_paths(const PlannedJob& j, const std::string& source) {
                        });
   if (!safe_id)
     throw InputError(source, "malformed job: id \"" + j.id + "\" is not a job id (letters, digits, - and _)");
-  const std::string base = j.kind + "/" + j.id;
-  const bool known_kind = j.kind == "calibrate" || j.kind == "score" || j.kind == "prune" || j.kind == "finetune" ||
-                          j.kind == "eval";
+  const std::string base = std::string(to_string(j.kind)) + "/" + j.id;
   const std::string ext = j.output.rfind(base, 0) == 0 ? j.output.substr(base.size()) : "/";
-  if (!known_kind || (!ext.empty() && ext != ".h5" && ext != ".json" && ext != ".jsonl"))
+  if (!ext.empty() && ext != ".h5" && ext != ".json" && ext != ".jsonl")
     throw InputError(source, "malformed job " + j.id + ": output \"" + j.output + "\" is not " + base +
                                  "[.h5|.json|.jsonl] inside the results directory");
 }
 
 nlohmann::json job_to_json(const PlannedJob& j) {
   return {{"id", j.id},
-          {"kind", j.kind},
+          {"kind", to_string(j.kind)},
           {"label", j.label},
           {"deps", j.deps},
           {"args", j.args},
@@ -43,7 +41,11 @@ PlannedJob job_from_json(const nlohmann::json& j, const std::string& source) {
   try {
     PlannedJob out;
     out.id = j.at("id").get<std::string>();
-    out.kind = j.at("kind").get<std::string>();
+    const std::string kind = j.at("kind").get<std::string>();
+    const auto known = parse_job_kind(kind);
+    if (!known)
+      throw InputError(source, "malformed job " + out.id + ": kind \"" + kind + "\" is not " + enum_word_list(kJobKindWords));
+    out.kind = *known;
     out.label = j.value("label", "");
     out.deps = j.at("deps").get<std::vector<std::string>>();
     out.args = j.at("args").get<std::vector<std::string>>();

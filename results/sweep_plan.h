@@ -16,12 +16,26 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/common/enum_words.h"
 #include "results/claims.h"
 
 namespace moelab::results {
+
+// What a job runs (its moelab command; "score" runs `moelab score`), which also names the
+// folder of its output (<kind>/<id>...) and its resources' key (score jobs take
+// calibrate's).
+enum class JobKind { kCalibrate, kScore, kPrune, kFinetune, kEval };
+inline constexpr EnumWords<JobKind, 5> kJobKindWords = {{{JobKind::kCalibrate, "calibrate"},
+                                                         {JobKind::kScore, "score"},
+                                                         {JobKind::kPrune, "prune"},
+                                                         {JobKind::kFinetune, "finetune"},
+                                                         {JobKind::kEval, "eval"}}};
+inline const char* to_string(JobKind kind) { return enum_word(kJobKindWords, kind); }
+inline std::optional<JobKind> parse_job_kind(const std::string& word) { return parse_enum_word(kJobKindWords, word); }
 
 // What a job asks of the machine (a sweep's `resources.<kind>`; Slurm's request).
 struct JobResources {
@@ -31,7 +45,7 @@ struct JobResources {
 
 struct PlannedJob {
   std::string id;                 // 16 hex digits
-  std::string kind;               // calibrate | score | prune | finetune | eval
+  JobKind kind = JobKind::kCalibrate;
   std::string label;              // for humans: "prune Min-EAN r=0.5 one-shot"
   std::vector<std::string> args;  // moelab arguments (after the binary); {out} = the results dir
   std::vector<std::string> deps;  // ids of the jobs whose outputs it reads

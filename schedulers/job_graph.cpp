@@ -29,7 +29,7 @@ bool needs_data(const std::string& criterion) {
 
 std::map<std::string, std::string> point_tags(const GridPoint& p) {
   return {{"model", p.model},         {"calibration", p.calibration}, {"criterion", p.criterion_tag()},
-          {"ratio", num(p.ratio)},     {"procedure", p.procedure},     {"recovery", p.recovery.label()},
+          {"ratio", num(p.ratio)},     {"procedure", to_string(p.procedure)},     {"recovery", p.recovery.label()},
           {"seed", std::to_string(p.seed)}};
 }
 
@@ -45,18 +45,18 @@ class Builder {
   // Adds the job unless an identical one exists; returns its id.
   std::string add(Job j) {
     // score reads weights only, compress writes vectors of ones: both on the CPU.
-    if (s_.device != "cpu" && j.kind != "score" && !(j.args.size() > 0 && j.args[0] == "compress")) {
+    if (s_.device != "cpu" && j.kind != JobKind::kScore && !(j.args.size() > 0 && j.args[0] == "compress")) {
       j.args.push_back("--device");
       j.args.push_back(s_.device);
     }
-    std::string key = j.kind;
+    std::string key = to_string(j.kind);  // hashed into the id as the word: ids stay as before
     for (const auto& a : j.args) key += '\x1f' + a;
     for (const auto& d : j.deps) key += '\x1e' + d;
     j.id = stable_hash(key);
     if (auto it = index_.find(j.id); it != index_.end()) return j.id;
     for (auto& a : j.args) a = replace_all(a, "{id}", j.id);
     j.output = replace_all(j.output, "{id}", j.id);
-    j.resources = s_.resources_for(j.kind == "score" ? "calibrate" : j.kind);
+    j.resources = s_.resources_for(j.kind);
     index_[j.id] = graph_.jobs.size();
     graph_.jobs.push_back(std::move(j));
     return graph_.jobs.back().id;
@@ -132,7 +132,7 @@ const Job& JobGraph::job(const std::string& id) const {
   throw std::out_of_range("no job " + id);
 }
 
-int64_t JobGraph::count(const std::string& kind) const {
+int64_t JobGraph::count(JobKind kind) const {
   int64_t n = 0;
   for (const auto& j : jobs) n += j.kind == kind;
   return n;
@@ -159,10 +159,10 @@ JobGraph build_job_graph(const SweepSpec& s) {
   // scoring, pruning, the unpruned baseline's evaluation) starts from the fine-tuned one;
   // RouterNormChange scores it against the model as given.
   std::map<std::string, std::string> first_ft;  // model -> its fine-tuning job
-  if (s.finetune_first.kind == "finetune")
+  if (s.finetune_first.kind == RecoveryKind::kFinetune)
     for (const auto& m : s.models) {
       Job ft;
-      ft.kind = "finetune";
+      ft.kind = JobKind::kFinetune;
       ft.label = "finetune first " + s.finetune_first.label() + " " + m;
       ft.args = finetune_args(m, s.finetune_first, s.seeds.empty() ? 0 : s.seeds.front());
       ft.output = "finetune/{id}";
@@ -181,7 +181,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
   // Statistics each (model, calibration set) must serve: the data criteria of its one-shot points.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> calib_criteria;
   for (const auto& p : grid)
-    if ((p.procedure == "one-shot" || p.procedure == "searched") && needs_data(p.criterion.name))
+    if (results::chosen_from_scores(p.procedure) && needs_data(p.criterion.name))
       calib_criteria[{p.model, p.calibration}].insert(p.criterion.name);
   // Super-expert protection reads the point's statistics; a weight criterion's point (no
   // calibration set of its own) those of the sweep's first set.
@@ -199,7 +199,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
   std::map<std::pair<std::string, std::string>, std::string> calibrate_job;
   for (const auto& [key, crits] : calib_criteria) {
     Job j;
-    j.kind = "calibrate";
+    j.kind = JobKind::kCalibrate;
     std::string list;
     for (const auto& c : crits) list += (list.empty() ? "" : ",") + c;
     j.label = "calibrate " + key.second + " for " + (list.empty() ? "super experts" : list);
@@ -228,7 +228,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
       j.args.push_back("--layerwise");
       if (!cal.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cal.memory_budget});
     }
-    const int64_t every = calibration_checkpoint_every(cal, s.resources_for("calibrate").ranks);
+    const int64_t every = calibration_checkpoint_every(cal, s.resources_for(JobKind::kCalibrate).ranks);
     // Resumable: a requeued Slurm task (time limit, preemption) continues from the last
     // checkpoint, which lies beside the output and survives the output's removal.
     if (every > 0 && multi_pass.empty())
@@ -256,7 +256,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
     auto key = std::make_tuple(p.model, cal, p.seed);
     if (auto it = score_job.find(key); it != score_job.end()) return it->second;
     Job j;
-    j.kind = "score";
+    j.kind = JobKind::kScore;
     std::string list;
     std::vector<std::string> crits;
     j.deps = model_deps(p.model);
@@ -289,7 +289,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
   std::vector<EvalTarget> to_eval;
   std::set<int64_t> kshots;
   for (const auto& r : s.recovery)
-    if (r.kind == "kshot") kshots.insert(r.shots);
+    if (r.kind == RecoveryKind::kKshot) kshots.insert(r.shots);
   for (const auto& m : s.models) {
     const std::map<std::string, std::string> base = {
         {"model", m}, {"criterion", "none"}, {"ratio", "0"}, {"procedure", "none"}, {"recovery", "none"}};
@@ -306,35 +306,35 @@ JobGraph build_job_graph(const SweepSpec& s) {
   auto recover_and_evaluate = [&](const std::string& model_job, const Recovery& rec, uint64_t seed,
                                   const std::map<std::string, std::string>& tags) {
     std::string final_id = model_job;
-    if (rec.kind == "finetune" || rec.kind == "router_kd") {
+    if (rec.kind == RecoveryKind::kFinetune || rec.kind == RecoveryKind::kRouterKd) {
       Job ft;
-      ft.kind = "finetune";
+      ft.kind = JobKind::kFinetune;
       ft.label = "finetune " + rec.label() + " after " + b.get(model_job).label;
       ft.deps = {model_job};
       ft.args = finetune_args("{out}/" + b.get(model_job).output, rec, seed);
-      if (rec.kind == "router_kd")  // the teacher: the model the point pruned (after finetune_first)
+      if (rec.kind == RecoveryKind::kRouterKd)  // the teacher: the model the point pruned (after finetune_first)
         ft.args.insert(ft.args.end() - 3, {"--teacher", model_path(tags.at("model")), "--kd-temperature",
                                            num(rec.temperature)});
       ft.output = "finetune/{id}";
       ft.tags = tags;
       final_id = b.add(std::move(ft));
     }
-    const int64_t shots = rec.kind == "kshot" ? rec.shots : s.eval.num_fewshot;
+    const int64_t shots = rec.kind == RecoveryKind::kKshot ? rec.shots : s.eval.num_fewshot;
     if (evaluated.insert({final_id, shots}).second)
       to_eval.push_back({final_id, "{out}/" + b.get(final_id).output, shots, tags});
   };
   for (const auto& p : grid) {
     Job pr;
-    pr.kind = "prune";
-    pr.label = "prune " + p.criterion_tag() + " r=" + num(p.ratio) + " " + p.procedure;
-    pr.args = {"prune", model_path(p.model), "--criterion", p.criterion.name, "--direction", p.criterion.direction, "--ratio",
+    pr.kind = JobKind::kPrune;
+    pr.label = "prune " + p.criterion_tag() + " r=" + num(p.ratio) + " " + to_string(p.procedure);
+    pr.args = {"prune", model_path(p.model), "--criterion", p.criterion.name, "--direction", to_string(p.criterion.direction), "--ratio",
                num(p.ratio)};
     pr.deps = model_deps(p.model);
-    if (p.procedure == "one-shot" || p.procedure == "searched") {
+    if (results::chosen_from_scores(p.procedure)) {
       const std::string sc = scores_for(p);
       pr.deps.push_back(sc);
       pr.args.insert(pr.args.end(), {"--scores", "{out}/" + b.get(sc).output});
-      if (p.procedure == "searched") {  // the per-layer counts searched on held-out text, resumable
+      if (p.procedure == Procedure::kSearched) {  // the per-layer counts searched on held-out text, resumable
         const BudgetSearchSpec& bs = s.budget_search;
         pr.args.insert(pr.args.end(), {"--search-budget", std::to_string(bs.budget)});
         for (const auto& f : bs.data) pr.args.insert(pr.args.end(), {"--search-data", f});
@@ -355,9 +355,9 @@ JobGraph build_job_graph(const SweepSpec& s) {
         if (!p.protect_super_experts) pr.args.insert(pr.args.end(), {"--stats", "{out}/" + b.get(calib).output});
       }
     } else {
-      pr.args.insert(pr.args.end(), {"--procedure", p.procedure});
+      pr.args.insert(pr.args.end(), {"--procedure", to_string(p.procedure)});
       for (const auto& a : data_args(s.calibration_set(p.calibration))) pr.args.push_back(a);
-      if (p.procedure == "lottery") {
+      if (p.procedure == Procedure::kLottery) {
         const auto& text = s.lottery.data.empty() ? s.calibration_set(p.calibration).data : s.lottery.data;
         for (const auto& f : text) pr.args.insert(pr.args.end(), {"--finetune-data", f});
         pr.args.insert(pr.args.end(), {"--lottery-start-tokens", std::to_string(s.lottery.start_tokens),
@@ -383,7 +383,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
               {"ratio", "0"},         {"procedure", "compress"},     {"recovery", "none"},
               {"seed", std::to_string(seed)}};
           Job c;
-          c.kind = "prune";
+          c.kind = JobKind::kPrune;
           c.label = "compress main " + std::to_string(main) + " (" + variant + ")";
           c.args = {"compress", model_path(m), "--main", std::to_string(main), "--variant", variant,
                     "--out", "{out}/prune/{id}", "--overwrite"};
@@ -398,7 +398,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
   if (!s.eval.perplexity.empty() || !s.eval.tasks.empty())
     for (const auto& t : to_eval) {
       Job ev;
-      ev.kind = "eval";
+      ev.kind = JobKind::kEval;
       const std::string shots_note = t.tags.at("recovery").rfind("kshot-", 0) == 0 ? " " + t.tags.at("recovery") : "";
       ev.label = "eval " + (t.dep.empty() ? "unpruned " + t.model : b.get(t.dep).label) + shots_note;
       if (!t.dep.empty()) ev.deps = {t.dep};
@@ -424,7 +424,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
   if (const LmEvalSpec& le = s.eval.lm_eval; !le.tasks.empty())
     for (const auto& t : to_eval) {
       Job ev;
-      ev.kind = "eval";
+      ev.kind = JobKind::kEval;
       const bool kshot = t.tags.at("recovery").rfind("kshot-", 0) == 0;
       const std::string shots_note = kshot ? " " + t.tags.at("recovery") : "";
       ev.label = "lm-eval " + (t.dep.empty() ? "unpruned " + t.model : b.get(t.dep).label) + shots_note;
@@ -436,7 +436,7 @@ JobGraph build_job_graph(const SweepSpec& s) {
       if (shots >= 0) ev.args.insert(ev.args.end(), {"--num-fewshot", std::to_string(shots)});
       if (le.limit > 0) ev.args.insert(ev.args.end(), {"--limit", num(le.limit)});
       if (le.apply_chat_template) ev.args.push_back("--apply-chat-template");
-      ev.args.insert(ev.args.end(), {"--ranks", std::to_string(s.resources_for("eval").ranks), "--batch-size",
+      ev.args.insert(ev.args.end(), {"--ranks", std::to_string(s.resources_for(JobKind::kEval).ranks), "--batch-size",
                                      std::to_string(le.batch_size), "--results", "{out}/eval/{id}.jsonl"});
       ev.output = "eval/{id}.jsonl";
       ev.tags = t.tags;

@@ -32,7 +32,7 @@ using results::job_to_json;
 struct JobGraph {
   std::vector<Job> jobs;  // dependencies first
   const Job& job(const std::string& id) const;
-  int64_t count(const std::string& kind) const;
+  int64_t count(JobKind kind) const;
 };
 
 JobGraph build_job_graph(const SweepSpec& spec);

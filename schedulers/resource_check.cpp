@@ -37,11 +37,11 @@ std::vector<MemoryCheck> check_calibration_memory(const SweepSpec& spec, const J
   std::vector<MemoryCheck> out;
   if (spec.device != "cpu") return out;
   for (const auto& j : graph.jobs) {
-    if (j.kind != "calibrate" || j.args.size() < 2) continue;
+    if (j.kind != JobKind::kCalibrate || j.args.size() < 2) continue;
     // A model fine-tuned first (finetune_first) does not exist yet; it has its source's shape.
     std::string model_dir = j.args[1];
     for (const auto& d : j.deps)
-      if (const Job& dj = graph.job(d); dj.kind == "finetune" && dj.args.size() >= 2) model_dir = dj.args[1];
+      if (const Job& dj = graph.job(d); dj.kind == JobKind::kFinetune && dj.args.size() >= 2) model_dir = dj.args[1];
     const hf::ModelConfig c = models::load_config(model_dir);
     schedulers::ResourceQuery q;
     q.ranks = int(j.resources.ranks);

@@ -117,7 +117,7 @@ ForwardBytes forward_bytes(const hf::ModelConfig& c, const Shapes& x, const Reso
   // boolean masks [B, 1, T, T].
   f.attention = 2 * N * (x.q_width + x.k_width + x.v_width) * s + N * (x.out_width + D) * s +
                 x.B * x.H * x.T * x.T * s + 2 * x.B * x.T * x.T;
-  if (c.attn_output_gate) f.attention += 2 * N * x.q_width * s;  // q_proj's gate half and sigmoid(gate)
+  if (c.attn.output_gate) f.attention += 2 * N * x.q_width * s;  // q_proj's gate half and sigmoid(gate)
   if (c.linear_attn && !c.linear_layers.empty()) {
     // A Gated DeltaNet layer (core/models/gated_deltanet.cpp), chunks of 64 tokens over Tp, the
     // length padded to whole chunks: the input projections [N, 2K + 2V + 2Hv]; the

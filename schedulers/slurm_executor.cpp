@@ -26,9 +26,10 @@ namespace moelab::schedulers {
 namespace fs = std::filesystem;
 namespace {
 
-const std::vector<std::string> kStages = {"calibrate", "score", "prune", "finetune", "eval"};
-
-std::string resource_key(const std::string& kind) { return "resources." + (kind == "score" ? "calibrate" : kind); }
+// The spec key of a stage's resources (score jobs take calibrate's).
+std::string resource_key(JobKind kind) {
+  return std::string("resources.") + to_string(kind == JobKind::kScore ? JobKind::kCalibrate : kind);
+}
 
 std::string render(const std::string& tmpl, const std::map<std::string, std::string>& values,
                    const std::string& template_file) {
@@ -86,6 +87,9 @@ std::vector<StageSubmission> read_submissions(const std::string& results_dir) {
       const auto j = nlohmann::json::parse(line);
       StageSubmission s;
       s.stage = j.at("stage").get<std::string>();
+      const auto kind = results::parse_job_kind(s.stage);
+      if (!kind) throw InputError(path, "line " + std::to_string(line_no) + ": stage \"" + s.stage + "\" is not a job kind");
+      s.kind = *kind;
       s.array_job = j.at("array_job").get<std::string>();
       s.script = j.value("script", "");
       s.ids = j.at("ids").get<std::vector<std::string>>();
@@ -148,15 +152,13 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
     }
   }
   // The stages' job lists: not done, not in flight.
-  std::map<std::string, std::vector<const Job*>> by_stage;
+  std::map<JobKind, std::vector<const Job*>> by_stage;  // in JobKind order: the stages' order
   for (const auto& j : dir.graph().jobs) {
     if (done.count(j.id)) {
       ++sub.done_before;
     } else if (in_flight.count(j.id)) {
       ++sub.in_flight;
     } else {
-      if (std::find(kStages.begin(), kStages.end(), j.kind) == kStages.end())
-        throw InputError(dir.path() + "/plan.json", "job " + j.id + " has an unknown kind \"" + j.kind + "\"");
       by_stage[j.kind].push_back(&j);
     }
   }
@@ -186,13 +188,12 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
       throw InputError(path, "the " + what + " path has characters a batch script would need to quote (spaces, "
                                  "quotes, $, ...): use a plain path for Slurm");
   std::vector<StageSubmission> stages;
-  for (const auto& stage : kStages) {
-    auto it = by_stage.find(stage);
-    if (it == by_stage.end()) continue;
-    const auto& jobs = it->second;
+  for (const auto& [kind, jobs] : by_stage) {
+    const std::string stage = to_string(kind);
     const Resources res = jobs.front()->resources;
     std::string jobs_text;
     StageSubmission st;
+    st.kind = kind;
     st.stage = stage;
     for (const Job* j : jobs) {
       jobs_text += job_to_json(*j).dump() + "\n";
@@ -276,7 +277,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
       for (const auto& st : stages) {
         const CommandResult r = run_command({"sbatch", "--test-only", (fs::path(dir.path()) / st.script).string()});
         if (r.exit_code != 0)
-          throw InputError(spec.path, resource_key(st.stage) + ": Slurm rejects the request (" + first_line(r.output) + ")");
+          throw InputError(spec.path, resource_key(st.kind) + ": Slurm rejects the request (" + first_line(r.output) + ")");
       }
     }
   }

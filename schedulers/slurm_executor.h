@@ -34,7 +34,8 @@ struct SlurmOptions {
 };
 
 struct StageSubmission {
-  std::string stage, array_job, script;
+  results::JobKind kind = results::JobKind::kCalibrate;  // of its jobs
+  std::string stage, array_job, script;                 // stage: to_string(kind)
   std::vector<std::string> ids;  // job id of task i
   std::vector<std::string> dependencies;
 };

@@ -117,17 +117,21 @@ CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std:
   std::string name;
   if (n.IsMap()) {
     name = r.as<std::string>(n["name"], key + ".name");
-    if (n["direction"]) c.direction = r.as<std::string>(n["direction"], key + ".direction");
+    if (n["direction"]) {
+      const std::string d = r.as<std::string>(n["direction"], key + ".direction");
+      const auto known = results::parse_prune_direction(d);
+      if (!known) r.fail(key + ".direction", "must be min or max");
+      c.direction = *known;
+    }
   } else {
     name = r.as<std::string>(n, key);
     static const std::regex kPrefixed(R"(^(Min|Max|min|max)-(.+)$)");
     std::smatch m;
     if (std::regex_match(name, m, kPrefixed) && m[2].str() != "EP") {  // "EASY-EP" is a name
-      c.direction = m[1].str() == "Max" || m[1].str() == "max" ? "max" : "min";
+      c.direction = m[1].str() == "Max" || m[1].str() == "max" ? results::PruneDirection::kMax : results::PruneDirection::kMin;
       name = m[2].str();
     }
   }
-  if (c.direction != "min" && c.direction != "max") r.fail(key + ".direction", "must be min or max");
   try {
     c.name = criteria::find_criterion(name).name;
   } catch (const InputError& e) {
@@ -141,7 +145,7 @@ CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std:
 // `fkey`.<field>.
 Recovery parse_finetune(const Reader& r, const YAML::Node& f, const std::string& fkey) {
   Recovery rec;
-  rec.kind = "finetune";
+  rec.kind = RecoveryKind::kFinetune;
   if (!f.IsMap()) r.fail(fkey, "expected a map (steps, lr, data or sft, batch_size, seq_len, params)");
   rec.steps = r.as<int64_t>(f["steps"], fkey + ".steps");
   if (rec.steps <= 0) r.fail(fkey + ".steps", "must be positive");
@@ -171,7 +175,7 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
     return rec;
   }
   if (n.IsMap() && n["kshot"]) {
-    rec.kind = "kshot";
+    rec.kind = RecoveryKind::kKshot;
     rec.shots = r.as<int64_t>(n["kshot"], key + ".kshot");
     if (rec.shots <= 0) r.fail(key + ".kshot", "must be a positive number of in-context examples");
     return rec;
@@ -185,7 +189,7 @@ Recovery parse_recovery(const Reader& r, const YAML::Node& n, const std::string&
     if (f.IsMap() && f["params"] && r.as<std::string>(f["params"], k + ".params") != "router")
       r.fail(k + ".params", "router KD trains the routers only (leave params out)");
     rec = parse_finetune(r, f, k);
-    rec.kind = "router_kd";
+    rec.kind = RecoveryKind::kRouterKd;
     rec.params = "router";
     if (f["temperature"]) rec.temperature = r.as<double>(f["temperature"], k + ".temperature");
     if (!(rec.temperature > 0)) r.fail(k + ".temperature", "must be a number > 0");
@@ -250,8 +254,8 @@ bool matches(const GridPoint& p, const std::map<std::string, std::string>& f) {
     if (k == "calibration" && p.calibration != v) return false;
     if (k == "criterion" && v != p.criterion.name && v != p.criterion.label() && v != p.criterion_tag()) return false;
     if (k == "ratio" && std::fabs(std::stod(v) - p.ratio) > 1e-12) return false;
-    if (k == "procedure" && p.procedure != v) return false;
-    if (k == "recovery" && p.recovery.label() != v && p.recovery.kind != v) return false;
+    if (k == "procedure" && to_string(p.procedure) != v) return false;
+    if (k == "recovery" && p.recovery.label() != v && to_string(p.recovery.kind) != v) return false;
     if (k == "seed" && std::to_string(p.seed) != v) return false;
   }
   return true;
@@ -262,9 +266,9 @@ bool matches(const GridPoint& p, const std::map<std::string, std::string>& f) {
 std::string compressed_label(int64_t main) { return "Compressed-main" + std::to_string(main); }
 
 std::string Recovery::label() const {
-  if (kind == "none") return "none";
-  if (kind == "kshot") return "kshot-" + std::to_string(shots);
-  if (kind == "router_kd")
+  if (kind == RecoveryKind::kNone) return "none";
+  if (kind == RecoveryKind::kKshot) return "kshot-" + std::to_string(shots);
+  if (kind == RecoveryKind::kRouterKd)
     return "router-kd-" + std::to_string(steps) + "steps-lr" + to_string(lr) +
            (temperature != 1.0 ? "-T" + to_string(temperature) : "");
   return std::string(sft.empty() ? "finetune-" : "sft-") + params + "-" + std::to_string(steps) + "steps-lr" + to_string(lr);
@@ -276,8 +280,8 @@ const CalibrationSpecEntry& SweepSpec::calibration_set(const std::string& n) con
   throw InputError(path, "no calibration set \"" + n + "\"");
 }
 
-Resources SweepSpec::resources_for(const std::string& kind) const {
-  auto it = resources.find(kind);
+Resources SweepSpec::resources_for(JobKind kind) const {
+  auto it = resources.find(kind == JobKind::kScore ? JobKind::kCalibrate : kind);
   return it == resources.end() ? Resources{} : it->second;
 }
 
@@ -316,7 +320,7 @@ nlohmann::json yaml_to_json(const YAML::Node& n) {
 // A claim's grid values and metric against the sweep: a value no grid point has, or a
 // metric no evaluation of the sweep writes, would make a claim that is never measured.
 void check_claim(const Reader& r, const SweepSpec& s, const results::ClaimSpec& c, const std::string& field) {
-  if (c.kind == "not_measured") return;
+  if (c.kind == results::ClaimKind::kNotMeasured) return;
   auto check_value = [&](const std::string& key, const std::string& k, const std::string& v) {
     const std::string where = field + "." + key + "." + k;
     bool ok = false;
@@ -331,8 +335,8 @@ void check_claim(const Reader& r, const SweepSpec& s, const results::ClaimSpec& 
       ok |= *end == '\0' && d == 0 && !s.compressed_experts.main.empty();  // compressed points drop nothing
       if (!ok) r.fail(where, "\"" + v + "\" is not one of the sweep's ratios");
     } else if (k == "procedure") {
-      ok = std::find(s.procedures.begin(), s.procedures.end(), v) != s.procedures.end() ||
-           (v == "compress" && !s.compressed_experts.main.empty());
+      for (Procedure x : s.procedures) ok |= to_string(x) == v;
+      ok |= v == "compress" && !s.compressed_experts.main.empty();
       if (!ok) r.fail(where, "\"" + v + "\" is not one of the sweep's procedures");
     } else if (k == "recovery") {
       for (const auto& x : s.recovery) ok |= x.label() == v || x.label().rfind(v + "-", 0) == 0;
@@ -451,13 +455,15 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     if (!(s.ratios[i] >= 0 && s.ratios[i] < 1))
       r.fail(ratios.IsSequence() ? "ratios[" + std::to_string(i) + "]" : "ratios",
              to_string(s.ratios[i]) + " is outside [0, 1) (the fraction of experts dropped)");
-  s.procedures = root["procedures"] ? r.list<std::string>(root["procedures"], "procedures")
-                                    : std::vector<std::string>{"one-shot"};
-  for (size_t i = 0; i < s.procedures.size(); ++i)
-    if (s.procedures[i] != "one-shot" && s.procedures[i] != "searched" && s.procedures[i] != "iterative" &&
-        s.procedures[i] != "lottery")
+  const std::vector<std::string> procedures =
+      root["procedures"] ? r.list<std::string>(root["procedures"], "procedures") : std::vector<std::string>{"one-shot"};
+  for (size_t i = 0; i < procedures.size(); ++i) {
+    const auto known = results::parse_procedure(procedures[i]);
+    if (!known)
       r.fail("procedures[" + std::to_string(i) + "]",
-             "\"" + s.procedures[i] + "\" is not one-shot, searched, iterative or lottery");
+             "\"" + procedures[i] + "\" is not " + enum_word_list(results::kProcedureWords));
+    s.procedures.push_back(*known);
+  }
   if (const YAML::Node bs = root["budget_search"]) {
     if (!bs.IsMap()) r.fail("budget_search", "expected a map (budget, data, seq_len, num_samples, max_move)");
     for (const auto& kv : bs) {
@@ -477,7 +483,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     if (b.max_move < 1) r.fail("budget_search.max_move", "must be at least 1");
     for (size_t i = 0; i < b.data.size(); ++i) check_path(r, "budget_search.data[" + std::to_string(i) + "]", b.data[i]);
   }
-  if (std::count(s.procedures.begin(), s.procedures.end(), "searched") && s.budget_search.data.empty())
+  if (std::count(s.procedures.begin(), s.procedures.end(), Procedure::kSearched) && s.budget_search.data.empty())
     r.fail("budget_search", "the procedure searched needs budget_search.data (held-out text for the search's fitness)");
   if (const YAML::Node rec = root["recovery"]) {
     if (rec.IsSequence()) {
@@ -560,11 +566,13 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     }
   }
   if (const YAML::Node res = root["resources"]) {
-    static const std::set<std::string> kKinds = {"calibrate", "prune", "finetune", "eval"};
     for (const auto& kv : res) {
       const std::string kind = kv.first.as<std::string>();
-      if (!kKinds.count(kind)) r.fail("resources." + kind, "unknown job kind (calibrate, prune, finetune, eval)");
-      s.resources[kind] = parse_resources(r, kv.second, "resources." + kind);
+      const auto known = results::parse_job_kind(kind);
+      // score jobs run with calibrate's resources: they have no key of their own
+      if (!known || *known == JobKind::kScore)
+        r.fail("resources." + kind, "unknown job kind (calibrate, prune, finetune, eval)");
+      s.resources[*known] = parse_resources(r, kv.second, "resources." + kind);
     }
   }
   if (const YAML::Node sl = root["slurm"]) {
@@ -642,14 +650,15 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (const auto& need : criteria::find_criterion(c.name).needs)
       data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
     if (data && s.calibration.empty()) r.fail("calibration", c.name + " needs calibration statistics: add a set");
-    if (c.name == "RouterNormChange" && s.finetune_first.kind == "none")
+    if (c.name == "RouterNormChange" && s.finetune_first.kind == RecoveryKind::kNone)
       r.fail("criteria", "RouterNormChange compares a fine-tuned model with the one it came from: add finetune_first "
                          "(the sweep then prunes the fine-tuned model)");
   }
-  for (const auto& p : s.procedures)
-    if (p != "one-shot" && p != "searched" && s.calibration.empty()) r.fail("procedures", p + " needs a calibration set");
+  for (Procedure p : s.procedures)
+    if (!results::chosen_from_scores(p) && s.calibration.empty())
+      r.fail("procedures", std::string(to_string(p)) + " needs a calibration set");
   for (size_t i = 0; i < s.recovery.size(); ++i)
-    if (s.recovery[i].kind == "kshot" && s.eval.tasks.empty() && s.eval.lm_eval.tasks.empty())
+    if (s.recovery[i].kind == RecoveryKind::kKshot && s.eval.tasks.empty() && s.eval.lm_eval.tasks.empty())
       r.fail("recovery[" + std::to_string(i) + "]",
              "k-shot recovery needs eval.tasks or eval.lm_eval (it is a task evaluation setting)");
   if (const YAML::Node ce = root["compressed_experts"]) {
@@ -689,8 +698,8 @@ std::vector<GridPoint> expand_grid(const SweepSpec& s) {
         data |= need != criteria::kNeedsWeights && need != criteria::kNeedsSecondCheckpoint;
       for (size_t ci = 0; ci < std::max<size_t>(1, s.calibration.size()); ++ci)
         for (double ratio : s.ratios)
-          for (const auto& proc : s.procedures) {
-            const bool by_scores = proc == "one-shot" || proc == "searched";  // a plan from scores
+          for (Procedure proc : s.procedures) {
+            const bool by_scores = results::chosen_from_scores(proc);
             const bool needs_cal = data || !by_scores;
             if (!needs_cal && ci > 0) continue;
             // Protection applies to one-shot prunes; the other procedures run unprotected once.

@@ -9,7 +9,7 @@
 //       # memory_budget: 8G             # with layerwise: calibrate --memory-budget
 //   criteria: [EAN, Max-RWN, {name: REAP, direction: min}]   # Min-X by default
 //   ratios: [0.25, 0.5]                 # or {from: 0.125, to: 0.5, step: 0.125}
-//   procedures: [one-shot, iterative]   # one-shot | iterative | lottery
+//   procedures: [one-shot, iterative]   # one-shot | searched | iterative | lottery
 //   recovery: [none, {kshot: 5}, {finetune: {steps: 100, lr: 1.0e-5, data: [data/c4.jsonl]}},
 //              {finetune: {steps: 50, sft: data/task_train.jsonl}}]   # SFT: loss on answers
 //   seeds: [0]
@@ -37,10 +37,15 @@
 #include <string>
 #include <vector>
 
+#include "core/common/enum_words.h"
 #include "results/claims.h"
+#include "results/pruning_plan_file.h"
 #include "results/sweep_plan.h"
 
 namespace moelab::schedulers {
+
+using results::JobKind;
+using results::Procedure;
 
 struct CalibrationSpecEntry {
   std::string name;
@@ -61,12 +66,21 @@ struct CalibrationSpecEntry {
 
 struct CriterionChoice {
   std::string name;             // canonical (registry) name
-  std::string direction = "min";
-  std::string label() const { return (direction == "min" ? "Min-" : "Max-") + name; }
+  results::PruneDirection direction = results::PruneDirection::kMin;
+  std::string label() const { return (direction == results::PruneDirection::kMin ? "Min-" : "Max-") + name; }
 };
 
+// none; kshot (in-context examples at evaluation); finetune (next-token loss on text, or
+// SFT on answers); router_kd (the routers distilled from the unpruned model).
+enum class RecoveryKind { kNone, kKshot, kFinetune, kRouterKd };
+inline constexpr EnumWords<RecoveryKind, 4> kRecoveryKindWords = {{{RecoveryKind::kNone, "none"},
+                                                                   {RecoveryKind::kKshot, "kshot"},
+                                                                   {RecoveryKind::kFinetune, "finetune"},
+                                                                   {RecoveryKind::kRouterKd, "router_kd"}}};
+inline const char* to_string(RecoveryKind kind) { return enum_word(kRecoveryKindWords, kind); }
+
 struct Recovery {
-  std::string kind = "none";    // none | kshot | finetune | router_kd (routers distilled from the unpruned model)
+  RecoveryKind kind = RecoveryKind::kNone;
   int64_t shots = 0;            // kshot: in-context examples in the task evaluation
   int64_t steps = 0, batch_size = 8, seq_len = 512;
   double lr = 1e-5;
@@ -143,7 +157,7 @@ struct GridPoint {
   std::string model, calibration;  // calibration: the set's name
   CriterionChoice criterion;
   double ratio = 0;
-  std::string procedure;
+  Procedure procedure = Procedure::kOneShot;
   Recovery recovery;
   uint64_t seed = 0;
   bool protect_super_experts = false;  // one-shot and searched only
@@ -159,12 +173,12 @@ struct SweepSpec {
   std::vector<CalibrationSpecEntry> calibration;
   std::vector<CriterionChoice> criteria;
   std::vector<double> ratios;
-  std::vector<std::string> procedures;
+  std::vector<Procedure> procedures;
   std::vector<Recovery> recovery;
   std::vector<uint64_t> seeds;
   std::vector<std::map<std::string, std::string>> include, exclude;
   EvalSpec eval;
-  std::map<std::string, Resources> resources;  // by job kind
+  std::map<JobKind, Resources> resources;  // by job kind (score jobs take calibrate's)
   SlurmSettings slurm;
   LotterySettings lottery;
   // finetune_first: fine-tune every model before anything else and prune the fine-tuned
@@ -186,7 +200,7 @@ struct SweepSpec {
   std::vector<results::ClaimSpec> claims;
   CompressedExpertsSpec compressed_experts;
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
-  Resources resources_for(const std::string& kind) const;
+  Resources resources_for(JobKind kind) const;
 };
 
 // Parses and validates (criteria against the registry, ratios in [0, 1), paths exist,

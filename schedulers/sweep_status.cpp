@@ -69,7 +69,7 @@ SweepStatus sweep_status(const ResultsDir& dir, bool read_slurm) {
     }
     st.jobs.push_back(js);
   }
-  for (const char* stage : {"calibrate", "score", "prune", "finetune", "eval"}) {
+  for (const auto& [stage, word] : results::kJobKindWords) {
     StageCounts c;
     c.stage = stage;
     bool any = false;

@@ -15,17 +15,19 @@
 namespace moelab::schedulers {
 
 struct JobState {
-  std::string id, kind, label, state, detail;  // detail: "exit 1, logs/<id>.log", "interrupted", "123_4"
+  std::string id;
+  results::JobKind kind = results::JobKind::kCalibrate;
+  std::string label, state, detail;  // detail: "exit 1, logs/<id>.log", "interrupted", "123_4"
 };
 
 struct StageCounts {
-  std::string stage;
+  results::JobKind stage = results::JobKind::kCalibrate;
   int done = 0, running = 0, queued = 0, failed = 0, pending = 0;
 };
 
 struct SweepStatus {
   std::vector<JobState> jobs;       // in graph order
-  std::vector<StageCounts> stages;  // calibrate, score, prune, finetune, eval (those present)
+  std::vector<StageCounts> stages;  // in JobKind order (calibrate ... eval), those present
   bool slurm_read = false;          // the queue was read
   std::string slurm_error;          // why not, when a submission exists but squeue failed
   int count(const std::string& state) const;

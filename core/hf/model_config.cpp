@@ -175,8 +175,8 @@ ModelConfig read_model_config(const std::string& path) {
   c.rms_norm_eps = f.number("rms_norm_eps", 1e-6);
   c.max_position_embeddings = f.opt_int("max_position_embeddings").value_or(4096);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
-  c.attention_bias = f.boolean("attention_bias", false);
-  c.attention_out_bias = c.attention_bias;
+  c.attn.bias = f.boolean("attention_bias", false);
+  c.attn.out_bias = c.attn.bias;
   c.torch_dtype = f.string("dtype", f.string("torch_dtype", "float32"));
   c.rope = read_rope(c.raw, path, c.max_position_embeddings);
   if (c.rope.type == "longrope") {
@@ -188,7 +188,7 @@ ModelConfig read_model_config(const std::string& path) {
                                    std::to_string(half) + " factors (half the rotary width), got " +
                                    std::to_string(v->size()));
   }
-  if (auto sw = f.opt_int("sliding_window"); sw && *sw > 0) c.sliding_window = *sw;
+  if (auto sw = f.opt_int("sliding_window"); sw && *sw > 0) c.attn.sliding_window = *sw;
   if (c.raw.contains("layer_types") && !c.raw["layer_types"].is_null()) {
     const auto& v = c.raw["layer_types"];
     if (!v.is_array() || int64_t(v.size()) != c.num_hidden_layers)
@@ -199,8 +199,8 @@ ModelConfig read_model_config(const std::string& path) {
                              t != "linear_attention"))
         f.fail("layer_types", "entries must be \"full_attention\", \"sliding_attention\", \"chunked_attention\" "
                               "or \"linear_attention\"");
-      c.sliding_layers.push_back(t == "sliding_attention");
-      c.chunked_layers.push_back(t == "chunked_attention");
+      c.attn.sliding_layers.push_back(t == "sliding_attention");
+      c.attn.chunked_layers.push_back(t == "chunked_attention");
       c.linear_layers.push_back(t == "linear_attention");
       chunked = chunked || t == "chunked_attention";
       linear = linear || t == "linear_attention";
@@ -210,7 +210,7 @@ ModelConfig read_model_config(const std::string& path) {
     if (!linear) c.linear_layers.clear();
     // Llama-4's chunked attention: the family reads attention_chunk_size;
     // models::load_config refuses chunked layers that no family reading set up.
-    if (!chunked) c.chunked_layers.clear();
+    if (!chunked) c.attn.chunked_layers.clear();
   }
   if (c.raw.contains("moelab_skip_beta") && !c.raw["moelab_skip_beta"].is_null()) {
     const auto& v = c.raw["moelab_skip_beta"];

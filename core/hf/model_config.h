@@ -118,6 +118,86 @@ struct RouterTraits {
   std::string describe() const;
 };
 
+// A family's self-attention, the quirks other code asks about grouped in one place as
+// RouterTraits groups the router's (a family's read_hparams sets them; attention.cpp,
+// forward.cpp, the loader, param_counts and inspect read them). Multi-head latent attention's
+// sizes stay in ModelConfig::mla, RoPE's frequencies in ModelConfig::rope, the Gated DeltaNet
+// layers in ModelConfig::linear_layers / linear_attn.
+struct AttentionTraits {
+  // Biases on the q/k/v projections (config.json "attention_bias"; MLA: on q_a_proj and
+  // kv_a_proj).
+  bool bias = false;
+  // The o_proj bias; bias (config.json "attention_bias") covers q/k/v and, unless a
+  // family says otherwise, o (Qwen2-MoE: qkv_bias and no o bias).
+  bool out_bias = false;
+  bool qk_norm = false;
+  // q/k RMSNorm over each head's A channels (Qwen3; weights [A]) or over all heads'
+  // channels together (OLMoE; weights [H*A] and [G*A]).
+  bool qk_norm_per_head = true;
+  // OLMoE clip_qkv: q, k and v clamped to [-clip, clip] after their projections.
+  std::optional<double> clip_qkv;
+  // gpt-oss (transformers models/gpt_oss/modeling_gpt_oss.py; core/models/families/gpt_oss.cpp):
+  //   sinks: one learned logit per query head joins each softmax denominator
+  //     (self_attn.sinks [H]; eager_attention_forward), its probability mass dropped.
+  bool sinks = false;
+  std::optional<int64_t> sliding_window;
+  // Per layer: whether it uses sliding_window (config.json "layer_types":
+  // "sliding_attention"); empty: every layer does when sliding_window is set.
+  std::vector<bool> sliding_layers;
+  // ERNIE-4.5 (models/ernie4_5_moe/modeling_ernie4_5_moe.py; core/models/families/ernie4_5_moe.cpp):
+  //   rope_interleaved: grouped-query attention rotates the pairs (x_2i, x_2i+1) by
+  //     frequency i (its rotate_half on even/odd channels), not (x_i, x_i+A/2).
+  bool rope_interleaved = false;
+  // Llama-4 (transformers models/llama4/modeling_llama4.py; core/models/families/llama4.cpp):
+  //   rope_layers: per layer, whether it applies RoPE (config.json "no_rope_layers", 1 =
+  //     RoPE); the others are NoPE layers. Empty: every layer applies RoPE;
+  //   rope_complex: RoPE as a complex multiplication of the pairs (x_2i, x_2i+1)
+  //     (apply_rotary_emb), computed in float32 from float32 tables, then cast back;
+  //   chunk_size, chunked_layers: on the layers config.json "layer_types" marks
+  //     "chunked_attention", a query attends only to the causal keys of its own chunk of
+  //     chunk_size positions (config.json "attention_chunk_size"; position / chunk equal;
+  //     create_chunked_causal_mask);
+  //   qk_l2_norm: q and k of each head divided by their RMS (Llama4TextL2Norm, eps
+  //     rms_norm_eps, no weight) after RoPE, on RoPE layers only ("use_qk_norm");
+  //   temperature_tuning: on NoPE layers, q at position p is multiplied by
+  //     log1p(floor((p + 1) / floor_scale)) * attn_scale + 1 ("attn_temperature_tuning").
+  std::vector<bool> rope_layers;
+  bool rope_complex = false;
+  std::optional<int64_t> chunk_size;
+  std::vector<bool> chunked_layers;
+  bool qk_l2_norm = false;
+  bool temperature_tuning = false;
+  double floor_scale = 8192.0, attn_scale = 0.1;
+  // Qwen3-Next, Qwen3.5-MoE (transformers models/qwen3_next/modeling_qwen3_next.py,
+  // models/qwen3_5_moe/modeling_qwen3_5_moe.py; core/models/families/qwen3_next.cpp):
+  //   output_gate: q_proj [2*H*A, D] gives each head's queries and a gate, interleaved
+  //     per head ([q_h, gate_h]); the attention output is multiplied by sigmoid(gate)
+  //     before o_proj (Qwen3NextAttention.forward).
+  bool output_gate = false;
+
+  bool uses_sliding_window(int64_t layer) const {
+    return sliding_window && (sliding_layers.empty() || sliding_layers.at(layer));
+  }
+  bool uses_chunked_attention(int64_t layer) const {
+    return chunk_size && !chunked_layers.empty() && chunked_layers.at(layer);
+  }
+  bool uses_rope(int64_t layer) const { return rope_layers.empty() || rope_layers.at(layer); }
+};
+
+// The routed experts' MLP, beyond hidden_act (ModelConfig's, shared with the dense MLPs).
+// gpt-oss (transformers models/gpt_oss/modeling_gpt_oss.py; core/models/families/gpt_oss.cpp):
+//   bias: each expert's gate/up projection has a bias [2F] and its down projection one [D]
+//     (GptOssExperts);
+//   swiglu_limit: the experts' activation is the clamped SwiGLU of GptOssExperts._apply_gate,
+//     gate = min(gate, limit), up = clamp(up, -limit, limit),
+//     act = (up + 1) * gate * sigmoid(swiglu_alpha * gate); unset: act(gate) * up.
+struct ExpertTraits {
+  bool bias = false;
+  std::optional<double> swiglu_limit;
+  double swiglu_alpha = 1.702;
+  bool clamped_swiglu() const { return swiglu_limit.has_value(); }
+};
+
 struct ModelConfig {
   std::string path;          // the config.json this came from (for error messages)
   std::string architecture;  // e.g. "MixtralForCausalLM"
@@ -138,23 +218,7 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   RopeConfig rope;
   int64_t max_position_embeddings = 0;
-  std::optional<int64_t> sliding_window;
-  bool attention_bias = false;
-  bool qk_norm = false;
-  // q/k RMSNorm over each head's A channels (Qwen3; weights [A]) or over all heads'
-  // channels together (OLMoE; weights [H*A] and [G*A]).
-  bool qk_norm_per_head = true;
-  // The o_proj bias; attention_bias (read from config.json) covers q/k/v and, unless a
-  // family says otherwise, o (Qwen2-MoE: qkv_bias and no o bias).
-  bool attention_out_bias = false;
-  // OLMoE clip_qkv: q, k and v clamped to [-clip, clip] after their projections.
-  std::optional<double> clip_qkv;
-  // Per layer: whether it uses sliding_window (config.json "layer_types":
-  // "sliding_attention"); empty: every layer does when sliding_window is set.
-  std::vector<bool> sliding_layers;
-  bool uses_sliding_window(int64_t layer) const {
-    return sliding_window && (sliding_layers.empty() || sliding_layers.at(layer));
-  }
+  AttentionTraits attn;  // the self-attention's quirks (above)
   std::optional<MlaConfig> mla;  // set for multi-head latent attention
   // Shared experts (Qwen2-MoE shared_expert, DeepSeek shared_experts): an MLP of this
   // intermediate size that every token of an MoE layer goes through, outside the router;
@@ -163,19 +227,9 @@ struct ModelConfig {
   int64_t shared_expert_intermediate_size = 0;
   bool shared_expert_gate = false;
   RouterTraits router;  // how the MoE layers route (above)
-  // gpt-oss (transformers models/gpt_oss/modeling_gpt_oss.py; core/models/families/gpt_oss.cpp):
-  //   attention_sinks: one learned logit per query head joins each softmax denominator
-  //     (self_attn.sinks [H]; eager_attention_forward), its probability mass dropped;
-  //   (router.bias and router.softmax_over_topk: RouterTraits)
-  //   expert_bias: each expert's gate/up projection has a bias [2F] and its down
-  //     projection one [D] (GptOssExperts);
-  //   swiglu_limit: the experts' activation is the clamped SwiGLU of GptOssExperts._apply_gate,
-  //     gate = min(gate, limit), up = clamp(up, -limit, limit),
-  //     act = (up + 1) * gate * sigmoid(swiglu_alpha * gate); unset: act(gate) * up.
-  bool attention_sinks = false;
-  bool expert_bias = false;
-  std::optional<double> swiglu_limit;
-  double swiglu_alpha = 1.702;
+  // gpt-oss: attn.sinks (AttentionTraits), router.bias and router.softmax_over_topk
+  // (RouterTraits), expert.bias and expert.swiglu_limit (ExpertTraits).
+  ExpertTraits expert;  // the routed experts' biases and clamped SwiGLU (above)
   bool tie_word_embeddings = false;
   std::string torch_dtype = "float32";
   // Phi-3.5-MoE (transformers models/phimoe/modeling_phimoe.py; core/models/families/phimoe.cpp):
@@ -185,11 +239,7 @@ struct ModelConfig {
   //   (router.topk_method kSparsemixer: RouterTraits)
   bool layer_norm = false;
   bool lm_head_bias = false;
-  // ERNIE-4.5 (models/ernie4_5_moe/modeling_ernie4_5_moe.py; core/models/families/ernie4_5_moe.cpp):
-  //   rope_interleaved: grouped-query attention rotates the pairs (x_2i, x_2i+1) by
-  //     frequency i (its rotate_half on even/odd channels), not (x_i, x_i+A/2);
-  //   (router.norm_topk_min: RouterTraits)
-  bool rope_interleaved = false;
+  // ERNIE-4.5: attn.rope_interleaved (AttentionTraits), router.norm_topk_min (RouterTraits).
   // NAEE dynamic skipping (Lu et al. 2024; moelab set-skipping): per decoder layer, beta
   // in [0, 1] from `moelab_skip_beta` (0 = no skipping; empty = the key is absent). A
   // token's routed expert other than its top-1 is not run when its gate < beta * the
@@ -230,30 +280,8 @@ struct ModelConfig {
   // is then its text_config); empty otherwise.
   std::string text_part_of;
 
-  // Llama-4 (transformers models/llama4/modeling_llama4.py; core/models/families/llama4.cpp):
-  //   rope_layers: per layer, whether it applies RoPE (config.json "no_rope_layers", 1 =
-  //     RoPE); the others are NoPE layers. Empty: every layer applies RoPE;
-  //   rope_complex: RoPE as a complex multiplication of the pairs (x_2i, x_2i+1)
-  //     (apply_rotary_emb), computed in float32 from float32 tables, then cast back;
-  //   attention_chunk_size, chunked_layers: on the layers config.json "layer_types" marks
-  //     "chunked_attention", a query attends only to the causal keys of its own chunk of
-  //     attention_chunk_size positions (position / chunk equal; create_chunked_causal_mask);
-  //   qk_l2_norm: q and k of each head divided by their RMS (Llama4TextL2Norm, eps
-  //     rms_norm_eps, no weight) after RoPE, on RoPE layers only ("use_qk_norm");
-  //   attn_temperature_tuning: on NoPE layers, q at position p is multiplied by
-  //     log1p(floor((p + 1) / floor_scale)) * attn_scale + 1;
-  //   (router.gate_on_input: RouterTraits)
-  std::vector<bool> rope_layers;
-  bool uses_rope(int64_t layer) const { return rope_layers.empty() || rope_layers.at(layer); }
-  bool rope_complex = false;
-  std::optional<int64_t> attention_chunk_size;
-  std::vector<bool> chunked_layers;
-  bool uses_chunked_attention(int64_t layer) const {
-    return attention_chunk_size && !chunked_layers.empty() && chunked_layers.at(layer);
-  }
-  bool qk_l2_norm = false;
-  bool attn_temperature_tuning = false;
-  double floor_scale = 8192.0, attn_scale = 0.1;
+  // Llama-4: NoPE layers, complex RoPE, chunked attention, the L2 q/k norm and temperature
+  // tuning in attn (AttentionTraits), router.gate_on_input (RouterTraits).
 
   // Hybrid attention (Qwen3-Next, Qwen3.5-MoE; transformers models/qwen3_next/
   // modeling_qwen3_next.py, models/qwen3_5_moe/modeling_qwen3_5_moe.py; core/models/families/qwen3_next.cpp):
@@ -261,9 +289,7 @@ struct ModelConfig {
   //     (config.json "layer_types": "linear_attention"; core/models/gated_deltanet.h) instead of
   //     self-attention; empty: none is. A family that reads linear_attn sets it up;
   //     models::load_config refuses linear layers otherwise;
-  //   attn_output_gate: q_proj [2*H*A, D] gives each head's queries and a gate, interleaved
-  //     per head ([q_h, gate_h]); the attention output is multiplied by sigmoid(gate)
-  //     before o_proj (Qwen3NextAttention.forward);
+  //   (attn.output_gate, the full-attention layers' gate: AttentionTraits)
   //   norm_zero_centered: every RMSNorm with a weight (decoder, final, q/k norms) scales
   //     by (1 + w) in float32, then casts back (Qwen3NextRMSNorm; weights init to 0).
   std::vector<bool> linear_layers;
@@ -280,7 +306,6 @@ struct ModelConfig {
     int64_t conv_dim() const { return 2 * key_dim() + value_dim(); }
   };
   std::optional<LinearAttention> linear_attn;
-  bool attn_output_gate = false;
   bool norm_zero_centered = false;
 
   int64_t num_routed_experts_max() const;

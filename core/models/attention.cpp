@@ -50,25 +50,25 @@ at::Tensor l2_norm(const at::Tensor& x, double eps) {
 
 // Llama-4 after the q/k/v projections, q [B, H, T, A] and k [B, G, T, A]
 // (Llama4TextAttention.forward): on RoPE layers the complex rotation, then the L2 norm
-// when use_qk_norm; on NoPE layers neither, and with attn_temperature_tuning each query
+// when use_qk_norm; on NoPE layers neither, and with attn.temperature_tuning each query
 // scaled by log1p(floor((p + 1) / floor_scale)) * attn_scale + 1 (float32, cast back).
 // RoPE's pair layout [evens, odds] is a permutation of transformers' interleaved one,
 // applied to q and k alike (dot products and the L2 norm do not see it).
 void llama4_qk(const hf::ModelConfig& c, int64_t layer, at::Tensor& q, at::Tensor& k, const at::Tensor& cos_TA,
                const at::Tensor& sin_TA, const KvStep* kv) {
-  if (c.uses_rope(layer)) {
+  if (c.attn.uses_rope(layer)) {
     q = apply_rope_interleaved(q, cos_TA, sin_TA);
     k = apply_rope_interleaved(k, cos_TA, sin_TA);
-    if (c.qk_l2_norm) {
+    if (c.attn.qk_l2_norm) {
       q = l2_norm(q, c.rms_norm_eps);
       k = l2_norm(k, c.rms_norm_eps);
     }
-  } else if (c.attn_temperature_tuning) {
+  } else if (c.attn.temperature_tuning) {
     // Positions 0..T-1, or each new token's own under a cache ([B, 1, T, 1]).
     const int64_t T = q.size(2);
     at::Tensor pos = kv ? kv->positions_BT.to(at::kFloat).unsqueeze(1).unsqueeze(-1)
                         : at::arange(T, at::TensorOptions().dtype(at::kFloat).device(q.device())).view({1, 1, T, 1});
-    at::Tensor scale = at::log1p(at::floor((pos + 1.0) / c.floor_scale)) * c.attn_scale + 1.0;
+    at::Tensor scale = at::log1p(at::floor((pos + 1.0) / c.attn.floor_scale)) * c.attn.attn_scale + 1.0;
     q = (q * scale).to(q.scalar_type());
   }
 }
@@ -143,35 +143,35 @@ at::Tensor attention_forward(const AttentionWeights& w, const hf::ModelConfig& c
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads;
   at::Tensor q = proj(x_BTD, w.wq_HAD, w.bq);
   at::Tensor gate;  // Qwen3-Next's output gate: q_proj gives [q_h, gate_h] per head
-  if (c.attn_output_gate) {
+  if (c.attn.output_gate) {
     const at::Tensor qg = q.view({B, T, H, 2 * A});
     gate = qg.narrow(-1, A, A).reshape({B, T, H * A});
     q = qg.narrow(-1, 0, A).reshape({B, T, H * A});
   }
   at::Tensor k = proj(x_BTD, w.wk_GAD, w.bk);
   at::Tensor v = proj(x_BTD, w.wv_GAD, w.bv);
-  if (w.q_norm_A.defined() && !c.qk_norm_per_head) {  // OLMoE: one RMSNorm over all heads' channels
+  if (w.q_norm_A.defined() && !c.attn.qk_norm_per_head) {  // OLMoE: one RMSNorm over all heads' channels
     q = weighted_rms_norm(q, w.q_norm_A, c);
     k = weighted_rms_norm(k, w.k_norm_A, c);
   }
-  if (c.clip_qkv) {  // OLMoE
-    q = q.clamp(-*c.clip_qkv, *c.clip_qkv);
-    k = k.clamp(-*c.clip_qkv, *c.clip_qkv);
-    v = v.clamp(-*c.clip_qkv, *c.clip_qkv);
+  if (c.attn.clip_qkv) {  // OLMoE
+    q = q.clamp(-*c.attn.clip_qkv, *c.attn.clip_qkv);
+    k = k.clamp(-*c.attn.clip_qkv, *c.attn.clip_qkv);
+    v = v.clamp(-*c.attn.clip_qkv, *c.attn.clip_qkv);
   }
   q = q.view({B, T, H, A});
   k = k.view({B, T, G, A});
   v = v.view({B, T, G, A});
-  if (w.q_norm_A.defined() && c.qk_norm_per_head) {  // Qwen3: RMSNorm over each head's A channels
+  if (w.q_norm_A.defined() && c.attn.qk_norm_per_head) {  // Qwen3: RMSNorm over each head's A channels
     q = weighted_rms_norm(q, w.q_norm_A, c);
     k = weighted_rms_norm(k, w.k_norm_A, c);
   }
-  if (c.rope_complex) {  // Llama-4
+  if (c.attn.rope_complex) {  // Llama-4
     q = q.transpose(1, 2);
     k = k.transpose(1, 2);
     llama4_qk(c, layer, q, k, cos_TA, sin_TA, kv);
   } else {
-    const auto rope = c.rope_interleaved ? apply_rope_interleaved : apply_rope;  // ERNIE-4.5: interleaved pairs
+    const auto rope = c.attn.rope_interleaved ? apply_rope_interleaved : apply_rope;  // ERNIE-4.5: interleaved pairs
     q = rope(q.transpose(1, 2), cos_TA, sin_TA);  // [B, H, T, A]
     k = rope(k.transpose(1, 2), cos_TA, sin_TA);  // [B, G, T, A]
   }

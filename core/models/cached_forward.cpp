@@ -124,13 +124,13 @@ at::Tensor forward_cached(const MoeModel& m, const at::Tensor& input_ids_BT, con
   // The tables of forward() over the keys' positions, each token's row picked ([B, 1, T, A]).
   auto [inv_freq, scaling] = c.rope.type == "longrope" ? rope_inv_freq(c, step.keys)
                                                        : std::make_pair(m.rope_inv_freq, m.rope_attention_scaling);
-  auto [cos_SA, sin_SA] = rope_cos_sin(inv_freq, scaling, step.keys, c.rope_complex ? at::kFloat : m.dtype, m.device);
+  auto [cos_SA, sin_SA] = rope_cos_sin(inv_freq, scaling, step.keys, c.attn.rope_complex ? at::kFloat : m.dtype, m.device);
   const at::Tensor flat_pos = step.positions_BT.reshape(-1);
   ctx.cos_TA = cos_SA.index_select(0, flat_pos).view({B, 1, T, -1});
   ctx.sin_TA = sin_SA.index_select(0, flat_pos).view({B, 1, T, -1});
   ctx.full_mask = cached_mask(step, T, std::nullopt, std::nullopt, m.device);
-  ctx.window_mask = c.sliding_window ? cached_mask(step, T, c.sliding_window, std::nullopt, m.device) : ctx.full_mask;
-  if (c.attention_chunk_size) ctx.chunk_mask = cached_mask(step, T, std::nullopt, c.attention_chunk_size, m.device);
+  ctx.window_mask = c.attn.sliding_window ? cached_mask(step, T, c.attn.sliding_window, std::nullopt, m.device) : ctx.full_mask;
+  if (c.attn.chunk_size) ctx.chunk_mask = cached_mask(step, T, std::nullopt, c.attn.chunk_size, m.device);
 
   at::Tensor h = at::embedding(m.embed_VD, ids);  // [B, T, D]
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) h = decoder_layer_forward(m, m.layers[l], l, h, ctx, nullptr);

@@ -76,7 +76,7 @@ struct TensorNames {
   std::string mlp_gate = "model.layers.{L}.mlp.gate_proj.weight";
   std::string mlp_up = "model.layers.{L}.mlp.up_proj.weight";
   std::string mlp_down = "model.layers.{L}.mlp.down_proj.weight";
-  // gpt-oss attention sinks [H] (hf::ModelConfig::attention_sinks).
+  // gpt-oss attention sinks [H] (hf::AttentionTraits::sinks).
   std::string sinks = "model.layers.{L}.self_attn.sinks";
   // Gated DeltaNet linear attention (hf::ModelConfig::linear_attn; Qwen3-Next, Qwen3.5-MoE):
   // Qwen3-Next's fused in_proj_qkvz [2*Hk*Dk + 2*Hv*Dv, D] and in_proj_ba [2*Hv, D], or

@@ -45,10 +45,10 @@ BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, co
     for (int64_t t = 0; t < lengths[b]; ++t) valid.push_back(b * T + t);
   ctx.valid_N = at::tensor(valid, at::TensorOptions().dtype(at::kLong)).to(m.device);
   // LongRoPE changes its frequencies with the sequence length; the others are fixed.
-  // Llama-4 (rope_complex) rotates in float32 from float32 tables (apply_rotary_emb).
+  // Llama-4 (attn.rope_complex) rotates in float32 from float32 tables (apply_rotary_emb).
   auto [inv_freq, scaling] = c.rope.type == "longrope" ? rope_inv_freq(c, T)
                                                        : std::make_pair(m.rope_inv_freq, m.rope_attention_scaling);
-  auto [cos_TA, sin_TA] = rope_cos_sin(inv_freq, scaling, T, c.rope_complex ? at::kFloat : m.dtype, m.device);
+  auto [cos_TA, sin_TA] = rope_cos_sin(inv_freq, scaling, T, c.attn.rope_complex ? at::kFloat : m.dtype, m.device);
   ctx.cos_TA = cos_TA;
   ctx.sin_TA = sin_TA;
   // No padding: plain causal attention needs no mask (undefined: attention_forward
@@ -56,8 +56,8 @@ BatchContext batch_context(const MoeModel& m, const at::Tensor& input_ids_BT, co
   bool padded = false;
   for (int64_t len : lengths) padded = padded || len != T;
   if (padded) ctx.full_mask = build_mask(lengths, T, std::nullopt, m.device);
-  ctx.window_mask = c.sliding_window ? build_mask(lengths, T, c.sliding_window, m.device) : ctx.full_mask;
-  if (c.attention_chunk_size) ctx.chunk_mask = build_mask(lengths, T, std::nullopt, m.device, c.attention_chunk_size);
+  ctx.window_mask = c.attn.sliding_window ? build_mask(lengths, T, c.attn.sliding_window, m.device) : ctx.full_mask;
+  if (c.attn.chunk_size) ctx.chunk_mask = build_mask(lengths, T, std::nullopt, m.device, c.attn.chunk_size);
   return ctx;
 }
 
@@ -69,9 +69,9 @@ at::Tensor decoder_layer_forward(const MoeModel& m, const LayerWeights& L, int64
                                  const BatchContext& ctx, MoeObserver* observer) {
   const auto& c = m.config;
   const int64_t B = ctx.B, T = ctx.T, D = c.hidden_size;
-  const at::Tensor& mask = c.uses_chunked_attention(l) ? ctx.chunk_mask
-                           : c.uses_sliding_window(l)   ? ctx.window_mask
-                                                        : ctx.full_mask;
+  const at::Tensor& mask = c.attn.uses_chunked_attention(l) ? ctx.chunk_mask
+                           : c.attn.uses_sliding_window(l)  ? ctx.window_mask
+                                                            : ctx.full_mask;
   at::Tensor h = h_BTD + attention_forward(L.attn, c, decoder_norm(h_BTD, L.attn_norm_D, L.attn_norm_bias_D, c),
                                            ctx.cos_TA, ctx.sin_TA, mask, l, ctx.kv);
   // Without padding every position is valid: plain views and adds instead of

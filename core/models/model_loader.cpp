@@ -151,35 +151,35 @@ AttentionWeights load_attention(TensorTaker& t, const TensorNames& n, const hf::
     const int64_t C = x.kv_lora_rank, P = x.qk_rope_head_dim, R = x.q_lora_rank;
     if (R > 0) {
       a.wq_a_RD = t.take(tensor_name(n.q_a_proj, l), {R, D});
-      if (c.attention_bias) a.bq_a = t.take(bias(n.q_a_proj), {R});
+      if (c.attn.bias) a.bq_a = t.take(bias(n.q_a_proj), {R});
       a.q_a_norm_R = t.take(tensor_name(n.q_a_norm, l), {R});
       a.wq_HAD = t.take(tensor_name(n.q_b_proj, l), {H * x.qk_head_dim(), R});
     } else {
       a.wq_HAD = t.take(tensor_name(n.q_proj, l), {H * x.qk_head_dim(), D});
     }
     a.wkv_a_CD = t.take(tensor_name(n.kv_a_proj, l), {C + P, D});
-    if (c.attention_bias) a.bkv_a = t.take(bias(n.kv_a_proj), {C + P});
+    if (c.attn.bias) a.bkv_a = t.take(bias(n.kv_a_proj), {C + P});
     a.kv_a_norm_C = t.take(tensor_name(n.kv_a_norm, l), {C});
     a.wkv_b = t.take(tensor_name(n.kv_b_proj, l), {H * (x.qk_nope_head_dim + x.v_head_dim), C});
     a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, H * x.v_head_dim});
-    if (c.attention_out_bias) a.bo = t.take(bias(n.o_proj), {D});
+    if (c.attn.out_bias) a.bo = t.take(bias(n.o_proj), {D});
     return a;
   }
-  a.wq_HAD = t.take(tensor_name(n.q_proj, l), {c.attn_output_gate ? 2 * HA : HA, D});
+  a.wq_HAD = t.take(tensor_name(n.q_proj, l), {c.attn.output_gate ? 2 * HA : HA, D});
   a.wk_GAD = t.take(tensor_name(n.k_proj, l), {GA, D});
   a.wv_GAD = t.take(tensor_name(n.v_proj, l), {GA, D});
   a.wo_DHA = t.take(tensor_name(n.o_proj, l), {D, HA});
-  if (c.attention_bias) {
-    a.bq = t.take(bias(n.q_proj), {c.attn_output_gate ? 2 * HA : HA});
+  if (c.attn.bias) {
+    a.bq = t.take(bias(n.q_proj), {c.attn.output_gate ? 2 * HA : HA});
     a.bk = t.take(bias(n.k_proj), {GA});
     a.bv = t.take(bias(n.v_proj), {GA});
   }
-  if (c.attention_out_bias) a.bo = t.take(bias(n.o_proj), {D});
-  if (c.qk_norm) {
-    a.q_norm_A = t.take(tensor_name(n.q_norm, l), {c.qk_norm_per_head ? A : HA});
-    a.k_norm_A = t.take(tensor_name(n.k_norm, l), {c.qk_norm_per_head ? A : GA});
+  if (c.attn.out_bias) a.bo = t.take(bias(n.o_proj), {D});
+  if (c.attn.qk_norm) {
+    a.q_norm_A = t.take(tensor_name(n.q_norm, l), {c.attn.qk_norm_per_head ? A : HA});
+    a.k_norm_A = t.take(tensor_name(n.k_norm, l), {c.attn.qk_norm_per_head ? A : GA});
   }
-  if (c.attention_sinks) a.sinks_H = t.take(tensor_name(n.sinks, l), {H});
+  if (c.attn.sinks) a.sinks_H = t.take(tensor_name(n.sinks, l), {H});
   return a;
 }
 
@@ -276,7 +276,7 @@ hf::ModelConfig load_config_file(const std::string& path) {
   if (!c.linear_layers.empty() && !c.linear_attn)
     throw InputError(path, "field \"layer_types\": \"linear_attention\" is not supported by " + fam.name +
                                " (only Qwen3-Next and Qwen3.5-MoE read the Gated DeltaNet sizes)");
-  if (!c.chunked_layers.empty() && !c.attention_chunk_size)
+  if (!c.attn.chunked_layers.empty() && !c.attn.chunk_size)
     throw InputError(path, "field \"layer_types\": \"chunked_attention\" is not supported by " + fam.name +
                                " (only Llama-4 reads attention_chunk_size)");
   if (c.router.gate_on_input && !c.skip_beta.empty())

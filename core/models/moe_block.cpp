@@ -33,12 +33,12 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
 namespace {
 
 // An expert's activation from its gate and up projections [n, F]: act(gate) * up, or
-// gpt-oss's clamped SwiGLU (hf::ModelConfig::swiglu_limit; GptOssExperts._apply_gate).
+// gpt-oss's clamped SwiGLU (hf::ExpertTraits::swiglu_limit; GptOssExperts._apply_gate).
 at::Tensor glu(const at::Tensor& gate, const at::Tensor& up, const hf::ModelConfig& c) {
-  if (!c.swiglu_limit) return activation(gate, c.hidden_act) * up;
-  const double limit = *c.swiglu_limit;
+  if (!c.expert.clamped_swiglu()) return activation(gate, c.hidden_act) * up;
+  const double limit = *c.expert.swiglu_limit;
   at::Tensor g = gate.clamp_max(limit);
-  return (up.clamp(-limit, limit) + 1) * (g * at::sigmoid(g * c.swiglu_alpha));
+  return (up.clamp(-limit, limit) + 1) * (g * at::sigmoid(g * c.expert.swiglu_alpha));
 }
 
 // The local experts on their rows x_MC (grouped as d.rows_per_local_expert):
@@ -61,7 +61,7 @@ at::Tensor compute_local_experts(const ExpertWeights& w, const hf::ModelConfig& 
     const int64_t M = d.num_expert_rows(), D = w.down_EDF.size(1);
     if (M == 0) return x_MD.narrow(1, 0, D) * 0;
     at::Tensor y_MD = at::empty({M, D}, x_MD.options());
-    const bool silu_glu = !c.swiglu_limit && c.hidden_act == "silu";
+    const bool silu_glu = !c.expert.clamped_swiglu() && c.hidden_act == "silu";
     int64_t offset = 0;
     for (int64_t i = 0; i < int64_t(d.rows_per_local_expert.size()); ++i) {
       const int64_t n = d.rows_per_local_expert[i];

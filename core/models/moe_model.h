@@ -23,15 +23,15 @@ namespace moelab::models {
 struct AttentionWeights {
   at::Tensor wq_HAD, wk_GAD, wv_GAD, wo_DHA;  // stored as Linear weights [out, in]
   at::Tensor bq, bk, bv, bo;                  // undefined when the family has no bias
-  at::Tensor q_norm_A, k_norm_A;              // undefined unless config.qk_norm ([H*A], [G*A] when
-                                              // not qk_norm_per_head)
+  at::Tensor q_norm_A, k_norm_A;              // undefined unless config.attn.qk_norm ([H*A], [G*A] when
+                                              // not attn.qk_norm_per_head)
   // Multi-head latent attention (config.mla; R q_lora_rank, C kv_lora_rank, P
   // qk_rope_head_dim, Q qk_nope + qk_rope, U v_head_dim): wq_HAD is then q_b_proj [H*Q, R]
   // (or q_proj [H*Q, D] without q_lora_rank), wo_DHA is o_proj [D, H*U], and
-  at::Tensor wq_a_RD, q_a_norm_R, bq_a;  // q_a_proj [R, D] (+ bias with attention_bias), q_a_layernorm
+  at::Tensor wq_a_RD, q_a_norm_R, bq_a;  // q_a_proj [R, D] (+ bias with attn.bias), q_a_layernorm
   at::Tensor wkv_a_CD, kv_a_norm_C, bkv_a;  // kv_a_proj_with_mqa [C + P, D] (+ bias), kv_a_layernorm [C]
   at::Tensor wkv_b;                         // kv_b_proj [H*(qk_nope + U), C]
-  at::Tensor sinks_H;  // gpt-oss attention sinks [H] (config.attention_sinks); undefined otherwise
+  at::Tensor sinks_H;  // gpt-oss attention sinks [H] (config.attn.sinks); undefined otherwise
   // Gated DeltaNet linear attention (config.uses_linear_attention(layer); core/models/gated_deltanet.h),
   // the layer's token mixer instead of the tensors above. Hk/Hv key/value heads, Dk/Dv their
   // widths, C = 2*Hk*Dk + Hv*Dv, W the convolution width. Projections as stored: Qwen3-Next's
@@ -55,7 +55,7 @@ struct ExpertWeights {
   at::Tensor correction_bias_E;
   at::Tensor gate_up_EFD;  // [E_local, 2F, D]: gate rows first, then up (transformers 5 layout)
   at::Tensor down_EDF;     // [E_local, D, F]
-  // gpt-oss (config.router.bias, config.expert_bias): the router bias [E] (all experts,
+  // gpt-oss (config.router.bias, config.expert.bias): the router bias [E] (all experts,
   // pruned with the router rows) and the local experts' biases, gate_up [E_local, 2F]
   // (gate entries first, then up, like gate_up_EFD's rows) and down [E_local, D];
   // undefined otherwise.

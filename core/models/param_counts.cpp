@@ -26,16 +26,16 @@ ParamCounts count_params(const hf::ModelConfig& c) {
       const int64_t R = a.q_lora_rank, C = a.kv_lora_rank, P = a.qk_rope_head_dim;
       p.attention += R > 0 ? R * D + H * a.qk_head_dim() * R : H * a.qk_head_dim() * D;
       p.attention += (C + P) * D + H * (a.qk_nope_head_dim + a.v_head_dim) * C + D * H * a.v_head_dim;
-      if (c.attention_bias) p.attention += (R > 0 ? R : 0) + C + P;
-      if (c.attention_out_bias) p.attention += D;
+      if (c.attn.bias) p.attention += (R > 0 ? R : 0) + C + P;
+      if (c.attn.out_bias) p.attention += D;
       p.norms += R + C;
     } else {
-      const int64_t Q = c.attn_output_gate ? 2 : 1;  // Qwen3-Next's q_proj also gives the output gate
+      const int64_t Q = c.attn.output_gate ? 2 : 1;  // Qwen3-Next's q_proj also gives the output gate
       p.attention += D * H * A * (Q + 1) + D * G * A * 2;
-      if (c.attention_bias) p.attention += Q * H * A + 2 * G * A;
-      if (c.attention_out_bias) p.attention += D;
-      if (c.attention_sinks) p.attention += H;
-      if (c.qk_norm) p.norms += c.qk_norm_per_head ? 2 * A : (H + G) * A;
+      if (c.attn.bias) p.attention += Q * H * A + 2 * G * A;
+      if (c.attn.out_bias) p.attention += D;
+      if (c.attn.sinks) p.attention += H;
+      if (c.attn.qk_norm) p.norms += c.attn.qk_norm_per_head ? 2 * A : (H + G) * A;
     }
     p.norms += 2 * norm;
     const int64_t E = c.num_experts_per_layer[l];
@@ -48,7 +48,7 @@ ParamCounts count_params(const hf::ModelConfig& c) {
       // Compressed experts' vectors (one [3, W] or [D] per expert, used by every token).
       if (c.compressed_official()) p.routers += E * 3 * ces_width(c);
       else if (c.compressed()) p.routers += E * D;
-      const int64_t bias = c.expert_bias ? 2 * F + D : 0;  // gpt-oss gate_up and down biases
+      const int64_t bias = c.expert.bias ? 2 * F + D : 0;  // gpt-oss gate_up and down biases
       p.routed_experts += E * (3 * D * F + bias);
       active_experts += k * (3 * D * F + bias);
       p.shared_experts += 3 * D * c.shared_expert_intermediate_size + (c.shared_expert_gate ? D : 0);

@@ -114,7 +114,7 @@ uint64_t tensor_seed(uint64_t seed, int64_t k) { return (splitmix64(seed) + uint
 MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOptions& opts) {
   // gpt-oss's sinks and biases have no init here yet: refuse rather than build a model
   // that lacks tensors transformers expects.
-  if (c.attention_sinks || c.expert_bias || c.router.bias)
+  if (c.attn.sinks || c.expert.bias || c.router.bias)
     throw InputError(c.path, "building a random " + family_for(c).name +
                                  " model is not supported (attention sinks and expert biases have no init)");
   if (c.linear_attn || c.norm_zero_centered)
@@ -156,12 +156,12 @@ MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOp
       const int64_t H = c.num_attention_heads, R = x.q_lora_rank, C = x.kv_lora_rank, P = x.qk_rope_head_dim;
       if (R > 0) {
         a.wq_a_RD = init.normal({R, D});
-        if (c.attention_bias) a.bq_a = init.constant({R}, 0.0);
+        if (c.attn.bias) a.bq_a = init.constant({R}, 0.0);
         a.q_a_norm_R = init.constant({R}, 1.0);
       }
       a.wq_HAD = init.normal({H * x.qk_head_dim(), R > 0 ? R : D});
       a.wkv_a_CD = init.normal({C + P, D});
-      if (c.attention_bias) a.bkv_a = init.constant({C + P}, 0.0);
+      if (c.attn.bias) a.bkv_a = init.constant({C + P}, 0.0);
       a.kv_a_norm_C = init.constant({C}, 1.0);
       a.wkv_b = init.normal({H * (x.qk_nope_head_dim + x.v_head_dim), C});
       a.wo_DHA = init.normal({D, H * x.v_head_dim});
@@ -170,17 +170,17 @@ MoeModel random_init_model(const hf::ModelConfig& c, uint64_t seed, const LoadOp
       a.wk_GAD = init.normal({GA, D});
       a.wv_GAD = init.normal({GA, D});
       a.wo_DHA = init.normal({D, HA});
-      if (c.attention_bias) {
+      if (c.attn.bias) {
         a.bq = init.constant({HA}, 0.0);
         a.bk = init.constant({GA}, 0.0);
         a.bv = init.constant({GA}, 0.0);
       }
-      if (c.qk_norm) {
-        a.q_norm_A = init.constant({c.qk_norm_per_head ? A : HA}, 1.0);
-        a.k_norm_A = init.constant({c.qk_norm_per_head ? A : GA}, 1.0);
+      if (c.attn.qk_norm) {
+        a.q_norm_A = init.constant({c.attn.qk_norm_per_head ? A : HA}, 1.0);
+        a.k_norm_A = init.constant({c.attn.qk_norm_per_head ? A : GA}, 1.0);
       }
     }
-    if (c.attention_out_bias) a.bo = init.constant({D}, 0.0);
+    if (c.attn.out_bias) a.bo = init.constant({D}, 0.0);
     if (c.is_moe_layer(l)) {
       const int64_t E = c.num_experts_per_layer[l];
       L.moe = init_experts(init, c, l, m.dispatcher->first_local_expert(l, E), m.dispatcher->num_local_experts(l, E));

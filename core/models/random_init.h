@@ -12,7 +12,7 @@
 //     post_attention_layernorm           [D]                1 (RMSNorm); LayerNorm bias 0
 //   self_attn.q_proj / k_proj / v_proj   [H·A, D] / [G·A, D] / [G·A, D]   N(0, σ²)
 //   self_attn.o_proj                     [D, H·A]           N(0, σ²)
-//   self_attn.*_proj.bias (attention_bias)  [H·A] [G·A] [G·A] [D]  0
+//   self_attn.*_proj.bias (attn.bias)    [H·A] [G·A] [G·A] [D]  0
 //   self_attn.q_norm / k_norm (Qwen3)    [A]                1
 //   MoE layer: router                    [E, D]             N(0, σ²)
 //     expert e: gate, up [F, D]; down [D, F]                N(0, σ²), each its own draw

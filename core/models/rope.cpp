@@ -82,7 +82,7 @@ std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& inv_freq, doubl
 at::Tensor apply_rope_interleaved(const at::Tensor& x, const at::Tensor& cos_TA, const at::Tensor& sin_TA) {
   const int64_t half = cos_TA.size(-1) / 2;
   at::Tensor cos = cos_TA.narrow(-1, 0, half), sin = sin_TA.narrow(-1, 0, half);
-  // In the tables' dtype, cast back: Llama-4 (rope_complex) keeps float32 tables.
+  // In the tables' dtype, cast back: Llama-4 (attn.rope_complex) keeps float32 tables.
   at::Tensor xc = x.to(cos.scalar_type());
   at::Tensor x1 = xc.slice(-1, 0, xc.size(-1), 2), x2 = xc.slice(-1, 1, xc.size(-1), 2);
   return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1).to(x.scalar_type());

@@ -195,12 +195,7 @@ void add_calibrate_command(CLI::App& app) {
       "  moelab calibrate models/debian-moe --data models/debian-moe/corpus/en.calibration.jsonl --criteria EAN,REAP --layerwise --checkpoint-every 4 --out stats.h5");
   auto a = std::make_shared<CalibrateArgs>();
   a->model.add_to(cmd);
-  cmd->add_option("--data", a->data.files, "calibration files (.txt, .jsonl, .json token ids); repeatable")
-      ->required();
-  cmd->add_option("--seq-len", a->data.seq_len, "tokens per sequence")->check(CLI::PositiveNumber);
-  cmd->add_option("--num-samples", a->data.num_samples, "sequences to draw (0: all)");
-  cmd->add_option("--seed", a->data.seed, "seed for drawing the sequences");
-  cmd->add_option("--text-field", a->data.text_field, "JSONL field holding the text");
+  add_calibration_data_options(cmd, &a->data, "", /*required=*/true);
   cmd->add_option("--criteria", a->criteria,
                   "criteria whose statistics to collect (default: all but the gradient criteria and NAEE, which "
                   "cost a backward pass or a dense pass: name them to get them)")

@@ -86,7 +86,7 @@ void print_table(const Output& out) {
                                                 : v.dump();
       if (r.metrics.contains(name + "_stderr") && r.metrics[name + "_stderr"].is_number())
         value += fmt::format(" ± {:.3g}", r.metrics[name + "_stderr"].get<double>());
-      std::cout << fmt::format("{:<24} {:<16} {:<24} {:>16} {:>10}\n", r.task, r.kind, name, value, r.n_items);
+      std::cout << fmt::format("{:<24} {:<16} {:<24} {:>16} {:>10}\n", r.task, to_string(r.kind), name, value, r.n_items);
     }
 }
 

@@ -34,9 +34,9 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
                             {"type", c.is_moe_layer(l) ? "moe" : "dense"},
                             {"experts", c.num_experts_per_layer[l]},
                             {"prunable", c.is_moe_layer(l)},
-                            {"attention", c.uses_linear_attention(l) ? "linear"
-                                          : c.uses_sliding_window(l)   ? "sliding"
-                                                                       : "full"}};
+                            {"attention", c.uses_linear_attention(l)      ? "linear"
+                                          : c.attn.uses_sliding_window(l) ? "sliding"
+                                                                          : "full"}};
     // Shared experts: in every token's path, outside the router; never pruned.
     if (c.is_moe_layer(l) && shared)
       layer["shared_expert"] = {{"intermediate_size", c.shared_expert_intermediate_size},
@@ -56,16 +56,16 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
   if (c.router.softmax_over_topk) routing["softmax_over_topk"] = true;
   if (c.router.topk_method == hf::TopKMethod::kSparsemixer) routing["jitter_eps"] = c.router.jitter_eps;  // Phi-3.5-MoE
   nlohmann::json attention = {{"kind", c.mla ? "mla" : "gqa"},
-                              {"qk_norm", c.qk_norm},
-                              {"bias", c.attention_bias},
-                              {"sinks", c.attention_sinks}};
-  nlohmann::json experts = {{"bias", c.expert_bias}, {"activation", c.swiglu_limit ? "clamped_swiglu" : c.hidden_act}};
-  if (c.swiglu_limit) {
-    experts["swiglu_limit"] = *c.swiglu_limit;
-    experts["swiglu_alpha"] = c.swiglu_alpha;
+                              {"qk_norm", c.attn.qk_norm},
+                              {"bias", c.attn.bias},
+                              {"sinks", c.attn.sinks}};
+  nlohmann::json experts = {{"bias", c.expert.bias}, {"activation", c.expert.clamped_swiglu() ? "clamped_swiglu" : c.hidden_act}};
+  if (c.expert.clamped_swiglu()) {
+    experts["swiglu_limit"] = *c.expert.swiglu_limit;
+    experts["swiglu_alpha"] = c.expert.swiglu_alpha;
   }
   if (c.linear_attn) {  // Qwen3-Next / Qwen3.5: Gated DeltaNet beside gated full attention
-    attention["output_gate"] = c.attn_output_gate;
+    attention["output_gate"] = c.attn.output_gate;
     attention["linear"] = {{"kind", "gated_deltanet"},
                            {"num_key_heads", c.linear_attn->num_k_heads},
                            {"num_value_heads", c.linear_attn->num_v_heads},
@@ -148,33 +148,33 @@ void run_inspect(const ModelOptions& mo, bool as_json) {
     std::printf("attention     multi-head latent: q_lora_rank %lld, kv_lora_rank %lld, qk nope/rope %lld/%lld, v %lld\n",
                 (long long)c.mla->q_lora_rank, (long long)c.mla->kv_lora_rank, (long long)c.mla->qk_nope_head_dim,
                 (long long)c.mla->qk_rope_head_dim, (long long)c.mla->v_head_dim);
-  else if (c.qk_norm)
-    std::printf("attention     q/k RMSNorm %s\n", c.qk_norm_per_head ? "per head" : "over all heads");
-  else if (c.attention_sinks)
+  else if (c.attn.qk_norm)
+    std::printf("attention     q/k RMSNorm %s\n", c.attn.qk_norm_per_head ? "per head" : "over all heads");
+  else if (c.attn.sinks)
     std::printf("attention     GQA%s, attention sinks (one learned logit per head)\n",
-                c.attention_bias ? " with q/k/v/o biases" : "");
+                c.attn.bias ? " with q/k/v/o biases" : "");
   if (shared)
     std::printf("shared        an MLP of intermediate size %lld%s beside the routed experts of every MoE layer "
                 "(never pruned)\n",
                 (long long)c.shared_expert_intermediate_size, c.shared_expert_gate ? ", sigmoid-gated," : "");
   std::printf("rope          %s, theta %g%s\n", c.rope.type.c_str(), c.rope.theta,
-              c.sliding_window ? (", sliding window " + std::to_string(*c.sliding_window)).c_str() : "");
+              c.attn.sliding_window ? (", sliding window " + std::to_string(*c.attn.sliding_window)).c_str() : "");
   std::printf("experts       intermediate size %lld, %s parameters each\n", (long long)c.moe_intermediate_size,
               human(3 * c.hidden_size * c.moe_intermediate_size +
-                    (c.expert_bias ? 2 * c.moe_intermediate_size + c.hidden_size : 0))
+                    (c.expert.bias ? 2 * c.moe_intermediate_size + c.hidden_size : 0))
                   .c_str());
-  if (c.expert_bias || c.swiglu_limit) {
+  if (c.expert.bias || c.expert.clamped_swiglu()) {
     char glu[96] = "";
-    if (c.swiglu_limit)
-      std::snprintf(glu, sizeof glu, "clamped SwiGLU (alpha %g, limit %g)", c.swiglu_alpha, *c.swiglu_limit);
-    std::printf("              %s%s\n", c.expert_bias ? "biases on gate/up and down; " : "", glu);
+    if (c.expert.clamped_swiglu())
+      std::snprintf(glu, sizeof glu, "clamped SwiGLU (alpha %g, limit %g)", c.expert.swiglu_alpha, *c.expert.swiglu_limit);
+    std::printf("              %s%s\n", c.expert.bias ? "biases on gate/up and down; " : "", glu);
   }
   std::printf("\n  layer  type   experts\n");
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     std::string note = !c.is_moe_layer(l) ? "  (dense MLP, never pruned)"
                        : shared            ? "  + shared expert (never pruned)"
                                            : "";
-    if (c.sliding_window && !c.sliding_layers.empty() && c.uses_sliding_window(l)) note += "  [sliding window]";
+    if (c.attn.sliding_window && !c.attn.sliding_layers.empty() && c.attn.uses_sliding_window(l)) note += "  [sliding window]";
     if (c.linear_attn) note += c.uses_linear_attention(l) ? "  [linear attention]" : "  [full attention]";
     std::printf("  %5lld  %-5s  %7lld%s\n", (long long)l, c.is_moe_layer(l) ? "moe" : "dense",
                 (long long)c.num_experts_per_layer[l], note.c_str());

@@ -32,8 +32,10 @@ namespace {
 struct PruneArgs {
   ModelOptions model;
   std::vector<std::string> drops, layer_ratios;
-  std::string out, save_dtype = "auto", plan_in, plan_out, scores, procedure = "one-shot";
-  std::string direction = "min", scope = "uniform";  // --direction, --scope (plan's enums once checked)
+  std::string out, save_dtype = "auto", plan_in, plan_out, scores;
+  // --direction, --scope, --procedure (the plan's enums once checked)
+  std::string direction = "min", scope = "uniform", procedure_word = "one-shot";
+  results::Procedure procedure = results::Procedure::kOneShot;
   jobs::PlanOptions plan;
   jobs::CalibrationSpec data;
   int64_t batch_size = 8;
@@ -114,7 +116,7 @@ std::map<int64_t, double> parse_layer_ratios(const std::vector<std::string>& spe
 // MXFP4 checkpoint (gpt-oss) is written dequantised as the loader reads it (moelab
 // writes no MXFP4): those load the model and save it (core/models/model_writer.h).
 bool by_surgery(const PruneArgs& a, const hf::ModelConfig& c) {
-  if (a.in_memory || a.procedure != "one-shot" || !a.substitute.empty()) return false;
+  if (a.in_memory || a.procedure != results::Procedure::kOneShot || !a.substitute.empty()) return false;
   return models::editable_by_surgery(c, /*generic_experts=*/false);
 }
 
@@ -128,8 +130,9 @@ std::map<int64_t, std::vector<int64_t>> kept_experts(const models::MoeModel& m, 
 }
 
 void run_prune(PruneArgs a) {
+  a.procedure = *results::parse_procedure(a.procedure_word);  // IsMember checked the words
   const int modes = int(!a.drops.empty()) + int(!a.plan_in.empty()) + int(!a.scores.empty()) +
-                    int(a.procedure != "one-shot");
+                    int(a.procedure != results::Procedure::kOneShot);
   if (modes != 1)
     throw InputError("moelab prune",
                      "give exactly one of --drop, --plan, --scores, --procedure iterative|lottery");
@@ -204,7 +207,7 @@ void run_prune(PruneArgs a) {
     collect.batch_size = a.batch_size;
     collect.power_exponents = criteria::power_exponents_for({a.plan.criterion}, collect.power_exponents);
     jobs::LotteryOptions lottery;
-    if (a.procedure == "lottery") {
+    if (a.procedure == results::Procedure::kLottery) {
       if (a.finetune_data.empty()) throw InputError("--finetune-data", "MoE Lottery needs general text to fine-tune on");
       jobs::CalibrationSpec ft = a.data;
       ft.files = a.finetune_data;
@@ -291,7 +294,7 @@ void add_prune_command(CLI::App& app) {
   cmd->add_option("--drop", a->drops, "LAYER:EXPERT[,EXPERT...] to remove (repeatable)");
   cmd->add_option("--scores", a->scores, "scores JSON from moelab score (one-shot plan)");
   cmd->add_option("--plan", a->plan_in, "apply this saved pruning plan");
-  cmd->add_option("--procedure", a->procedure, "one-shot (with --scores), iterative or lottery (with --data)")
+  cmd->add_option("--procedure", a->procedure_word, "one-shot (with --scores), iterative or lottery (with --data)")
       ->check(CLI::IsMember({"one-shot", "iterative", "lottery"}));
   cmd->add_option("--finetune-data", a->finetune_data, "lottery: general text to fine-tune on between rounds");
   cmd->add_option("--finetune-seq-len", a->finetune_seq_len, "lottery: tokens per fine-tuning sequence")
@@ -335,10 +338,7 @@ void add_prune_command(CLI::App& app) {
   cmd->add_option("--super-expert-factor", a->super_rule.factor, "super experts: at least max / this, >= 1 (10)");
   cmd->add_option("--super-expert-layers", a->super_rule.layer_fraction,
                   "super experts: leading fraction of the MoE layers searched, in (0, 1] (0.75)");
-  cmd->add_option("--data", a->data.files, "iterative: calibration files (.txt, .jsonl, .json token ids)");
-  cmd->add_option("--seq-len", a->data.seq_len, "iterative: tokens per calibration sequence")->check(CLI::PositiveNumber);
-  cmd->add_option("--num-samples", a->data.num_samples, "iterative: calibration sequences (0: all)");
-  cmd->add_option("--seed", a->data.seed, "iterative: seed for drawing the sequences");
+  add_calibration_data_options(cmd, &a->data, "iterative: ");
   add_batch_size_option(cmd, &a->batch_size, "iterative: sequences per forward pass");
   add_output_options(cmd, &a->out, &a->overwrite, "output model directory (written atomically)");
   cmd->add_option("--save-dtype", a->save_dtype,

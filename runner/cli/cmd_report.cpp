@@ -3,7 +3,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
-#include "results/report_writer.h"
+#include "results/report/report_writer.h"
 #include "runner/cli/commands.h"
 
 namespace moelab::cli {
@@ -42,7 +42,7 @@ void add_report_command(CLI::App& app) {
       "2504.05586): criteria (Min-/Max- rows) by drop ratio with perplexity and task accuracies, best per\n"
       "column marked; one-shot / iterative / Lottery; recovery (none / k-shot / fine-tuned); Kendall tau\n"
       "between criteria. Means and standard deviations over seeds. Markdown, CSV, LaTeX (booktabs), one\n"
-      "HTML page with the plots embedded, and report.json. Plots (PNG, SVG) are drawn by results/plots.py\n"
+      "HTML page with the plots embedded, and report.json. Plots (PNG, SVG) are drawn by results/report/plots.py\n"
       "with matplotlib (python3 on PATH); without it the tables are still written.\n\n"
       "Written to RESULTS_DIR/report/ (or --out) under a temporary name, then renamed; a report built\n"
       "from a copy of the results directory elsewhere is the same.\n\n"

@@ -21,9 +21,9 @@ void run_status(const StatusArgs& a) {
   if (a.json) {
     nlohmann::json jobs = nlohmann::json::array(), stages = nlohmann::json::array();
     for (const auto& j : st.jobs)
-      jobs.push_back({{"id", j.id}, {"kind", j.kind}, {"label", j.label}, {"state", j.state}, {"detail", j.detail}});
+      jobs.push_back({{"id", j.id}, {"kind", to_string(j.kind)}, {"label", j.label}, {"state", j.state}, {"detail", j.detail}});
     for (const auto& s : st.stages)
-      stages.push_back({{"stage", s.stage}, {"done", s.done}, {"running", s.running}, {"queued", s.queued},
+      stages.push_back({{"stage", to_string(s.stage)}, {"done", s.done}, {"running", s.running}, {"queued", s.queued},
                         {"failed", s.failed}, {"pending", s.pending}});
     std::cout << nlohmann::json{{"name", dir.name()}, {"results", dir.path()}, {"slurm_read", st.slurm_read},
                                 {"stages", stages}, {"jobs", jobs}}
@@ -36,7 +36,7 @@ void run_status(const StatusArgs& a) {
   if (!st.slurm_error.empty()) std::printf("(Slurm queue not read: %s)\n", st.slurm_error.c_str());
   std::printf("%-10s %6s %8s %7s %7s %8s\n", "stage", "done", "running", "queued", "failed", "pending");
   for (const auto& s : st.stages)
-    std::printf("%-10s %6d %8d %7d %7d %8d\n", s.stage.c_str(), s.done, s.running, s.queued, s.failed, s.pending);
+    std::printf("%-10s %6d %8d %7d %7d %8d\n", to_string(s.stage), s.done, s.running, s.queued, s.failed, s.pending);
   for (const auto& j : st.jobs)
     if (a.all || j.state == "failed" || j.state == "running")
       std::printf("%-8s %s  %s%s\n", j.state.c_str(), j.id.c_str(), j.label.c_str(),

@@ -43,12 +43,12 @@ void run_sweep_plan(const SweepPlanArgs& a) {
     return;
   }
   std::cout << "sweep " << spec.name << ": " << grid.size() << " grid points -> " << g.jobs.size() << " jobs ("
-            << g.count("calibrate") << " calibrate, " << g.count("score") << " score, " << g.count("prune")
-            << " prune, " << g.count("finetune") << " finetune, " << g.count("eval") << " eval)\n";
+            << g.count(results::JobKind::kCalibrate) << " calibrate, " << g.count(results::JobKind::kScore) << " score, " << g.count(results::JobKind::kPrune)
+            << " prune, " << g.count(results::JobKind::kFinetune) << " finetune, " << g.count(results::JobKind::kEval) << " eval)\n";
   for (const auto& j : g.jobs) {
     std::string deps;
     for (const auto& d : j.deps) deps += (deps.empty() ? "" : ",") + d;
-    std::printf("%-9s %s  %s%s\n", j.kind.c_str(), j.id.c_str(), j.label.c_str(),
+    std::printf("%-9s %s  %s%s\n", to_string(j.kind), j.id.c_str(), j.label.c_str(),
                 deps.empty() ? "" : ("  <- " + deps).c_str());
   }
   // What `sweep run` and `submit` will check (moelab plan-resources).

@@ -25,4 +25,15 @@ CLI::Option* add_batch_size_option(CLI::App* cmd, int64_t* batch_size, const std
   return cmd->add_option("--batch-size", *batch_size, help)->check(CLI::PositiveNumber);
 }
 
+void add_calibration_data_options(CLI::App* cmd, jobs::CalibrationSpec* data, const std::string& for_whom,
+                                  bool required) {
+  auto* files = cmd->add_option("--data", data->files, for_whom + "calibration files (.txt, .jsonl, .json token ids); repeatable");
+  if (required) files->required();
+  cmd->add_option("--seq-len", data->seq_len, for_whom + "tokens per calibration sequence")->check(CLI::PositiveNumber);
+  cmd->add_option("--num-samples", data->num_samples, for_whom + "calibration sequences to draw (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", data->seed, for_whom + "seed for drawing the sequences");
+  cmd->add_option("--text-field", data->text_field, for_whom + "JSONL field holding the text");
+}
+
 }  // namespace moelab::cli

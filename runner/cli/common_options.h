@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runner/jobs/data/calibration_data.h"
+
 namespace moelab::cli {
 
 // --out (help says what is written) and --overwrite ("replace --out if it exists").
@@ -25,5 +27,11 @@ CLI::Option* add_comm_option(CLI::App* cmd, std::string* comm,
 // --batch-size: a positive count (sequences per forward pass unless the help says otherwise).
 CLI::Option* add_batch_size_option(CLI::App* cmd, int64_t* batch_size,
                                    const std::string& help = "sequences per forward pass");
+
+// The calibration data: --data (repeatable), --seq-len, --num-samples, --seed and
+// --text-field into `data`; `for_whom` prefixes each help line ("iterative: " where only
+// one mode of the command reads data). --data is required when `required`.
+void add_calibration_data_options(CLI::App* cmd, jobs::CalibrationSpec* data, const std::string& for_whom = "",
+                                  bool required = false);
 
 }  // namespace moelab::cli

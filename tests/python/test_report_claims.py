@@ -1,4 +1,4 @@
-"""The report's "papers' claims" table (results/claims.h, results/report_claims.h): claims
+"""The report's "papers' claims" table (results/claims.h, results/report/report_claims.h): claims
 written in a sweep spec travel in plan.json and are evaluated from the finished
 evaluations. Checked on a results directory whose numbers are chosen by hand (so that
 every verdict and every measured number is known in advance), on a real sweep (the

@@ -13,13 +13,16 @@
 #include <string>
 
 #include "core/common/error.h"
+#include "results/claims.h"
 #include "results/job_record.h"
 #include "results/merge_plan_file.h"
 #include "results/pruning_plan_file.h"
+#include "results/result_records.h"
 #include "results/scores_file.h"
 #include "results/stat_groups.h"
 #include "results/stats_file.h"
 #include "results/sweep_plan.h"
+#include "schedulers/sweep_spec.h"
 
 namespace moelab {
 namespace {
@@ -79,7 +82,7 @@ TEST(ScoresFile, AMalformedFileIsRefusedNamingTheField) {
 results::PlannedJob job(const std::string& id, const std::string& kind, const std::string& output) {
   results::PlannedJob j;
   j.id = id;
-  j.kind = kind;
+  j.kind = *results::parse_job_kind(kind);
   j.output = output;
   j.args = {"eval", "{out}/prune/x"};
   j.tags = {{"model", "m"}};
@@ -125,7 +128,7 @@ TEST(JobRecord, AStateOtherThanDoneOrFailedIsRefusedNamingTheField) {
   fs::create_directories(dir / "jobs");
   results::JobRecord r;
   r.id = "0123456789abcdef";
-  r.kind = "eval";
+  r.kind = results::JobKind::kEval;
   r.state = "done";
   r.attempt = 2;
   results::write_job_record(dir.string(), r);
@@ -211,6 +214,84 @@ TEST(StatsFile, ReadingOnlySomeGroupsLeavesTheOthersUnread) {
   EXPECT_TRUE(at::equal(usage.layers[0].tokens_E, ls.tokens_E));
   EXPECT_FALSE(usage.layers[0].act_norm_sum_E.defined());
   EXPECT_EQ(usage.num_tokens, 10);
+}
+
+// Every enum-like word of a saved format: written as its table says, read back to the same
+// value, and an unknown word read as none (the readers then refuse it naming the field).
+template <class E, std::size_t N>
+void expect_words_round_trip(const EnumWords<E, N>& words, const std::vector<std::string>& expected) {
+  ASSERT_EQ(N, expected.size());
+  for (std::size_t i = 0; i < N; ++i) {
+    EXPECT_EQ(enum_word(words, words[i].first), expected[i]);
+    EXPECT_EQ(parse_enum_word(words, expected[i]), words[i].first);
+  }
+  EXPECT_FALSE(parse_enum_word(words, "").has_value());
+  EXPECT_FALSE(parse_enum_word(words, "Prune").has_value());  // words are case-sensitive, as before
+}
+
+TEST(EnumWords, EveryKindProcedureAndDirectionReadsBackAsWritten) {
+  expect_words_round_trip(results::kJobKindWords, {"calibrate", "score", "prune", "finetune", "eval"});
+  expect_words_round_trip(results::kRecordKindWords, {"perplexity", "multiple_choice", "efficiency", "lm_eval"});
+  expect_words_round_trip(results::kClaimKindWords, {"rank", "better", "retains", "not_measured"});
+  expect_words_round_trip(results::kProcedureWords, {"one-shot", "searched", "iterative", "lottery"});
+  expect_words_round_trip(results::kPruneDirectionWords, {"min", "max"});
+  expect_words_round_trip(results::kPruneScopeWords, {"uniform", "global"});
+  expect_words_round_trip(schedulers::kRecoveryKindWords, {"none", "kshot", "finetune", "router_kd"});
+  EXPECT_EQ(enum_word_list(results::kClaimKindWords), "rank, better, retains or not_measured");
+  EXPECT_TRUE(results::chosen_from_scores(results::Procedure::kSearched));
+  EXPECT_FALSE(results::chosen_from_scores(results::Procedure::kLottery));
+}
+
+TEST(SweepPlan, AJobOfAnUnknownKindIsRefusedNamingItsKind) {
+  results::SweepPlan plan;
+  plan.jobs = {job("0123456789abcdef", "prune", "prune/0123456789abcdef")};
+  nlohmann::json j = results::sweep_plan_to_json(plan);
+  EXPECT_EQ(j["jobs"][0]["kind"], "prune");
+  j["jobs"][0]["kind"] = "distil";
+  const fs::path p = scratch("plan-kind.json");
+  write_text(p, j.dump());
+  EXPECT_NE(error_of([&] { results::read_sweep_plan(p.string()); })
+                .find("malformed job 0123456789abcdef: kind \"distil\" is not calibrate, score, prune, finetune or eval"),
+            std::string::npos);
+}
+
+TEST(JobRecord, KindIsOptionalButAnUnknownOneIsRefused) {
+  const fs::path dir = scratch("results-kind");
+  fs::create_directories(dir / "jobs");
+  write_text(dir / "jobs" / "a.json", R"({"state": "done"})");  // hand-made: no kind
+  EXPECT_FALSE(results::read_job_record(dir.string(), "a")->kind.has_value());
+  write_text(dir / "jobs" / "a.json", R"({"state": "done", "kind": "score"})");
+  EXPECT_EQ(results::read_job_record(dir.string(), "a")->kind, results::JobKind::kScore);
+  write_text(dir / "jobs" / "a.json", R"({"state": "done", "kind": "distil"})");
+  EXPECT_NE(error_of([&] { results::read_job_record(dir.string(), "a"); }).find("kind: \"distil\" is not calibrate"),
+            std::string::npos);
+}
+
+TEST(ResultRecords, KindRoundTripsAndAnUnknownOneIsRefusedNamingTheField) {
+  results::ResultRecord r;
+  r.model = "m";
+  r.task = "arc";
+  r.kind = results::RecordKind::kMultipleChoice;
+  nlohmann::json j = results::to_json(r);
+  EXPECT_EQ(j["kind"], "multiple_choice");
+  EXPECT_EQ(results::record_from_json(j, "results.jsonl").kind, results::RecordKind::kMultipleChoice);
+  j["kind"] = "vibes";
+  EXPECT_NE(error_of([&] { results::record_from_json(j, "results.jsonl"); })
+                .find("field \"kind\": \"vibes\" is not perplexity, multiple_choice, efficiency or lm_eval"),
+            std::string::npos);
+}
+
+TEST(Claims, KindIsReadAsItsEnumAndKeysOfAnotherKindAreRefused) {
+  const nlohmann::json j = {{"paper", "P"}, {"claim", "c"}, {"kind", "better"}, {"metric", "avg"},
+                            {"select", {{"procedure", "iterative"}}}, {"versus", {{"procedure", "one-shot"}}}};
+  const results::ClaimSpec c = results::claim_from_json(j, "sweep.yaml", "claims[0]");
+  EXPECT_EQ(c.kind, results::ClaimKind::kBetter);
+  EXPECT_EQ(results::claim_to_json(c)["kind"], "better");
+  nlohmann::json bad = j;
+  bad["within"] = 2;
+  EXPECT_NE(error_of([&] { results::claim_from_json(bad, "sweep.yaml", "claims[0]"); })
+                .find("claims[0].within: only for kind rank (this claim is better)"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -22,9 +22,7 @@ namespace moelab::models {
 
 void read_deepseek_common(hf::ModelConfig& c, bool rope_interleave_default) {
   hf::JsonFields f(c.raw, c.path);
-  const std::string key = f.has("n_routed_experts") ? "n_routed_experts"
-                          : f.has("num_local_experts") ? "num_local_experts"
-                                                       : "num_experts";
+  const std::string key = routed_expert_count_key(f);
   const int64_t e = f.positive_int(key);
   const int64_t first_dense = f.opt_int("first_k_dense_replace").value_or(0);
   if (first_dense < 0) f.fail("first_k_dense_replace", "must be a non-negative integer");
@@ -37,11 +35,11 @@ void read_deepseek_common(hf::ModelConfig& c, bool rope_interleave_default) {
   if (n_shared < 0) f.fail("n_shared_experts", "must be a non-negative integer");
   c.shared_expert_intermediate_size = c.moe_intermediate_size * n_shared;
   c.shared_expert_gate = false;
-  c.qk_norm = false;
+  c.attn.qk_norm = false;
   c.router.fp32 = true;
   c.router.scaling_factor = f.number("routed_scaling_factor", 1.0);
-  c.sliding_window.reset();
-  c.sliding_layers.clear();
+  c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
 
   hf::MlaConfig a;
   if (auto r = f.opt_int("q_lora_rank")) {
@@ -84,15 +82,7 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec deepseek_v3_family() {
-  FamilySpec s;
-  s.name = "deepseek_v3";
-  s.architectures = {"DeepseekV3ForCausalLM"};
-  s.model_types = {"deepseek_v3"};
-  use_mlp_experts_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "n_routed_experts";
-  s.has_mtp = true;
-  return s;
+  return deepseek_style_family("deepseek_v3", "DeepseekV3ForCausalLM", "deepseek_v3", read_hparams);
 }
 
 }  // namespace moelab::models

@@ -1,7 +1,7 @@
 // ERNIE-4.5 MoE (transformers `Ernie4_5_MoeForCausalLM`, model_type "ernie4_5_moe";
 // models/ernie4_5_moe/modeling_ernie4_5_moe.py):
 //   - GQA attention without biases (`use_bias` false on every ERNIE-4.5 MoE checkpoint;
-//     true is refused), RoPE on interleaved pairs (hf::ModelConfig::rope_interleaved),
+//     true is refused), RoPE on interleaved pairs (hf::AttentionTraits::rope_interleaved),
 //     theta 500000 when config.json names none;
 //   - MoE layers where (l + 1) % moe_layer_interval == 0 and moe_layer_start_index <= l <=
 //     moe_layer_end_index (-1: the last layer), dense ones (intermediate_size) elsewhere;
@@ -50,16 +50,16 @@ void read_hparams(hf::ModelConfig& c) {
 
   if (f.boolean("use_bias", false))
     f.fail("use_bias", "true is not supported (no ERNIE-4.5 MoE checkpoint has biases on its projections)");
-  c.attention_bias = c.attention_out_bias = false;
-  c.qk_norm = false;
-  c.rope_interleaved = true;
+  c.attn.bias = c.attn.out_bias = false;
+  c.attn.qk_norm = false;
+  c.attn.rope_interleaved = true;
   c.rms_norm_eps = f.number("rms_norm_eps", 1e-5);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", true);
   if (!hf::names_rope_key(c.raw, "rope_theta")) c.rope.theta = 500000.0;
   if (c.rope.partial_rotary_factor != 1.0)
     f.fail("partial_rotary_factor", "must be 1 (ERNIE-4.5 rotates every channel of a head)");
-  c.sliding_window.reset();
-  c.sliding_layers.clear();
+  c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
 
   c.router.scoring = hf::RouterScoring::kSoftmax;
   c.router.correction_bias = true;

@@ -38,4 +38,31 @@ void read_glm4_router(hf::ModelConfig& c, const hf::JsonFields& f, const std::st
   c.router.scaling_factor = f.number("routed_scaling_factor", default_scaling);
 }
 
+FamilySpec deepseek_style_family(const std::string& name, const std::string& architecture,
+                                 const std::string& model_type, void (*read_hparams)(hf::ModelConfig&)) {
+  FamilySpec s;
+  s.name = name;
+  s.architectures = {architecture};
+  s.model_types = {model_type};
+  use_mlp_experts_names(s.names);
+  s.read_hparams = read_hparams;
+  s.expert_count_key = "n_routed_experts";
+  s.has_mtp = true;
+  return s;
+}
+
+std::string routed_expert_count_key(const hf::JsonFields& f) {
+  return f.has("n_routed_experts") ? "n_routed_experts" : f.has("num_local_experts") ? "num_local_experts" : "num_experts";
+}
+
+std::pair<std::string, int64_t> read_glm4_experts(hf::ModelConfig& c, const hf::JsonFields& f) {
+  const std::string key = routed_expert_count_key(f);
+  const int64_t e = f.positive_int(key);
+  if (c.num_experts_per_tok > e) f.fail("num_experts_per_tok", "exceeds the " + key + " (" + std::to_string(e) + ")");
+  const int64_t n_shared = f.opt_int("n_shared_experts").value_or(1);
+  if (n_shared < 0) f.fail("n_shared_experts", "must be a non-negative integer");
+  c.shared_expert_intermediate_size = c.moe_intermediate_size * n_shared;
+  return {key, e};
+}
+
 }  // namespace moelab::models

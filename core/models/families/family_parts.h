@@ -2,7 +2,9 @@
 // family interface of family.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 
 #include "core/hf/json_fields.h"
 #include "core/models/family.h"
@@ -28,5 +30,22 @@ void use_block_sparse_moe_names(TensorNames& names);
 // unset). A topk_method other than noaux_tc is refused naming the field.
 void read_glm4_router(hf::ModelConfig& config, const hf::JsonFields& fields, const std::string& expert_key,
                       int64_t experts, double default_scaling);
+
+// A DeepSeek-V3-style family (DeepSeek-V3, GLM-4.5, GLM-4.7-Flash): use_mlp_experts_names,
+// the routed expert count under n_routed_experts, and a multi-token-prediction layer after
+// the last decoder layer (skipped, as transformers does).
+FamilySpec deepseek_style_family(const std::string& name, const std::string& architecture,
+                                 const std::string& model_type, void (*read_hparams)(hf::ModelConfig&));
+
+// The key DeepSeek-style configs give the routed expert count under: n_routed_experts, else
+// num_local_experts, else num_experts (whether present or not: the error then names it).
+std::string routed_expert_count_key(const hf::JsonFields& fields);
+
+// GLM-4.x's expert counts (GLM-4.5 and GLM-4.7-Flash): the routed experts per MoE layer
+// under n_routed_experts (or num_local_experts, num_experts), checked against
+// num_experts_per_tok, and n_shared_experts (default 1) shared experts as one MLP of
+// moe_intermediate_size * n_shared_experts; both sizes already read into `config`. Returns
+// the key the count was read under and the count.
+std::pair<std::string, int64_t> read_glm4_experts(hf::ModelConfig& config, const hf::JsonFields& fields);
 
 }  // namespace moelab::models

@@ -22,32 +22,25 @@ namespace {
 
 void read_hparams(hf::ModelConfig& c) {
   hf::JsonFields f(c.raw, c.path);
-  const std::string key = f.has("n_routed_experts") ? "n_routed_experts"
-                          : f.has("num_local_experts") ? "num_local_experts"
-                                                       : "num_experts";
-  const int64_t e = f.positive_int(key);
+  c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
+  c.moe_intermediate_size = f.positive_int("moe_intermediate_size");
+  const auto [key, e] = read_glm4_experts(c, f);
   const int64_t first_dense = f.opt_int("first_k_dense_replace").value_or(1);
   if (first_dense < 0 || first_dense > c.num_hidden_layers)
     f.fail("first_k_dense_replace", "must be an integer in [0, num_hidden_layers]");
   c.num_experts_per_layer.assign(c.num_hidden_layers, 0);
   for (int64_t l = first_dense; l < c.num_hidden_layers; ++l) c.num_experts_per_layer[l] = e;
-  c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
-  if (c.num_experts_per_tok > e) f.fail("num_experts_per_tok", "exceeds the " + key + " (" + std::to_string(e) + ")");
-  c.moe_intermediate_size = f.positive_int("moe_intermediate_size");
   c.dense_intermediate_size = f.opt_int("intermediate_size").value_or(0);
   if (first_dense > 0 && c.dense_intermediate_size <= 0)
     f.fail("intermediate_size", "must be a positive integer (the first_k_dense_replace layers are dense)");
-  const int64_t n_shared = f.opt_int("n_shared_experts").value_or(1);
-  if (n_shared < 0) f.fail("n_shared_experts", "must be a non-negative integer");
-  c.shared_expert_intermediate_size = c.moe_intermediate_size * n_shared;
   c.shared_expert_gate = false;
 
-  c.attention_out_bias = false;  // o_proj has no bias whatever attention_bias says
-  c.qk_norm = f.boolean("use_qk_norm", false);
-  c.qk_norm_per_head = true;
+  c.attn.out_bias = false;  // o_proj has no bias whatever attention_bias says
+  c.attn.qk_norm = f.boolean("use_qk_norm", false);
+  c.attn.qk_norm_per_head = true;
   if (!hf::names_rope_key(c.raw, "partial_rotary_factor")) c.rope.partial_rotary_factor = 0.5;
-  c.sliding_window.reset();
-  c.sliding_layers.clear();
+  c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
 
   read_glm4_router(c, f, key, e, /*default_scaling=*/1.0);
 }
@@ -55,15 +48,7 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec glm4_moe_family() {
-  FamilySpec s;
-  s.name = "glm4_moe";
-  s.architectures = {"Glm4MoeForCausalLM"};
-  s.model_types = {"glm4_moe"};
-  use_mlp_experts_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "n_routed_experts";
-  s.has_mtp = true;
-  return s;
+  return deepseek_style_family("glm4_moe", "Glm4MoeForCausalLM", "glm4_moe", read_hparams);
 }
 
 }  // namespace moelab::models

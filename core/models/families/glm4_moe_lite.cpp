@@ -21,10 +21,7 @@ namespace {
 void read_hparams(hf::ModelConfig& c) {
   read_deepseek_common(c, /*rope_interleave_default=*/true);
   hf::JsonFields f(c.raw, c.path);
-  const std::string key = f.has("n_routed_experts") ? "n_routed_experts"
-                          : f.has("num_local_experts") ? "num_local_experts"
-                                                       : "num_experts";
-  const int64_t e = f.positive_int(key);
+  const auto [key, e] = read_glm4_experts(c, f);
   const int64_t L = c.num_hidden_layers;
   c.num_experts_per_layer.assign(L, e);
   if (f.has("mlp_layer_types")) {
@@ -39,13 +36,9 @@ void read_hparams(hf::ModelConfig& c) {
   } else {
     c.num_experts_per_layer[0] = 0;
   }
-  if (c.num_experts_per_tok > e) f.fail("num_experts_per_tok", "exceeds the " + key + " (" + std::to_string(e) + ")");
   for (int64_t l = 0; l < L; ++l)
     if (!c.is_moe_layer(l) && c.dense_intermediate_size <= 0)
       f.fail("intermediate_size", "must be a positive integer (layer " + std::to_string(l) + " is dense)");
-  const int64_t n_shared = f.opt_int("n_shared_experts").value_or(1);
-  if (n_shared < 0) f.fail("n_shared_experts", "must be a non-negative integer");
-  c.shared_expert_intermediate_size = c.moe_intermediate_size * n_shared;
   if (c.rope.partial_rotary_factor != 1.0)
     f.fail("partial_rotary_factor", "must be 1 (the latent attention rotates all qk_rope_head_dim channels)");
 
@@ -55,15 +48,7 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec glm4_moe_lite_family() {
-  FamilySpec s;
-  s.name = "glm4_moe_lite";
-  s.architectures = {"Glm4MoeLiteForCausalLM"};
-  s.model_types = {"glm4_moe_lite"};
-  use_mlp_experts_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "n_routed_experts";
-  s.has_mtp = true;
-  return s;
+  return deepseek_style_family("glm4_moe_lite", "Glm4MoeLiteForCausalLM", "glm4_moe_lite", read_hparams);
 }
 
 }  // namespace moelab::models

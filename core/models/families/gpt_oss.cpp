@@ -6,7 +6,7 @@
 //     window 128), YaRN RoPE (default factor 32 over 4096 positions, theta 150000);
 //   - every layer MoE: the router is a Linear with a bias, top-k of its logits, then a
 //     softmax over those k (GptOssTopKRouter); experts with biases and a clamped SwiGLU
-//     (GptOssExperts._apply_gate; hf::ModelConfig::swiglu_limit).
+//     (GptOssExperts._apply_gate; hf::ExpertTraits::swiglu_limit).
 // Checkpoint layout of the experts (read and written here; FamilySpec::load_experts):
 //   mlp.router.weight [E, D], mlp.router.bias [E]
 //   mlp.experts.gate_up_proj [E, D, 2F]: x @ W, its 2F outputs interleaved, gate at even
@@ -46,20 +46,20 @@ void read_hparams(hf::ModelConfig& c) {
   // The softmax over the top k sums to 1 already; renormalising changes at most the
   // last bit, and makes NAEE skipping renormalise the kept gates as gpt-oss would.
   c.router.norm_topk_prob = true;
-  c.qk_norm = false;
-  c.attention_bias = f.boolean("attention_bias", true);
-  c.attention_out_bias = c.attention_bias;
-  c.attention_sinks = true;
+  c.attn.qk_norm = false;
+  c.attn.bias = f.boolean("attention_bias", true);
+  c.attn.out_bias = c.attn.bias;
+  c.attn.sinks = true;
   c.router.bias = true;
   c.router.softmax_over_topk = true;
-  c.expert_bias = true;
-  c.swiglu_alpha = f.number("swiglu_alpha", 1.702);
-  c.swiglu_limit = f.number("swiglu_limit", 7.0);
-  if (!(*c.swiglu_limit > 0)) f.fail("swiglu_limit", "must be a positive number");
+  c.expert.bias = true;
+  c.expert.swiglu_alpha = f.number("swiglu_alpha", 1.702);
+  c.expert.swiglu_limit = f.number("swiglu_limit", 7.0);
+  if (!(*c.expert.swiglu_limit > 0)) f.fail("swiglu_limit", "must be a positive number");
   // GptOssConfig defaults for what a config.json may leave out.
-  if (!f.has("sliding_window") && !c.raw.contains("sliding_window")) c.sliding_window = 128;
-  if (c.sliding_layers.empty())
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) c.sliding_layers.push_back(l % 2 == 0);
+  if (!f.has("sliding_window") && !c.raw.contains("sliding_window")) c.attn.sliding_window = 128;
+  if (c.attn.sliding_layers.empty())
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) c.attn.sliding_layers.push_back(l % 2 == 0);
   if (!c.raw.contains("rope_parameters") && !c.raw.contains("rope_scaling")) {
     c.rope.type = "yarn";
     c.rope.theta = f.number("rope_theta", 150000.0);

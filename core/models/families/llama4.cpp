@@ -73,21 +73,21 @@ void read_hparams(hf::ModelConfig& c) {
   c.router.topk_method = hf::TopKMethod::kGreedy;
   c.router.n_group = c.router.topk_group = 1;
   c.router.scaling_factor = 1.0;
-  c.expert_bias = false;
-  c.swiglu_limit.reset();
+  c.expert.bias = false;
+  c.expert.swiglu_limit.reset();
 
   // Attention.
-  c.qk_norm = false;  // no weighted q/k norm; the L2 norm below
-  c.qk_l2_norm = f.boolean("use_qk_norm", true);
-  c.attention_out_bias = c.attention_bias;
-  c.sliding_window.reset();
-  c.sliding_layers.clear();
-  c.attention_sinks = false;
-  c.rope_complex = true;
+  c.attn.qk_norm = false;  // no weighted q/k norm; the L2 norm below
+  c.attn.qk_l2_norm = f.boolean("use_qk_norm", true);
+  c.attn.out_bias = c.attn.bias;
+  c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
+  c.attn.sinks = false;
+  c.attn.rope_complex = true;
   if (!hf::names_rope_key(c.raw, "rope_theta")) c.rope.theta = 500000.0;
   if (c.rope.partial_rotary_factor != 1.0)
     f.fail("partial_rotary_factor", "is not supported (Llama-4 rotates every channel of a head)");
-  c.rope_layers.clear();
+  c.attn.rope_layers.clear();
   if (f.has("no_rope_layers") && !c.raw["no_rope_layers"].empty()) {
     const auto& v = c.raw["no_rope_layers"];
     if (!v.is_array() || int64_t(v.size()) < L)
@@ -95,33 +95,33 @@ void read_hparams(hf::ModelConfig& c) {
     for (int64_t l = 0; l < L; ++l) {
       if (!v[l].is_number_integer() || (v[l] != 0 && v[l] != 1))
         f.fail("no_rope_layers", "entries must be 0 (NoPE) or 1 (RoPE)");
-      c.rope_layers.push_back(v[l] == 1);
+      c.attn.rope_layers.push_back(v[l] == 1);
     }
   } else {
     const int64_t interval = f.opt_int("no_rope_layer_interval").value_or(4);
     if (interval < 1) f.fail("no_rope_layer_interval", "must be a positive integer");
-    for (int64_t l = 0; l < L; ++l) c.rope_layers.push_back((l + 1) % interval != 0);
+    for (int64_t l = 0; l < L; ++l) c.attn.rope_layers.push_back((l + 1) % interval != 0);
   }
   // attention_chunk_size: the class default 8192 when the key is absent, none when null.
-  c.attention_chunk_size.reset();
+  c.attn.chunk_size.reset();
   if (!c.raw.contains("attention_chunk_size")) {
-    c.attention_chunk_size = 8192;
+    c.attn.chunk_size = 8192;
   } else if (!c.raw["attention_chunk_size"].is_null()) {
     const int64_t chunk = f.opt_int("attention_chunk_size").value_or(0);
     if (chunk <= 0) f.fail("attention_chunk_size", "must be a positive integer or null");
-    c.attention_chunk_size = chunk;
+    c.attn.chunk_size = chunk;
   }
   if (!f.has("layer_types")) {  // Llama4TextConfig: the RoPE layers chunked when a size is set
-    c.chunked_layers.clear();
-    if (c.attention_chunk_size)
-      for (int64_t l = 0; l < L; ++l) c.chunked_layers.push_back(c.uses_rope(l));
-  } else if (!c.chunked_layers.empty() && !c.attention_chunk_size) {
+    c.attn.chunked_layers.clear();
+    if (c.attn.chunk_size)
+      for (int64_t l = 0; l < L; ++l) c.attn.chunked_layers.push_back(c.attn.uses_rope(l));
+  } else if (!c.attn.chunked_layers.empty() && !c.attn.chunk_size) {
     f.fail("attention_chunk_size", "is null, but layer_types has \"chunked_attention\" layers");
   }
-  c.attn_temperature_tuning = f.boolean("attn_temperature_tuning", true);
-  c.floor_scale = f.number("floor_scale", 8192.0);
-  c.attn_scale = f.number("attn_scale", 0.1);
-  if (c.attn_temperature_tuning && !(c.floor_scale > 0)) f.fail("floor_scale", "must be positive");
+  c.attn.temperature_tuning = f.boolean("attn_temperature_tuning", true);
+  c.attn.floor_scale = f.number("floor_scale", 8192.0);
+  c.attn.attn_scale = f.number("attn_scale", 0.1);
+  if (c.attn.temperature_tuning && !(c.attn.floor_scale > 0)) f.fail("floor_scale", "must be positive");
 }
 
 }  // namespace

@@ -29,12 +29,12 @@ void read_hparams(hf::ModelConfig& c) {
   if (c.num_experts_per_tok > e) f.fail("num_experts_per_tok", "exceeds the " + key + " (" + std::to_string(e) + ")");
   c.moe_intermediate_size = f.positive_int("intermediate_size");
   c.router.norm_topk_prob = true;
-  c.qk_norm = true;
-  c.qk_norm_per_head = false;
-  c.attention_bias = false;
-  c.attention_out_bias = false;
-  c.sliding_window.reset();
-  c.sliding_layers.clear();
+  c.attn.qk_norm = true;
+  c.attn.qk_norm_per_head = false;
+  c.attn.bias = false;
+  c.attn.out_bias = false;
+  c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
   // MiniMaxM2Config.default_theta when config.json names no rope_theta.
   if (!hf::names_rope_key(c.raw, "rope_theta")) c.rope.theta = 5000000.0;
   if (!hf::names_rope_key(c.raw, "partial_rotary_factor")) {

@@ -18,10 +18,10 @@ void read_hparams(hf::ModelConfig& c) {
   c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
   c.moe_intermediate_size = f.positive_int("intermediate_size");
   c.router.norm_topk_prob = true;
-  c.qk_norm = false;
-  c.attention_bias = false;
-  c.attention_out_bias = false;
-  c.sliding_layers.clear();  // Mixtral's window applies to every layer
+  c.attn.qk_norm = false;
+  c.attn.bias = false;
+  c.attn.out_bias = false;
+  c.attn.sliding_layers.clear();  // Mixtral's window applies to every layer
 }
 
 }  // namespace

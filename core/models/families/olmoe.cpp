@@ -18,15 +18,15 @@ void read_hparams(hf::ModelConfig& c) {
   c.num_experts_per_tok = f.positive_int("num_experts_per_tok");
   c.moe_intermediate_size = f.positive_int("intermediate_size");
   c.router.norm_topk_prob = f.boolean("norm_topk_prob", false);
-  c.qk_norm = true;
-  c.qk_norm_per_head = false;
+  c.attn.qk_norm = true;
+  c.attn.qk_norm_per_head = false;
   if (auto clip = f.opt_number("clip_qkv")) {
     if (!(*clip > 0)) f.fail("clip_qkv", "must be a positive number or null");
-    c.clip_qkv = *clip;
+    c.attn.clip_qkv = *clip;
   }
   // OlmoeConfig has no sliding window.
-  c.sliding_window.reset();
-  c.sliding_layers.clear();
+  c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
 }
 
 }  // namespace

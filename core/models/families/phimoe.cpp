@@ -32,9 +32,9 @@ void read_hparams(hf::ModelConfig& c) {
   c.rms_norm_eps = f.number("rms_norm_eps", 1e-5);  // PhimoeConfig's default
   c.layer_norm = true;
   c.lm_head_bias = f.boolean("lm_head_bias", false);
-  c.attention_out_bias = c.attention_bias;
-  c.qk_norm = false;
-  c.sliding_layers.clear();
+  c.attn.out_bias = c.attn.bias;
+  c.attn.qk_norm = false;
+  c.attn.sliding_layers.clear();
   if (!hf::names_rope_key(c.raw, "rope_theta")) c.rope.theta = 1000000.0;  // PhimoeConfig's default
   if (c.rope.type != "default" && c.rope.type != "longrope")
     f.fail("rope_scaling", "\"" + c.rope.type + "\" is not supported for Phi-3.5-MoE (default or longrope)");

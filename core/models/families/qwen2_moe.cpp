@@ -24,17 +24,17 @@ void read_hparams(hf::ModelConfig& c) {
   c.shared_expert_intermediate_size = f.positive_int("shared_expert_intermediate_size");
   c.shared_expert_gate = true;
   c.router.norm_topk_prob = f.boolean("norm_topk_prob", false);
-  c.qk_norm = false;
-  c.attention_bias = f.boolean("qkv_bias", true);
-  c.attention_out_bias = false;
+  c.attn.qk_norm = false;
+  c.attn.bias = f.boolean("qkv_bias", true);
+  c.attn.out_bias = false;
   // Qwen2MoeConfig: sliding_window = sliding_window if use_sliding_window else 0; the
   // window then applies to the layers that layer_types marks "sliding_attention" (its
   // default: odd-numbered layers below max_window_layers).
   if (!f.boolean("use_sliding_window", false)) {
-    c.sliding_window.reset();
-  } else if (c.sliding_layers.empty()) {
+    c.attn.sliding_window.reset();
+  } else if (c.attn.sliding_layers.empty()) {
     const int64_t max_window_layers = f.opt_int("max_window_layers").value_or(28);
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) c.sliding_layers.push_back((l + 1) % 2 == 1 && l < max_window_layers);
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) c.attn.sliding_layers.push_back((l + 1) % 2 == 1 && l < max_window_layers);
   }
 }
 

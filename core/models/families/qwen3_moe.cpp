@@ -18,10 +18,10 @@ void read_hparams(hf::ModelConfig& c) {
   c.moe_intermediate_size = f.positive_int("moe_intermediate_size");
   c.dense_intermediate_size = f.opt_int("intermediate_size").value_or(0);
   c.router.norm_topk_prob = f.boolean("norm_topk_prob", false);
-  c.qk_norm = true;
+  c.attn.qk_norm = true;
   // Qwen3-MoE only uses the window when use_sliding_window is set, then on every layer.
-  if (!f.boolean("use_sliding_window", false)) c.sliding_window.reset();
-  c.sliding_layers.clear();
+  if (!f.boolean("use_sliding_window", false)) c.attn.sliding_window.reset();
+  c.attn.sliding_layers.clear();
 }
 
 }  // namespace

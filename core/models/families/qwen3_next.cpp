@@ -33,11 +33,11 @@ void read_hybrid_common(hf::ModelConfig& c, const hf::JsonFields& f, bool fused_
     if (interval < 1) f.fail("full_attention_interval", "must be a positive integer");
     for (int64_t l = 0; l < L; ++l) c.linear_layers.push_back((l + 1) % interval != 0);
   }
-  if (!c.chunked_layers.empty()) f.fail("layer_types", "\"chunked_attention\" is not a " + c.model_type + " layer type");
-  for (bool s : c.sliding_layers)
+  if (!c.attn.chunked_layers.empty()) f.fail("layer_types", "\"chunked_attention\" is not a " + c.model_type + " layer type");
+  for (bool s : c.attn.sliding_layers)
     if (s) f.fail("layer_types", "\"sliding_attention\" is not a " + c.model_type + " layer type");
-  c.sliding_layers.clear();
-  c.sliding_window.reset();
+  c.attn.sliding_layers.clear();
+  c.attn.sliding_window.reset();
   hf::ModelConfig::LinearAttention a;
   a.num_k_heads = f.opt_int("linear_num_key_heads").value_or(16);
   a.num_v_heads = f.opt_int("linear_num_value_heads").value_or(32);
@@ -53,11 +53,11 @@ void read_hybrid_common(hf::ModelConfig& c, const hf::JsonFields& f, bool fused_
   if (a.conv_kernel < 1) f.fail("linear_conv_kernel_dim", "must be a positive integer");
   a.fused_projections = fused_projections;
   c.linear_attn = a;
-  c.attn_output_gate = true;
+  c.attn.output_gate = true;
   c.norm_zero_centered = true;
-  c.qk_norm = true;
-  c.qk_norm_per_head = true;
-  c.attention_out_bias = c.attention_bias;  // o_proj has the q/k/v projections' bias setting
+  c.attn.qk_norm = true;
+  c.attn.qk_norm_per_head = true;
+  c.attn.out_bias = c.attn.bias;  // o_proj has the q/k/v projections' bias setting
   if (!hf::names_rope_key(c.raw, "partial_rotary_factor")) c.rope.partial_rotary_factor = 0.25;
   c.shared_expert_intermediate_size = f.positive_int("shared_expert_intermediate_size");
   c.shared_expert_gate = true;

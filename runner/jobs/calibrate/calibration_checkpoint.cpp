@@ -135,15 +135,9 @@ void CalibrationCheckpoint::remove() {
   if (comm_.rank() == 0) fs::remove_all(opts_.dir);
 }
 
-std::string unresumable_group(const std::set<std::string>& groups) {
-  const results::StatGroup* g = results::first_whole_model_group(groups);
-  return g ? g->name : "";
-}
-
 void check_resumable_groups(const std::set<std::string>& groups) {
-  const std::string g = unresumable_group(groups);
-  if (!g.empty())
-    throw InputError("--checkpoint-every", "statistic group \"" + g +
+  if (const results::StatGroup* g = results::first_whole_model_group(groups))
+    throw InputError("--checkpoint-every", "statistic group \"" + g->name +
                                                "\" is not a running sum of one pass and cannot be checkpointed; "
                                                "collect it without --checkpoint-every");
 }

@@ -95,8 +95,6 @@ class CalibrationCheckpoint {
 // not a running sum of one pass: gradients (model gradients), naee (its subset search)
 // and act_outliers (a second pass).
 void check_resumable_groups(const std::set<std::string>& groups);
-// The first such group of `groups`, "" when every one can be checkpointed.
-std::string unresumable_group(const std::set<std::string>& groups);
 
 // "sequences, batch size, ranks, ..." -> a short stable digest (FNV-1a, 64 bits, hex)
 // of the token ids and the given settings, for CheckpointOptions::fingerprint.

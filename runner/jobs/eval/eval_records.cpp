@@ -31,7 +31,7 @@ void add_perplexity_records(const EvalRecordContext& c, const models::MoeModel& 
   for (const auto& [domain, totals] : res.per_domain) {
     results::ResultRecord r = base_record(c, m);
     r.task = domain;
-    r.kind = "perplexity";
+    r.kind = results::RecordKind::kPerplexity;
     r.metrics = ppl_metrics(totals);
     r.n_items = totals.docs;
     r.n_tokens = totals.tokens;
@@ -65,7 +65,7 @@ void add_multiple_choice_records(const EvalRecordContext& c, const models::MoeMo
   const McTask& task = *plan.task;
   results::ResultRecord r = base_record(c, m);
   r.task = task.format.name;
-  r.kind = "multiple_choice";
+  r.kind = results::RecordKind::kMultipleChoice;
   r.metrics = {{"acc", res.acc},           {"acc_stderr", res.acc_stderr},
                {"acc_norm", res.acc_norm}, {"acc_norm_stderr", res.acc_norm_stderr},
                {"acc_bytes", res.acc_bytes}, {"acc_bytes_stderr", res.acc_bytes_stderr}};
@@ -95,7 +95,7 @@ void add_efficiency_record(const EvalRecordContext& c, const models::MoeModel& m
                            EvalOutput& out) {
   results::ResultRecord r = base_record(c, m);
   r.task = "efficiency";
-  r.kind = "efficiency";
+  r.kind = results::RecordKind::kEfficiency;
   r.metrics = {{"total_params", f.total_params},
                {"active_params_per_token", f.active_params_per_token},
                {"routed_expert_params", f.routed_expert_params},

@@ -26,7 +26,7 @@ jobs::PruningPlan prune_iteratively(models::MoeModel& m, cluster::Communicator& 
   plan.direction = opts.direction;
   plan.ratio = opts.ratio;
   plan.layer_ratios = opts.layer_ratios;
-  plan.procedure = lottery.enabled ? "lottery" : "iterative";
+  plan.procedure = to_string(lottery.enabled ? results::Procedure::kLottery : results::Procedure::kIterative);
   plan.experts_per_token = m.config.num_experts_per_tok;
   std::map<int64_t, int64_t> target;  // experts each layer ends with
   for (const auto& [l, n] : jobs::drop_counts(opts, m)) {

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "results/report_table.h"
+#include "results/report/report_table.h"
 
 namespace moelab::results::report {
 

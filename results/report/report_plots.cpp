@@ -1,4 +1,4 @@
-#include "results/report_plots.h"
+#include "results/report/report_plots.h"
 
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -12,10 +12,10 @@
 
 #include "core/common/atomic_output.h"
 #include "core/common/error.h"
-#include "results/report_kendall.h"
+#include "results/report/report_kendall.h"
 
 #ifndef MOELAB_PLOTS_SCRIPT
-#define MOELAB_PLOTS_SCRIPT "results/plots.py"
+#define MOELAB_PLOTS_SCRIPT "results/report/plots.py"
 #endif
 
 namespace moelab::results::report {

@@ -1,4 +1,4 @@
-#include "results/report_super_experts.h"
+#include "results/report/report_super_experts.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -17,7 +17,7 @@ std::vector<std::string> super_expert_notes(const std::string& results_dir, cons
   std::vector<Key> order;
   std::map<Key, int> jobs;
   for (const auto& j : r.jobs) {
-    if (j.kind != "prune" || j.state != "done") continue;
+    if (j.kind != JobKind::kPrune || j.state != "done") continue;
     if (std::find(j.args.begin(), j.args.end(), "--protect-super-experts") == j.args.end()) continue;
     const std::string path = (std::filesystem::path(results_dir) / (j.output + ".plan.json")).string();
     std::ifstream in(path);

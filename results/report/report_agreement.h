@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "results/report_table.h"
+#include "results/report/report_table.h"
 
 namespace moelab::results::report {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "results/report_data.h"
+#include "results/report/report_data.h"
 
 namespace moelab::results::report {
 

@@ -12,7 +12,7 @@
 
 #include <vector>
 
-#include "results/report_table.h"
+#include "results/report/report_table.h"
 
 namespace moelab::results::report {
 

@@ -1,4 +1,4 @@
-#include "results/report_table.h"
+#include "results/report/report_table.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The plots of `moelab report` (results/report_plots.h describes them).
+"""The plots of `moelab report` (results/report/report_plots.h describes them).
 
-    python3 results/plots.py PLOT_DATA.json OUT_DIR
+    python3 results/report/plots.py PLOT_DATA.json OUT_DIR
 
 reads the figures moelab wrote into PLOT_DATA.json, draws each as OUT_DIR/<stem>.png and
 OUT_DIR/<stem>.svg, and writes OUT_DIR/manifest.json ([{stem, title, caption}], in order).

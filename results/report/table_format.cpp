@@ -1,4 +1,4 @@
-#include "results/table_format.h"
+#include "results/report/table_format.h"
 
 #include <charconv>
 #include <cmath>

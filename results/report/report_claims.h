@@ -9,8 +9,8 @@
 // (and, for not_measured claims, the spec's reason).
 #pragma once
 
-#include "results/report_data.h"
-#include "results/report_table.h"
+#include "results/report/report_data.h"
+#include "results/report/report_table.h"
 
 namespace moelab::results::report {
 

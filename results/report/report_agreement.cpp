@@ -1,4 +1,4 @@
-#include "results/report_agreement.h"
+#include "results/report/report_agreement.h"
 
 #include <cmath>
 #include <cstdio>
@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "results/criteria_agreement.h"
-#include "results/report_kendall.h"
+#include "results/report/report_kendall.h"
 
 namespace moelab::results::report {
 

@@ -1,10 +1,10 @@
-#include "results/report_html.h"
+#include "results/report/report_html.h"
 
 #include <fstream>
 #include <sstream>
 
 #include "core/common/error.h"
-#include "results/table_format.h"
+#include "results/report/table_format.h"
 
 namespace moelab::results::report {
 namespace {

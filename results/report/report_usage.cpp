@@ -1,4 +1,4 @@
-#include "results/report_usage.h"
+#include "results/report/report_usage.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -35,7 +35,7 @@ UsageSet read_one(const std::string& path) {
 std::vector<UsageSet> read_usage(const std::string& results_dir, const SweepResults& r) {
   std::vector<UsageSet> out;
   for (const auto& job : r.jobs) {
-    if (job.kind != "calibrate" || job.state != "done") continue;
+    if (job.kind != JobKind::kCalibrate || job.state != "done") continue;
     const std::string path = (std::filesystem::path(results_dir) / job.output).string();
     if (!std::filesystem::exists(path)) throw InputError(path, "missing, though the job's record says done");
     UsageSet u = read_one(path);

@@ -1,4 +1,4 @@
-#include "results/report_kendall.h"
+#include "results/report/report_kendall.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,14 +1,11 @@
-#include "results/report_data.h"
+#include "results/report/report_data.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
-#include <sstream>
 
 #include "core/common/error.h"
 #include "results/job_record.h"
@@ -18,7 +15,6 @@
 
 namespace moelab::results::report {
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace {
 
@@ -46,9 +42,9 @@ std::vector<Job> read_plan(const std::string& plan_path, std::string& name, std:
     Job job;
     static_cast<PlannedJob&>(job) = std::move(plan.jobs[i]);
     const std::string field = "jobs[" + std::to_string(i) + "]";
-    if (job.kind == "eval" || job.kind == "prune" || job.kind == "finetune") {
+    if (job.kind == JobKind::kEval || job.kind == JobKind::kPrune || job.kind == JobKind::kFinetune) {
       for (const char* key : {"model", "criterion", "ratio", "procedure", "recovery"})
-        if (!job.tags.count(key)) fail(field + ".tags." + key, "missing (a " + job.kind + " job is placed by its tags)");
+        if (!job.tags.count(key)) fail(field + ".tags." + key, std::string("missing (a ") + to_string(job.kind) + " job is placed by its tags)");
       const std::string& r = job.tags.at("ratio");
       char* end = nullptr;
       const double v = std::strtod(r.c_str(), &end);
@@ -101,9 +97,9 @@ std::string SweepResults::model_name(const std::string& tag) const {
 
 std::string SweepResults::calibration_of(const Job& calib) const {
   for (const auto& score : jobs) {
-    if (score.kind != "score" || std::find(score.deps.begin(), score.deps.end(), calib.id) == score.deps.end()) continue;
+    if (score.kind != JobKind::kScore || std::find(score.deps.begin(), score.deps.end(), calib.id) == score.deps.end()) continue;
     for (const auto& prune : jobs)
-      if (prune.kind == "prune" && std::find(prune.deps.begin(), prune.deps.end(), score.id) != prune.deps.end()) {
+      if (prune.kind == JobKind::kPrune && std::find(prune.deps.begin(), prune.deps.end(), score.id) != prune.deps.end()) {
         auto it = prune.tags.find("calibration");
         if (it != prune.tags.end() && !it->second.empty()) return it->second;
       }
@@ -129,7 +125,7 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
   for (auto& job : r.jobs) {
     if (const auto record = read_job_record(root.string(), job.id)) job.state = record->state;
     if (job.state != "done") r.not_done.push_back(job.state + ": " + job.label + " (" + job.id + ")");
-    if (job.kind == "prune" || job.kind == "eval" || job.kind == "finetune") {
+    if (job.kind == JobKind::kPrune || job.kind == JobKind::kEval || job.kind == JobKind::kFinetune) {
       add_unique(r.models, job.tags.at("model"));
       if (job.tags.at("criterion") != "none") add_unique(r.criteria, job.tags.at("criterion"));
       auto cal = job.tags.find("calibration");
@@ -143,18 +139,18 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
     const Job& job = r.jobs[i];
     if (job.state != "done") continue;
     const std::string path = (root / job.output).string();
-    if (job.kind == "eval") {
+    if (job.kind == JobKind::kEval) {
       if (!fs::exists(path)) throw InputError(path, "missing, though the job's record says done");
       EvalResult e;
       e.job = i;
       for (const auto& rec : read_records(path)) {
-        if (rec.kind == "perplexity") {
+        if (rec.kind == RecordKind::kPerplexity) {
           if (const double v = metric(rec, "perplexity", path); !std::isnan(v)) e.values["ppl:" + rec.task] = v;
           add_unique(domains, rec.task);
-        } else if (rec.kind == "multiple_choice") {
+        } else if (rec.kind == RecordKind::kMultipleChoice) {
           if (const double v = metric(rec, acc_metric, path); !std::isnan(v)) e.values["acc:" + rec.task] = v;
           add_unique(tasks, rec.task);
-        } else if (rec.kind == "lm_eval") {
+        } else if (rec.kind == RecordKind::kLmEval) {
           // One column per lm-eval task: its primary metric (the first of its metric_list).
           const std::string primary = rec.details.value("primary_metric", std::string());
           if (primary.empty()) throw InputError(path, "an lm_eval record of " + rec.task + " has no details.primary_metric");
@@ -168,13 +164,13 @@ SweepResults load_sweep_results(const std::string& dir, const std::string& acc_m
         }
       }
       r.evals.push_back(std::move(e));
-    } else if (job.kind == "score") {
+    } else if (job.kind == JobKind::kScore) {
       if (!fs::exists(path)) throw InputError(path, "missing, though the job's record says done");
       ScoreSet s = read_score_set(path, i);
       s.seed = arg_after(job.args, "--seed");
       s.model = arg_after(job.args, "--model");
       for (const auto& prune : r.jobs)
-        if (prune.kind == "prune" && std::find(prune.deps.begin(), prune.deps.end(), job.id) != prune.deps.end()) {
+        if (prune.kind == JobKind::kPrune && std::find(prune.deps.begin(), prune.deps.end(), job.id) != prune.deps.end()) {
           s.model = prune.tags.at("model");
           if (prune.tags.count("seed")) s.seed = prune.tags.at("seed");
           auto cal = prune.tags.find("calibration");

@@ -1,4 +1,4 @@
-#include "results/report_writer.h"
+#include "results/report/report_writer.h"
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -6,16 +6,16 @@
 
 #include "core/common/atomic_output.h"
 #include "core/common/error.h"
-#include "results/report_agreement.h"
-#include "results/report_claims.h"
-#include "results/report_data.h"
-#include "results/report_html.h"
-#include "results/report_kendall.h"
-#include "results/report_plots.h"
-#include "results/report_super_experts.h"
-#include "results/report_table.h"
-#include "results/report_usage.h"
-#include "results/table_format.h"
+#include "results/report/report_agreement.h"
+#include "results/report/report_claims.h"
+#include "results/report/report_data.h"
+#include "results/report/report_html.h"
+#include "results/report/report_kendall.h"
+#include "results/report/report_plots.h"
+#include "results/report/report_super_experts.h"
+#include "results/report/report_table.h"
+#include "results/report/report_usage.h"
+#include "results/report/table_format.h"
 
 namespace moelab::results::report {
 namespace fs = std::filesystem;

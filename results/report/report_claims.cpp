@@ -1,4 +1,4 @@
-#include "results/report_claims.h"
+#include "results/report/report_claims.h"
 
 #include <algorithm>
 #include <cmath>
@@ -174,15 +174,15 @@ Outcome check_retains(const SweepResults& r, const results::ClaimSpec& c, const 
 std::string setting(const results::ClaimSpec& c, const Metric* m) {
   std::string s = m ? m->label + (m->lower_is_better ? " (lower is better)" : "") : c.metric;
   s += "; " + describe(c.select);
-  if (c.kind == "rank") {
+  if (c.kind == ClaimKind::kRank) {
     static const std::map<std::string, std::string> plural = {
         {"model", "models"},         {"calibration", "calibration sets"}, {"criterion", "criteria"},
         {"ratio", "ratios"},         {"procedure", "procedures"},         {"recovery", "recovery settings"}};
     s += (c.within == 1 ? " is the best of the " : " is among the " + std::to_string(c.within) + " best of the ") +
          plural.at(c.among);
   }
-  if (c.kind == "better") s += " beats " + describe(c.versus);
-  if (c.kind == "retains") {
+  if (c.kind == ClaimKind::kBetter) s += " beats " + describe(c.versus);
+  if (c.kind == ClaimKind::kRetains) {
     char pct[32];
     std::snprintf(pct, sizeof pct, "%g%%", c.at_least * 100);
     s += " keeps >= " + std::string(pct) + " of the unpruned model";
@@ -202,7 +202,7 @@ Table build_claims_table(const SweepResults& r) {
   const std::vector<Point> all = pruned_points(r);
   for (const auto& c : r.claims) {
     Row row;
-    if (c.kind == "not_measured") {
+    if (c.kind == ClaimKind::kNotMeasured) {
       row.labels = {c.paper, c.claim, "-", "-", "not measured: " + c.reason};
       t.rows.push_back(row);
       continue;
@@ -220,8 +220,8 @@ Table build_claims_table(const SweepResults& r) {
       for (const auto& p : matched) {
         const auto v = value_at(r, p, c.metric);
         if (!v) continue;
-        const Outcome o = c.kind == "rank"     ? check_rank(r, c, *m, p, all, *v)
-                          : c.kind == "better" ? check_better(r, c, *m, p, all, *v)
+        const Outcome o = c.kind == ClaimKind::kRank     ? check_rank(r, c, *m, p, all, *v)
+                          : c.kind == ClaimKind::kBetter ? check_better(r, c, *m, p, all, *v)
                                                : check_retains(r, c, *m, p, *v);
         const std::string label = point_label(p, matched, c);
         parts.push_back((label.empty() ? "" : label + ": ") + o.text + (o.measured ? (o.holds ? " yes" : " no") : ""));

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "results/report_plots.h"
-#include "results/report_table.h"
+#include "results/report/report_plots.h"
+#include "results/report/report_table.h"
 
 namespace moelab::results::report {
 

@@ -1,4 +1,4 @@
-// The report's plots: the data they need as one JSON file, drawn by results/plots.py
+// The report's plots: the data they need as one JSON file, drawn by results/report/plots.py
 // (matplotlib) into PNG and SVG files.
 //
 //   ppl-*      perplexity vs drop ratio, one line per criterion (and procedure), the
@@ -11,7 +11,7 @@
 //   compare-*  perplexity vs ratio of two sweeps on one axis (with --compare)
 //
 // python3 is looked up on PATH; the script is $MOELAB_PLOTS_SCRIPT or the source tree's
-// results/plots.py. When python3 or matplotlib is missing the report is written
+// results/report/plots.py. When python3 or matplotlib is missing the report is written
 // without plots and says so.
 #pragma once
 
@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "results/report_data.h"
-#include "results/report_table.h"
-#include "results/report_usage.h"
+#include "results/report/report_data.h"
+#include "results/report/report_table.h"
+#include "results/report/report_usage.h"
 
 namespace moelab::results::report {
 
