@@ -2,7 +2,7 @@
 // eval, resources, every path and name check) and expand_grid on an accepted spec.
 // The spec is written next to files it may name (model/config.json, data.jsonl,
 // task.jsonl), so that specs past the path checks reach the rest of the validation.
-// Criteria come from stub_criteria.cpp (names only; see there why).
+// Criteria come from the torch-free catalog (criteria/catalog.cpp), as in moelab itself.
 #include "core/common/error.h"
 #include "fuzz_input.h"
 #include "schedulers/sweep_spec.h"
