@@ -48,6 +48,17 @@ const FamilySpec& family_for(const hf::ModelConfig& config) {
   throw InputError(config.path, "unknown " + got + " (supported: " + supported + ")");
 }
 
+FamilySpec family_spec(const std::string& name, const std::string& architecture, const std::string& model_type,
+                       void (*read_hparams)(hf::ModelConfig&), const std::string& expert_count_key) {
+  FamilySpec s;
+  s.name = name;
+  s.architectures = {architecture};
+  s.model_types = {model_type};
+  s.read_hparams = read_hparams;
+  s.expert_count_key = expert_count_key;
+  return s;
+}
+
 bool is_mtp_tensor(const FamilySpec& family, const std::string& name, int64_t num_hidden_layers) {
   if (!family.has_mtp) return false;
   if (name.find("mtp") != std::string::npos) return true;

@@ -130,6 +130,12 @@ struct FamilySpec {
   bool experts_fused_transposed = false;
 };
 
+// The fields every family states: its name, the architecture and model_type it reads
+// (config.json "architectures"[0], "model_type"), its reader and its expert-count key; the
+// rest keep their defaults (the common tensor names) for the family to change.
+FamilySpec family_spec(const std::string& name, const std::string& architecture, const std::string& model_type,
+                       void (*read_hparams)(hf::ModelConfig&), const std::string& expert_count_key);
+
 // Whether `name` is a multi-token-prediction tensor of a family with has_mtp.
 bool is_mtp_tensor(const FamilySpec& family, const std::string& name, int64_t num_hidden_layers);
 

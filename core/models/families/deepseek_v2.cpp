@@ -33,13 +33,8 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec deepseek_v2_family() {
-  FamilySpec s;
-  s.name = "deepseek_v2";
-  s.architectures = {"DeepseekV2ForCausalLM"};
-  s.model_types = {"deepseek_v2"};
+  FamilySpec s = family_spec("deepseek_v2", "DeepseekV2ForCausalLM", "deepseek_v2", read_hparams, "n_routed_experts");
   use_mlp_experts_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "n_routed_experts";
   return s;
 }
 

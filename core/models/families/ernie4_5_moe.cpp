@@ -75,15 +75,10 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec ernie4_5_moe_family() {
-  FamilySpec s;
-  s.name = "ernie4_5_moe";
-  s.architectures = {"Ernie4_5_MoeForCausalLM"};
-  s.model_types = {"ernie4_5_moe"};
+  FamilySpec s = family_spec("ernie4_5_moe", "Ernie4_5_MoeForCausalLM", "ernie4_5_moe", read_hparams, "moe_num_experts");
   use_mlp_experts_names(s.names);
   s.names.router_correction_bias = "model.layers.{L}.mlp.moe_statics.e_score_correction_bias";
   s.names.correction_bias_row = true;
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "moe_num_experts";
   s.has_mtp = true;
   return s;
 }

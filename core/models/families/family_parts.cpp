@@ -40,13 +40,8 @@ void read_glm4_router(hf::ModelConfig& c, const hf::JsonFields& f, const std::st
 
 FamilySpec deepseek_style_family(const std::string& name, const std::string& architecture,
                                  const std::string& model_type, void (*read_hparams)(hf::ModelConfig&)) {
-  FamilySpec s;
-  s.name = name;
-  s.architectures = {architecture};
-  s.model_types = {model_type};
+  FamilySpec s = family_spec(name, architecture, model_type, read_hparams, "n_routed_experts");
   use_mlp_experts_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "n_routed_experts";
   s.has_mtp = true;
   return s;
 }

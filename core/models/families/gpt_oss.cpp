@@ -145,16 +145,11 @@ void save_experts(const ExpertWeights& w, int64_t l, std::vector<std::pair<std::
 }  // namespace
 
 FamilySpec gpt_oss_family() {
-  FamilySpec s;
-  s.name = "gpt_oss";
-  s.architectures = {"GptOssForCausalLM"};
-  s.model_types = {"gpt_oss"};
+  FamilySpec s = family_spec("gpt_oss", "GptOssForCausalLM", "gpt_oss", read_hparams, "num_local_experts");
   s.names.router = "model.layers.{L}.mlp.router.weight";
   s.names.expert_gate.clear();  // fused experts only (load_experts / save_experts)
   s.names.expert_up.clear();
   s.names.expert_down.clear();
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_local_experts";
   s.load_experts = load_experts;
   s.save_experts = save_experts;
   return s;

@@ -127,10 +127,7 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec llama4_family() {
-  FamilySpec s;
-  s.name = "llama4";
-  s.architectures = {"Llama4ForCausalLM"};
-  s.model_types = {"llama4_text"};
+  FamilySpec s = family_spec("llama4", "Llama4ForCausalLM", "llama4_text", read_hparams, "num_local_experts");
   s.names.q_norm.clear();
   s.names.k_norm.clear();
   s.names.router = "model.layers.{L}.feed_forward.router.weight";
@@ -150,8 +147,6 @@ FamilySpec llama4_family() {
   s.names.mlp_gate = "model.layers.{L}.feed_forward.gate_proj.weight";
   s.names.mlp_up = "model.layers.{L}.feed_forward.up_proj.weight";
   s.names.mlp_down = "model.layers.{L}.feed_forward.down_proj.weight";
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_local_experts";
   return s;
 }
 

@@ -62,14 +62,9 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec minimax_m2_family() {
-  FamilySpec s;
-  s.name = "minimax_m2";
-  s.architectures = {"MiniMaxM2ForCausalLM"};
-  s.model_types = {"minimax_m2"};
+  FamilySpec s = family_spec("minimax_m2", "MiniMaxM2ForCausalLM", "minimax_m2", read_hparams, "num_local_experts");
   use_block_sparse_moe_names(s.names);
   s.names.router_correction_bias = "model.layers.{L}.block_sparse_moe.e_score_correction_bias";
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_local_experts";
   return s;
 }
 

@@ -27,13 +27,8 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec mixtral_family() {
-  FamilySpec s;
-  s.name = "mixtral";
-  s.architectures = {"MixtralForCausalLM"};
-  s.model_types = {"mixtral"};
+  FamilySpec s = family_spec("mixtral", "MixtralForCausalLM", "mixtral", read_hparams, "num_local_experts");
   use_block_sparse_moe_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_local_experts";
   return s;
 }
 

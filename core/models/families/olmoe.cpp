@@ -32,13 +32,7 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec olmoe_family() {
-  FamilySpec s;
-  s.name = "olmoe";
-  s.architectures = {"OlmoeForCausalLM"};
-  s.model_types = {"olmoe"};
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_experts";
-  return s;
+  return family_spec("olmoe", "OlmoeForCausalLM", "olmoe", read_hparams, "num_experts");
 }
 
 }  // namespace moelab::models

@@ -53,14 +53,9 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec phimoe_family() {
-  FamilySpec s;
-  s.name = "phimoe";
-  s.architectures = {"PhimoeForCausalLM"};
-  s.model_types = {"phimoe"};
+  FamilySpec s = family_spec("phimoe", "PhimoeForCausalLM", "phimoe", read_hparams, "num_local_experts");
   use_block_sparse_moe_names(s.names);
   s.names.router_fused = "model.layers.{L}.mlp.router.weight";  // transformers 5's PhimoeSparseMoeBlock.router
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_local_experts";
   return s;
 }
 

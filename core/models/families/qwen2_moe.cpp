@@ -41,13 +41,8 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec qwen2_moe_family() {
-  FamilySpec s;
-  s.name = "qwen2_moe";
-  s.architectures = {"Qwen2MoeForCausalLM"};
-  s.model_types = {"qwen2_moe"};
+  FamilySpec s = family_spec("qwen2_moe", "Qwen2MoeForCausalLM", "qwen2_moe", read_hparams, "num_experts");
   use_qwen_moe_names(s.names);
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_experts";
   return s;
 }
 

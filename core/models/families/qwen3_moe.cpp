@@ -27,13 +27,7 @@ void read_hparams(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec qwen3_moe_family() {
-  FamilySpec s;
-  s.name = "qwen3_moe";
-  s.architectures = {"Qwen3MoeForCausalLM"};
-  s.model_types = {"qwen3_moe"};
-  s.read_hparams = read_hparams;
-  s.expert_count_key = "num_experts";
-  return s;
+  return family_spec("qwen3_moe", "Qwen3MoeForCausalLM", "qwen3_moe", read_hparams, "num_experts");
 }
 
 }  // namespace moelab::models

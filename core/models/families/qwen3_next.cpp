@@ -87,25 +87,15 @@ void read_qwen3_5_moe(hf::ModelConfig& c) {
 }  // namespace
 
 FamilySpec qwen3_next_family() {
-  FamilySpec s;
-  s.name = "qwen3_next";
-  s.architectures = {"Qwen3NextForCausalLM"};
-  s.model_types = {"qwen3_next"};
+  FamilySpec s = family_spec("qwen3_next", "Qwen3NextForCausalLM", "qwen3_next", read_qwen3_next, "num_experts");
   use_qwen_moe_names(s.names);
-  s.read_hparams = read_qwen3_next;
-  s.expert_count_key = "num_experts";
   s.has_mtp = true;
   return s;
 }
 
 FamilySpec qwen3_5_moe_family() {
-  FamilySpec s;
-  s.name = "qwen3_5_moe";
-  s.architectures = {"Qwen3_5MoeForCausalLM"};
-  s.model_types = {"qwen3_5_moe_text"};
+  FamilySpec s = family_spec("qwen3_5_moe", "Qwen3_5MoeForCausalLM", "qwen3_5_moe_text", read_qwen3_5_moe, "num_experts");
   use_qwen_moe_names(s.names);
-  s.read_hparams = read_qwen3_5_moe;
-  s.expert_count_key = "num_experts";
   s.has_mtp = true;
   return s;
 }
