@@ -39,11 +39,10 @@ std::string host_name() {
 }
 
 void write_job_record(const std::string& results_dir, const JobRecord& r) {
-  nlohmann::json j = {{"id", r.id},           {"label", r.label},
-                            {"state", r.state},     {"exit_code", r.exit_code}, {"attempt", r.attempt},
-                            {"executor", r.executor}, {"host", r.host},     {"slurm_job", r.slurm_job},
-                            {"started", r.started}, {"finished", r.finished}, {"seconds", r.seconds},
-                            {"log", r.log}};
+  nlohmann::json j = {{"id", r.id},             {"label", r.label},       {"state", r.state},
+                      {"exit_code", r.exit_code}, {"attempt", r.attempt},   {"executor", r.executor},
+                      {"host", r.host},           {"slurm_job", r.slurm_job}, {"started", r.started},
+                      {"finished", r.finished},   {"seconds", r.seconds},   {"log", r.log}};
   if (r.kind) j["kind"] = to_string(*r.kind);
   fs::create_directories(jobs_dir(results_dir));
   write_file_atomic(jobs_dir(results_dir) / (r.id + ".json"), j.dump(1) + "\n");

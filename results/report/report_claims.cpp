@@ -222,7 +222,7 @@ Table build_claims_table(const SweepResults& r) {
         if (!v) continue;
         const Outcome o = c.kind == ClaimKind::kRank     ? check_rank(r, c, *m, p, all, *v)
                           : c.kind == ClaimKind::kBetter ? check_better(r, c, *m, p, all, *v)
-                                               : check_retains(r, c, *m, p, *v);
+                                                         : check_retains(r, c, *m, p, *v);
         const std::string label = point_label(p, matched, c);
         parts.push_back((label.empty() ? "" : label + ": ") + o.text + (o.measured ? (o.holds ? " yes" : " no") : ""));
         measured += o.measured;
