@@ -96,7 +96,7 @@ ClaimSpec claim_from_json(const json& j, const std::string& source, const std::s
   c.claim = r.str(j, "claim");
   const std::string kind = r.str(j, "kind");
   const auto known = parse_enum_word(kClaimKindWords, kind);
-  if (!known) r.fail("kind", "\"" + kind + "\" is not " + enum_word_list(kClaimKindWords));
+  if (!known) r.fail("kind", not_a_word_of(kClaimKindWords, kind));
   c.kind = *known;
   // Keys of another kind are refused: a claim that reads as checked must be checked.
   auto only_for = [&](const std::string& key, ClaimKind only) {

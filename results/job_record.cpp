@@ -62,7 +62,7 @@ JobRecord parse_job_record(const fs::path& p) {
     if (j.contains("kind")) {
       const std::string kind = j.at("kind").get<std::string>();
       r.kind = parse_job_kind(kind);
-      if (!r.kind) throw InputError(p.string(), "kind: \"" + kind + "\" is not " + enum_word_list(kJobKindWords));
+      if (!r.kind) throw InputError(p.string(), "kind: " + not_a_word_of(kJobKindWords, kind));
     }
     r.label = j.value("label", "");
     r.exit_code = static_cast<int>(json_integer_or(j, "exit_code", 0));

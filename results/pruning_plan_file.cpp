@@ -53,11 +53,11 @@ PruningPlan load_plan(const std::string& path) {
     p.criterion = j.value("criterion", "");
     const std::string direction = j.value("direction", "min");
     if (const auto d = parse_prune_direction(direction)) p.direction = *d;
-    else throw InputError(path, "direction: \"" + direction + "\" is not min or max");
+    else throw InputError(path, "direction: " + not_a_word_of(kPruneDirectionWords, direction));
     p.ratio = j.value("ratio", 0.0);
     const std::string scope = j.value("scope", "uniform");
     if (const auto s = parse_prune_scope(scope)) p.scope = *s;
-    else throw InputError(path, "scope: \"" + scope + "\" is not uniform or global");
+    else throw InputError(path, "scope: " + not_a_word_of(kPruneScopeWords, scope));
     p.procedure = j.value("procedure", "manual");
     p.scores = j.value("scores", "");
     p.experts_per_token = json_integer_or(j, "experts_per_token", 0);

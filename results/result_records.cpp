@@ -104,7 +104,7 @@ ResultRecord record_from_json(const nlohmann::json& j, const std::string& source
   r.task = need("task", is_str, "a string").get<std::string>();
   const std::string kind = need("kind", is_str, "a string").get<std::string>();
   const auto known = parse_enum_word(kRecordKindWords, kind);
-  if (!known) throw InputError(source, "field \"kind\": \"" + kind + "\" is not " + enum_word_list(kRecordKindWords));
+  if (!known) throw InputError(source, "field \"kind\": " + not_a_word_of(kRecordKindWords, kind));
   r.kind = *known;
   r.metrics = need("metrics", is_obj, "an object");
   r.n_items = need("n_items", is_int, "an integer").get<int64_t>();

@@ -43,8 +43,7 @@ PlannedJob job_from_json(const nlohmann::json& j, const std::string& source) {
     out.id = j.at("id").get<std::string>();
     const std::string kind = j.at("kind").get<std::string>();
     const auto known = parse_job_kind(kind);
-    if (!known)
-      throw InputError(source, "malformed job " + out.id + ": kind \"" + kind + "\" is not " + enum_word_list(kJobKindWords));
+    if (!known) throw InputError(source, "malformed job " + out.id + ": kind " + not_a_word_of(kJobKindWords, kind));
     out.kind = *known;
     out.label = j.value("label", "");
     out.deps = j.at("deps").get<std::vector<std::string>>();

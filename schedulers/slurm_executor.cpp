@@ -26,10 +26,8 @@ namespace moelab::schedulers {
 namespace fs = std::filesystem;
 namespace {
 
-// The spec key of a stage's resources (score jobs take calibrate's).
-std::string resource_key(JobKind kind) {
-  return std::string("resources.") + to_string(kind == JobKind::kScore ? JobKind::kCalibrate : kind);
-}
+// The spec key of a stage's resources.
+std::string resource_key(JobKind kind) { return std::string("resources.") + to_string(resource_kind(kind)); }
 
 std::string render(const std::string& tmpl, const std::map<std::string, std::string>& values,
                    const std::string& template_file) {
@@ -86,9 +84,10 @@ std::vector<StageSubmission> read_submissions(const std::string& results_dir) {
     try {
       const auto j = nlohmann::json::parse(line);
       StageSubmission s;
-      s.stage = j.at("stage").get<std::string>();
-      const auto kind = results::parse_job_kind(s.stage);
-      if (!kind) throw InputError(path, "line " + std::to_string(line_no) + ": stage \"" + s.stage + "\" is not a job kind");
+      const std::string stage = j.at("stage").get<std::string>();
+      const auto kind = results::parse_job_kind(stage);
+      if (!kind)
+        throw InputError(path, "line " + std::to_string(line_no) + ": stage " + not_a_word_of(results::kJobKindWords, stage));
       s.kind = *kind;
       s.array_job = j.at("array_job").get<std::string>();
       s.script = j.value("script", "");
@@ -194,7 +193,6 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
     std::string jobs_text;
     StageSubmission st;
     st.kind = kind;
-    st.stage = stage;
     for (const Job* j : jobs) {
       jobs_text += job_to_json(*j).dump() + "\n";
       st.ids.push_back(j->id);
@@ -252,12 +250,12 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
                           std::string(opts.dry_run ? " --dry-run" : "") + ").\nset -euo pipefail\n";
   for (size_t s = 0; s < stages.size(); ++s) {
     std::string dep_sh;
-    for (size_t d : needs_stage[s]) dep_sh += ":${" + stages[d].stage + "_job}";
+    for (size_t d : needs_stage[s]) dep_sh += ":${" + stages[d].stage() + "_job}";
     for (const auto& t : needs_task[s]) dep_sh += ":" + t;
-    submit_sh += stages[s].stage + "_job=$(sbatch --parsable" +
+    submit_sh += stages[s].stage() + "_job=$(sbatch --parsable" +
                  (dep_sh.empty() ? "" : " --dependency=afterok" + dep_sh) + " " +
-                 quote((fs::path(dir.path()) / stages[s].script).string()) + ")\necho \"" + stages[s].stage +
-                 ": ${" + stages[s].stage + "_job}\"\n";
+                 quote((fs::path(dir.path()) / stages[s].script).string()) + ")\necho \"" + stages[s].stage() +
+                 ": ${" + stages[s].stage() + "_job}\"\n";
   }
   write_file_atomic(sub_dir / "submit.sh", submit_sh);
   ::chmod((sub_dir / "submit.sh").c_str(), 0755);
@@ -283,7 +281,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
   }
   if (opts.dry_run) {
     for (const auto& st : stages)
-      progress("wrote " + st.script + " (" + std::to_string(st.ids.size()) + " " + st.stage + " jobs)");
+      progress("wrote " + st.script + " (" + std::to_string(st.ids.size()) + " " + st.stage() + " jobs)");
     progress("dry run: nothing submitted; " + sub.dir + "/submit.sh submits these scripts");
     guard.keep = true;
     sub.stages = std::move(stages);
@@ -311,7 +309,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
     const std::string log_path = dir.path() + "/slurm/submissions.jsonl";
     if (fs::exists(log_path)) log = read_file_text(log_path, "submissions log");
     log += nlohmann::json{{"submission", sub.dir},
-                          {"stage", stages[s].stage},
+                          {"stage", stages[s].stage()},
                           {"array_job", id},
                           {"script", stages[s].script},
                           {"dependency", dep.empty() ? "" : "afterok" + dep},
@@ -320,7 +318,7 @@ SlurmSubmission submit_slurm(const ResultsDir& dir, const SweepSpec& spec, const
                .dump() +
            "\n";
     write_file_atomic(log_path, log);
-    progress("submitted " + stages[s].stage + ": array job " + id + " (" + std::to_string(stages[s].ids.size()) +
+    progress("submitted " + stages[s].stage() + ": array job " + id + " (" + std::to_string(stages[s].ids.size()) +
              " tasks" + (ss.throttle > 0 ? ", at most " + std::to_string(ss.throttle) + " at once" : "") +
              (dep.empty() ? "" : ", after " + dep.substr(1)) + ")");
   }

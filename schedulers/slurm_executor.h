@@ -35,7 +35,8 @@ struct SlurmOptions {
 
 struct StageSubmission {
   results::JobKind kind = results::JobKind::kCalibrate;  // of its jobs
-  std::string stage, array_job, script;                 // stage: to_string(kind)
+  std::string array_job, script;
+  std::string stage() const { return to_string(kind); }  // its word: file names, shell variables
   std::vector<std::string> ids;  // job id of task i
   std::vector<std::string> dependencies;
 };

@@ -120,7 +120,7 @@ CriterionChoice parse_criterion(const Reader& r, const YAML::Node& n, const std:
     if (n["direction"]) {
       const std::string d = r.as<std::string>(n["direction"], key + ".direction");
       const auto known = results::parse_prune_direction(d);
-      if (!known) r.fail(key + ".direction", "must be min or max");
+      if (!known) r.fail(key + ".direction", not_a_word_of(results::kPruneDirectionWords, d));
       c.direction = *known;
     }
   } else {
@@ -281,7 +281,7 @@ const CalibrationSpecEntry& SweepSpec::calibration_set(const std::string& n) con
 }
 
 Resources SweepSpec::resources_for(JobKind kind) const {
-  auto it = resources.find(kind == JobKind::kScore ? JobKind::kCalibrate : kind);
+  auto it = resources.find(resource_kind(kind));
   return it == resources.end() ? Resources{} : it->second;
 }
 
@@ -460,8 +460,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
   for (size_t i = 0; i < procedures.size(); ++i) {
     const auto known = results::parse_procedure(procedures[i]);
     if (!known)
-      r.fail("procedures[" + std::to_string(i) + "]",
-             "\"" + procedures[i] + "\" is not " + enum_word_list(results::kProcedureWords));
+      r.fail("procedures[" + std::to_string(i) + "]", not_a_word_of(results::kProcedureWords, procedures[i]));
     s.procedures.push_back(*known);
   }
   if (const YAML::Node bs = root["budget_search"]) {

@@ -200,8 +200,12 @@ struct SweepSpec {
   std::vector<results::ClaimSpec> claims;
   CompressedExpertsSpec compressed_experts;
   const CalibrationSpecEntry& calibration_set(const std::string& name) const;
-  Resources resources_for(JobKind kind) const;
+  Resources resources_for(JobKind kind) const;  // resources[resource_kind(kind)], or the defaults
 };
+
+// The kind whose `resources` entry a job of `kind` takes: score jobs take calibrate's
+// (a spec has no resources.score). The job graph and the Slurm stages both ask here.
+inline JobKind resource_kind(JobKind kind) { return kind == JobKind::kScore ? JobKind::kCalibrate : kind; }
 
 // Parses and validates (criteria against the registry, ratios in [0, 1), paths exist,
 // procedures known, resources well-formed). InputError naming the file and key.

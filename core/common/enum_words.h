@@ -6,6 +6,7 @@
 //   enum_word(kJobKindWords, JobKind::kPrune)          -> "prune"
 //   parse_enum_word(kJobKindWords, "prune")            -> JobKind::kPrune (nullopt if unknown)
 //   enum_word_list(kJobKindWords)                      -> "calibrate, score, ... or eval"
+//   not_a_word_of(kJobKindWords, "pruning")            -> "\"pruning\" is not calibrate, ... or eval"
 #pragma once
 
 #include <array>
@@ -39,6 +40,12 @@ std::string enum_word_list(const EnumWords<E, N>& words, const char* last = " or
   std::string s;
   for (std::size_t i = 0; i < N; ++i) s += (i == 0 ? "" : i + 1 == N ? last : ", ") + std::string(words[i].second);
   return s;
+}
+
+// The refusal of a word that is not in the table, one wording for every reader.
+template <class E, std::size_t N>
+std::string not_a_word_of(const EnumWords<E, N>& words, const std::string& word) {
+  return "\"" + word + "\" is not " + enum_word_list(words);
 }
 
 }  // namespace moelab

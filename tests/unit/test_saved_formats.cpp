@@ -238,6 +238,7 @@ TEST(EnumWords, EveryKindProcedureAndDirectionReadsBackAsWritten) {
   expect_words_round_trip(results::kPruneScopeWords, {"uniform", "global"});
   expect_words_round_trip(schedulers::kRecoveryKindWords, {"none", "kshot", "finetune", "router_kd"});
   EXPECT_EQ(enum_word_list(results::kClaimKindWords), "rank, better, retains or not_measured");
+  EXPECT_EQ(not_a_word_of(results::kPruneScopeWords, "local"), "\"local\" is not uniform or global");
   EXPECT_TRUE(results::chosen_from_scores(results::Procedure::kSearched));
   EXPECT_FALSE(results::chosen_from_scores(results::Procedure::kLottery));
 }
