@@ -568,8 +568,8 @@ SweepSpec parse_sweep_spec(const std::string& path) {
     for (const auto& kv : res) {
       const std::string kind = kv.first.as<std::string>();
       const auto known = results::parse_job_kind(kind);
-      // score jobs run with calibrate's resources: they have no key of their own
-      if (!known || *known == JobKind::kScore)
+      // a kind that takes another's resources (score: calibrate's) has no key of its own
+      if (!known || resource_kind(*known) != *known)
         r.fail("resources." + kind, "unknown job kind (calibrate, prune, finetune, eval)");
       s.resources[*known] = parse_resources(r, kv.second, "resources." + kind);
     }

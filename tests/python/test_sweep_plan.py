@@ -67,6 +67,9 @@ def test_plan_shares_calibration_and_scoring_and_counts_every_job(fixtures, moel
     ({"model": "/no/such/model"}, "model", "does not exist"),
     ({"resources": {"prune": {"mem": "lots"}}}, "resources.prune.mem", "Slurm memory size"),
     ({"resources": {"eval": {"time": "1h"}}}, "resources.eval.time", "Slurm time limit"),
+    # score jobs take calibrate's resources (schedulers::resource_kind): no key of their own
+    ({"resources": {"score": {"ranks": 2}}}, "resources.score", "unknown job kind (calibrate, prune, finetune, eval)"),
+    ({"criteria": [{"name": "EAN", "direction": "up"}]}, "criteria[0].direction", '"up" is not min or max'),
     ({"procedures": ["one-shot", "greedy"]}, "procedures[1]", "not one-shot"),
     ({"exclude": [{"colour": "red"}]}, "exclude[0].colour", "unknown key"),
     # Found by the fuzzer: a filter's ratio that is not a number ended in an uncaught stod.
