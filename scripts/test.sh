@@ -16,13 +16,14 @@ jobs=${MOELAB_TEST_JOBS:-2}
 # spin at every parallel region, and mpirun binds rank i to core i in every test at once:
 # beside a busy core, a 1-rank eval of 4 s took 31-54 s with 2 threads (5.5 s with 1), and a
 # 2-rank calibration of 6 s took 27 s bound (9 s unbound). Both only when tests share cores;
-# a user's own setting wins.
+# a user's own setting wins. Only CTest gets them (nproc, for one, obeys OMP_NUM_THREADS).
+share=()
 if [ "$jobs" -gt 1 ]; then
   threads=$(( $(nproc) / jobs ))
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( threads > 0 ? threads : 1 ))}
-  export OMPI_MCA_hwloc_base_binding_policy=${OMPI_MCA_hwloc_base_binding_policy:-none}
+  share=("OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( threads > 0 ? threads : 1 ))}"
+         "OMPI_MCA_hwloc_base_binding_policy=${OMPI_MCA_hwloc_base_binding_policy:-none}")
 fi
-ctest --preset default -j "$jobs" "$@"
+env "${share[@]}" ctest --preset default -j "$jobs" "$@"
 
 fuzz_seconds=${MOELAB_FUZZ_SECONDS:-20}
 [ "${MOELAB_LONG_TESTS:-0}" = 1 ] && fuzz_seconds=${MOELAB_FUZZ_SECONDS:-60}

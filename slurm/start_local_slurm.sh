@@ -11,7 +11,9 @@ STATE=${1:?usage: start_local_slurm.sh STATE_DIR}
 mkdir -p "$STATE"/{spool,state,log}
 STATE=$(cd "$STATE" && pwd)
 HOST=$(hostname -s)
-CPUS=$(nproc)
+# The CPUs this process may use: nproc would also obey OMP_NUM_THREADS (scripts/test.sh sets
+# it to 1 per test), and a node of 1 CPU refuses every 2-rank job.
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 # A bit under the free memory, so that slurmd accepts the node (it checks RealMemory).
 MEM_MB=$(awk '/MemAvailable/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
 
