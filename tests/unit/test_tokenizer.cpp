@@ -294,7 +294,8 @@ TEST(TokenizerErrors, MalformedJsonIsOneLineError) {
   const fs::path& d = scratch.path;
   for (std::string bad : {std::string("{\"model\": {\"type\": \"BPE\",\n\n  \"vocab\": {\"a\": 0,}}}"),
                           std::string("not json at all\n"), std::string(""), std::string("\xff\xfe{}"),
-                          std::string("{\"model\": \"\xc3\x28\"}")}) {
+                          std::string("{\"model\": \"\xc3\x28\"}"),
+                          std::string("{\"model\": 1E400}")}) {  // a number no double holds (found by fuzzing)
     write_file(d / "tokenizer.json", bad);
     std::string msg = input_error_of([&] { Tokenizer::from_file((d / "tokenizer.json").string()); });
     EXPECT_EQ(msg.rfind((d / "tokenizer.json").string() + ": is not valid JSON", 0), 0u) << msg;
